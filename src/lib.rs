@@ -1,6 +1,98 @@
-//! tower-bearer: bearer-token authentication for tower HTTP clients that looks after itself.
+//! Bearer-token authentication for tower HTTP clients that looks after itself.
+//!
+//! [`BearerAuthLayer`] wraps any `tower::Service<http::Request<B>>` (a hyper-util client, a
+//! `Buffer`, a whole `ServiceBuilder` stack) and gives every request an
+//! `Authorization: Bearer …` header from a shared [`TokenCache`]. The cache gets its tokens
+//! from a *refresher*, itself a tower [`Service`](tower::Service) from [`TokenRequest`] to
+//! [`Token`], and:
+//!
+//! - refreshes a token in the background before it expires, while requests keep using it;
+//! - makes every request that has to wait for a token share one refresh, however many there are;
+//! - when a server answers 401, replaces the token once (however many requests were refused
+//!   with it) and sends the request again, once;
+//! - after a failed refresh, backs off before calling the refresher again, and fails the
+//!   requests that need a token in the meantime at once, with a [`TokenError`];
+//! - never attaches the token to a request that already has an `Authorization` header, or to
+//!   one outside its [`Scope`].
+//!
+//! When the token is valid, a request costs an atomic load, a clock read and the header insert:
+//! no lock, and no allocation when retries are off.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http::{Request, Response, header::AUTHORIZATION};
+//! use http_body_util::Full;
+//! use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
+//! use tower_bearer::{BearerAuthLayer, ReplayBody, Token, TokenRequest};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! // The refresher: anything that turns a TokenRequest into a Token.
+//! let refresher = service_fn(|_: TokenRequest| async {
+//!     Ok::<_, BoxError>(Token::bearer("t0k3n")?.expires_in(Duration::from_secs(3600)))
+//! });
+//!
+//! // The client: here a stand-in that echoes the header it got.
+//! let client = service_fn(|req: Request<ReplayBody<Full<Bytes>>>| async move {
+//!     let auth = req.headers()[AUTHORIZATION].clone();
+//!     Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(auth.as_bytes().to_vec()))))
+//! });
+//!
+//! let service = ServiceBuilder::new()
+//!     .timeout(Duration::from_secs(10))
+//!     .layer(BearerAuthLayer::new(refresher))
+//!     .service(client);
+//!
+//! let response = service.oneshot(Request::new(Full::new(Bytes::new()))).await?;
+//! # use http_body_util::BodyExt;
+//! # assert_eq!(response.into_body().collect().await?.to_bytes(), "Bearer t0k3n");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The inner service's body type
+//!
+//! To send a request a second time its body is needed twice, so the inner service receives
+//! [`ReplayBody<B>`] around the caller's `B`; a hyper-util client is built for
+//! `ReplayBody<Full<Bytes>>` instead of `Full<Bytes>`, one line. See [`ReplayBody`] for why.
+//!
+//! # Errors
+//!
+//! The service's error is tower's [`BoxError`](tower::BoxError). It holds a [`TokenError`] when
+//! no token could be had (the request was not sent), and otherwise the inner service's own
+//! error; [`TokenError::find`] tells them apart, also through `Buffer`'s wrapper.
+//!
+//! # Secrets
+//!
+//! Tokens never appear in `Debug` output, errors or `tracing` events, and the header values
+//! carrying them are marked [sensitive](http::HeaderValue::set_sensitive).
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+mod cache;
+mod error;
+mod future;
+mod layer;
+mod scope;
+mod service;
+mod token;
 
 #[cfg(feature = "apivideo")]
 pub mod apivideo;
+
+pub use body::ReplayBody;
+pub use cache::{RefreshCounts, Stats, TokenCache, TokenCacheBuilder};
+pub use error::{RetryAfter, TokenError, TokenErrorKind};
+pub use future::ResponseFuture;
+pub use layer::BearerAuthLayer;
+pub use scope::{InvalidOrigin, Scope};
+pub use service::BearerAuth;
+pub use token::{InvalidToken, RefreshReason, Token, TokenRequest};
+
+/// Re-exported for reading a [`Token`]'s refresh token.
+pub use secrecy;

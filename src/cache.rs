@@ -1,0 +1,843 @@
+//! The shared token cache: one token, one refresh at a time, refreshed ahead of expiry.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tower::{BoxError, Service};
+
+use crate::error::{RetryAfter, TokenError, TokenErrorKind};
+use crate::{RefreshReason, Token, TokenRequest};
+
+/// The token every request shares, and the one refresh that replaces it.
+///
+/// A `TokenCache` holds the current [`Token`] and the refresher that makes new ones. It is
+/// cheap to clone: every clone, and every [`BearerAuth`](crate::BearerAuth) service built from
+/// it, reads the same token and waits on the same refresh. Build one per account and hand it
+/// to as many layers as use that account.
+///
+/// A token goes through three windows (the durations are [settings](TokenCacheBuilder)):
+///
+/// | the token is | a request |
+/// | --- | --- |
+/// | fresh | uses it: an atomic load and a clock read, no lock |
+/// | in the refresh-ahead window | uses it; the first to notice starts one background refresh |
+/// | within the minimum validity, expired, rejected or absent | waits for the one refresh in flight, starting it if there is none |
+///
+/// Refreshes run in a task of their own, so a request that gives up (a timeout, a client hanging
+/// up) never cancels or poisons the refresh others wait for. After a failed refresh the cache
+/// does not call the refresher again until a backoff has passed; requests that need a token in
+/// that time fail at once with the remembered error.
+///
+/// The refresher's type does not appear in `TokenCache`'s: a refresher is called about once per
+/// token lifetime, so boxing its future costs nothing that matters, and in return no type in
+/// your stack has to name it.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::service_fn;
+/// use tower_bearer::{Token, TokenCache, TokenRequest};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// let cache = TokenCache::new(service_fn(|_: TokenRequest| async {
+///     Ok::<_, tower::BoxError>(Token::bearer("a-token")?.expires_in(Duration::from_secs(3600)))
+/// }));
+///
+/// // Outside HTTP (a WebSocket handshake, gRPC metadata), read the token directly.
+/// let token = cache.token().await?;
+/// assert_eq!(token.authorization(), "Bearer a-token");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TokenCache {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// What the hot path reads.
+    current: ArcSwapOption<Entry>,
+    /// Everything else: the refresh in flight and the last failure.
+    state: Mutex<State>,
+    refresher: Box<dyn Refresh>,
+    settings: Settings,
+    counters: Counters,
+    /// The origin of `Entry::next_ahead`, which is an atomic count of nanoseconds.
+    epoch: Instant,
+}
+
+/// A token as the cache holds it.
+pub(crate) struct Entry {
+    pub(crate) token: Token,
+    pub(crate) generation: u64,
+    obtained: Instant,
+    /// The refresh-ahead window starts here.
+    refresh_at: Option<Instant>,
+    /// From here on, requests wait for a new token rather than use this one.
+    stale_at: Option<Instant>,
+    /// A 401 does not replace the token before this.
+    replaceable_at: Instant,
+    /// A server answered 401 to it (and it was old enough to believe).
+    rejected: bool,
+    /// When a background refresh may next start, in nanoseconds since `Shared::epoch`:
+    /// `CLAIMED` once a request has started one, later if one failed and is backing off.
+    next_ahead: AtomicU64,
+}
+
+const CLAIMED: u64 = u64::MAX;
+
+#[derive(Default)]
+struct State {
+    flight: Option<Flight>,
+    failure: Option<Failure>,
+    generation: u64,
+    flights: u64,
+}
+
+struct Flight {
+    id: u64,
+    reason: RefreshReason,
+    /// Waiters subscribe to it; the flight's end sends the outcome.
+    done: watch::Sender<Option<Outcome>>,
+}
+
+struct Failure {
+    error: TokenError,
+    retry_at: Instant,
+    consecutive: u32,
+}
+
+type Outcome = Result<Arc<Entry>, TokenError>;
+
+/// What a request does when the hot path has no token for it.
+pub(crate) enum Acquire {
+    Ready(Arc<Entry>),
+    Wait(Waiting),
+    Failed(TokenError),
+}
+
+/// What a request does after a 401.
+pub(crate) enum Rejection {
+    /// Send it again with the token this gives.
+    Retry(Acquire),
+    /// The token was too young to blame: give the 401 back.
+    TooYoung,
+}
+
+/// A request waiting for the refresh in flight.
+pub(crate) struct Waiting {
+    reason: RefreshReason,
+    done: watch::Receiver<Option<Outcome>>,
+}
+
+pub(crate) type WaitFuture = Pin<Box<dyn Future<Output = Outcome> + Send + Sync>>;
+
+impl Waiting {
+    pub(crate) fn into_future(self) -> WaitFuture {
+        let Waiting { reason, mut done } = self;
+        Box::pin(async move {
+            match done.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone().expect("waited for an outcome"),
+                // The flight's guard always sends; this is a runtime dropping the task mid-way.
+                Err(_) => Err(TokenError::new(reason, TokenErrorKind::Abandoned)),
+            }
+        })
+    }
+}
+
+impl Acquire {
+    pub(crate) fn into_future(self) -> WaitFuture {
+        match self {
+            Acquire::Ready(entry) => Box::pin(std::future::ready(Ok(entry))),
+            Acquire::Wait(waiting) => waiting.into_future(),
+            Acquire::Failed(err) => Box::pin(std::future::ready(Err(err))),
+        }
+    }
+}
+
+// ===== impl TokenCache =====
+
+impl TokenCache {
+    /// A cache with the default settings, getting its tokens from `refresher`.
+    ///
+    /// A refresher is any [`Service`] from [`TokenRequest`] to [`Token`]: stack `timeout`,
+    /// `retry` or `rate_limit` on it with `ServiceBuilder` as on any service. The cache keeps
+    /// the one instance, drives it ready and calls it once per refresh, so its readiness
+    /// (a rate limit, say) is respected.
+    pub fn new<R>(refresher: R) -> Self
+    where
+        R: Service<TokenRequest, Response = Token> + Send + 'static,
+        R::Future: Send + 'static,
+        R::Error: Into<BoxError>,
+    {
+        TokenCache::builder(refresher).build()
+    }
+
+    /// A builder, to change the settings from their defaults.
+    pub fn builder<R>(refresher: R) -> TokenCacheBuilder
+    where
+        R: Service<TokenRequest, Response = Token> + Send + 'static,
+        R::Future: Send + 'static,
+        R::Error: Into<BoxError>,
+    {
+        TokenCacheBuilder {
+            refresher: Box::new(Arc::new(tokio::sync::Mutex::new(refresher))),
+            settings: Settings::default(),
+        }
+    }
+
+    /// The current token, waiting for a refresh if it is absent, expired or about to expire.
+    pub async fn token(&self) -> Result<Token, TokenError> {
+        let entry = match self.fresh() {
+            Some(entry) => entry,
+            None => self.acquire().into_future().await?,
+        };
+        Ok(entry.token.clone())
+    }
+
+    /// Reports that a server rejected `token`, and returns the token to use instead.
+    ///
+    /// For callers outside HTTP that got the token from [`token`](Self::token): if the cache
+    /// still holds `token`, it is replaced (one refresh however many callers report it); if the
+    /// cache has moved on, the current token is returned. A token younger than the
+    /// [minimum age](TokenCacheBuilder::min_token_age) is not blamed: it is returned as it is.
+    pub async fn reject(&self, token: &Token) -> Result<Token, TokenError> {
+        let current = self.shared.current.load_full();
+        let Some(entry) = current.filter(|e| e.token.authorization() == token.authorization())
+        else {
+            return self.token().await;
+        };
+        match self.rejected(entry.generation) {
+            Rejection::Retry(acquire) => Ok(acquire.into_future().await?.token.clone()),
+            Rejection::TooYoung => Ok(entry.token.clone()),
+        }
+    }
+
+    /// A snapshot of what the cache has done, for an operator.
+    pub fn stats(&self) -> Stats {
+        let now = Instant::now();
+        let counters = &self.shared.counters;
+        let current = self.shared.current.load();
+        let state = self.state();
+        Stats {
+            refreshes: RefreshReason::ALL.map(|reason| counters.refresh(reason)),
+            unauthorized: counters.unauthorized.load(Ordering::Relaxed),
+            retried: counters.retried.load(Ordering::Relaxed),
+            not_replaced: counters.not_replaced.load(Ordering::Relaxed),
+            generation: current.as_ref().map_or(0, |e| e.generation),
+            expires_in: current
+                .as_ref()
+                .and_then(|e| e.token.expiry())
+                .map(|at| at.saturating_duration_since(now)),
+            refreshing: state.flight.is_some(),
+            waiting: state.flight.as_ref().map_or(0, |f| f.done.receiver_count()),
+            backing_off: state
+                .failure
+                .as_ref()
+                .map(|f| f.retry_at.saturating_duration_since(now))
+                .filter(|d| !d.is_zero()),
+        }
+    }
+
+    // ----- what the service uses -----
+
+    /// The hot path: the current token if a request may use it as it is.
+    ///
+    /// Starts the background refresh when the token has entered the refresh-ahead window.
+    #[inline]
+    pub(crate) fn fresh_header(&self) -> Option<(HeaderValue, u64)> {
+        let current = self.shared.current.load();
+        let entry = current.as_ref()?;
+        let now = Instant::now();
+        if !entry.usable(now) {
+            return None;
+        }
+        if entry.refresh_at.is_some_and(|at| now >= at) {
+            self.maybe_refresh_ahead(entry, now);
+        }
+        Some((entry.token.authorization().clone(), entry.generation))
+    }
+
+    fn fresh(&self) -> Option<Arc<Entry>> {
+        let entry = self.shared.current.load_full()?;
+        let now = Instant::now();
+        if !entry.usable(now) {
+            return None;
+        }
+        if entry.refresh_at.is_some_and(|at| now >= at) {
+            self.maybe_refresh_ahead(&entry, now);
+        }
+        Some(entry)
+    }
+
+    /// The slow path: a token to wait for, or the error that says none can be had now.
+    pub(crate) fn acquire(&self) -> Acquire {
+        let now = Instant::now();
+        let mut state = self.state();
+        let current = self.shared.current.load_full();
+        match current {
+            Some(entry) if entry.usable(now) => Acquire::Ready(entry),
+            current => {
+                let reason = match &current {
+                    None => RefreshReason::Initial,
+                    Some(entry) if entry.rejected => RefreshReason::Rejected,
+                    Some(_) => RefreshReason::Expired,
+                };
+                self.join_or_start(&mut state, reason, current.as_deref(), now)
+            }
+        }
+    }
+
+    /// A server answered 401 to a request sent with the token of `generation`.
+    pub(crate) fn rejected(&self, generation: u64) -> Rejection {
+        let now = Instant::now();
+        let counters = &self.shared.counters;
+        counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state();
+        let Some(entry) = self.shared.current.load_full() else {
+            drop(state);
+            return Rejection::Retry(self.acquire());
+        };
+        if entry.generation != generation {
+            // The cache has moved on since the request was sent: no refresh, just the
+            // current token.
+            tracing::debug!(
+                generation,
+                current = entry.generation,
+                "401 for a replaced token; retrying with the current one"
+            );
+            drop(state);
+            return Rejection::Retry(self.acquire());
+        }
+        if now < entry.replaceable_at {
+            counters.not_replaced.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                generation,
+                "401 for a token younger than the minimum age; not replacing it"
+            );
+            return Rejection::TooYoung;
+        }
+        tracing::debug!(generation, "401: forcing a refresh");
+        let rejected = if entry.rejected {
+            entry
+        } else {
+            // Requests arriving from now on wait for the replacement rather than being sent
+            // with a token the server has refused.
+            let rejected = Arc::new(entry.rejected_copy());
+            self.shared.current.store(Some(rejected.clone()));
+            rejected
+        };
+        Rejection::Retry(self.join_or_start(
+            &mut state,
+            RefreshReason::Rejected,
+            Some(&rejected),
+            now,
+        ))
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.shared.counters.retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    // ----- refreshing -----
+
+    fn maybe_refresh_ahead(&self, entry: &Entry, now: Instant) {
+        let now_ns = self.nanos(now);
+        let next = entry.next_ahead.load(Ordering::Relaxed);
+        if now_ns < next
+            || entry
+                .next_ahead
+                .compare_exchange(next, CLAIMED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let mut state = self.state();
+        if state.flight.is_some() {
+            // Whatever is in flight replaces this token, or on failure sets the next attempt.
+            return;
+        }
+        if let Some(failure) = &state.failure {
+            if now < failure.retry_at {
+                entry
+                    .next_ahead
+                    .store(self.nanos(failure.retry_at), Ordering::Relaxed);
+                return;
+            }
+        }
+        // The waiter is dropped: nobody waits for a background refresh.
+        let _ = self.start(&mut state, RefreshReason::Ahead, Some(entry));
+    }
+
+    fn join_or_start(
+        &self,
+        state: &mut State,
+        reason: RefreshReason,
+        previous: Option<&Entry>,
+        now: Instant,
+    ) -> Acquire {
+        if let Some(flight) = &state.flight {
+            return Acquire::Wait(Waiting {
+                reason: flight.reason,
+                done: flight.done.subscribe(),
+            });
+        }
+        if let Some(failure) = &state.failure {
+            if now < failure.retry_at {
+                return Acquire::Failed(failure.error.backing_off(failure.retry_at - now));
+            }
+        }
+        self.start(state, reason, previous)
+    }
+
+    fn start(&self, state: &mut State, reason: RefreshReason, previous: Option<&Entry>) -> Acquire {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Acquire::Failed(TokenError::new(reason, TokenErrorKind::NoRuntime));
+        };
+        let (tx, done) = watch::channel(None);
+        state.flights += 1;
+        let id = state.flights;
+        state.flight = Some(Flight {
+            id,
+            reason,
+            done: tx,
+        });
+        self.shared.counters.started[reason.index()].fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            reason = reason.as_str(),
+            generation = previous.map_or(0, |e| e.generation),
+            "token refresh started"
+        );
+        let request = TokenRequest::new(reason, previous.map(|e| e.token.clone()));
+        let refresh = self.shared.refresher.refresh(request);
+        let flight = FlightGuard {
+            cache: self.clone(),
+            id,
+            reason,
+            started: Instant::now(),
+            finished: false,
+        };
+        runtime.spawn(flight.run(refresh));
+        Acquire::Wait(Waiting { reason, done })
+    }
+
+    /// Records the end of flight `id` and wakes everyone waiting for it.
+    fn finish(
+        &self,
+        id: u64,
+        reason: RefreshReason,
+        started: Instant,
+        result: Result<Token, TokenError>,
+    ) {
+        let now = Instant::now();
+        let shared = &*self.shared;
+        let elapsed_ms = now.saturating_duration_since(started).as_millis() as u64;
+        let mut state = self.state();
+        let Some(flight) = state.flight.take_if(|f| f.id == id) else {
+            return;
+        };
+        let result = result.and_then(|token| match token.expiry() {
+            Some(at) if at <= now => Err(TokenError::new(reason, TokenErrorKind::ExpiredToken)),
+            _ => Ok(token),
+        });
+        let outcome = match result {
+            Ok(token) => {
+                state.generation += 1;
+                state.failure = None;
+                let entry = Arc::new(Entry::new(token, state.generation, now, &shared.settings));
+                shared.current.store(Some(entry.clone()));
+                shared.counters.succeeded[reason.index()].fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    reason = reason.as_str(),
+                    generation = entry.generation,
+                    elapsed_ms,
+                    expires_in_s = entry.token.expiry().map(|at| (at - now).as_secs()),
+                    "token refreshed"
+                );
+                Ok(entry)
+            }
+            Err(error) => {
+                let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive + 1);
+                let delay = RetryAfter::find(&error)
+                    .unwrap_or_else(|| shared.settings.backoff(consecutive));
+                let retry_at = now + delay;
+                if let Some(current) = &*shared.current.load() {
+                    // A background refresh waits out the backoff too.
+                    current
+                        .next_ahead
+                        .store(self.nanos(retry_at), Ordering::Relaxed);
+                }
+                shared.counters.failed[reason.index()].fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    elapsed_ms,
+                    backoff_ms = delay.as_millis() as u64,
+                    consecutive,
+                    error = %error,
+                    cause = error_source(&error),
+                    "token refresh failed"
+                );
+                state.failure = Some(Failure {
+                    error: error.clone(),
+                    retry_at,
+                    consecutive,
+                });
+                Err(error)
+            }
+        };
+        drop(state);
+        flight.done.send_replace(Some(outcome));
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; if something did, the state is still whole.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.shared.epoch).as_nanos() as u64
+    }
+}
+
+fn error_source(error: &TokenError) -> Option<String> {
+    std::error::Error::source(error).map(ToString::to_string)
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.shared.current.load();
+        f.debug_struct("TokenCache")
+            .field("generation", &current.as_ref().map_or(0, |e| e.generation))
+            .field(
+                "expires_in",
+                &current
+                    .as_ref()
+                    .and_then(|e| e.token.expiry())
+                    .map(|at| at.saturating_duration_since(Instant::now())),
+            )
+            .field("settings", &self.shared.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Owns a refresh while it runs; if it is dropped before the refresh ends (the refresher
+/// panicked, the runtime shut down), its waiters are told rather than left waiting.
+struct FlightGuard {
+    cache: TokenCache,
+    id: u64,
+    reason: RefreshReason,
+    started: Instant,
+    finished: bool,
+}
+
+impl FlightGuard {
+    async fn run(mut self, refresh: RefreshFuture) {
+        let result = refresh
+            .await
+            .map_err(|err| TokenError::refresher(self.reason, err));
+        self.finished = true;
+        self.cache
+            .finish(self.id, self.reason, self.started, result);
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            let abandoned = TokenError::new(self.reason, TokenErrorKind::Abandoned);
+            self.cache
+                .finish(self.id, self.reason, self.started, Err(abandoned));
+        }
+    }
+}
+
+// ===== impl Entry =====
+
+impl Entry {
+    fn new(token: Token, generation: u64, now: Instant, settings: &Settings) -> Self {
+        let lifetime = token.expiry().map(|at| at.saturating_duration_since(now));
+        // Windows shrink with short lifetimes, so a 60 s token is not refreshed for its whole
+        // life.
+        let within = |setting: Duration, divisor: u32| match lifetime {
+            Some(lifetime) => setting.min(lifetime / divisor),
+            None => setting,
+        };
+        let expiry = token.expiry();
+        Entry {
+            generation,
+            obtained: now,
+            refresh_at: expiry.map(|at| at - within(settings.refresh_ahead, 4)),
+            stale_at: expiry.map(|at| at - within(settings.min_validity, 10)),
+            replaceable_at: now + within(settings.min_token_age, 10),
+            rejected: false,
+            next_ahead: AtomicU64::new(0),
+            token,
+        }
+    }
+
+    fn rejected_copy(&self) -> Self {
+        Entry {
+            token: self.token.clone(),
+            generation: self.generation,
+            obtained: self.obtained,
+            refresh_at: self.refresh_at,
+            stale_at: self.stale_at,
+            replaceable_at: self.replaceable_at,
+            rejected: true,
+            next_ahead: AtomicU64::new(CLAIMED),
+        }
+    }
+
+    #[inline]
+    fn usable(&self, now: Instant) -> bool {
+        !self.rejected && self.stale_at.is_none_or(|at| now < at)
+    }
+}
+
+// ===== the refresher, erased =====
+
+type RefreshFuture = Pin<Box<dyn Future<Output = Result<Token, BoxError>> + Send>>;
+
+trait Refresh: Send + Sync + 'static {
+    fn refresh(&self, request: TokenRequest) -> RefreshFuture;
+}
+
+impl<R> Refresh for Arc<tokio::sync::Mutex<R>>
+where
+    R: Service<TokenRequest, Response = Token> + Send + 'static,
+    R::Future: Send + 'static,
+    R::Error: Into<BoxError>,
+{
+    fn refresh(&self, request: TokenRequest) -> RefreshFuture {
+        let refresher = self.clone();
+        Box::pin(async move {
+            // Never contended: there is one refresh at a time. It is a lock only so that
+            // the one refresher instance can be driven ready across an await.
+            let mut refresher = refresher.lock_owned().await;
+            std::future::poll_fn(|cx| refresher.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            let call = refresher.call(request);
+            drop(refresher);
+            call.await.map_err(Into::into)
+        })
+    }
+}
+
+// ===== settings =====
+
+/// Builds a [`TokenCache`] with settings other than the defaults.
+///
+/// | setting | default | why |
+/// | --- | --- | --- |
+/// | [`refresh_ahead`](Self::refresh_ahead) | 5 min, at most ¼ of the token's lifetime | a background refresh has minutes to succeed, or to fail and be retried, before anyone waits |
+/// | [`min_validity`](Self::min_validity) | 30 s, at most 1/10 of the lifetime | a request sent with the token reaches the server, and is checked there, before it expires |
+/// | [`min_token_age`](Self::min_token_age) | 5 s, at most 1/10 of the lifetime | a 401 for a token just issued is the server refusing for another reason; replacing it again would not help |
+/// | [`backoff`](Self::backoff) | 1 s doubling to 30 s, with jitter | a failing provider is not hammered, and replicas that failed together do not retry together |
+///
+/// A refresher's [`RetryAfter`] hint takes the place of the backoff for the failure it
+/// comes with.
+///
+/// ```
+/// use std::time::Duration;
+/// # use tower::service_fn;
+/// use tower_bearer::{Token, TokenCache, TokenRequest};
+/// # let refresher = service_fn(|_: TokenRequest| async { Token::bearer("t") });
+///
+/// let cache = TokenCache::builder(refresher)
+///     .refresh_ahead(Duration::from_secs(600))
+///     .min_validity(Duration::from_secs(60))
+///     .backoff(Duration::from_millis(500), Duration::from_secs(60))
+///     .build();
+/// ```
+pub struct TokenCacheBuilder {
+    refresher: Box<dyn Refresh>,
+    settings: Settings,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    refresh_ahead: Duration,
+    min_validity: Duration,
+    min_token_age: Duration,
+    backoff_min: Duration,
+    backoff_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            refresh_ahead: Duration::from_secs(5 * 60),
+            min_validity: Duration::from_secs(30),
+            min_token_age: Duration::from_secs(5),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// The wait after `consecutive` failures: doubling from the minimum up to the maximum,
+    /// between half and all of it at random.
+    fn backoff(&self, consecutive: u32) -> Duration {
+        let doublings = consecutive.saturating_sub(1).min(31);
+        let full = self
+            .backoff_min
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max);
+        let half = full / 2;
+        half + half.mul_f64(random_fraction())
+    }
+}
+
+/// A number in [0, 1), from the standard library's per-process random hash keys: jitter
+/// needs spread, not cryptographic quality.
+fn random_fraction() -> f64 {
+    let bits = RandomState::new().hash_one(0u8);
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl TokenCacheBuilder {
+    /// How long before expiry a background refresh starts, while requests keep using the
+    /// token. Never more than a quarter of the token's lifetime.
+    pub fn refresh_ahead(mut self, window: Duration) -> Self {
+        self.settings.refresh_ahead = window;
+        self
+    }
+
+    /// How much validity a token must have left to be sent; with less, requests wait for a
+    /// new one. Never more than a tenth of the token's lifetime.
+    pub fn min_validity(mut self, validity: Duration) -> Self {
+        self.settings.min_validity = validity;
+        self
+    }
+
+    /// How old a token must be before a 401 may replace it. A younger token's 401 goes back
+    /// to the caller, and the token stays. Never more than a tenth of the token's lifetime.
+    pub fn min_token_age(mut self, age: Duration) -> Self {
+        self.settings.min_token_age = age;
+        self
+    }
+
+    /// The wait after a failed refresh: `min` after the first failure, doubling after each
+    /// further one up to `max`, each drawn at random between half and all of it.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.settings.backoff_min = min;
+        self.settings.backoff_max = max.max(min);
+        self
+    }
+
+    /// The cache.
+    pub fn build(self) -> TokenCache {
+        TokenCache {
+            shared: Arc::new(Shared {
+                current: ArcSwapOption::empty(),
+                state: Mutex::new(State::default()),
+                refresher: self.refresher,
+                settings: self.settings,
+                counters: Counters::default(),
+                epoch: Instant::now(),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for TokenCacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCacheBuilder")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+// ===== stats =====
+
+#[derive(Default)]
+struct Counters {
+    started: [AtomicU64; 4],
+    succeeded: [AtomicU64; 4],
+    failed: [AtomicU64; 4],
+    unauthorized: AtomicU64,
+    retried: AtomicU64,
+    not_replaced: AtomicU64,
+}
+
+impl Counters {
+    fn refresh(&self, reason: RefreshReason) -> RefreshCounts {
+        let i = reason.index();
+        RefreshCounts {
+            started: self.started[i].load(Ordering::Relaxed),
+            succeeded: self.succeeded[i].load(Ordering::Relaxed),
+            failed: self.failed[i].load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What a [`TokenCache`] has done so far, from [`TokenCache::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Refreshes by reason, in the order of [`RefreshReason::ALL`]; see
+    /// [`refreshes`](Self::refreshes).
+    pub refreshes: [RefreshCounts; 4],
+    /// 401 responses to requests that carried one of the cache's tokens.
+    pub unauthorized: u64,
+    /// Requests sent a second time after a 401.
+    pub retried: u64,
+    /// 401s for a token younger than the minimum age, which therefore was not replaced.
+    pub not_replaced: u64,
+    /// How many tokens the cache has obtained; 0 before the first.
+    pub generation: u64,
+    /// Time until the current token expires, if it says.
+    pub expires_in: Option<Duration>,
+    /// Whether a refresh is in flight.
+    pub refreshing: bool,
+    /// Requests waiting for the refresh in flight.
+    pub waiting: usize,
+    /// Time until the refresher may be called again, after a failure.
+    pub backing_off: Option<Duration>,
+}
+
+impl Stats {
+    /// The refreshes for one reason.
+    pub fn refreshes(&self, reason: RefreshReason) -> RefreshCounts {
+        self.refreshes[reason.index()]
+    }
+
+    /// The refreshes for every reason together.
+    pub fn total(&self) -> RefreshCounts {
+        self.refreshes
+            .iter()
+            .fold(RefreshCounts::default(), |sum, c| RefreshCounts {
+                started: sum.started + c.started,
+                succeeded: sum.succeeded + c.succeeded,
+                failed: sum.failed + c.failed,
+            })
+    }
+}
+
+/// Refreshes started, succeeded and failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RefreshCounts {
+    /// Refresher calls started.
+    pub started: u64,
+    /// Calls that returned a usable token.
+    pub succeeded: u64,
+    /// Calls that failed (including ones abandoned or returning an expired token).
+    pub failed: u64,
+}

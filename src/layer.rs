@@ -1,0 +1,90 @@
+//! The layer: the cache and the settings every service it makes shares.
+
+use tower::{BoxError, Layer, Service};
+
+use crate::future::Policy;
+use crate::{BearerAuth, Scope, Token, TokenCache, TokenRequest};
+
+/// Layer that applies [`BearerAuth`], which authenticates requests with a shared, self-refreshing
+/// bearer token.
+///
+/// Every service the layer makes, and every clone of those, shares the layer's
+/// [`TokenCache`]. The layer's own settings are about requests:
+///
+/// | setting | default | why |
+/// | --- | --- | --- |
+/// | [`retry_unauthorized`](Self::retry_unauthorized) | on | a token revoked or rotated away before its expiry costs one retry, not a failed request |
+/// | [`replay_limit`](Self::replay_limit) | 64 KiB | API calls with JSON bodies fit; an upload is not held in memory to be sent twice |
+/// | [`scope`](Self::scope) | [`Scope::any`] | a client built for one API attaches the token to all it sends; narrow it when the client also reaches other hosts |
+///
+/// The settings about tokens (how early to refresh, backoff after failures) belong to the cache,
+/// which several layers may share: see [`TokenCache::builder`].
+///
+/// See the [crate documentation](crate) for an example.
+#[derive(Clone, Debug)]
+pub struct BearerAuthLayer {
+    pub(crate) cache: TokenCache,
+    pub(crate) scope: Scope,
+    pub(crate) policy: Policy,
+}
+
+impl BearerAuthLayer {
+    /// A layer whose services get tokens from `refresher`, through a new [`TokenCache`] with
+    /// the default settings.
+    pub fn new<R>(refresher: R) -> Self
+    where
+        R: Service<TokenRequest, Response = Token> + Send + 'static,
+        R::Future: Send + 'static,
+        R::Error: Into<BoxError>,
+    {
+        BearerAuthLayer::from_cache(TokenCache::new(refresher))
+    }
+
+    /// A layer whose services share `cache` (and so share tokens with every other layer
+    /// built from it).
+    pub fn from_cache(cache: TokenCache) -> Self {
+        BearerAuthLayer {
+            cache,
+            scope: Scope::any(),
+            policy: Policy {
+                retry: true,
+                replay_limit: 64 * 1024,
+            },
+        }
+    }
+
+    /// Whether a request answered with 401 is sent once more with a new token.
+    ///
+    /// Either way a 401 tells the cache its token was refused, so the requests that follow
+    /// get a new one.
+    pub fn retry_unauthorized(mut self, retry: bool) -> Self {
+        self.policy.retry = retry;
+        self
+    }
+
+    /// The most body bytes kept to send a request again. A request whose body is larger
+    /// (by its size hint, or as it streams) is not retried on a 401.
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.policy.replay_limit = bytes;
+        self
+    }
+
+    /// The requests that get the token; any other passes through without one.
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The cache the layer's services share.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+}
+
+impl<S> Layer<S> for BearerAuthLayer {
+    type Service = BearerAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth::from_layer(inner, self)
+    }
+}

@@ -1,0 +1,205 @@
+//! Which requests get a token: the origins a token may be sent to.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::Uri;
+use http::uri::Scheme;
+
+/// The requests a token is attached to; any other passes through with none.
+///
+/// A bearer token must never reach a host it was not issued for: a pre-signed upload URL, a
+/// CDN, a redirect to a third party. A `Scope` names the origins (scheme, host and port) the
+/// token is for. The default, [`Scope::any`], attaches it to every request, which suits a
+/// client that only ever talks to one API; a provider that knows its API's origin sets the
+/// scope to it.
+///
+/// A request whose URI has no scheme and host (an origin-form URI, as on a connection already
+/// bound to a host) is outside every origin scope: use [`Scope::any`] or
+/// [`Scope::predicate`] for such a client.
+///
+/// ```
+/// use tower_bearer::Scope;
+///
+/// let scope = Scope::origin("https://ws.api.video")?;
+/// assert!(scope.allows(&"https://ws.api.video/videos?currentPage=2".parse()?));
+/// assert!(scope.allows(&"https://WS.api.video:443/videos".parse()?));
+/// assert!(!scope.allows(&"http://ws.api.video/videos".parse()?));
+/// assert!(!scope.allows(&"https://upload.example.net/signed".parse()?));
+/// assert!(!scope.allows(&"/videos".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Scope {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Any,
+    Origins(Arc<[Origin]>),
+    Predicate(Arc<dyn Fn(&Uri) -> bool + Send + Sync>),
+}
+
+/// An origin: scheme, lowercase host, and port (made explicit).
+#[derive(Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: Scheme,
+    host: String,
+    port: u16,
+}
+
+impl Scope {
+    /// Every request gets the token.
+    pub fn any() -> Self {
+        Scope { kind: Kind::Any }
+    }
+
+    /// Only requests to this origin (`scheme://host[:port]`; any path is ignored).
+    pub fn origin<U>(origin: U) -> Result<Self, InvalidOrigin>
+    where
+        U: TryInto<Uri>,
+    {
+        Scope::origins([origin])
+    }
+
+    /// Only requests to one of these origins.
+    pub fn origins<I, U>(origins: I) -> Result<Self, InvalidOrigin>
+    where
+        I: IntoIterator<Item = U>,
+        U: TryInto<Uri>,
+    {
+        let origins = origins
+            .into_iter()
+            .map(|uri| {
+                let uri = uri.try_into().map_err(|_| InvalidOrigin(()))?;
+                Origin::of(&uri).ok_or(InvalidOrigin(()))
+            })
+            .collect::<Result<Arc<[Origin]>, _>>()?;
+        Ok(Scope {
+            kind: Kind::Origins(origins),
+        })
+    }
+
+    /// The requests for which `allows` returns true.
+    pub fn predicate<F>(allows: F) -> Self
+    where
+        F: Fn(&Uri) -> bool + Send + Sync + 'static,
+    {
+        Scope {
+            kind: Kind::Predicate(Arc::new(allows)),
+        }
+    }
+
+    /// Whether a request to `uri` gets the token.
+    #[inline]
+    pub fn allows(&self, uri: &Uri) -> bool {
+        match &self.kind {
+            Kind::Any => true,
+            Kind::Origins(origins) => origins.iter().any(|origin| origin.matches(uri)),
+            Kind::Predicate(allows) => allows(uri),
+        }
+    }
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope::any()
+    }
+}
+
+impl Origin {
+    fn of(uri: &Uri) -> Option<Origin> {
+        let scheme = uri.scheme()?.clone();
+        let host = uri.host()?.to_ascii_lowercase();
+        let port = uri.port_u16().or_else(|| default_port(&scheme))?;
+        Some(Origin { scheme, host, port })
+    }
+
+    fn matches(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(host)) = (uri.scheme(), uri.host()) else {
+            return false;
+        };
+        *scheme == self.scheme
+            && host.eq_ignore_ascii_case(&self.host)
+            && uri.port_u16().or_else(|| default_port(scheme)) == Some(self.port)
+    }
+}
+
+fn default_port(scheme: &Scheme) -> Option<u16> {
+    if *scheme == Scheme::HTTPS {
+        Some(443)
+    } else if *scheme == Scheme::HTTP {
+        Some(80)
+    } else {
+        None
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Any => f.write_str("Scope::Any"),
+            Kind::Origins(origins) => f
+                .debug_tuple("Scope::Origins")
+                .field(&origins.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>())
+                .finish(),
+            Kind::Predicate(_) => f.write_str("Scope::Predicate"),
+        }
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// A scope's origin was not an absolute `http` or `https` URI with a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidOrigin(());
+
+impl fmt::Display for InvalidOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an origin must be an absolute URI with a scheme and a host")
+    }
+}
+
+impl std::error::Error for InvalidOrigin {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn origins_match_scheme_host_and_port() {
+        let scope =
+            Scope::origins(["http://127.0.0.1:8080", "https://api.example.com/ignored"]).unwrap();
+        assert!(scope.allows(&uri("http://127.0.0.1:8080/a?b")));
+        assert!(!scope.allows(&uri("http://127.0.0.1:8081/a")));
+        assert!(!scope.allows(&uri("https://127.0.0.1:8080/a")));
+        assert!(scope.allows(&uri("https://API.example.com/x")));
+        assert!(scope.allows(&uri("https://api.example.com:443/x")));
+        assert!(!scope.allows(&uri("https://api.example.com.evil.net/x")));
+        assert!(!scope.allows(&uri("https://evil.net/api.example.com")));
+    }
+
+    #[test]
+    fn bad_origins_are_errors() {
+        assert!(Scope::origin("/relative").is_err());
+        assert!(Scope::origin("not a uri").is_err());
+        assert!(Scope::origin("ftp://host").is_err());
+    }
+
+    #[test]
+    fn predicate_and_any() {
+        let scope = Scope::predicate(|u| u.path().starts_with("/api/"));
+        assert!(scope.allows(&uri("/api/x")));
+        assert!(!scope.allows(&uri("/other")));
+        assert!(Scope::any().allows(&uri("/anything")));
+    }
+}

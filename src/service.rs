@@ -1,0 +1,106 @@
+//! The middleware: attaches the cache's token to each request, and retries once on 401.
+
+use std::mem;
+use std::task::{Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
+use http_body::Body;
+use tower::{BoxError, Layer, Service};
+
+use crate::future::{Pending, Policy, ResponseFuture};
+use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
+
+/// Middleware that authenticates requests with the [`TokenCache`]'s bearer token.
+///
+/// Built by [`BearerAuthLayer`]; see the [crate documentation](crate) for what it does
+/// with each request.
+#[derive(Clone, Debug)]
+pub struct BearerAuth<S> {
+    inner: S,
+    cache: TokenCache,
+    scope: Scope,
+    policy: Policy,
+}
+
+impl<S> BearerAuth<S> {
+    pub(crate) fn from_layer(inner: S, layer: &BearerAuthLayer) -> Self {
+        BearerAuth {
+            inner,
+            cache: layer.cache.clone(),
+            scope: layer.scope.clone(),
+            policy: layer.policy,
+        }
+    }
+
+    /// Wraps `inner` with the default settings, getting tokens from `cache`.
+    pub fn new(inner: S, cache: TokenCache) -> Self {
+        BearerAuthLayer::from_cache(cache).layer(inner)
+    }
+
+    /// The token cache this service reads.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for BearerAuth<S>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body,
+    ResBody: Body,
+{
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.headers().contains_key(AUTHORIZATION) || !self.scope.allows(request.uri()) {
+            return ResponseFuture::passthrough(self.inner.call(request.map(ReplayBody::new)));
+        }
+        if let Some((authorization, generation)) = self.cache.fresh_header() {
+            return ResponseFuture::send(
+                &mut self.inner,
+                request,
+                authorization,
+                generation,
+                self.cache.clone(),
+                self.policy,
+            );
+        }
+        // The request must wait for a token: it takes the service that was driven ready
+        // with it, and leaves a clone to be driven ready for the next call.
+        let clone = self.inner.clone();
+        let service = mem::replace(&mut self.inner, clone);
+        let token = self.cache.acquire().into_future();
+        ResponseFuture::waiting(
+            token,
+            Pending {
+                request,
+                service,
+                cache: self.cache.clone(),
+                policy: self.policy,
+            },
+        )
+    }
+}

@@ -1,0 +1,180 @@
+//! What the middleware tests share: a recording API, tokens, and a refresher the test answers.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use tokio::sync::watch;
+use tower::{BoxError, Service};
+use tower_bearer::{ReplayBody, Token, TokenRequest};
+use tower_test::mock;
+
+pub const HOUR: Duration = Duration::from_secs(3600);
+
+pub fn token(access: &str, lifetime: Duration) -> Token {
+    Token::bearer(access).unwrap().expires_in(lifetime)
+}
+
+pub fn get(uri: &str) -> Request<Full<Bytes>> {
+    Request::get(uri).body(Full::new(Bytes::new())).unwrap()
+}
+
+pub fn post(uri: &str, body: &'static str) -> Request<Full<Bytes>> {
+    Request::post(uri)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+/// A refresher the test answers by hand.
+pub type Refresher = mock::Mock<TokenRequest, Token>;
+pub type RefreshHandle = mock::Handle<TokenRequest, Token>;
+
+pub fn refresher() -> (Refresher, RefreshHandle) {
+    mock::pair()
+}
+
+/// The next refresh the cache asks for, failing the test rather than hanging if none comes.
+pub async fn next_refresh(handle: &mut RefreshHandle) -> (TokenRequest, mock::SendResponse<Token>) {
+    tokio::time::timeout(Duration::from_secs(24 * 3600), handle.next_request())
+        .await
+        .expect("the cache asked for no refresh")
+        .expect("the refresher was dropped")
+}
+
+/// Answers the next refresh with `token`, and returns what was asked.
+pub async fn answer(handle: &mut RefreshHandle, token: Token) -> TokenRequest {
+    let (request, respond) = next_refresh(handle).await;
+    respond.send_response(token);
+    request
+}
+
+/// Whether the cache has asked for a refresh nobody has answered yet, without waiting.
+pub fn refresh_asked(handle: &mut RefreshHandle) -> bool {
+    let mut next = tokio_test::task::spawn(handle.next_request());
+    // `None` means the refresher was dropped, which asks for nothing.
+    matches!(next.poll(), Poll::Ready(Some(_)))
+}
+
+/// What the API saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub authorization: Option<String>,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+/// Whether the API refuses a request with this `Authorization` value.
+type Rejects = dyn Fn(Option<&str>) -> bool + Send + Sync;
+
+/// A resource server: records every request, answers 401 to the tokens `rejects` says, 200
+/// to the others. While its gate is closed it holds every answer back.
+#[derive(Clone)]
+pub struct Api {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    rejects: Arc<Rejects>,
+    gate: watch::Receiver<bool>,
+    gate_tx: Arc<watch::Sender<bool>>,
+}
+
+impl Api {
+    pub fn new(rejects: impl Fn(Option<&str>) -> bool + Send + Sync + 'static) -> Self {
+        let (gate_tx, gate) = watch::channel(true);
+        Api {
+            seen: Arc::default(),
+            rejects: Arc::new(rejects),
+            gate,
+            gate_tx: Arc::new(gate_tx),
+        }
+    }
+
+    /// Accepts any request.
+    pub fn open() -> Self {
+        Api::new(|_| false)
+    }
+
+    /// Rejects the token `bad`.
+    pub fn rejecting(bad: &'static str) -> Self {
+        Api::new(move |auth| auth == Some(&*format!("Bearer {bad}")))
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn tokens(&self) -> Vec<String> {
+        self.seen()
+            .into_iter()
+            .map(|s| s.authorization.unwrap_or_default())
+            .collect()
+    }
+
+    pub fn hold(&self) {
+        self.gate_tx.send_replace(false);
+    }
+
+    pub fn release(&self) {
+        self.gate_tx.send_replace(true);
+    }
+}
+
+impl<B> Service<Request<ReplayBody<B>>> for Api
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReplayBody<B>>) -> Self::Future {
+        let api = self.clone();
+        Box::pin(async move {
+            let authorization = request
+                .headers()
+                .get(AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            let collected = request.into_body().collect().await.expect("body");
+            let trailers = collected.trailers().cloned();
+            api.seen.lock().unwrap().push(Seen {
+                authorization: authorization.clone(),
+                body: collected.to_bytes(),
+                trailers,
+            });
+            let mut gate = api.gate.clone();
+            let _ = gate.wait_for(|open| *open).await;
+            let status = if (api.rejects)(authorization.as_deref()) {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::OK
+            };
+            let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+            *response.status_mut() = status;
+            Ok(response)
+        })
+    }
+}
+
+/// Runs other tasks until `done` holds, failing the test rather than spinning forever.
+pub async fn until(mut done: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the condition never held");
+}

@@ -1,0 +1,668 @@
+//! The middleware's behaviour, under tokio's paused clock: each test is one promise the crate
+//! makes (the numbers follow the core issue's list).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use http::header::AUTHORIZATION;
+use tokio::time::advance;
+use tokio_test::{assert_pending, assert_ready};
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+use tower_bearer::{
+    BearerAuth, BearerAuthLayer, RefreshReason, Scope, TokenCache, TokenError, TokenErrorKind,
+};
+
+fn layer(refresher: Refresher) -> BearerAuthLayer {
+    BearerAuthLayer::new(refresher)
+}
+
+/// A cache holding `first` (one hour), obtained now.
+async fn warmed(handle: &mut RefreshHandle, cache: &TokenCache) {
+    let cache = cache.clone();
+    let warm = tokio::spawn(async move { cache.token().await });
+    answer(handle, token("first", HOUR)).await;
+    warm.await.unwrap().unwrap();
+}
+
+// 1.
+#[tokio::test(start_paused = true)]
+async fn first_request_gets_a_token_and_carries_it() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+
+    let call = tokio::spawn(service.oneshot(get("http://api.test/videos")));
+    let asked = answer(&mut handle, token("first", HOUR)).await;
+    let response = call.await.unwrap().unwrap();
+
+    assert_eq!(asked.reason(), RefreshReason::Initial);
+    assert!(asked.previous().is_none());
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(api.tokens(), ["Bearer first"]);
+}
+
+// 2.
+#[tokio::test(start_paused = true)]
+async fn a_thousand_requests_without_a_token_share_one_refresh() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+
+    let calls: Vec<_> = (0..1000)
+        .map(|_| tokio::spawn(service.clone().oneshot(get("http://api.test/videos"))))
+        .collect();
+    until(|| service.cache().stats().waiting == 1000).await;
+    answer(&mut handle, token("first", HOUR)).await;
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    assert!(!refresh_asked(&mut handle));
+    assert_eq!(service.cache().stats().total().started, 1);
+    assert_eq!(api.tokens().len(), 1000);
+    assert!(api.tokens().iter().all(|t| t == "Bearer first"));
+}
+
+// 2.
+#[tokio::test(start_paused = true)]
+async fn a_thousand_requests_with_an_expired_token_share_one_refresh() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(HOUR).await;
+
+    let calls: Vec<_> = (0..1000)
+        .map(|_| tokio::spawn(service.clone().oneshot(get("http://api.test/videos"))))
+        .collect();
+    until(|| service.cache().stats().waiting == 1000).await;
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    assert_eq!(asked.reason(), RefreshReason::Expired);
+    assert_eq!(asked.previous().unwrap().expose_access_token(), "first");
+    assert!(!refresh_asked(&mut handle));
+    assert!(api.tokens().iter().all(|t| t == "Bearer second"));
+    assert_eq!(
+        service
+            .cache()
+            .stats()
+            .refreshes(RefreshReason::Expired)
+            .started,
+        1
+    );
+}
+
+// 3.
+#[tokio::test(start_paused = true)]
+async fn in_the_refresh_ahead_window_one_background_refresh_starts_and_nobody_waits() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+
+    // Five minutes before expiry is the default window; four is inside it.
+    advance(HOUR - Duration::from_secs(4 * 60)).await;
+    for _ in 0..50 {
+        let response = service
+            .clone()
+            .oneshot(get("http://api.test/"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // The refresh has been asked for, and is still unanswered: nobody waited for it.
+    let (asked, respond) = next_refresh(&mut handle).await;
+    assert_eq!(asked.reason(), RefreshReason::Ahead);
+    assert_eq!(asked.previous().unwrap().expose_access_token(), "first");
+    assert!(
+        !refresh_asked(&mut handle),
+        "one background refresh, not one per request"
+    );
+    assert_eq!(api.tokens().len(), 50);
+    assert!(api.tokens().iter().all(|t| t == "Bearer first"));
+
+    respond.send_response(token("second", HOUR));
+    until(|| service.cache().stats().generation == 2).await;
+    service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+    assert_eq!(api.tokens().last().unwrap(), "Bearer second");
+}
+
+// 3.
+#[tokio::test(start_paused = true)]
+async fn within_the_minimum_validity_requests_wait_for_the_refresh() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+
+    // 30 s of validity must be left by default; 20 s is not enough.
+    advance(HOUR - Duration::from_secs(20)).await;
+    let mut calls: Vec<_> = (0..10)
+        .map(|_| tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/"))))
+        .collect();
+    for call in &mut calls {
+        assert_pending!(call.poll());
+    }
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(asked.reason(), RefreshReason::Expired);
+    until(|| service.cache().stats().generation == 2).await;
+    for call in &mut calls {
+        assert!(call.is_woken());
+        assert_ready!(call.poll()).unwrap();
+    }
+    assert_eq!(api.tokens(), vec!["Bearer second"; 10]);
+}
+
+// 4.
+#[tokio::test(start_paused = true)]
+async fn a_401_forces_one_refresh_and_one_retry() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::rejecting("first");
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    let response = call.await.unwrap().unwrap();
+
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    assert_eq!(asked.previous().unwrap().expose_access_token(), "first");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+    let stats = service.cache().stats();
+    assert_eq!((stats.unauthorized, stats.retried), (1, 1));
+}
+
+// 4.
+#[tokio::test(start_paused = true)]
+async fn a_second_401_goes_back_to_the_caller() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::new(|_| true);
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    answer(&mut handle, token("second", HOUR)).await;
+    let response = call.await.unwrap().unwrap();
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+    assert!(!refresh_asked(&mut handle));
+}
+
+// 5.
+#[tokio::test(start_paused = true)]
+async fn a_hundred_401s_for_one_token_cause_one_refresh() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::rejecting("first");
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+
+    // All hundred are sent with the first token before any 401 comes back.
+    api.hold();
+    let calls: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(service.clone().oneshot(get("http://api.test/"))))
+        .collect();
+    until(|| api.seen().len() == 100).await;
+    api.release();
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    assert!(!refresh_asked(&mut handle));
+    let tokens = api.tokens();
+    assert_eq!(tokens.iter().filter(|t| *t == "Bearer first").count(), 100);
+    assert_eq!(tokens.iter().filter(|t| *t == "Bearer second").count(), 100);
+    let stats = service.cache().stats();
+    assert_eq!(stats.refreshes(RefreshReason::Rejected).started, 1);
+    assert_eq!((stats.unauthorized, stats.retried), (100, 100));
+}
+
+// 5.
+#[tokio::test(start_paused = true)]
+async fn a_401_for_a_replaced_token_retries_with_the_current_one() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::rejecting("first");
+    let service = layer(refresher).layer(api.clone());
+    let cache = service.cache().clone();
+    warmed(&mut handle, &cache).await;
+    advance(Duration::from_secs(10)).await;
+
+    api.hold();
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    until(|| api.seen().len() == 1).await;
+    // Meanwhile the token is replaced (another user of the cache reported it).
+    let first = cache.token().await.unwrap();
+    let reject = tokio::spawn(async move { cache.reject(&first).await });
+    answer(&mut handle, token("second", HOUR)).await;
+    reject.await.unwrap().unwrap();
+    api.release();
+
+    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+    assert!(
+        !refresh_asked(&mut handle),
+        "no refresh for a token already replaced"
+    );
+    assert_eq!(service.cache().stats().total().started, 2);
+}
+
+// 6.
+#[tokio::test(start_paused = true)]
+async fn a_server_refusing_everything_gets_one_forced_refresh_per_minimum_age() {
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let refresher = {
+        let issued = issued.clone();
+        tower::service_fn(move |_| {
+            let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move { Ok::<_, BoxError>(token(&format!("t{n}"), HOUR)) }
+        })
+    };
+    let api = Api::new(|_| true);
+    let service = BearerAuthLayer::new(refresher).layer(api.clone());
+
+    // A minute of requests, ten a second; the minimum token age is 5 s.
+    for _ in 0..600 {
+        let response = service
+            .clone()
+            .oneshot(get("http://api.test/"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        advance(Duration::from_millis(100)).await;
+    }
+
+    let forced = service
+        .cache()
+        .stats()
+        .refreshes(RefreshReason::Rejected)
+        .started;
+    assert!(
+        (11..=13).contains(&forced),
+        "{forced} forced refreshes in 60 s"
+    );
+    // Each forced refresh retried one request; all others got their 401 at once.
+    assert_eq!(api.seen().len() as u64, 600 + forced);
+}
+
+// 8.
+#[tokio::test(start_paused = true)]
+async fn a_refresher_error_reaches_every_waiter_then_backs_off() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+
+    let calls: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(service.clone().oneshot(get("http://api.test/"))))
+        .collect();
+    until(|| service.cache().stats().waiting == 10).await;
+    let (_, respond) = next_refresh(&mut handle).await;
+    respond.send_error("the auth server is down");
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        let token_err = TokenError::find(&*err).expect("a token error");
+        assert_eq!(token_err.kind(), TokenErrorKind::Refresher);
+        assert_eq!(token_err.reason(), RefreshReason::Initial);
+        let source = std::error::Error::source(token_err).unwrap();
+        assert_eq!(source.to_string(), "the auth server is down");
+    }
+
+    // During the backoff (at least half of the first second) requests fail at once.
+    let err = service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        TokenError::find(&*err).unwrap().kind(),
+        TokenErrorKind::BackingOff { .. }
+    ));
+    assert!(!refresh_asked(&mut handle));
+    assert!(service.cache().stats().backing_off.is_some());
+
+    // After it, the refresher is tried again.
+    advance(Duration::from_secs(1)).await;
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    answer(&mut handle, token("first", HOUR)).await;
+    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert!(api.seen().len() == 1);
+    let stats = service.cache().stats();
+    assert_eq!(stats.refreshes(RefreshReason::Initial).failed, 1);
+    assert_eq!(stats.refreshes(RefreshReason::Initial).succeeded, 1);
+}
+
+// 8.
+#[tokio::test(start_paused = true)]
+async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(HOUR - Duration::from_secs(4 * 60)).await;
+
+    service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+    let (asked, respond) = next_refresh(&mut handle).await;
+    assert_eq!(asked.reason(), RefreshReason::Ahead);
+    respond.send_error("flaky");
+    until(|| {
+        service
+            .cache()
+            .stats()
+            .refreshes(RefreshReason::Ahead)
+            .failed
+            == 1
+    })
+    .await;
+
+    for _ in 0..10 {
+        let response = service
+            .clone()
+            .oneshot(get("http://api.test/"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert!(api.tokens().iter().all(|t| t == "Bearer first"));
+    assert!(
+        !refresh_asked(&mut handle),
+        "the backoff holds background refreshes too"
+    );
+
+    // Once the backoff has passed, the next request starts another background refresh.
+    advance(Duration::from_secs(1)).await;
+    service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(asked.reason(), RefreshReason::Ahead);
+}
+
+// 9.
+#[tokio::test(start_paused = true)]
+async fn dropping_the_request_that_started_a_refresh_does_not_cancel_it() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+
+    let mut starter = tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/")));
+    assert_pending!(starter.poll());
+    let others: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(service.clone().oneshot(get("http://api.test/"))))
+        .collect();
+    drop(starter);
+
+    answer(&mut handle, token("first", HOUR)).await;
+    for call in others {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(api.tokens(), vec!["Bearer first"; 5]);
+}
+
+// 9.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_outside_the_layer_does_not_poison_the_refresh() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = ServiceBuilder::new()
+        .timeout(Duration::from_secs(1))
+        .layer(layer(refresher))
+        .service(api.clone());
+
+    let first = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let (_, respond) = next_refresh(&mut handle).await;
+    // The refresher takes longer than the caller's timeout.
+    advance(Duration::from_secs(1)).await;
+    let err = first.await.unwrap().unwrap_err();
+    assert!(err.is::<tower::timeout::error::Elapsed>());
+
+    let second = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    tokio::task::yield_now().await;
+    respond.send_response(token("first", HOUR));
+    assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(api.tokens(), ["Bearer first"]);
+    assert!(!refresh_asked(&mut handle));
+}
+
+// 9: a future dropped while it waits for the replacement after a 401.
+#[tokio::test(start_paused = true)]
+async fn dropping_a_request_waiting_for_its_retry_token_does_not_cancel_the_refresh() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::rejecting("first");
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+
+    let mut rejected = tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/")));
+    assert_pending!(rejected.poll());
+    let (asked, respond) = next_refresh(&mut handle).await;
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    let waiting = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    drop(rejected);
+    respond.send_response(token("second", HOUR));
+
+    assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+}
+
+// 9: a panicking refresher fails its waiters instead of leaving them waiting.
+#[tokio::test(start_paused = true)]
+async fn a_refresher_that_panics_fails_its_waiters() {
+    let refresher = tower::service_fn(|_| async {
+        if true {
+            panic!("refresher bug");
+        }
+        Ok::<_, BoxError>(token("never", HOUR))
+    });
+    let service = BearerAuthLayer::new(refresher).layer(Api::open());
+    let err = service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        TokenError::find(&*err).unwrap().kind(),
+        TokenErrorKind::Abandoned
+    );
+    assert!(!service.cache().stats().refreshing);
+}
+
+// 10.
+#[tokio::test(start_paused = true)]
+async fn a_request_with_its_own_authorization_passes_through() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+
+    let mut request = get("http://api.test/");
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, "Basic dXNlcjpwYXNz".parse().unwrap());
+    service.oneshot(request).await.unwrap();
+
+    assert_eq!(api.tokens(), ["Basic dXNlcjpwYXNz"]);
+    assert!(!refresh_asked(&mut handle), "no token was needed");
+}
+
+// 10.
+#[tokio::test(start_paused = true)]
+async fn a_request_outside_the_scope_carries_no_token() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher)
+        .scope(Scope::origin("https://api.test").unwrap())
+        .layer(api.clone());
+
+    service
+        .clone()
+        .oneshot(get("https://uploads.example.net/presigned?sig=abc"))
+        .await
+        .unwrap();
+    service
+        .clone()
+        .oneshot(get("http://api.test/downgraded"))
+        .await
+        .unwrap();
+    let call = tokio::spawn(service.clone().oneshot(get("https://api.test/videos")));
+    answer(&mut handle, token("first", HOUR)).await;
+    call.await.unwrap().unwrap();
+
+    let seen: Vec<_> = api.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(seen, [None, None, Some("Bearer first".to_owned())]);
+}
+
+// 11.
+#[tokio::test(start_paused = true)]
+async fn poll_ready_is_the_inner_services_and_the_retry_waits_for_a_ready_clone() {
+    let (refresher, mut refreshes) = refresher();
+    let (inner, mut api) = tower_test::mock::pair::<
+        http::Request<tower_bearer::ReplayBody<http_body_util::Full<bytes::Bytes>>>,
+        http::Response<http_body_util::Full<bytes::Bytes>>,
+    >();
+    let mut service = layer(refresher).layer(inner);
+    warmed(&mut refreshes, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+
+    api.allow(0);
+    let mut ready = tokio_test::task::spawn(());
+    assert_pending!(ready.enter(|cx, _| service.poll_ready(cx)));
+    api.allow(1);
+    assert_ready!(ready.enter(|cx, _| service.poll_ready(cx))).unwrap();
+
+    let mut call = tokio_test::task::spawn(service.call(get("http://api.test/")));
+    assert_pending!(call.poll());
+    let (request, respond) = api.next_request().await.unwrap();
+    assert_eq!(request.headers()[AUTHORIZATION], "Bearer first");
+    let mut unauthorized = http::Response::new(Default::default());
+    *unauthorized.status_mut() = StatusCode::UNAUTHORIZED;
+    respond.send_response(unauthorized);
+    assert_pending!(call.poll());
+    answer(&mut refreshes, token("second", HOUR)).await;
+    until(|| service.cache().stats().generation == 2).await;
+
+    // The retry's service is a clone, driven ready before it is called: it waits for capacity.
+    assert_pending!(call.poll());
+    assert!(!refresh_asked(&mut refreshes));
+    api.allow(1);
+    assert_pending!(call.poll());
+    let (retried, respond) = api.next_request().await.unwrap();
+    assert_eq!(service.cache().stats().retried, 1);
+    assert_eq!(retried.headers()[AUTHORIZATION], "Bearer second");
+    respond.send_response(http::Response::new(Default::default()));
+    assert_eq!(assert_ready!(call.poll()).unwrap().status(), StatusCode::OK);
+}
+
+// 11.
+#[tokio::test(start_paused = true)]
+async fn works_behind_buffer_and_concurrency_limit() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = ServiceBuilder::new()
+        .buffer(64)
+        .concurrency_limit(4)
+        .layer(layer(refresher))
+        .service(api.clone());
+
+    let calls: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(service.clone().oneshot(get("http://api.test/"))))
+        .collect();
+    answer(&mut handle, token("first", HOUR)).await;
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(api.tokens(), vec!["Bearer first"; 20]);
+}
+
+// 11.
+#[test]
+fn services_and_futures_are_send_sync_and_static() {
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    fn send_static<T: Send + 'static>(_: &T) {}
+    fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+    type Inner = Api;
+    type Body = http_body_util::Full<bytes::Bytes>;
+
+    send_sync_static::<BearerAuth<Inner>>();
+    send_sync_static::<BearerAuthLayer>();
+    send_sync_static::<TokenCache>();
+    send_sync_static::<TokenError>();
+    send_sync_static::<tower_bearer::ReplayBody<Body>>();
+    // With an inner service whose future is Sync, so is the layer's.
+    let (refresher_a, _handle_a) = refresher();
+    let mut service = layer(refresher_a).layer(tower::service_fn(|_: http::Request<_>| {
+        std::future::ready(Ok::<_, BoxError>(http::Response::new(Body::default())))
+    }));
+    send_sync(&service.call(get("http://api.test/")));
+
+    let (refresher, _handle) = refresher();
+    let mut service = layer(refresher).layer(Api::open());
+    send_static(&service.call(get("http://api.test/")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reject_outside_http_replaces_the_token_once() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::new(refresher);
+    warmed(&mut handle, &cache).await;
+    let first = cache.token().await.unwrap();
+
+    // Too young to blame: the same token comes back.
+    assert_eq!(
+        cache.reject(&first).await.unwrap().expose_access_token(),
+        "first"
+    );
+    advance(Duration::from_secs(10)).await;
+    let replace = {
+        let (cache, first) = (cache.clone(), first.clone());
+        tokio::spawn(async move { cache.reject(&first).await })
+    };
+    let again = {
+        let (cache, first) = (cache.clone(), first.clone());
+        tokio::spawn(async move { cache.reject(&first).await })
+    };
+    answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(
+        replace.await.unwrap().unwrap().expose_access_token(),
+        "second"
+    );
+    assert_eq!(
+        again.await.unwrap().unwrap().expose_access_token(),
+        "second"
+    );
+    assert!(!refresh_asked(&mut handle));
+    assert_eq!(cache.stats().not_replaced, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_that_has_already_expired_is_a_refresh_failure() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::new(refresher);
+    let call = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.token().await }
+    });
+    answer(&mut handle, token("stale", Duration::ZERO)).await;
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), TokenErrorKind::ExpiredToken);
+    assert_eq!(cache.stats().generation, 0);
+}
