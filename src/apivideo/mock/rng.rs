@@ -38,10 +38,7 @@ impl SplitMix64 {
 
     pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        scramble(self.0)
     }
 
     /// Uniform in `[0, 1)`, from the top 53 bits (all an `f64` mantissa holds).
@@ -60,6 +57,15 @@ impl SplitMix64 {
         let size = alphabet.len() as u64;
         out.extend((0..len).map(|_| char::from(alphabet[(self.next_u64() % size) as usize])));
     }
+}
+
+/// SplitMix64's output function. Every step of it (xor-shift, multiplication by an odd
+/// constant) can be undone, so distinct inputs give distinct outputs: counters scrambled by
+/// it stay unique while looking random.
+pub(super) fn scramble(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Appends `value` as 16 lowercase hex digits.

@@ -59,7 +59,10 @@ struct RefreshGrant {
 /// ends them all at once without walking the map.
 pub(super) struct TokenStore {
     rng: SplitMix64,
+    /// Counts issued pairs; its scrambled value starts every token, which makes each unique.
     serial: u64,
+    /// Keeps two servers' tokens from starting alike.
+    salt: u64,
     login: u64,
     access: HashMap<String, AccessGrant>,
     refresh: HashMap<String, RefreshGrant>,
@@ -67,8 +70,10 @@ pub(super) struct TokenStore {
 
 impl TokenStore {
     pub(super) fn new() -> Self {
+        let mut rng = SplitMix64::from_entropy();
         Self {
-            rng: SplitMix64::from_entropy(),
+            salt: rng.next_u64(),
+            rng,
             serial: 0,
             login: 0,
             access: HashMap::new(),
@@ -190,22 +195,26 @@ impl TokenStore {
     fn refresh_token(&mut self) -> String {
         let mut token = String::with_capacity(REFRESH_PREFIX.len() + 16 + REFRESH_RANDOM_HEX);
         token.push_str(REFRESH_PREFIX);
-        // The serial makes every token unique outright, not just with high probability.
-        rng::push_hex_u64(&mut token, self.serial);
+        rng::push_hex_u64(&mut token, self.unique());
         for _ in 0..REFRESH_RANDOM_HEX / 16 {
             rng::push_hex_u64(&mut token, self.rng.next_u64());
         }
         token
     }
 
-    /// 80 hex digits, like api.video's `jti`: the serial, then randomness.
+    /// 80 hex digits, like api.video's `jti`: the unique part, then randomness.
     fn token_id(&mut self) -> String {
         let mut id = String::with_capacity(80);
-        rng::push_hex_u64(&mut id, self.serial);
+        rng::push_hex_u64(&mut id, self.unique());
         for _ in 0..4 {
             rng::push_hex_u64(&mut id, self.rng.next_u64());
         }
         id
+    }
+
+    /// Unique per pair, yet random-looking: the salted serial through a bijection.
+    fn unique(&self) -> u64 {
+        rng::scramble(self.serial ^ self.salt)
     }
 }
 
@@ -266,6 +275,16 @@ mod tests {
             refresh(&mut store, "def50200"),
             Err(RefreshRejection::Unknown)
         ));
+    }
+
+    #[test]
+    fn tokens_are_unique() {
+        let mut store = TokenStore::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let pair = store.login(Instant::now(), HOUR);
+            assert!(seen.insert(pair.access_token) && seen.insert(pair.refresh_token));
+        }
     }
 
     #[test]
