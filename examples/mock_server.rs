@@ -35,19 +35,20 @@ options:
   -h, --help      print this help and exit
 ";
 
-/// What the command line asks for.
+/// What the command line asks for. (`pub(crate)` items are used by `tests/mock_server.rs`,
+/// which compiles this file as a module.)
 #[derive(Debug, PartialEq)]
-enum Command {
+pub(crate) enum Command {
     Serve(Options),
     Help,
 }
 
 /// The server's settings; `None` means the mock's default.
 #[derive(Default, PartialEq)]
-struct Options {
-    addr: Option<SocketAddr>,
-    api_key: Option<String>,
-    ttl: Option<Duration>,
+pub(crate) struct Options {
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) api_key: Option<String>,
+    pub(crate) ttl: Option<Duration>,
 }
 
 impl fmt::Debug for Options {
@@ -62,7 +63,7 @@ impl fmt::Debug for Options {
 
 /// Parses the arguments after the program name. Accepts `--flag value` and `--flag=value`;
 /// a repeated flag's last value wins.
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+pub(crate) fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut options = Options::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -109,7 +110,11 @@ fn parse_ttl(raw: &str) -> Result<Duration, String> {
 }
 
 /// Runs a server with `options`, writing its lines to `out`, until `stop` resolves.
-async fn serve<W>(options: Options, out: W, stop: impl Future<Output = ()>) -> io::Result<()>
+pub(crate) async fn serve<W>(
+    options: Options,
+    out: W,
+    stop: impl Future<Output = ()>,
+) -> io::Result<()>
 where
     W: Write + Send + 'static,
 {
