@@ -818,20 +818,71 @@ async fn chaos_with_a_seed_is_reproducible() {
 
 // ===== lifecycle =====
 
-#[tokio::test]
-async fn shutdown_closes_the_listener_and_idle_connections() {
-    let api = Api::default().await;
-    let addr = api.server.addr();
-    // Leaves a kept-alive connection in the client's pool.
-    api.login().await;
-    let Api { server, client } = api;
-    timeout(PROMPTLY, server.shutdown())
-        .await
-        .expect("shutdown completes");
+/// The server runs on a runtime of its own, so that runtime's task count is the server's.
+#[test]
+fn shutdown_ends_every_task_and_closes_the_listener() {
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = server_runtime
+        .block_on(MockServer::builder().api_key(KEY).start())
+        .unwrap();
+    let addr = server.addr();
+    let api = Api {
+        server,
+        client: client_runtime
+            .block_on(async { Client::builder(TokioExecutor::new()).build_http() }),
+    };
+    // One connection left idle in the client's pool, another busy with a hung request.
+    client_runtime.block_on(api.login());
+    api.server.fail_next_auth(1, Failure::Hang);
+    let hung = client_runtime.spawn(api.client.request(api.request(
+        Method::POST,
+        "/auth/api-key",
+        None,
+        r#"{"apiKey":"test-key"}"#,
+    )));
+    client_runtime.block_on(async {
+        let arrived = async {
+            while api.server.counters().auth_requests < 2 {
+                tokio::task::yield_now().await;
+            }
+        };
+        timeout(PROMPTLY, arrived).await.unwrap();
+        api.login().await;
+    });
+    let metrics = server_runtime.metrics();
     assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "listener closed"
+        metrics.num_alive_tasks() >= 3,
+        "accept loop and two connections"
     );
+
+    let Api { server, client } = api;
+    server_runtime.block_on(async { timeout(PROMPTLY, server.shutdown()).await.unwrap() });
+    // A finished task is released just after its join handle is woken: allow it a moment.
+    let deadline = std::time::Instant::now() + PROMPTLY;
+    while metrics.num_alive_tasks() > 0 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert_eq!(metrics.num_alive_tasks(), 0);
+
+    client_runtime.block_on(async {
+        let outcome = timeout(PROMPTLY, hung).await.unwrap().unwrap();
+        assert!(
+            outcome.is_err(),
+            "the hung request is closed without a response"
+        );
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "listener closed"
+        );
+    });
     drop(client);
 }
 

@@ -180,7 +180,8 @@ impl MockServer {
         self.addr
     }
 
-    /// The base URI, `http://127.0.0.1:PORT`: what a client uses as api.video's base URI.
+    /// The base URI, `http://127.0.0.1:PORT/`: what a client uses in place of
+    /// `https://ws.api.video`.
     pub fn uri(&self) -> Uri {
         self.uri_for("/")
     }

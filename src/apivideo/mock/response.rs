@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 /// Every response body the mock sends is complete before it is sent.
 pub(super) type Body = Full<Bytes>;
@@ -20,7 +20,8 @@ pub(super) struct Problem {
     title: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'static str>,
-    status: u16,
+    #[serde(serialize_with = "status_number")]
+    status: StatusCode,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
 }
@@ -31,7 +32,7 @@ impl Problem {
             type_uri,
             title,
             name: None,
-            status: status.as_u16(),
+            status,
             detail: None,
         }
     }
@@ -82,8 +83,7 @@ impl Problem {
     }
 
     pub(super) fn into_response(self) -> Response<Body> {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        with_body(status, PROBLEM_JSON, to_vec(&self))
+        with_body(self.status, PROBLEM_JSON, to_vec(&self))
     }
 }
 
@@ -106,6 +106,10 @@ fn with_body(status: StatusCode, content_type: HeaderValue, body: Vec<u8>) -> Re
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response
+}
+
+fn status_number<S: Serializer>(status: &StatusCode, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u16(status.as_u16())
 }
 
 fn to_vec(value: &impl Serialize) -> Vec<u8> {
