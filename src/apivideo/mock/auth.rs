@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{
     AUTHORIZATION, COOKIE, HeaderName, HeaderValue, PROXY_AUTHORIZATION, RETRY_AFTER,
 };
@@ -74,13 +75,7 @@ pub(super) async fn serve(
     if let Some(injected) = plan.answer {
         return injected_answer(shutdown, grant, injected).await;
     }
-    Ok(match body {
-        Ok(body) => authenticate(shared, grant, &body),
-        Err(problem) => {
-            shared.lock().counters.invalid_auth_payloads += 1;
-            problem.into_response()
-        }
-    })
+    Ok(authenticate(shared, grant, body))
 }
 
 /// Counts and records the request, and decides which fault (if any) it meets.
@@ -120,9 +115,9 @@ async fn injected_answer(
 }
 
 /// The real work: check the credential, issue a pair or refuse.
-fn authenticate(shared: &Shared, grant: Grant, body: &[u8]) -> Response<Body> {
+fn authenticate(shared: &Shared, grant: Grant, body: Result<Bytes, Problem>) -> Response<Body> {
     let config = &shared.config;
-    let credential = match credential(body, grant) {
+    let credential = match body.and_then(|body| credential(&body, grant)) {
         Ok(credential) => credential,
         Err(problem) => {
             shared.lock().counters.invalid_auth_payloads += 1;
