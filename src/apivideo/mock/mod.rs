@@ -16,7 +16,10 @@
 //! | a known path, another method | 405 problem with `Allow` |
 //!
 //! Errors are `application/problem+json` in api.video's shape (`type`, `title`, `status`,
-//! and `name` or `detail` where api.video sends them).
+//! and `name` or `detail` where api.video sends them). Titles and `type` URIs are those
+//! api.video documents, except for a malformed body, whose `type`
+//! (`…/reference/invalid-payload`) is this mock's guess, and statuses api.video documents no
+//! body for (405, injected 5xx), which use `about:blank` and the reason phrase.
 //!
 //! # Tokens
 //!
@@ -27,8 +30,9 @@
 //!   (api.video's documented behaviour).
 //! - Validity is kept on tokio's clock ([`tokio::time::Instant`]) to the nanosecond, so
 //!   tests may run under a paused clock (`#[tokio::test(start_paused = true)]`) and
-//!   `tokio::time::advance` past a token's expiry. Note that a paused runtime also jumps
-//!   its clock forward whenever it is idle, which includes waiting on a socket.
+//!   `tokio::time::advance` past a token's expiry. Mind that a paused runtime with nothing
+//!   to run jumps its clock to the next pending timer, even while a request waits on a
+//!   socket: a client-side timeout in such a test can fire before the server answers.
 //! - `expires_in` is the lifetime in whole seconds, rounded **down**: a 1.5 s lifetime
 //!   reports 1, and a lifetime under one second reports 0 even though the token is valid for
 //!   that fraction of a second.
