@@ -1,1 +1,0 @@
-//! A mock api.video server.
