@@ -286,17 +286,15 @@ impl TokenCache {
         let now = Instant::now();
         let mut state = self.state();
         let current = self.shared.current.load_full();
-        match current {
-            Some(entry) if entry.usable(now) => Acquire::Ready(entry),
-            current => {
-                let reason = match &current {
-                    None => RefreshReason::Initial,
-                    Some(entry) if entry.rejected => RefreshReason::Rejected,
-                    Some(_) => RefreshReason::Expired,
-                };
-                self.join_or_start(&mut state, reason, current.as_deref(), now)
-            }
-        }
+        let reason = match &current {
+            Some(entry) if entry.usable(now) => return Acquire::Ready(entry.clone()),
+            None => RefreshReason::Initial,
+            Some(entry) if entry.rejected => RefreshReason::Rejected,
+            Some(_) => RefreshReason::Expired,
+        };
+        let started = self.join_or_start(&mut state, reason, current.as_deref(), now);
+        drop(state);
+        started.launch()
     }
 
     /// A server answered 401 to a request sent with the token of `generation`.
@@ -338,12 +336,9 @@ impl TokenCache {
             self.shared.current.store(Some(rejected.clone()));
             rejected
         };
-        Rejection::Retry(self.join_or_start(
-            &mut state,
-            RefreshReason::Rejected,
-            Some(&rejected),
-            now,
-        ))
+        let started = self.join_or_start(&mut state, RefreshReason::Rejected, Some(&rejected), now);
+        drop(state);
+        Rejection::Retry(started.launch())
     }
 
     pub(crate) fn count_retry(&self) {
@@ -376,8 +371,10 @@ impl TokenCache {
                 return;
             }
         }
-        // The waiter is dropped: nobody waits for a background refresh.
-        let _ = self.start(&mut state, RefreshReason::Ahead, Some(entry));
+        let started = self.start(&mut state, RefreshReason::Ahead, Some(entry));
+        drop(state);
+        // Nobody waits for a background refresh.
+        let _ = started.launch();
     }
 
     fn join_or_start(
@@ -386,24 +383,27 @@ impl TokenCache {
         reason: RefreshReason,
         previous: Option<&Entry>,
         now: Instant,
-    ) -> Acquire {
+    ) -> Started {
         if let Some(flight) = &state.flight {
-            return Acquire::Wait(Waiting {
+            return Started::joined(Acquire::Wait(Waiting {
                 reason: flight.reason,
                 done: flight.done.subscribe(),
-            });
+            }));
         }
         if let Some(failure) = &state.failure {
             if now < failure.retry_at {
-                return Acquire::Failed(failure.error.backing_off(failure.retry_at - now));
+                let err = failure.error.backing_off(failure.retry_at - now);
+                return Started::joined(Acquire::Failed(err));
             }
         }
         self.start(state, reason, previous)
     }
 
-    fn start(&self, state: &mut State, reason: RefreshReason, previous: Option<&Entry>) -> Acquire {
+    /// Registers a new flight; the caller launches it once it has let go of the lock.
+    fn start(&self, state: &mut State, reason: RefreshReason, previous: Option<&Entry>) -> Started {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Acquire::Failed(TokenError::new(reason, TokenErrorKind::NoRuntime));
+            let err = TokenError::new(reason, TokenErrorKind::NoRuntime);
+            return Started::joined(Acquire::Failed(err));
         };
         let (tx, done) = watch::channel(None);
         state.flights += 1;
@@ -428,8 +428,14 @@ impl TokenCache {
             started: Instant::now(),
             finished: false,
         };
-        runtime.spawn(flight.run(refresh));
-        Acquire::Wait(Waiting { reason, done })
+        Started {
+            acquire: Acquire::Wait(Waiting { reason, done }),
+            launch: Some(Launch {
+                runtime,
+                flight,
+                refresh,
+            }),
+        }
     }
 
     /// Records the end of flight `id` and wakes everyone waiting for it.
@@ -531,6 +537,42 @@ impl fmt::Debug for TokenCache {
             )
             .field("settings", &self.shared.settings)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a request gets from the slow path, and the refresh it started, if it started one.
+#[must_use]
+struct Started {
+    acquire: Acquire,
+    launch: Option<Launch>,
+}
+
+/// A refresh registered under the lock, to be spawned once the lock is released: a runtime
+/// that is shutting down drops a new task at once, and the task's guard then takes the lock.
+struct Launch {
+    runtime: tokio::runtime::Handle,
+    flight: FlightGuard,
+    refresh: RefreshFuture,
+}
+
+impl Started {
+    fn joined(acquire: Acquire) -> Self {
+        Started {
+            acquire,
+            launch: None,
+        }
+    }
+
+    fn launch(self) -> Acquire {
+        if let Some(Launch {
+            runtime,
+            flight,
+            refresh,
+        }) = self.launch
+        {
+            runtime.spawn(flight.run(refresh));
+        }
+        self.acquire
     }
 }
 

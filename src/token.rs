@@ -71,8 +71,11 @@ impl Token {
     }
 
     /// Sets the expiry to `lifetime` from now (as a provider's `expires_in` says).
-    pub fn expires_in(self, lifetime: Duration) -> Self {
-        self.expires_at(Instant::now() + lifetime)
+    ///
+    /// A lifetime too long for the clock to represent means no expiry.
+    pub fn expires_in(mut self, lifetime: Duration) -> Self {
+        self.expires_at = Instant::now().checked_add(lifetime);
+        self
     }
 
     /// Sets the expiry to an instant of tokio's monotonic clock.

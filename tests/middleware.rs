@@ -666,3 +666,22 @@ async fn a_token_that_has_already_expired_is_a_refresh_failure() {
     assert_eq!(err.kind(), TokenErrorKind::ExpiredToken);
     assert_eq!(cache.stats().generation, 0);
 }
+
+// 4 and 9: a refresh whose task is dropped unrun (its runtime is shutting down) ends, telling
+// its waiters, rather than leaving them waiting.
+#[test]
+fn a_refresh_on_a_runtime_that_has_shut_down_fails_instead_of_hanging() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let handle = runtime.handle().clone();
+    drop(runtime);
+
+    let (refresher, _handle) = refresher();
+    let cache = TokenCache::new(refresher);
+    let _runtime = handle.enter();
+    let mut token = tokio_test::task::spawn(cache.token());
+    let err = assert_ready!(token.poll()).unwrap_err();
+    assert_eq!(err.kind(), TokenErrorKind::Abandoned);
+    assert!(!cache.stats().refreshing);
+}
