@@ -189,7 +189,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::InvalidToken;
     use http_body_util::Full;
 
     fn parse(json: &str) -> Result<Token, Malformed> {
@@ -274,32 +273,34 @@ mod tests {
 
     #[test]
     fn bad_fields() {
-        let cases: [(&str, fn(&Malformed) -> bool); 7] = [
-            ("<html>hi</html>", |m| matches!(m, Malformed::NotJson(_))),
-            ("[1]", |m| matches!(m, Malformed::NotAnObject)),
+        // Each body, and the start of the error's `Debug`.
+        let cases = [
+            ("<html>hi</html>", "NotJson("),
+            ("[1]", "NotAnObject"),
             (
                 r#"{"token_type":"mac","expires_in":1,"access_token":"a"}"#,
-                |m| matches!(m, Malformed::TokenType),
+                "TokenType",
             ),
             (
                 r#"{"token_type":1,"expires_in":1,"access_token":"a"}"#,
-                |m| matches!(m, Malformed::NotAString("token_type")),
+                "NotAString(\"token_type\")",
             ),
-            (r#"{"token_type":"Bearer","expires_in":1}"#, |m| {
-                matches!(m, Malformed::Missing("access_token"))
-            }),
+            (
+                r#"{"token_type":"Bearer","expires_in":1}"#,
+                "Missing(\"access_token\")",
+            ),
             (
                 r#"{"token_type":"Bearer","expires_in":1,"access_token":"a\nb"}"#,
-                |m| matches!(m, Malformed::AccessToken(InvalidToken::Character { at: 1 })),
+                "AccessToken(Character { at: 1 })",
             ),
             (
                 r#"{"token_type":"Bearer","expires_in":1,"access_token":"a\u0000"}"#,
-                |m| matches!(m, Malformed::AccessToken(_)),
+                "AccessToken(Character { at: 1 })",
             ),
         ];
         for (json, expected) in cases {
-            let error = parse(json).unwrap_err();
-            assert!(expected(&error), "{json}: {error:?}");
+            let error = format!("{:?}", parse(json).unwrap_err());
+            assert!(error.starts_with(expected), "{json}: {error}");
         }
     }
 
