@@ -2,16 +2,17 @@
 //! code runs here, without a nested `cargo` (slow, and fighting the outer one for the build
 //! lock).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tower_bearer::apivideo::mock::MockServer;
+use tower_bearer::apivideo::mock::{MockServer, RequestLog};
 
 #[path = "../examples/quickstart.rs"]
 #[allow(dead_code)]
@@ -50,6 +51,47 @@ async fn quickstart_against_the_mock() {
     assert_eq!(report.expired_sent, 0, "{out}");
     assert!(out.contains("320 ok, 0 failed"), "{out}");
     assert!(out.contains("the server revoked every token"), "{out}");
+}
+
+/// The real-API session's own code (list, create, then delete what it created), pointed at
+/// the mock over plain HTTP. The mock serves no `DELETE`, so each delete is answered 404 and
+/// the video reported left behind: what this checks is that every created video's
+/// `DELETE /videos/{videoId}` was sent, and that leaving one behind is a failure.
+#[tokio::test]
+async fn quickstart_real_api_session_against_the_mock() {
+    let deletes = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&deletes);
+    let server = MockServer::builder()
+        .api_key("real-path-key")
+        .on_request(move |log: &RequestLog| {
+            if log.method == Method::DELETE {
+                seen.lock().unwrap().push((log.path.clone(), log.status));
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+
+    let mut out = Vec::new();
+    let report = quickstart::run_real("real-path-key".into(), server.uri().to_string(), &mut out)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert_eq!((report.ok, report.failed), (40, 0), "{out}");
+    assert_eq!(report.created, 10, "{out}");
+    assert!(!report.success(), "videos left behind are a failure");
+    let mut expected: Vec<_> = report
+        .left_behind
+        .iter()
+        .map(|id| (format!("/videos/{id}"), StatusCode::NOT_FOUND))
+        .collect();
+    let mut deletes = deletes.lock().unwrap().clone();
+    expected.sort();
+    deletes.sort();
+    assert_eq!(expected.len(), 10);
+    assert_eq!(deletes, expected);
+    assert!(out.contains("10 created, 0 deleted again"), "{out}");
 }
 
 #[tokio::test]
