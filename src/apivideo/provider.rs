@@ -1,0 +1,535 @@
+//! The api.video token provider: a refresher over any HTTP client.
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::marker::PhantomData;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use http_body::Body;
+use http_body_util::Full;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+use tower::{BoxError, Service};
+
+use super::error::ApiVideoError;
+use super::wire::{self, Grant};
+use crate::{BearerAuthLayer, ReplayBody, Scope, Token, TokenRequest};
+
+/// api.video's production server.
+pub const PRODUCTION: &str = "https://ws.api.video";
+
+/// api.video's sandbox server (videos are watermarked and deleted after a day). Its API keys
+/// are not production's.
+pub const SANDBOX: &str = "https://sandbox.api.video";
+
+/// How long one call may take unless [`ApiVideo::timeout`] says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Gets api.video access tokens: a refresher for a [`TokenCache`](crate::TokenCache) or
+/// [`BearerAuthLayer`].
+///
+/// As a `Service<TokenRequest, Response = Token>` it logs in with the API key, trades the
+/// previous token's refresh token for a new pair once it has one, and falls back to the API
+/// key when the server refuses the refresh token. See the [module documentation](super) for
+/// the details, and for what it makes of every answer.
+///
+/// It sends its requests through `C`, any tower HTTP service: build it on the client the rest
+/// of the stack uses, so that both share the connection pool, TLS settings and proxies. `B`
+/// is the client's request body type, [`Full<Bytes>`] or, for a client built for
+/// [`BearerAuth`](crate::BearerAuth), [`ReplayBody<Full<Bytes>>`]; it is inferred from `C`.
+///
+/// The API key is kept as a [`SecretString`] (zeroised on drop, never in `Debug`); each login
+/// request's body holds a copy while the client sends it.
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, StatusCode};
+/// use http_body_util::Full;
+/// use hyper_util::client::legacy::{Client, connect::HttpConnector};
+/// use hyper_util::rt::TokioExecutor;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_bearer::ReplayBody;
+/// use tower_bearer::apivideo::ApiVideo;
+/// # use tower_bearer::apivideo::mock::MockServer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// # let server = MockServer::builder().api_key("my-api-key").start().await?;
+/// let client: Client<HttpConnector, ReplayBody<Full<Bytes>>> =
+///     Client::builder(TokioExecutor::new()).build_http();
+///
+/// // In production: ApiVideo::production("my-api-key", client.clone()). Here, a mock server.
+/// let api = ApiVideo::with_base_uri(server.uri(), "my-api-key", client.clone())?;
+/// let videos = ServiceBuilder::new()
+///     .layer(api.into_layer())
+///     .service(client);
+///
+/// let list = Request::get(server.uri_for("/videos")).body(Full::default())?;
+/// let response = videos.oneshot(list).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+/// # assert_eq!(server.counters().api_key_logins, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct ApiVideo<C, B = Full<Bytes>> {
+    client: C,
+    config: Arc<Config>,
+    timeout: Duration,
+    _body: PhantomData<fn() -> B>,
+}
+
+/// What every clone of a provider, and every call in flight, shares.
+struct Config {
+    base_uri: Uri,
+    login: Uri,
+    refresh: Uri,
+    scope: Scope,
+    api_key: SecretString,
+}
+
+impl<C, B> ApiVideo<C, B> {
+    /// A provider for api.video's production server, [`PRODUCTION`].
+    pub fn production(api_key: impl Into<SecretString>, client: C) -> Self {
+        Self::for_known(PRODUCTION, api_key.into(), client)
+    }
+
+    /// A provider for api.video's sandbox, [`SANDBOX`].
+    pub fn sandbox(api_key: impl Into<SecretString>, client: C) -> Self {
+        Self::for_known(SANDBOX, api_key.into(), client)
+    }
+
+    /// A provider for api.video at another address: a proxy, a mock server.
+    ///
+    /// `base_uri` is an absolute `http` or `https` URI with a host, such as
+    /// `http://127.0.0.1:8080` or `https://proxy.example/apivideo/`; the auth endpoints are
+    /// under its path (`…/apivideo/auth/api-key`). It may not have a query.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiVideoError::InvalidBaseUri`] if `base_uri` is not such a URI.
+    pub fn with_base_uri<U>(
+        base_uri: U,
+        api_key: impl Into<SecretString>,
+        client: C,
+    ) -> Result<Self, ApiVideoError>
+    where
+        U: TryInto<Uri>,
+    {
+        let base_uri = base_uri
+            .try_into()
+            .map_err(|_| ApiVideoError::InvalidBaseUri)?;
+        let config = Config::new(base_uri, api_key.into()).ok_or(ApiVideoError::InvalidBaseUri)?;
+        Ok(ApiVideo {
+            client,
+            config: Arc::new(config),
+            timeout: DEFAULT_TIMEOUT,
+            _body: PhantomData,
+        })
+    }
+
+    fn for_known(base_uri: &'static str, api_key: SecretString, client: C) -> Self {
+        let config = Config::new(Uri::from_static(base_uri), api_key)
+            .expect("api.video's own base URIs are valid");
+        ApiVideo {
+            client,
+            config: Arc::new(config),
+            timeout: DEFAULT_TIMEOUT,
+            _body: PhantomData,
+        }
+    }
+
+    /// The most one call may take, both requests together when a refused refresh token falls
+    /// back to the API key; past it the call fails with [`ApiVideoError::Timeout`].
+    /// Default: [`DEFAULT_TIMEOUT`], 30 s.
+    ///
+    /// A refresher should always have one: requests that need a token wait for the refresh
+    /// in flight, and a refresh that never ends would hold them until their own timeouts.
+    /// Stacking `tower::timeout` on the provider works as well, but a layer built with
+    /// [`into_layer`](Self::into_layer) is covered without it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The base URI the provider sends to.
+    pub fn base_uri(&self) -> &Uri {
+        &self.config.base_uri
+    }
+
+    /// The requests api.video's tokens are for: those to the base URI's origin (scheme, host
+    /// and port). [`into_layer`](Self::into_layer) scopes its layer to it.
+    pub fn scope(&self) -> Scope {
+        self.config.scope.clone()
+    }
+
+    /// A reference to the HTTP client.
+    pub fn get_ref(&self) -> &C {
+        &self.client
+    }
+
+    /// A mutable reference to the HTTP client.
+    pub fn get_mut(&mut self) -> &mut C {
+        &mut self.client
+    }
+
+    /// The HTTP client.
+    pub fn into_inner(self) -> C {
+        self.client
+    }
+}
+
+impl<C, B, ResBody> ApiVideo<C, B>
+where
+    C: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send,
+    B: RequestBody,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    /// A [`BearerAuthLayer`] getting its tokens from this provider, with the default
+    /// [`TokenCache`](crate::TokenCache) settings, attaching them only to requests for
+    /// api.video's origin ([`scope`](Self::scope)).
+    ///
+    /// The scope is the point of this method over `BearerAuthLayer::new(api)`: a client that
+    /// also fetches pre-signed upload URLs or CDN assets never sends them the token. To send
+    /// it elsewhere too, replace the scope: `.into_layer().scope(Scope::origins([..])?)`.
+    ///
+    /// For other cache settings, or other middleware around the provider, build the layer
+    /// yourself and keep the scope:
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use bytes::Bytes;
+    /// # use http_body_util::Full;
+    /// # use tower::{BoxError, ServiceBuilder, service_fn};
+    /// use tower_bearer::{BearerAuthLayer, TokenCache};
+    /// use tower_bearer::apivideo::ApiVideo;
+    /// # let client = service_fn(|_: http::Request<Full<Bytes>>| async {
+    /// #     Ok::<_, BoxError>(http::Response::new(Full::<Bytes>::default()))
+    /// # });
+    ///
+    /// let api = ApiVideo::sandbox("my-api-key", client);
+    /// let scope = api.scope();
+    /// let refresher = ServiceBuilder::new().concurrency_limit(1).service(api);
+    /// let cache = TokenCache::builder(refresher)
+    ///     .refresh_ahead(Duration::from_secs(600))
+    ///     .build();
+    /// let layer = BearerAuthLayer::from_cache(cache).scope(scope);
+    /// ```
+    pub fn into_layer(self) -> BearerAuthLayer {
+        let scope = self.scope();
+        BearerAuthLayer::new(self).scope(scope)
+    }
+}
+
+impl Config {
+    fn new(base_uri: Uri, api_key: SecretString) -> Option<Self> {
+        let scheme = base_uri.scheme()?;
+        if (*scheme != Scheme::HTTPS && *scheme != Scheme::HTTP)
+            || base_uri.host().is_none()
+            || base_uri.query().is_some()
+        {
+            return None;
+        }
+        let scope = Scope::origin(base_uri.clone()).ok()?;
+        let endpoint = |path: &str| -> Option<Uri> {
+            let prefix = base_uri.path().trim_end_matches('/');
+            let path_and_query = PathAndQuery::try_from(format!("{prefix}{path}")).ok()?;
+            let mut parts = base_uri.clone().into_parts();
+            parts.path_and_query = Some(path_and_query);
+            Uri::from_parts(parts).ok()
+        };
+        Some(Config {
+            login: endpoint("/auth/api-key")?,
+            refresh: endpoint("/auth/refresh")?,
+            base_uri,
+            scope,
+            api_key,
+        })
+    }
+}
+
+impl<C: Clone, B> Clone for ApiVideo<C, B> {
+    fn clone(&self) -> Self {
+        ApiVideo {
+            client: self.client.clone(),
+            config: Arc::clone(&self.config),
+            timeout: self.timeout,
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<C, B> fmt::Debug for ApiVideo<C, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiVideo")
+            .field("base_uri", &self.config.base_uri)
+            .field("api_key", &"[REDACTED]")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, B, ResBody> Service<TokenRequest> for ApiVideo<C, B>
+where
+    C: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send,
+    B: RequestBody,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Token;
+    type Error = ApiVideoError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.client
+            .poll_ready(cx)
+            .map_err(|error| ApiVideoError::Transport(error.into()))
+    }
+
+    fn call(&mut self, request: TokenRequest) -> Self::Future {
+        // The call may need a second request (the fallback to the API key), so it takes the
+        // client that was driven ready and leaves a clone for the next call, as tower's own
+        // `Retry` does.
+        let clone = self.client.clone();
+        let client = mem::replace(&mut self.client, clone);
+        let config = Arc::clone(&self.config);
+        let timeout = self.timeout;
+        ResponseFuture {
+            inner: Box::pin(async move {
+                tokio::time::timeout(timeout, fetch(client, &config, request))
+                    .await
+                    .unwrap_or(Err(ApiVideoError::Timeout(timeout)))
+            }),
+        }
+    }
+}
+
+/// One call: the refresh-token grant if the previous token has a refresh token, the API key
+/// if not, or if the server refuses the refresh token.
+async fn fetch<C, B, ResBody>(
+    mut client: C,
+    config: &Config,
+    request: TokenRequest,
+) -> Result<Token, ApiVideoError>
+where
+    C: Service<Request<B>, Response = Response<ResBody>>,
+    C::Error: Into<BoxError>,
+    B: RequestBody,
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+{
+    let reason = request.reason().as_str();
+    if let Some(refresh_token) = request.previous().and_then(Token::refresh_token) {
+        let grant = Grant::RefreshToken(refresh_token.expose_secret());
+        match exchange(&mut client, &config.refresh, grant, reason).await {
+            // Used already, ended by a login elsewhere (another process with the same key),
+            // expired or revoked: the key still works, and a second request now is cheaper
+            // than a failed refresh and a backoff.
+            Err(ApiVideoError::Rejected(problem)) => tracing::debug!(
+                reason,
+                status = problem.status().as_u16(),
+                "api.video refused the refresh token; logging in with the API key"
+            ),
+            // Anything else, a transient failure included, is the answer: the refresh token
+            // may still be good, and the cache's backoff decides when to try again.
+            result => return result,
+        }
+    }
+    let grant = Grant::ApiKey(config.api_key.expose_secret());
+    exchange(&mut client, &config.login, grant, reason).await
+}
+
+/// One request to an auth endpoint, and what its answer means.
+async fn exchange<C, B, ResBody>(
+    client: &mut C,
+    uri: &Uri,
+    grant: Grant<'_>,
+    reason: &'static str,
+) -> Result<Token, ApiVideoError>
+where
+    C: Service<Request<B>, Response = Response<ResBody>>,
+    C::Error: Into<BoxError>,
+    B: RequestBody,
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+{
+    let transport = |error: C::Error| ApiVideoError::Transport(error.into());
+    let request = wire::request::<B>(uri, &grant);
+    // Ready again even for the first request: polling a ready service is allowed, and this
+    // keeps the fallback's request on the same path.
+    poll_fn(|cx| client.poll_ready(cx))
+        .await
+        .map_err(transport)?;
+    let sent_at = Instant::now();
+    let response = client.call(request).await.map_err(transport)?;
+    let status = response.status().as_u16();
+    let result = wire::token_from(response, sent_at).await;
+    tracing::trace!(
+        grant = grant.name(),
+        reason,
+        status,
+        elapsed_ms = sent_at.elapsed().as_millis() as u64,
+        ok = result.is_ok(),
+        "api.video auth request"
+    );
+    result
+}
+
+/// The future an [`ApiVideo`] call returns.
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Token, ApiVideoError>> + Send>>,
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Token, ApiVideoError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// A request body type [`ApiVideo`] can send its JSON in: [`Full<Bytes>`], or
+/// [`ReplayBody<Full<Bytes>>`] so that it shares the client a [`BearerAuth`](crate::BearerAuth)
+/// stack sends through.
+///
+/// Sealed: the provider builds the body, so it must know how.
+pub trait RequestBody: sealed::Sealed + Send + 'static {}
+
+impl RequestBody for Full<Bytes> {}
+impl RequestBody for ReplayBody<Full<Bytes>> {}
+
+mod sealed {
+    use super::*;
+
+    // Public in a private module: nameable in a public trait's bounds, not outside the crate.
+    #[allow(unreachable_pub)]
+    pub trait Sealed {
+        fn from_json(json: Bytes) -> Self;
+    }
+
+    impl Sealed for Full<Bytes> {
+        fn from_json(json: Bytes) -> Self {
+            Full::new(json)
+        }
+    }
+
+    impl Sealed for ReplayBody<Full<Bytes>> {
+        fn from_json(json: Bytes) -> Self {
+            // Nothing replays an auth request: passed through unrecorded.
+            ReplayBody::new(Full::new(json))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RefreshReason;
+    use tower::{ServiceExt, service_fn};
+
+    type Client = tower::util::ServiceFn<
+        fn(Request<Full<Bytes>>) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>>,
+    >;
+
+    fn client() -> Client {
+        service_fn(|_| std::future::ready(Ok(Response::new(Full::default()))))
+    }
+
+    #[test]
+    fn endpoints_sit_under_the_base_path() {
+        let api = ApiVideo::<_, Full<Bytes>>::with_base_uri(
+            "https://proxy.example:8443/apivideo/",
+            "k",
+            client(),
+        )
+        .unwrap();
+        assert_eq!(
+            api.config.login,
+            "https://proxy.example:8443/apivideo/auth/api-key"
+        );
+        assert_eq!(
+            api.config.refresh,
+            "https://proxy.example:8443/apivideo/auth/refresh"
+        );
+        assert!(
+            api.scope()
+                .allows(&"https://proxy.example:8443/videos".parse().unwrap())
+        );
+        assert!(
+            !api.scope()
+                .allows(&"https://proxy.example/videos".parse().unwrap())
+        );
+
+        let api = ApiVideo::<_, Full<Bytes>>::sandbox("k", client());
+        assert_eq!(api.config.login, "https://sandbox.api.video/auth/api-key");
+        assert!(
+            api.scope()
+                .allows(&"https://sandbox.api.video/videos".parse().unwrap())
+        );
+        assert!(
+            !api.scope()
+                .allows(&"https://ws.api.video/videos".parse().unwrap())
+        );
+        let api = ApiVideo::<_, Full<Bytes>>::production("k", client());
+        assert_eq!(api.config.refresh, "https://ws.api.video/auth/refresh");
+    }
+
+    #[test]
+    fn bad_base_uris() {
+        for uri in [
+            "/relative",
+            "ftp://host",
+            "https://host/?query",
+            "not a uri",
+            "",
+        ] {
+            let result = ApiVideo::<_, Full<Bytes>>::with_base_uri(uri, "k", client());
+            assert!(
+                matches!(result, Err(ApiVideoError::InvalidBaseUri)),
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_key() {
+        let api = ApiVideo::<_, Full<Bytes>>::sandbox("SECRET-KEY", client());
+        let debug = format!("{api:?}");
+        assert!(!debug.contains("SECRET"), "{debug}");
+        assert!(debug.contains("sandbox.api.video"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_covers_the_call() {
+        let hanging = service_fn(|_: Request<Full<Bytes>>| {
+            std::future::pending::<Result<Response<Full<Bytes>>, BoxError>>()
+        });
+        let api = ApiVideo::sandbox("k", hanging).timeout(Duration::from_secs(2));
+        let error = api
+            .oneshot(TokenRequest::new(RefreshReason::Initial, None))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ApiVideoError::Timeout(d) if d == Duration::from_secs(2)));
+    }
+}

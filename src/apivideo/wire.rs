@@ -1,0 +1,343 @@
+//! api.video's auth endpoints on the wire: the request both grants send, and what their
+//! answers mean.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+use tower::BoxError;
+
+use super::error::{ApiVideoError, Malformed, Problem};
+use super::provider::RequestBody;
+use crate::{RetryAfter, Token};
+
+/// The most bytes of a response read. A token pair is under 2 KiB; anything near this is not
+/// one, and a hostile or broken server cannot make the provider buffer more.
+pub(super) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The longest lifetime believed: a longer `expires_in` is cut to this, so a token is
+/// refreshed at least daily whatever the server says (and no arithmetic overflows).
+pub(super) const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest wait a 429 may impose on the cache; a longer hint is cut to this (the next
+/// attempt will hear a fresh one).
+pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
+
+const USER_AGENT_VALUE: HeaderValue =
+    HeaderValue::from_static(concat!("tower-bearer/", env!("CARGO_PKG_VERSION")));
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The credential a request trades for a token pair, serialized as its JSON body
+/// (`{"apiKey":…}` or `{"refreshToken":…}`).
+#[derive(Serialize)]
+pub(super) enum Grant<'a> {
+    #[serde(rename = "apiKey")]
+    ApiKey(&'a str),
+    #[serde(rename = "refreshToken")]
+    RefreshToken(&'a str),
+}
+
+impl Grant<'_> {
+    /// A name for logs.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Grant::ApiKey(_) => "api-key",
+            Grant::RefreshToken(_) => "refresh-token",
+        }
+    }
+}
+
+/// `POST uri` with the grant as its JSON body.
+pub(super) fn request<B: RequestBody>(uri: &Uri, grant: &Grant<'_>) -> Request<B> {
+    let json = serde_json::to_vec(grant).expect("a map of one string always serializes");
+    let mut request = Request::new(B::from_json(Bytes::from(json)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.clone();
+    let headers = request.headers_mut();
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(ACCEPT, JSON);
+    headers.insert(USER_AGENT, USER_AGENT_VALUE);
+    request
+}
+
+/// What an auth endpoint's answer means: a token, or why there is none.
+///
+/// The token's expiry counts from `sent_at`, when the request left, not from when the answer
+/// arrived: the server's clock started somewhere in between, and erring early is safe.
+pub(super) async fn token_from<ResBody>(
+    response: Response<ResBody>,
+    sent_at: Instant,
+) -> Result<Token, ApiVideoError>
+where
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    if status.is_success() {
+        let body = read(body).await?;
+        return parse_token(&body, sent_at).map_err(ApiVideoError::Malformed);
+    }
+    // The body only adds detail to the status: a body that cannot be read loses the detail,
+    // not the status.
+    let problem = match read(body).await {
+        Ok(body) => parse_problem(status, &body),
+        Err(_) => Problem::new(status, None, None),
+    };
+    Err(match status {
+        // The OpenAPI document says 400, the error reference says 401: both mean the
+        // credential was refused.
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => ApiVideoError::Rejected(problem),
+        StatusCode::TOO_MANY_REQUESTS => ApiVideoError::RateLimited {
+            retry_after: retry_after(&parts.headers)
+                .map(|delay| RetryAfter::new(delay, "api.video asked to wait")),
+            problem,
+        },
+        _ => ApiVideoError::Status(problem),
+    })
+}
+
+/// The body, read to its end but no further than [`MAX_RESPONSE_BYTES`].
+async fn read<ResBody>(body: ResBody) -> Result<Bytes, ApiVideoError>
+where
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+{
+    match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(ApiVideoError::TooLarge {
+            limit: MAX_RESPONSE_BYTES,
+        }),
+        Err(error) => Err(ApiVideoError::Body(error)),
+    }
+}
+
+/// The `access-token` schema: `token_type`, `expires_in`, `access_token`, `refresh_token`.
+///
+/// The body is parsed as a generic JSON value and each field checked by hand, rather than
+/// deserialized into a struct: serde's type errors quote the offending value, which here may
+/// be a token. A syntax error quotes nothing.
+fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malformed> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|error| Malformed::NotJson(error.into()))?;
+    let Value::Object(mut fields) = value else {
+        return Err(Malformed::NotAnObject);
+    };
+    if !string(&fields, "token_type")?.eq_ignore_ascii_case("bearer") {
+        return Err(Malformed::TokenType);
+    }
+    let expires_in = match present(&fields, "expires_in")? {
+        Value::Number(n) => n.as_u64().filter(|&s| s > 0).ok_or(Malformed::ExpiresIn)?,
+        _ => return Err(Malformed::ExpiresIn),
+    };
+    let lifetime = Duration::from_secs(expires_in).min(MAX_LIFETIME);
+    let token = Token::bearer(string(&fields, "access_token")?)
+        .map_err(Malformed::AccessToken)?
+        .expires_at(sent_at + lifetime);
+    // Optional in the schema; an empty one is no refresh token. Moved, not copied, into the
+    // token's secret.
+    match fields.remove("refresh_token") {
+        None | Some(Value::Null) => Ok(token),
+        Some(Value::String(refresh)) if refresh.is_empty() => Ok(token),
+        Some(Value::String(refresh)) => Ok(token.with_refresh_token(refresh)),
+        Some(_) => Err(Malformed::NotAString("refresh_token")),
+    }
+}
+
+fn present<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, Malformed> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Err(Malformed::Missing(name)),
+        Some(value) => Ok(value),
+    }
+}
+
+fn string<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, Malformed> {
+    present(fields, name)?
+        .as_str()
+        .ok_or(Malformed::NotAString(name))
+}
+
+/// The status, with the `type` and `title` of a problem document if the body is one.
+///
+/// The content type is not checked: api.video documents `application/problem+json`, its
+/// OpenAPI document says `application/json`, and either way only two string fields are read.
+fn parse_problem(status: StatusCode, body: &[u8]) -> Problem {
+    let fields = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => fields,
+        _ => return Problem::new(status, None, None),
+    };
+    let text = |name| fields.get(name).and_then(Value::as_str);
+    Problem::new(status, text("type"), text("title"))
+}
+
+/// A 429's wait: api.video's `X-RateLimit-Retry-After`, else the standard `Retry-After`, both
+/// in whole seconds (an HTTP-date `Retry-After` is not understood, and ignored), at most
+/// [`MAX_RETRY_AFTER`].
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    ["x-ratelimit-retry-after", RETRY_AFTER.as_str()]
+        .into_iter()
+        .find_map(|name| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    fn parse(json: &str) -> Result<Token, Malformed> {
+        parse_token(json.as_bytes(), Instant::now())
+    }
+
+    #[tokio::test]
+    async fn request_carries_the_grant_and_the_headers() {
+        let uri: Uri = "https://ws.api.video/auth/refresh".parse().unwrap();
+        let request: Request<Full<Bytes>> = request(&uri, &Grant::RefreshToken("r\"1"));
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), &uri);
+        assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(request.headers()[ACCEPT], "application/json");
+        let agent = request.headers()[USER_AGENT].to_str().unwrap();
+        assert_eq!(agent, format!("tower-bearer/{}", env!("CARGO_PKG_VERSION")));
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body, serde_json::json!({"refreshToken": "r\"1"}));
+    }
+
+    #[test]
+    fn a_good_token_with_any_case_of_bearer() {
+        for token_type in ["Bearer", "bearer", "BEARER"] {
+            let token = parse(&format!(
+                r#"{{"token_type":"{token_type}","expires_in":3599,"access_token":"a.b.c","refresh_token":"def502"}}"#
+            ))
+            .unwrap();
+            assert_eq!(token.authorization(), "Bearer a.b.c");
+            assert!(token.refresh_token().is_some());
+        }
+    }
+
+    #[test]
+    fn refresh_token_is_optional() {
+        let fields = r#""token_type":"Bearer","expires_in":60,"access_token":"a""#;
+        for extra in ["", r#","refresh_token":null"#, r#","refresh_token":"""#] {
+            let token = parse(&format!("{{{fields}{extra}}}")).unwrap();
+            assert!(token.refresh_token().is_none(), "{extra}");
+        }
+        assert!(matches!(
+            parse(&format!(r#"{{{fields},"refresh_token":7}}"#)),
+            Err(Malformed::NotAString("refresh_token"))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifetime_counts_from_the_send_and_is_capped() {
+        let sent_at = Instant::now();
+        let token = parse_token(
+            br#"{"token_type":"Bearer","expires_in":3600,"access_token":"a"}"#,
+            sent_at,
+        )
+        .unwrap();
+        assert_eq!(token.expiry(), Some(sent_at + Duration::from_secs(3600)));
+        let token = parse_token(
+            br#"{"token_type":"Bearer","expires_in":18446744073709551615,"access_token":"a"}"#,
+            sent_at,
+        )
+        .unwrap();
+        assert_eq!(token.expiry(), Some(sent_at + MAX_LIFETIME));
+    }
+
+    #[test]
+    fn bad_expires_in() {
+        for expires_in in ["-1", "0", "3600.5", "1e3", r#""3600""#, "true", "[]"] {
+            let json = format!(
+                r#"{{"token_type":"Bearer","expires_in":{expires_in},"access_token":"a"}}"#
+            );
+            assert!(
+                matches!(parse(&json), Err(Malformed::ExpiresIn)),
+                "{expires_in}"
+            );
+        }
+        for json in [
+            r#"{"token_type":"Bearer","access_token":"a"}"#,
+            r#"{"token_type":"Bearer","expires_in":null,"access_token":"a"}"#,
+        ] {
+            assert!(matches!(parse(json), Err(Malformed::Missing("expires_in"))));
+        }
+    }
+
+    #[test]
+    fn bad_fields() {
+        // Each body, and the start of the error's `Debug`.
+        let cases = [
+            ("<html>hi</html>", "NotJson("),
+            ("[1]", "NotAnObject"),
+            (
+                r#"{"token_type":"mac","expires_in":1,"access_token":"a"}"#,
+                "TokenType",
+            ),
+            (
+                r#"{"token_type":1,"expires_in":1,"access_token":"a"}"#,
+                "NotAString(\"token_type\")",
+            ),
+            (
+                r#"{"token_type":"Bearer","expires_in":1}"#,
+                "Missing(\"access_token\")",
+            ),
+            (
+                r#"{"token_type":"Bearer","expires_in":1,"access_token":"a\nb"}"#,
+                "AccessToken(Character { at: 1 })",
+            ),
+            (
+                r#"{"token_type":"Bearer","expires_in":1,"access_token":"a\u0000"}"#,
+                "AccessToken(Character { at: 1 })",
+            ),
+        ];
+        for (json, expected) in cases {
+            let error = format!("{:?}", parse(json).unwrap_err());
+            assert!(error.starts_with(expected), "{json}: {error}");
+        }
+    }
+
+    #[test]
+    fn problems_keep_status_type_and_a_clean_title() {
+        let problem = parse_problem(
+            StatusCode::BAD_REQUEST,
+            br#"{"type":"https://docs.api.video/reference/x","title":"Bad\nline","status":400,"detail":"echo"}"#,
+        );
+        assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            problem.type_uri(),
+            Some("https://docs.api.video/reference/x")
+        );
+        assert_eq!(problem.title(), Some("Badline"));
+        assert_eq!(
+            problem.to_string(),
+            "400 Bad Request: Badline <https://docs.api.video/reference/x>"
+        );
+        let html = parse_problem(StatusCode::BAD_GATEWAY, b"<html>");
+        assert_eq!(html, Problem::new(StatusCode::BAD_GATEWAY, None, None));
+    }
+
+    #[test]
+    fn retry_after_headers() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert("x-ratelimit-retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert("x-ratelimit-retry-after", HeaderValue::from_static("99999"));
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            "x-ratelimit-retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+    }
+}

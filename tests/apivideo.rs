@@ -1,0 +1,690 @@
+//! The api.video provider against the embedded mock server, over loopback HTTP: real
+//! sockets and real time, so token lifetimes here are long and the cache's minimum token age
+//! is set to zero where a test needs a 401 to replace a fresh token.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower::util::ServiceFn;
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_bearer::apivideo::mock::{Failure, MockServer};
+use tower_bearer::apivideo::{ApiVideo, ApiVideoError, Malformed};
+use tower_bearer::secrecy::ExposeSecret;
+use tower_bearer::{
+    BearerAuthLayer, RefreshReason, ReplayBody, Token, TokenCache, TokenError, TokenErrorKind,
+    TokenRequest,
+};
+
+const KEY: &str = "key-for-tests-0123456789";
+
+type Http = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
+type Provider = ApiVideo<Http, ReplayBody<Full<Bytes>>>;
+
+fn http() -> Http {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn mock() -> MockServer {
+    MockServer::builder().api_key(KEY).start().await.unwrap()
+}
+
+fn provider(server: &MockServer, client: Http) -> Provider {
+    ApiVideo::with_base_uri(server.uri(), KEY, client)
+        .unwrap()
+        .timeout(Duration::from_secs(5))
+}
+
+/// One call to the provider, as the cache makes it.
+async fn fetch(
+    api: &mut Provider,
+    reason: RefreshReason,
+    previous: Option<&Token>,
+) -> Result<Token, ApiVideoError> {
+    api.ready()
+        .await?
+        .call(TokenRequest::new(reason, previous.cloned()))
+        .await
+}
+
+/// A cache that replaces a token on any 401, however young, and backs off briefly.
+fn cache<R>(refresher: R) -> TokenCache
+where
+    R: Service<TokenRequest, Response = Token> + Send + 'static,
+    R::Future: Send + 'static,
+    R::Error: Into<BoxError>,
+{
+    TokenCache::builder(refresher)
+        .min_token_age(Duration::ZERO)
+        .backoff(Duration::from_millis(50), Duration::from_millis(50))
+        .build()
+}
+
+fn list(server: &MockServer) -> Request<Full<Bytes>> {
+    Request::get(server.uri_for("/videos"))
+        .body(Full::default())
+        .unwrap()
+}
+
+fn create(server: &MockServer, title: &str) -> Request<Full<Bytes>> {
+    Request::post(server.uri_for("/videos"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::from(format!(
+            r#"{{"title":"{title}","public":false}}"#
+        )))
+        .unwrap()
+}
+
+/// The provider's error in a `BearerAuth` or cache error, wherever it is in the chain.
+fn provider_error<'a>(error: &'a (dyn Error + 'static)) -> &'a ApiVideoError {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<ApiVideoError>() {
+            return found;
+        }
+        next = error.source();
+    }
+    panic!("no ApiVideoError in {error:?}");
+}
+
+/// `Display` and `Debug` of an error and of every source under it.
+fn describe(error: &(dyn Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        text.push_str(&format!("{error} / {error:?}\n"));
+        next = error.source();
+    }
+    text
+}
+
+// ===== the grants =====
+
+#[tokio::test]
+async fn logs_in_with_the_api_key() {
+    let server = mock().await;
+    let mut api = provider(&server, http());
+
+    let token = fetch(&mut api, RefreshReason::Initial, None).await.unwrap();
+
+    let counters = server.counters();
+    assert_eq!((counters.api_key_logins, counters.refreshes), (1, 0));
+    assert!(token.refresh_token().is_some());
+    let lifetime = token.expiry().unwrap() - tokio::time::Instant::now();
+    assert!(lifetime > Duration::from_secs(3590) && lifetime <= Duration::from_secs(3600));
+
+    let headers = server.last_auth_headers().unwrap();
+    assert_eq!(headers[CONTENT_TYPE], "application/json");
+    assert_eq!(headers[ACCEPT], "application/json");
+    assert_eq!(
+        headers[USER_AGENT],
+        concat!("tower-bearer/", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(!headers.contains_key("av-origin-client"));
+
+    // The token works on the API.
+    let response = BearerAuthLayer::from_cache(TokenCache::new(api))
+        .layer(http())
+        .oneshot(list(&server))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn refreshes_with_the_refresh_token() {
+    let server = mock().await;
+    let mut api = provider(&server, http());
+    let first = fetch(&mut api, RefreshReason::Initial, None).await.unwrap();
+
+    let second = fetch(&mut api, RefreshReason::Ahead, Some(&first))
+        .await
+        .unwrap();
+
+    let counters = server.counters();
+    assert_eq!((counters.api_key_logins, counters.refreshes), (1, 1));
+    assert_ne!(second.authorization(), first.authorization());
+    let refresh = |t: &Token| t.refresh_token().unwrap().expose_secret().to_owned();
+    assert_ne!(refresh(&second), refresh(&first), "refresh tokens rotate");
+
+    // And the rotated one is what the next refresh uses.
+    let third = fetch(&mut api, RefreshReason::Expired, Some(&second))
+        .await
+        .unwrap();
+    assert_eq!(server.counters().refreshes, 2);
+    assert_eq!(server.counters().rejected_refresh_tokens, 0);
+    assert_ne!(third.authorization(), second.authorization());
+}
+
+/// A second process logging in with the same key ends this one's refresh token; this one
+/// logs in again in the same call, whether the server says 400 (OpenAPI) or 401 (errors
+/// reference).
+#[tokio::test]
+async fn falls_back_to_the_api_key_when_another_process_logged_in() {
+    for status in [StatusCode::BAD_REQUEST, StatusCode::UNAUTHORIZED] {
+        let server = MockServer::builder()
+            .api_key(KEY)
+            .credential_rejection_status(status)
+            .start()
+            .await
+            .unwrap();
+        let mut this = provider(&server, http());
+        let mut other = provider(&server, http());
+        let ours = fetch(&mut this, RefreshReason::Initial, None)
+            .await
+            .unwrap();
+        fetch(&mut other, RefreshReason::Initial, None)
+            .await
+            .unwrap();
+
+        let replaced = fetch(&mut this, RefreshReason::Ahead, Some(&ours))
+            .await
+            .unwrap();
+
+        let counters = server.counters();
+        assert_eq!(counters.rejected_refresh_tokens, 1, "{status}");
+        assert_eq!(counters.api_key_logins, 3, "{status}");
+        assert_eq!(counters.refreshes, 0, "{status}");
+        assert!(replaced.refresh_token().is_some());
+        // The new pair is good: its refresh token is the live one now.
+        fetch(&mut this, RefreshReason::Ahead, Some(&replaced))
+            .await
+            .unwrap();
+        assert_eq!(server.counters().refreshes, 1);
+    }
+}
+
+/// 5xx, 429 and malformed answers to a refresh are errors, not reasons to log in: the
+/// refresh token is kept, and works once the server is well again.
+#[tokio::test]
+async fn transient_refresh_failures_do_not_fall_back() {
+    let server = mock().await;
+    let mut api = provider(&server, http());
+    let token = fetch(&mut api, RefreshReason::Initial, None).await.unwrap();
+
+    for failure in [
+        Failure::Status(StatusCode::SERVICE_UNAVAILABLE),
+        Failure::Status(StatusCode::TOO_MANY_REQUESTS),
+        Failure::Malformed,
+    ] {
+        server.fail_next_auth(1, failure);
+        let error = fetch(&mut api, RefreshReason::Ahead, Some(&token))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ApiVideoError::Status(_)
+                    | ApiVideoError::RateLimited { .. }
+                    | ApiVideoError::Malformed(Malformed::NotJson(_))
+            ),
+            "{failure:?}: {error:?}"
+        );
+    }
+    assert_eq!(server.counters().api_key_logins, 1);
+    fetch(&mut api, RefreshReason::Ahead, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(server.counters().refreshes, 1);
+}
+
+#[tokio::test]
+async fn a_wrong_api_key_is_rejected_with_the_problem() {
+    let server = mock().await;
+    let mut api = ApiVideo::with_base_uri(server.uri(), "not-the-key", http()).unwrap();
+
+    let error = fetch(&mut api, RefreshReason::Initial, None)
+        .await
+        .unwrap_err();
+
+    let ApiVideoError::Rejected(problem) = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        problem.title(),
+        Some("The user credentials were incorrect.")
+    );
+    assert_eq!(
+        problem.type_uri(),
+        Some("https://docs.api.video/reference/authentication-invalid-user-credentials")
+    );
+    assert!(!describe(&error).contains("not-the-key"));
+}
+
+// ===== through the middleware =====
+
+/// Every token revoked on the server: the POST is refused with 401, the cache replaces the
+/// token (the revoked refresh token is refused too, so by the API key), and the POST is sent
+/// again with the very same bytes.
+#[tokio::test]
+async fn a_revoked_token_is_replaced_and_the_post_arrives_again_byte_identical() {
+    let server = mock().await;
+    let client = http();
+    let api = provider(&server, client.clone());
+    let scope = api.scope();
+    let service = BearerAuthLayer::from_cache(cache(api))
+        .scope(scope)
+        .layer(client);
+
+    let first = service
+        .clone()
+        .oneshot(create(&server, "before"))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    server.revoke_all();
+    let second = service
+        .clone()
+        .oneshot(create(&server, "after the revocation"))
+        .await
+        .unwrap();
+
+    assert_eq!(second.status(), StatusCode::CREATED);
+    let bodies = server.received_bodies();
+    assert_eq!(bodies.len(), 3);
+    assert_eq!(bodies[1], bodies[2]);
+    assert_eq!(
+        bodies[2],
+        r#"{"title":"after the revocation","public":false}"#
+    );
+    let counters = server.counters();
+    assert_eq!(counters.unauthorized_revoked, 1);
+    assert_eq!(counters.rejected_refresh_tokens, 1);
+    assert_eq!(counters.api_key_logins, 2);
+    let stats = service.cache().stats();
+    assert_eq!(stats.retried, 1);
+    assert_eq!(stats.refreshes(RefreshReason::Rejected).succeeded, 1);
+}
+
+/// The token goes only to the API's origin.
+#[tokio::test]
+async fn the_layer_is_scoped_to_the_api() {
+    let server = mock().await;
+    let client = http();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = {
+        let seen = Arc::clone(&seen);
+        service_fn(move |request: Request<ReplayBody<Full<Bytes>>>| {
+            seen.lock()
+                .unwrap()
+                .push(request.headers().contains_key("authorization"));
+            std::future::ready(Ok::<_, BoxError>(Response::new(Full::<Bytes>::default())))
+        })
+    };
+    let service = provider(&server, client).into_layer().layer(recorder);
+
+    for uri in [
+        server.uri_for("/videos").to_string(),
+        "https://upload.example.net/signed?x=1".to_owned(),
+        format!("http://localhost:{}/videos", server.addr().port()),
+    ] {
+        let request = Request::get(uri).body(Full::default()).unwrap();
+        service.clone().oneshot(request).await.unwrap();
+    }
+    assert_eq!(*seen.lock().unwrap(), [true, false, false]);
+}
+
+// ===== failures reach the cache =====
+
+/// A hung auth server: the provider's own timeout, or `tower::timeout` stacked on it, ends
+/// the call; the next call after the backoff succeeds.
+#[tokio::test]
+async fn a_hung_or_slow_auth_server_times_out() {
+    let server = mock().await;
+
+    // The provider's own timeout.
+    server.fail_next_auth(1, Failure::Hang);
+    let mut api = provider(&server, http()).timeout(Duration::from_millis(200));
+    let error = fetch(&mut api, RefreshReason::Initial, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ApiVideoError::Timeout(d) if d == Duration::from_millis(200)),
+        "{error:?}"
+    );
+
+    // tower's, through the cache and the middleware.
+    server.fail_next_auth(1, Failure::Delay(Duration::from_secs(2)));
+    let client = http();
+    let refresher = ServiceBuilder::new()
+        .timeout(Duration::from_millis(200))
+        .service(provider(&server, client.clone()));
+    let service = BearerAuthLayer::from_cache(cache(refresher)).layer(client);
+    let error = service.clone().oneshot(list(&server)).await.unwrap_err();
+    let token_error = TokenError::find(&*error).expect("a token error");
+    assert_eq!(token_error.kind(), TokenErrorKind::Refresher);
+    assert!(
+        token_error
+            .source()
+            .unwrap()
+            .is::<tower::timeout::error::Elapsed>()
+    );
+
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let response = service.oneshot(list(&server)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// The auth server answers 503 for a while: requests fail with a `TokenError` whose source
+/// is the provider's error, and succeed once it is back.
+#[tokio::test]
+async fn auth_server_down_then_back() {
+    let server = mock().await;
+    server.fail_next_auth(3, Failure::Status(StatusCode::SERVICE_UNAVAILABLE));
+    let client = http();
+    let service =
+        BearerAuthLayer::from_cache(cache(provider(&server, client.clone()))).layer(client);
+
+    let error = service.clone().oneshot(list(&server)).await.unwrap_err();
+    let token_error = TokenError::find(&*error).expect("a token error");
+    assert_eq!(token_error.kind(), TokenErrorKind::Refresher);
+    assert_eq!(token_error.reason(), RefreshReason::Initial);
+    let ApiVideoError::Status(problem) = provider_error(&*error) else {
+        panic!("{error:?}");
+    };
+    assert_eq!(problem.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Within the backoff the cache answers alone.
+    let error = service.clone().oneshot(list(&server)).await.unwrap_err();
+    assert!(matches!(
+        TokenError::find(&*error).unwrap().kind(),
+        TokenErrorKind::BackingOff { .. }
+    ));
+    assert_eq!(server.counters().auth_requests, 1);
+
+    let mut failures = 0;
+    let response = loop {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        match service.clone().oneshot(list(&server)).await {
+            Ok(response) => break response,
+            Err(error) => {
+                assert!(TokenError::find(&*error).is_some(), "{error}");
+                failures += 1;
+                assert!(failures < 10, "never recovered");
+            }
+        }
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.counters().auth_requests, 4);
+    assert_eq!(server.counters().api_key_logins, 1);
+}
+
+#[tokio::test]
+async fn transport_failure_is_an_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut api: Provider = ApiVideo::with_base_uri(format!("http://{addr}"), KEY, http()).unwrap();
+
+    let error = fetch(&mut api, RefreshReason::Initial, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ApiVideoError::Transport(_)), "{error:?}");
+    assert!(error.source().is_some());
+}
+
+/// A 429's `X-RateLimit-Retry-After` is the cache's wait, instead of its own (50 ms) backoff.
+#[tokio::test]
+async fn rate_limit_wait_is_honoured() {
+    let server = mock().await;
+    server.fail_next_auth(
+        1,
+        Failure::RateLimited {
+            retry_after: Duration::from_secs(3),
+        },
+    );
+    let cache = cache(provider(&server, http()));
+
+    let error = cache.token().await.unwrap_err();
+
+    let ApiVideoError::RateLimited {
+        retry_after,
+        problem,
+    } = provider_error(&error)
+    else {
+        panic!("{error:?}");
+    };
+    assert_eq!(problem.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(problem.title(), Some("Too many requests."));
+    assert_eq!(
+        retry_after.as_ref().map(|hint| hint.delay()),
+        Some(Duration::from_secs(3))
+    );
+    let backing_off = cache.stats().backing_off.expect("backing off");
+    assert!(
+        backing_off > Duration::from_millis(2500) && backing_off <= Duration::from_secs(3),
+        "{backing_off:?}"
+    );
+    let again = cache.token().await.unwrap_err();
+    assert!(
+        matches!(again.kind(), TokenErrorKind::BackingOff { retry_in } if retry_in > Duration::from_secs(2))
+    );
+    assert_eq!(server.counters().auth_requests, 1);
+}
+
+// ===== hostile answers =====
+
+type Answer = std::future::Ready<Result<Response<Full<Bytes>>, BoxError>>;
+
+/// A client that answers every request with this status, content type and body.
+fn answering(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> ServiceFn<impl FnMut(Request<Full<Bytes>>) -> Answer + Clone + Send + 'static> {
+    service_fn(move |_: Request<Full<Bytes>>| {
+        let response = Response::builder()
+            .status(status)
+            .header(CONTENT_TYPE, content_type)
+            .body(Full::new(body.clone()))
+            .map_err(BoxError::from);
+        std::future::ready(response)
+    })
+}
+
+/// Answers a well-behaved server would never give: each is a typed error, and the cache
+/// holds no token afterwards. (A stand-in client serves them: the mock only misbehaves in
+/// the ways a real server does.)
+#[tokio::test]
+async fn hostile_token_responses_are_refused_and_nothing_is_cached() {
+    fn token_json(token_type: &str, expires_in: &str, access_token: &str) -> String {
+        format!(
+            r#"{{"token_type":{token_type},"expires_in":{expires_in},"access_token":{access_token},"refresh_token":"def50200ab"}}"#
+        )
+    }
+    let ok = |json: String| (StatusCode::OK, "application/json", Bytes::from(json));
+    let padding = "x".repeat(70 * 1024);
+    let cases = [
+        (
+            ok(token_json(r#""Bearer""#, "3600", r#""abc\ndef""#)),
+            "AccessToken(Character { at: 3 })",
+        ),
+        (
+            ok(token_json(r#""Bearer""#, "3600", r#""abc\u0000""#)),
+            "AccessToken(Character { at: 3 })",
+        ),
+        (
+            ok(token_json(r#""Bearer""#, "3600", r#""""#)),
+            "AccessToken(Empty)",
+        ),
+        (ok(token_json(r#""Bearer""#, "-1", r#""a""#)), "ExpiresIn"),
+        (
+            ok(token_json(r#""Bearer""#, r#""3600""#, r#""a""#)),
+            "ExpiresIn",
+        ),
+        (
+            ok(token_json(r#""Bearer""#, "null", r#""a""#)),
+            "Missing(\"expires_in\")",
+        ),
+        (
+            ok(r#"{"token_type":"Bearer","access_token":"a"}"#.to_owned()),
+            "Missing(\"expires_in\")",
+        ),
+        (ok(token_json(r#""mac""#, "3600", r#""a""#)), "TokenType"),
+        (
+            (
+                StatusCode::OK,
+                "text/html",
+                Bytes::from_static(b"<!doctype html><title>Wi-Fi login</title>"),
+            ),
+            "NotJson(",
+        ),
+        (
+            ok(format!(
+                r#"{{"token_type":"Bearer","expires_in":3600,"access_token":"a","pad":"{padding}"}}"#
+            )),
+            "TooLarge",
+        ),
+    ];
+
+    for ((status, content_type, body), expected) in cases {
+        let refresher = ApiVideo::sandbox(KEY, answering(status, content_type, body));
+        let cache = TokenCache::new(refresher);
+
+        let error = cache.token().await.unwrap_err();
+
+        assert_eq!(error.kind(), TokenErrorKind::Refresher);
+        let found = match provider_error(&error) {
+            ApiVideoError::Malformed(malformed) => format!("{malformed:?}"),
+            other => format!("{other:?}"),
+        };
+        assert!(found.starts_with(expected), "{expected}: {found}");
+        assert_eq!(cache.stats().generation, 0, "{expected}: nothing cached");
+        assert!(!describe(&error).contains(KEY));
+    }
+}
+
+// ===== secrets =====
+
+/// Everything any test in this binary logs, at every level, from every thread.
+///
+/// One process-wide subscriber: a per-thread one (`with_default`) misses events from other
+/// threads, and its callsite interest can be cached wrongly when tests run in parallel.
+fn captured_logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    });
+    &LOGS
+}
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        captured_logs()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Login, refresh, fallback after another login, a 401 after a revocation, a wrong key and
+/// a malformed answer: no API key, access token or refresh token in any `Debug` or `Display`
+/// of the provider or its errors, nor in anything logged at TRACE.
+#[tokio::test]
+async fn no_secret_in_debug_display_or_logs() {
+    let logs = captured_logs();
+    let server = mock().await;
+    let client = http();
+    let mut secrets = vec![KEY.to_owned()];
+    let mut remember = |token: &Token| {
+        secrets.push(token.expose_access_token().to_owned());
+        if let Some(refresh) = token.refresh_token() {
+            secrets.push(refresh.expose_secret().to_owned());
+        }
+    };
+    let mut printed = String::new();
+
+    // Login, refresh, and the fallback after another process's login.
+    let mut api = provider(&server, client.clone());
+    let first = fetch(&mut api, RefreshReason::Initial, None).await.unwrap();
+    let second = fetch(&mut api, RefreshReason::Ahead, Some(&first))
+        .await
+        .unwrap();
+    fetch(
+        &mut provider(&server, client.clone()),
+        RefreshReason::Initial,
+        None,
+    )
+    .await
+    .unwrap();
+    let third = fetch(&mut api, RefreshReason::Expired, Some(&second))
+        .await
+        .unwrap();
+    for token in [&first, &second, &third] {
+        remember(token);
+        printed.push_str(&format!("{token:?}\n"));
+    }
+    printed.push_str(&format!("{api:?}\n"));
+
+    // A 401 after a revocation, through the middleware.
+    let service =
+        BearerAuthLayer::from_cache(cache(provider(&server, client.clone()))).layer(client.clone());
+    service.clone().oneshot(list(&server)).await.unwrap();
+    remember(&service.cache().token().await.unwrap());
+    server.revoke_all();
+    let response = service.clone().oneshot(list(&server)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    remember(&service.cache().token().await.unwrap());
+    printed.push_str(&format!(
+        "{:?} {:?}\n",
+        service.cache(),
+        service.cache().stats()
+    ));
+    assert_eq!(server.counters().unauthorized_revoked, 1);
+
+    // Errors: a revoked refresh token refused and then the key refused (wrong key), a
+    // malformed answer, a rate limit.
+    let mut wrong =
+        ApiVideo::with_base_uri(server.uri(), "wrong-SECRET-key", client.clone()).unwrap();
+    secrets.push("wrong-SECRET-key".to_owned());
+    let rejected = fetch(&mut wrong, RefreshReason::Rejected, Some(&third))
+        .await
+        .unwrap_err();
+    assert!(matches!(rejected, ApiVideoError::Rejected(_)));
+    server.fail_next_auth(1, Failure::Malformed);
+    let malformed = fetch(&mut api, RefreshReason::Expired, Some(&third))
+        .await
+        .unwrap_err();
+    server.fail_next_auth(1, Failure::Status(StatusCode::TOO_MANY_REQUESTS));
+    let limited = cache(provider(&server, client.clone()))
+        .token()
+        .await
+        .unwrap_err();
+    for error in [&rejected as &(dyn Error + 'static), &malformed, &limited] {
+        printed.push_str(&describe(error));
+    }
+
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    // The capture works: this test's own events are in it.
+    assert!(logs.contains("api.video refused the refresh token; logging in with the API key"));
+    assert!(logs.contains("api.video auth request"));
+    assert!(logs.contains("401: forcing a refresh"));
+    assert!(logs.contains("token refresh failed"));
+    for secret in &secrets {
+        assert!(!printed.contains(secret.as_str()), "printed: {printed}");
+        assert!(!logs.contains(secret.as_str()), "a secret was logged");
+    }
+    assert!(printed.contains("[REDACTED]"));
+}

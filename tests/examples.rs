@@ -1,0 +1,178 @@
+//! The examples, run in-process: each example's file is compiled in as a module, so its own
+//! code runs here, without a nested `cargo` (slow, and fighting the outer one for the build
+//! lock).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tower_bearer::apivideo::mock::{MockServer, RequestLog};
+
+#[path = "../examples/quickstart.rs"]
+#[allow(dead_code)]
+mod quickstart;
+
+#[path = "../examples/stack.rs"]
+#[allow(dead_code)]
+mod stack;
+
+#[path = "../examples/axum_upstream.rs"]
+#[allow(dead_code)]
+mod axum_upstream;
+
+/// The README's first command, as it runs: every call succeeds across token lifetimes and a
+/// revocation, and the auth server saw logins and refresh-token grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_against_the_mock() {
+    let mut out = Vec::new();
+    let report = quickstart::run_mock(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert!(report.success(), "{out}");
+    let plan = quickstart::MOCK_PLAN;
+    assert_eq!(
+        report.ok,
+        (plan.tasks * plan.calls_per_task) as u64,
+        "{out}"
+    );
+    assert_eq!(report.failed, 0, "{out}");
+    assert!(report.revoked, "{out}");
+    // The first login and the one after the revocation (whose refresh token was revoked too).
+    assert_eq!(report.logins, 2, "{out}");
+    // At least one refresh-token grant per lifetime that ended without a revocation.
+    assert!(report.refreshes >= 2, "{out}");
+    assert!(report.retried >= 1, "{out}");
+    assert_eq!(report.expired_sent, 0, "{out}");
+    assert!(out.contains("320 ok, 0 failed"), "{out}");
+    assert!(out.contains("the server revoked every token"), "{out}");
+}
+
+/// The real-API session's own code (list, create, then delete what it created), pointed at
+/// the mock over plain HTTP. The mock serves no `DELETE`, so each delete is answered 404 and
+/// the video reported left behind: what this checks is that every created video's
+/// `DELETE /videos/{videoId}` was sent, and that leaving one behind is a failure.
+#[tokio::test]
+async fn quickstart_real_api_session_against_the_mock() {
+    let deletes = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&deletes);
+    let server = MockServer::builder()
+        .api_key("real-path-key")
+        .on_request(move |log: &RequestLog| {
+            if log.method == Method::DELETE {
+                seen.lock().unwrap().push((log.path.clone(), log.status));
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+
+    let mut out = Vec::new();
+    let report = quickstart::run_real("real-path-key".into(), server.uri().to_string(), &mut out)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert_eq!((report.ok, report.failed), (40, 0), "{out}");
+    assert_eq!(report.created, 10, "{out}");
+    assert!(!report.success(), "videos left behind are a failure");
+    let mut expected: Vec<_> = report
+        .left_behind
+        .iter()
+        .map(|id| (format!("/videos/{id}"), StatusCode::NOT_FOUND))
+        .collect();
+    let mut deletes = deletes.lock().unwrap().clone();
+    expected.sort();
+    deletes.sort();
+    assert_eq!(expected.len(), 10);
+    assert_eq!(deletes, expected);
+    assert!(out.contains("10 created, 0 deleted again"), "{out}");
+}
+
+#[tokio::test]
+async fn stack_recovers_from_an_auth_outage_with_retries() {
+    let mut out = Vec::new();
+    let outcome = stack::run(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert_eq!((outcome.succeeded, outcome.failed), (16, 0), "{out}");
+    assert!(outcome.retries >= 1, "{out}");
+    assert_eq!(outcome.logins, 1, "{out}");
+}
+
+/// The axum app over real HTTP: concurrent callers share one upstream login, and a
+/// revocation upstream costs them nothing; an upstream that refuses the key is a 503.
+#[tokio::test]
+async fn axum_app_calls_the_upstream_with_a_shared_client() {
+    let upstream = MockServer::builder()
+        .api_key("axum-key")
+        .seed_videos(3)
+        .token_ttl(Duration::from_secs(3))
+        .start()
+        .await
+        .unwrap();
+    let base = upstream.uri().to_string();
+    let (app, _stop) = start(axum_upstream::AppState::new(&base, "axum-key").unwrap()).await;
+    let (refused, _stop_refused) =
+        start(axum_upstream::AppState::new(&base, "wrong-key").unwrap()).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let get = |uri: String| {
+        let client = client.clone();
+        async move {
+            let request = Request::get(uri).body(Full::default()).unwrap();
+            let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+                .await
+                .expect("the app answers")
+                .unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    };
+
+    let calls: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(get(format!("http://{app}/titles"))))
+        .collect();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let titles: Vec<String> = serde_json::from_slice(&body).unwrap();
+        assert_eq!(titles.len(), 3);
+    }
+    assert_eq!(upstream.counters().api_key_logins, 1);
+
+    // A revocation upstream: the app's next call is refused with 401, and the shared
+    // client replaces the token and sends it again. (Tokens live 3 s here, so the first is
+    // past the minimum age at which a 401 may replace it, a tenth of its life, after 0.3 s.)
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    upstream.revoke_all();
+    let (status, _) = get(format!("http://{app}/titles")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(upstream.counters().unauthorized_revoked, 1);
+    assert_eq!(upstream.counters().api_key_logins, 2);
+
+    let (status, body) = get(format!("http://{refused}/titles")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("upstream authentication unavailable"),
+        "{body}"
+    );
+    assert!(!body.contains("wrong-key"), "{body}");
+}
+
+/// Serves `state`'s app on a loopback port until the returned sender is dropped.
+async fn start(state: axum_upstream::AppState) -> (std::net::SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(axum_upstream::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
