@@ -21,8 +21,16 @@ use tower_http::auth::AddAuthorization;
 /// The request every variant sends: a GET with a path and query, four ordinary headers (set
 /// the way client code usually sets them, from `&str`) and an empty body.
 pub fn request() -> Request<Empty<Bytes>> {
-    Request::get("https://ws.api.video/videos?currentPage=1&pageSize=25")
-        .header(HOST, "ws.api.video")
+    request_to(
+        "https://ws.api.video/videos?currentPage=1&pageSize=25",
+        "ws.api.video",
+    )
+}
+
+/// The same request, to another address.
+pub fn request_to(uri: &str, host: &str) -> Request<Empty<Bytes>> {
+    Request::get(uri)
+        .header(HOST, host)
         .header(ACCEPT, "application/json")
         .header(USER_AGENT, "tower-bearer-bench/0.1")
         .header(ACCEPT_ENCODING, "gzip, br")
@@ -240,24 +248,56 @@ where
 // ===== driving a ready service by hand =====
 
 /// Sends one request through `service` and returns the response, polling with a no-op
-/// waker: every variant answers on the first poll when the token is valid.
+/// waker: every variant answers on the first poll when the token is valid and nothing
+/// else holds what it needs.
 #[inline]
 pub fn send_now<S, B>(service: &mut S, request: Request<B>) -> S::Response
 where
     S: Service<Request<B>>,
     S::Error: std::fmt::Debug,
 {
-    let mut cx = Context::from_waker(Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => panic!("the service is not ready"),
+    send_with(service, request, None)
+}
+
+/// Like [`send_now`], but a request that has to wait (the naive cache's lock, held by
+/// another thread) parks this thread until `waker` is woken, as a blocking client would.
+#[inline]
+pub fn send_with<S, B>(service: &mut S, request: Request<B>, waker: Option<&Waker>) -> S::Response
+where
+    S: Service<Request<B>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(waker.unwrap_or(Waker::noop()));
+    let wait = || match waker {
+        Some(_) => std::thread::park(),
+        None => panic!("the request did not complete on its first poll"),
+    };
+    loop {
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => break,
+            Poll::Ready(Err(err)) => panic!("the service failed: {err:?}"),
+            Poll::Pending => wait(),
+        }
     }
     let mut future = std::pin::pin!(service.call(request));
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(response)) => response,
-        Poll::Ready(Err(err)) => panic!("the request failed: {err:?}"),
-        Poll::Pending => panic!("the request did not complete on its first poll"),
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(response)) => return response,
+            Poll::Ready(Err(err)) => panic!("the request failed: {err:?}"),
+            Poll::Pending => wait(),
+        }
     }
+}
+
+/// A waker that unparks the thread that made it.
+pub fn thread_waker() -> Waker {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    Waker::from(Arc::new(Unpark(std::thread::current())))
 }
 
 // ===== timing in chunks =====
@@ -278,6 +318,15 @@ where
     S: Service<Request<Empty<Bytes>>>,
     S::Error: std::fmt::Debug,
 {
+    send_timed_with(service, iters, None)
+}
+
+/// [`send_timed`], with [`send_with`]'s `waker`.
+pub fn send_timed_with<S>(service: &mut S, iters: u64, waker: Option<&Waker>) -> Duration
+where
+    S: Service<Request<Empty<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
     let mut requests = Vec::with_capacity(CHUNK);
     let mut responses = Vec::with_capacity(CHUNK);
     let mut total = Duration::ZERO;
@@ -288,7 +337,7 @@ where
         requests.extend((0..n).map(|_| request()));
         let start = Instant::now();
         for request in requests.drain(..) {
-            responses.push(send_now(service, request));
+            responses.push(send_with(service, request, waker));
         }
         total += start.elapsed();
         stretches += 1;
