@@ -434,10 +434,12 @@ impl Recorder {
         let figure = |variant: &str, round: usize| {
             self.ns_per_iter(&format!("{variant}/{round}"), sample_size)
         };
-        let complete = (1..=rounds).all(|r| variants.iter().all(|v| figure(v, r).is_some()));
-        if !complete {
+        // Only what ran in every round (a filter on the command line may leave some out).
+        let complete = |v: &&str| (1..=rounds).all(|r| figure(v, r).is_some());
+        if !complete(&floor) {
             return;
         }
+        let variants: Vec<&str> = variants.iter().copied().filter(complete).collect();
         println!("\n{title}");
         println!(
             "  {:<18} {:>12} {:>30} {:>9}",
@@ -446,7 +448,7 @@ impl Recorder {
             format!("× {floor}, each round"),
             "median"
         );
-        for variant in variants {
+        for variant in &variants {
             let times: Vec<f64> = (1..=rounds).map(|r| figure(variant, r).unwrap()).collect();
             let ratios: Vec<f64> = (1..=rounds)
                 .map(|r| figure(variant, r).unwrap() / figure(floor, r).unwrap())
