@@ -66,8 +66,10 @@ pub struct TokenCache {
 }
 
 struct Shared {
-    /// What the hot path reads.
-    current: ArcSwapOption<Entry>,
+    /// What the hot path reads, on a cache line of its own: every request also clones and
+    /// drops the `Arc` around `Shared`, and on another core those writes to its count would
+    /// otherwise evict the pointer every reader needs.
+    current: OwnLine<ArcSwapOption<Entry>>,
     /// Everything else: the refresh in flight and the last failure.
     state: Mutex<State>,
     refresher: Box<dyn Refresh>,
@@ -119,6 +121,18 @@ struct Failure {
 }
 
 type Outcome = Result<Arc<Entry>, TokenError>;
+
+/// Aligned to 128 bytes: a cache line, and the pair of lines some CPUs prefetch together.
+#[repr(align(128))]
+struct OwnLine<T>(T);
+
+impl<T> std::ops::Deref for OwnLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// One service's view of the current token.
 ///
@@ -777,7 +791,7 @@ impl TokenCacheBuilder {
     pub fn build(self) -> TokenCache {
         TokenCache {
             shared: Arc::new(Shared {
-                current: ArcSwapOption::empty(),
+                current: OwnLine(ArcSwapOption::empty()),
                 state: Mutex::new(State::default()),
                 refresher: self.refresher,
                 settings: self.settings,
