@@ -34,6 +34,8 @@ struct Outcome {
     elapsed: Duration,
     /// How long the refresh itself took (the refresher's sleep, as the runtime served it).
     refresh: Duration,
+    /// From the refresh's end to the last request's: waking the waiters and sending.
+    tail: Duration,
     refresher_calls: usize,
 }
 
@@ -91,8 +93,16 @@ fn bench(
     });
 }
 
-/// Spawns every request through a clone of `service` and waits for all of them.
-async fn spawn_all<S>(service: S) -> Duration
+/// When the refresh ended, and how long it took.
+type RefreshTimes = Arc<std::sync::Mutex<(Option<Instant>, Duration)>>;
+
+fn refreshed(times: &RefreshTimes, start: Instant) {
+    *times.lock().unwrap() = (Some(Instant::now()), start.elapsed());
+}
+
+/// Spawns every request through a clone of `service`, waits for all of them, and says when
+/// they started and ended.
+async fn spawn_all<S>(service: S) -> (Instant, Instant)
 where
     S: Service<http::Request<http_body_util::Empty<bytes::Bytes>>> + Clone + Send + 'static,
     S::Future: Send,
@@ -110,13 +120,25 @@ where
             .expect("a request panicked")
             .expect("a request failed");
     }
-    start.elapsed()
+    (start, Instant::now())
+}
+
+/// What a storm measured, from its times and the refresh's.
+fn outcome((start, end): (Instant, Instant), times: &RefreshTimes, calls: usize) -> Outcome {
+    let (refreshed_at, refresh) = *times.lock().unwrap();
+    Outcome {
+        elapsed: end - start,
+        refresh,
+        tail: refreshed_at.map_or(Duration::ZERO, |at| end.saturating_duration_since(at)),
+        refresher_calls: calls,
+    }
 }
 
 fn bare_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
     Box::pin(async {
+        let (start, end) = spawn_all(Ok200).await;
         Outcome {
-            elapsed: spawn_all(Ok200).await,
+            elapsed: end - start,
             ..Outcome::default()
         }
     })
@@ -125,7 +147,7 @@ fn bare_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
 fn bearer_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
     Box::pin(async {
         let calls = Arc::new(AtomicUsize::new(0));
-        let refresh = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+        let refresh = RefreshTimes::default();
         let refresher = {
             let (calls, refresh) = (calls.clone(), refresh.clone());
             let access = Arc::<str>::from(access_token());
@@ -138,7 +160,7 @@ fn bearer_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
                     }
                     let start = Instant::now();
                     tokio::time::sleep(REFRESH_LATENCY).await;
-                    *refresh.lock().unwrap() = start.elapsed();
+                    refreshed(&refresh, start);
                     Token::bearer(&*access).map(|t| t.expires_in(HOUR))
                 }
             })
@@ -148,21 +170,17 @@ fn bearer_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
         tokio::time::sleep(FIRST_LIFETIME + Duration::from_millis(10)).await;
         let service = BearerAuthLayer::from_cache(cache).layer(Ok200);
 
-        let elapsed = spawn_all(service).await;
+        let times = spawn_all(service).await;
         let refresher_calls = calls.load(Ordering::SeqCst) - 1;
         assert_eq!(refresher_calls, 1, "the storm cost one refresh");
-        Outcome {
-            elapsed,
-            refresh: *refresh.lock().unwrap(),
-            refresher_calls,
-        }
+        outcome(times, &refresh, refresher_calls)
     })
 }
 
 fn naive_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
     Box::pin(async {
         let calls = Arc::new(AtomicUsize::new(0));
-        let refresh = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+        let refresh = RefreshTimes::default();
         let refresh_fn: RefreshFn = {
             let (calls, refresh) = (calls.clone(), refresh.clone());
             let value = authorization(&access_token());
@@ -172,7 +190,7 @@ fn naive_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
                 Box::pin(async move {
                     let start = Instant::now();
                     tokio::time::sleep(REFRESH_LATENCY).await;
-                    *refresh.lock().unwrap() = start.elapsed();
+                    refreshed(&refresh, start);
                     Ok((value, Instant::now() + HOUR))
                 })
             })
@@ -181,17 +199,13 @@ fn naive_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
         let expired = Instant::now();
         let naive = NaiveCache::new(Some((authorization(&access_token()), expired)), refresh_fn);
 
-        let elapsed = spawn_all(naive.layer(Ok200)).await;
+        let times = spawn_all(naive.layer(Ok200)).await;
         let refresher_calls = calls.load(Ordering::SeqCst);
         assert_eq!(
             refresher_calls, 1,
             "the lock made the refresh single flight"
         );
-        Outcome {
-            elapsed,
-            refresh: *refresh.lock().unwrap(),
-            refresher_calls,
-        }
+        outcome(times, &refresh, refresher_calls)
     })
 }
 
@@ -208,8 +222,8 @@ fn print_storms(recorder: &Recorder, outcomes: &[(&str, Outcome)]) {
          {REFRESH_LATENCY:?} (2 worker threads)"
     );
     println!(
-        "  {:<16} {:>10} {:>10} {:>10} {:>16} {:>12}",
-        "variant", "min ms", "median ms", "max ms", "× refresh taken", "refreshes"
+        "  {:<16} {:>8} {:>10} {:>8} {:>16} {:>14} {:>10}",
+        "variant", "min ms", "median ms", "max ms", "× refresh taken", "tail ms (med)", "refreshes"
     );
     for name in names {
         let ms: Vec<f64> = recorder
@@ -225,19 +239,27 @@ fn print_storms(recorder: &Recorder, outcomes: &[(&str, Outcome)]) {
             .filter(|(n, _)| *n == name)
             .map(|(_, o)| o)
             .collect();
-        let ratio = if name == "bare_no_token" {
-            "-".to_owned()
+        let measured = &mine[mine.len().saturating_sub(SAMPLES)..];
+        let (ratio, tail) = if name == "bare_no_token" {
+            ("-".to_owned(), "-".to_owned())
         } else {
             // Each storm against its own refresh, over the measured ones.
-            let ratios: Vec<f64> = mine[mine.len() - SAMPLES..]
+            let ratios: Vec<f64> = measured
                 .iter()
                 .map(|o| o.elapsed.as_secs_f64() / o.refresh.as_secs_f64())
                 .collect();
-            format!("{:.3}", median(&ratios))
+            let tails: Vec<f64> = measured
+                .iter()
+                .map(|o| o.tail.as_secs_f64() * 1e3)
+                .collect();
+            (
+                format!("{:.3}", median(&ratios)),
+                format!("{:.2}", median(&tails)),
+            )
         };
         let calls = mine.iter().map(|o| o.refresher_calls).max().unwrap_or(0);
         println!(
-            "  {name:<16} {min:>10.2} {:>10.2} {max:>10.2} {ratio:>16} {calls:>12}",
+            "  {name:<16} {min:>8.2} {:>10.2} {max:>8.2} {ratio:>16} {tail:>14} {calls:>10}",
             median(&ms)
         );
     }
