@@ -116,7 +116,9 @@ where
 }
 
 fn main() {
-    let mut criterion = Criterion::default().configure_from_args();
+    // No plots: drawing them takes longer than measuring (`--plotting-backend plotters`
+    // brings them back).
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
     contention(&mut criterion);
     criterion.final_summary();
 }

@@ -153,7 +153,9 @@ fn main() {
         profile(&variant);
         return;
     }
-    let mut criterion = Criterion::default().configure_from_args();
+    // No plots: drawing them takes longer than measuring (`--plotting-backend plotters`
+    // brings them back).
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
     hot_path(&mut criterion);
     criterion.final_summary();
 }

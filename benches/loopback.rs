@@ -251,7 +251,9 @@ fn print_throughput(recorder: &Recorder) {
 }
 
 fn main() {
-    let mut criterion = Criterion::default().configure_from_args();
+    // No plots: drawing them takes longer than measuring (`--plotting-backend plotters`
+    // brings them back).
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
     loopback(&mut criterion);
     criterion.final_summary();
 }

@@ -267,7 +267,9 @@ fn print_storms(recorder: &Recorder, outcomes: &[(&str, Outcome)]) {
 }
 
 fn main() {
-    let mut criterion = Criterion::default().configure_from_args();
+    // No plots: drawing them takes longer than measuring (`--plotting-backend plotters`
+    // brings them back).
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
     storm(&mut criterion);
     criterion.final_summary();
 }
