@@ -478,3 +478,63 @@ pub fn median(values: &[f64]) -> f64 {
         (sorted[mid - 1] + sorted[mid]) / 2.0
     }
 }
+
+// ===== interleaved: every variant in turn, many times =====
+
+/// A variant to interleave: its name, and a routine that runs `iters` iterations and says
+/// how long they took.
+pub type Contender<'a> = (&'a str, Box<dyn FnMut(u64) -> Duration + 'a>);
+
+/// Runs every contender for `iters` iterations, in turn, `rounds` times (starting each round
+/// with the next one), and prints each one's median time per iteration and its ratio to
+/// `floor`'s in the same round: median and interquartile range over the rounds.
+///
+/// Criterion measures one function after another, seconds apart, and a burst of load from
+/// elsewhere lands on one of them; here a burst lands on one round of all of them, and the
+/// ratio taken within the round cancels most of it.
+pub fn interleaved(
+    title: &str,
+    unit: &str,
+    per_second: bool,
+    floor: &str,
+    contenders: &mut [Contender<'_>],
+    rounds: usize,
+    iters: u64,
+) {
+    let n = contenders.len();
+    let mut times = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let elapsed = (contenders[i].1)(iters);
+            times[i].push(elapsed.as_nanos() as f64 / iters as f64);
+        }
+    }
+    let floor_at = contenders
+        .iter()
+        .position(|(name, _)| *name == floor)
+        .expect("the floor is a contender");
+    let figure = |ns: f64| if per_second { 1e9 / ns } else { ns };
+    println!("\n{title}");
+    println!(
+        "  {:<18} {:>14} {:>16} {:>18}",
+        "variant",
+        format!("{unit} (median)"),
+        format!("× {floor} (median)"),
+        "interquartile"
+    );
+    for (i, (name, _)) in contenders.iter().enumerate() {
+        let mut ratios: Vec<f64> = (0..rounds)
+            .map(|r| figure(times[i][r]) / figure(times[floor_at][r]))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let values: Vec<f64> = times[i].iter().map(|&ns| figure(ns)).collect();
+        println!(
+            "  {name:<18} {:>14.1} {:>15.3}× {:>18}",
+            median(&values),
+            median(&ratios),
+            format!("{:.3}–{:.3}", ratios[rounds / 4], ratios[rounds * 3 / 4]),
+        );
+    }
+    println!();
+}
