@@ -66,8 +66,10 @@ pub struct TokenCache {
 }
 
 struct Shared {
-    /// What the hot path reads.
-    current: ArcSwapOption<Entry>,
+    /// What the hot path reads, on a cache line of its own: every request also clones and
+    /// drops the `Arc` around `Shared`, and on another core those writes to its count would
+    /// otherwise evict the pointer every reader needs.
+    current: OwnLine<ArcSwapOption<Entry>>,
     /// Everything else: the refresh in flight and the last failure.
     state: Mutex<State>,
     refresher: Box<dyn Refresh>,
@@ -119,6 +121,46 @@ struct Failure {
 }
 
 type Outcome = Result<Arc<Entry>, TokenError>;
+
+/// Aligned to 128 bytes: a cache line, and the pair of lines some CPUs prefetch together.
+#[repr(align(128))]
+struct OwnLine<T>(T);
+
+impl<T> std::ops::Deref for OwnLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// One service's view of the current token.
+///
+/// It keeps the entry it last read and, on each request, compares it with the cache's
+/// current one by a plain load of the shared pointer: no lock and no shared write, where
+/// `ArcSwap::load` takes and releases a slot with two atomic read-modify-writes (12 ns of a
+/// 95 ns request, measured). The price is that a service keeps the entry it last used alive
+/// until its next request.
+#[derive(Clone)]
+pub(crate) struct Reader(arc_swap::Cache<CurrentOf, Option<Arc<Entry>>>);
+
+/// What a [`Reader`] revalidates against.
+#[derive(Clone)]
+pub(crate) struct CurrentOf(Arc<Shared>);
+
+impl std::ops::Deref for CurrentOf {
+    type Target = ArcSwapOption<Entry>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0.current
+    }
+}
+
+impl fmt::Debug for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader").finish_non_exhaustive()
+    }
+}
 
 /// What a request does when the hot path has no token for it.
 pub(crate) enum Acquire {
@@ -252,13 +294,17 @@ impl TokenCache {
 
     // ----- what the service uses -----
 
+    /// A reader of the current token for one service (see [`Reader`]).
+    pub(crate) fn reader(&self) -> Reader {
+        Reader(arc_swap::Cache::new(CurrentOf(self.shared.clone())))
+    }
+
     /// The hot path: the current token if a request may use it as it is.
     ///
     /// Starts the background refresh when the token has entered the refresh-ahead window.
     #[inline]
-    pub(crate) fn fresh_header(&self) -> Option<(HeaderValue, u64)> {
-        let current = self.shared.current.load();
-        let entry = current.as_ref()?;
+    pub(crate) fn fresh_header(&self, reader: &mut Reader) -> Option<(HeaderValue, u64)> {
+        let entry = reader.0.load().as_ref()?;
         let now = Instant::now();
         if !entry.usable(now) {
             return None;
@@ -787,7 +833,7 @@ impl TokenCacheBuilder {
     pub fn build(self) -> TokenCache {
         TokenCache {
             shared: Arc::new(Shared {
-                current: ArcSwapOption::empty(),
+                current: OwnLine(ArcSwapOption::empty()),
                 state: Mutex::new(State::default()),
                 refresher: self.refresher,
                 settings: self.settings,

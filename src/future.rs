@@ -16,6 +16,7 @@ use tower::{BoxError, Service};
 use crate::ReplayBody;
 use crate::body::Replay;
 use crate::cache::{Acquire, Rejection, TokenCache, WaitFuture};
+use crate::head::SavedHead;
 
 /// How much of a 401's body is read, while the replacement token is fetched, so that its
 /// connection can be reused; past this it is dropped.
@@ -54,11 +55,11 @@ pin_project! {
             token: WaitFuture,
             unauthorized: Option<Pin<Box<ResBody>>>,
             drained: usize,
-            retry: Option<Retry<S, B>>,
+            retry: Option<Claimed<S, B>>,
             cache: TokenCache,
         },
         // Driving the retry's service ready.
-        Ready { retry: Option<Retry<S, B>>, generation: u64, cache: TokenCache },
+        Ready { retry: Option<Claimed<S, B>>, generation: u64, cache: TokenCache },
     }
 }
 
@@ -70,19 +71,20 @@ pub(crate) struct Pending<S, B> {
     pub(crate) policy: Policy,
 }
 
-/// What it takes to send a request a second time.
+/// What it takes to send a request a second time, kept while the first attempt is in flight.
 struct Retry<S, B> {
     /// A clone of the service, not yet driven ready.
     service: S,
-    parts: Parts,
-    body: RetryBody<B>,
+    head: SavedHead,
+    /// The first attempt may still be streaming the body.
+    body: Replay<B>,
 }
 
-enum RetryBody<B> {
-    /// Not claimed yet: the first attempt may still be streaming it.
-    Recorded(Replay<B>),
-    /// Claimed for the retry.
-    Claimed(ReplayBody<B>),
+/// The second attempt, once a 401 has claimed what the first one kept.
+struct Claimed<S, B> {
+    service: S,
+    parts: Parts,
+    body: ReplayBody<B>,
 }
 
 /// The layer's settings that shape a request's future.
@@ -151,10 +153,12 @@ where
     }
     let (parts, body) = request.into_parts();
     let (body, replay) = ReplayBody::recorded(body, policy.replay_limit);
-    let retry = replay.map(|replay| Retry {
-        service: service.clone(),
-        parts: parts.clone(),
-        body: RetryBody::Recorded(replay),
+    let retry = replay.and_then(|replay| {
+        Some(Retry {
+            head: SavedHead::save(&parts)?,
+            service: service.clone(),
+            body: replay,
+        })
     });
     State::Sent {
         future: service.call(Request::from_parts(parts, body)),
@@ -261,14 +265,11 @@ where
                 } => {
                     let service = &mut retry.as_mut().expect("polled after completion").service;
                     ready!(service.poll_ready(cx)).map_err(Into::into)?;
-                    let Retry {
+                    let Claimed {
                         mut service,
                         parts,
                         body,
                     } = retry.take().expect("checked above");
-                    let RetryBody::Claimed(body) = body else {
-                        unreachable!("claimed on the 401")
-                    };
                     let next = State::Sent {
                         future: service.call(Request::from_parts(parts, body)),
                         generation: *generation,
@@ -283,15 +284,15 @@ where
 }
 
 impl<S, B> Retry<S, B> {
-    /// Takes the body over for the retry, if what the first attempt recorded can be replayed.
-    fn claim(self) -> Option<Self> {
-        let RetryBody::Recorded(replay) = self.body else {
-            return Some(self);
-        };
-        Some(Retry {
+    /// Takes the request over for the retry, if what the first attempt kept can be sent
+    /// again as it was.
+    fn claim(self) -> Option<Claimed<S, B>> {
+        // The head first: claiming the body ends the first attempt's.
+        let parts = self.head.restore()?;
+        Some(Claimed {
             service: self.service,
-            parts: self.parts,
-            body: RetryBody::Claimed(replay.into_body()?),
+            parts,
+            body: self.body.into_body()?,
         })
     }
 }

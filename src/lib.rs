@@ -77,6 +77,7 @@ mod body;
 mod cache;
 mod error;
 mod future;
+mod head;
 mod layer;
 mod scope;
 mod service;

@@ -8,6 +8,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower::{BoxError, Layer, Service};
 
+use crate::cache::Reader;
 use crate::future::{Pending, Policy, ResponseFuture};
 use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
 
@@ -19,6 +20,7 @@ use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
 pub struct BearerAuth<S> {
     inner: S,
     cache: TokenCache,
+    reader: Reader,
     scope: Scope,
     policy: Policy,
 }
@@ -28,6 +30,7 @@ impl<S> BearerAuth<S> {
         BearerAuth {
             inner,
             cache: layer.cache.clone(),
+            reader: layer.cache.reader(),
             scope: layer.scope.clone(),
             policy: layer.policy,
         }
@@ -78,7 +81,7 @@ where
         if request.headers().contains_key(AUTHORIZATION) || !self.scope.allows(request.uri()) {
             return ResponseFuture::passthrough(self.inner.call(request.map(ReplayBody::new)));
         }
-        if let Some((authorization, generation)) = self.cache.fresh_header() {
+        if let Some((authorization, generation)) = self.cache.fresh_header(&mut self.reader) {
             return ResponseFuture::send(
                 &mut self.inner,
                 request,

@@ -1,0 +1,305 @@
+//! Loopback: a hyper-util client sends requests over real sockets to a hyper server on
+//! 127.0.0.1, with keep-alive, through `BearerAuth` (defaults, or retry off) or
+//! `AddAuthorization`, or with no header at all (the floor of the harness).
+//!
+//! The server runs on a thread and a current-thread runtime of its own; the client on
+//! another. Eight requests are in flight at a time (eight pooled connections); the figure is
+//! requests per second, and the table gives each one's ratio to `AddAuthorization` round by
+//! round; a second table gives the same measured interleaved (every variant in turn, 1,000
+//! requests at a time, sixty times), which a machine loaded from elsewhere disturbs least.
+//! The server checks the token on every request, as an API would.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tower::{BoxError, Service, ServiceExt};
+use tower_bearer::ReplayBody;
+
+use common::*;
+
+const IN_FLIGHT: u64 = 8;
+const SAMPLES: usize = 10;
+/// Over loopback the load from elsewhere moves figures most: more, shorter rounds.
+const ROUNDS: usize = 5;
+const LOOPBACK_VARIANTS: [&str; 4] = [
+    "bare",
+    "add_authorization",
+    "bearer_retry_off",
+    "bearer_defaults",
+];
+
+// ===== the server =====
+
+/// A hyper server on 127.0.0.1 that answers 200 to a request carrying the expected token
+/// (or none), and 401 otherwise. It stops when dropped.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(expected: HeaderValue) -> Server {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a server runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let accept = async {
+                    loop {
+                        let (stream, _) = listener.accept().await.expect("a connection");
+                        stream.set_nodelay(true).unwrap();
+                        let expected = expected.clone();
+                        let service = hyper::service::service_fn(move |request| {
+                            let expected = expected.clone();
+                            async move { Ok::<_, Infallible>(answer(&request, &expected)) }
+                        });
+                        tokio::spawn(
+                            hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service),
+                        );
+                    }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Server {
+            addr: addr_rx.recv().expect("the server's address"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+fn answer(request: &Request<Incoming>, expected: &HeaderValue) -> Response<Empty<Bytes>> {
+    let status = match request.headers().get(AUTHORIZATION) {
+        Some(value) if value != expected => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::OK,
+    };
+    let mut response = Response::new(Empty::new());
+    *response.status_mut() = status;
+    response
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|stop| stop.send(()));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+// ===== the client side =====
+
+fn client<B>() -> Client<HttpConnector, B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(IN_FLIGHT as usize)
+        .build(connector)
+}
+
+/// Sends `iters` requests, `IN_FLIGHT` at a time, and returns how long they took.
+fn send_all<S>(runtime: &Runtime, service: &S, uri: &str, host: &str, iters: u64) -> Duration
+where
+    S: Service<Request<Empty<Bytes>>, Response = Response<Incoming>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
+    runtime.block_on(async {
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..IN_FLIGHT {
+            let count = iters / IN_FLIGHT + u64::from(k < iters % IN_FLIGHT);
+            let mut service = service.clone();
+            let (uri, host) = (uri.to_owned(), host.to_owned());
+            tasks.spawn(async move {
+                for _ in 0..count {
+                    let service = service.ready().await.expect("ready");
+                    let response = service
+                        .call(request_to(&uri, &host))
+                        .await
+                        .expect("a response");
+                    assert_eq!(response.status(), StatusCode::OK);
+                    // Read to the end, so the connection goes back to the pool.
+                    response.into_body().collect().await.expect("the body");
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a client task panicked");
+        }
+        start.elapsed()
+    })
+}
+
+fn loopback(c: &mut Criterion) {
+    let token = authorization(&access_token());
+    let server = Server::start(token.clone());
+    let uri = format!("http://{}/videos?currentPage=1&pageSize=25", server.addr);
+    let host = server.addr.to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a client runtime");
+    let cache = warm_cache();
+
+    let bare = client::<Empty<Bytes>>();
+    let add = add_authorization(client::<Empty<Bytes>>());
+    let retry_off = bearer_retry_off(client::<ReplayBody<Empty<Bytes>>>(), &cache);
+    let bearer = bearer_defaults(client::<ReplayBody<Empty<Bytes>>>(), &cache);
+
+    let recorder = Recorder::default();
+    let mut group = c.benchmark_group("loopback");
+    group
+        .throughput(Throughput::Elements(1))
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(800))
+        .sample_size(SAMPLES);
+    for round in 1..=ROUNDS {
+        let mut bench = |name: &str, send: &dyn Fn(u64) -> Duration| {
+            bench(&mut group, &recorder, name, round, send)
+        };
+        bench("bare", &|iters| {
+            send_all(&runtime, &bare, &uri, &host, iters)
+        });
+        bench("add_authorization", &|iters| {
+            send_all(&runtime, &add, &uri, &host, iters)
+        });
+        bench("bearer_retry_off", &|iters| {
+            send_all(&runtime, &retry_off, &uri, &host, iters)
+        });
+        bench("bearer_defaults", &|iters| {
+            send_all(&runtime, &bearer, &uri, &host, iters)
+        });
+    }
+    group.finish();
+
+    print_throughput(&recorder);
+    // Unless criterion only tested the functions, or a filter left the floor out.
+    if recorder
+        .ns_per_iter(&format!("{FLOOR}/1"), SAMPLES)
+        .is_some()
+    {
+        let (runtime, uri, host) = (&runtime, uri.as_str(), host.as_str());
+        let (bare, add, retry_off, bearer) = (&bare, &add, &retry_off, &bearer);
+        let mut contenders: [Contender<'_>; 4] = [
+            (
+                "bare",
+                Box::new(move |n| send_all(runtime, bare, uri, host, n)),
+            ),
+            (
+                "add_authorization",
+                Box::new(move |n| send_all(runtime, add, uri, host, n)),
+            ),
+            (
+                "bearer_retry_off",
+                Box::new(move |n| send_all(runtime, retry_off, uri, host, n)),
+            ),
+            (
+                "bearer_defaults",
+                Box::new(move |n| send_all(runtime, bearer, uri, host, n)),
+            ),
+        ];
+        interleaved(
+            "loopback, interleaved: 60 rounds of 1,000 requests per variant, in turn",
+            "req/s",
+            true,
+            FLOOR,
+            &mut contenders,
+            60,
+            1_000,
+        );
+    }
+    assert_eq!(cache.stats().unauthorized, 0, "the server took the token");
+    drop(server);
+}
+
+fn bench(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    recorder: &Recorder,
+    name: &str,
+    round: usize,
+    send: &dyn Fn(u64) -> Duration,
+) {
+    let id = format!("{name}/{round}");
+    group.bench_function(&id, |b| {
+        b.iter_custom(|iters| recorder.record(&id, iters, send(iters)))
+    });
+}
+
+/// Requests per second, and each round's ratio to `AddAuthorization` (higher is better).
+fn print_throughput(recorder: &Recorder) {
+    let rate = |variant: &str, round: usize| {
+        recorder
+            .ns_per_iter(&format!("{variant}/{round}"), SAMPLES)
+            .map(|ns| 1e9 / ns)
+    };
+    if !(1..=ROUNDS).all(|r| LOOPBACK_VARIANTS.iter().all(|v| rate(v, r).is_some())) {
+        return;
+    }
+    println!(
+        "\nloopback, {IN_FLIGHT} requests in flight over keep-alive connections: requests/s, \
+         ratio to AddAuthorization in the same round"
+    );
+    println!(
+        "  {:<18} {:>12} {:>30} {:>9}",
+        "variant", "req/s (median)", "× add_authorization, each round", "median"
+    );
+    for variant in LOOPBACK_VARIANTS {
+        let rates: Vec<f64> = (1..=ROUNDS).map(|r| rate(variant, r).unwrap()).collect();
+        let ratios: Vec<f64> = (1..=ROUNDS)
+            .map(|r| rate(variant, r).unwrap() / rate(FLOOR, r).unwrap())
+            .collect();
+        let each = ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "  {variant:<18} {:>12.0} {each:>30} {:>8.3}×",
+            median(&rates),
+            median(&ratios)
+        );
+    }
+    println!();
+}
+
+fn main() {
+    // No plots: drawing them takes longer than measuring (`--plotting-backend plotters`
+    // brings them back).
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
+    loopback(&mut criterion);
+    criterion.final_summary();
+}
