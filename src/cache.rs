@@ -278,6 +278,9 @@ impl TokenCache {
             retried: counters.retried.load(Ordering::Relaxed),
             not_replaced: counters.not_replaced.load(Ordering::Relaxed),
             generation: current.as_ref().map_or(0, |e| e.generation),
+            age: current
+                .as_ref()
+                .map(|e| now.saturating_duration_since(e.obtained)),
             expires_in: current
                 .as_ref()
                 .and_then(|e| e.token.expiry())
@@ -537,7 +540,7 @@ impl TokenCache {
                     backoff_ms = delay.as_millis() as u64,
                     consecutive,
                     error = %error,
-                    cause = error_source(&error),
+                    causes = %Causes(&error),
                     "token refresh failed"
                 );
                 state.failure = Some(Failure {
@@ -565,8 +568,24 @@ impl TokenCache {
     }
 }
 
-fn error_source(error: &TokenError) -> Option<String> {
-    std::error::Error::source(error).map(ToString::to_string)
+/// The chain of an error's sources, `: `-separated: the reason a refresh failed is often
+/// several wrappers down (a provider error around a connection error).
+struct Causes<'a>(&'a TokenError);
+
+impl fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut next = std::error::Error::source(self.0);
+        let mut first = true;
+        while let Some(err) = next {
+            if !first {
+                f.write_str(": ")?;
+            }
+            write!(f, "{err}")?;
+            first = false;
+            next = err.source();
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for TokenCache {
@@ -634,9 +653,14 @@ struct FlightGuard {
 
 impl FlightGuard {
     async fn run(mut self, refresh: RefreshFuture) {
-        let result = refresh
-            .await
-            .map_err(|err| TokenError::refresher(self.reason, err));
+        let deadline = self.cache.shared.settings.refresh_timeout;
+        let result = match tokio::time::timeout(deadline, refresh).await {
+            Ok(result) => result.map_err(|err| TokenError::refresher(self.reason, err)),
+            Err(_) => Err(TokenError::new(
+                self.reason,
+                TokenErrorKind::TimedOut { after: deadline },
+            )),
+        };
         self.finished = true;
         self.cache
             .finish(self.id, self.reason, self.started, result);
@@ -736,6 +760,7 @@ where
 /// | [`min_validity`](Self::min_validity) | 30 s, at most 1/10 of the lifetime | a request sent with the token reaches the server, and is checked there, before it expires |
 /// | [`min_token_age`](Self::min_token_age) | 5 s, at most 1/10 of the lifetime | a 401 for a token just issued is the server refusing for another reason; replacing it again would not help |
 /// | [`backoff`](Self::backoff) | 1 s doubling to 30 s, with jitter | a failing provider is not hammered, and replicas that failed together do not retry together |
+/// | [`refresh_timeout`](Self::refresh_timeout) | 60 s | a refresher that never answers fails its waiters instead of holding them |
 ///
 /// A refresher's [`RetryAfter`] hint takes the place of the backoff for the failure it
 /// comes with.
@@ -764,6 +789,7 @@ struct Settings {
     min_token_age: Duration,
     backoff_min: Duration,
     backoff_max: Duration,
+    refresh_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -774,6 +800,7 @@ impl Default for Settings {
             min_token_age: Duration::from_secs(5),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
+            refresh_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -826,6 +853,15 @@ impl TokenCacheBuilder {
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.settings.backoff_min = min;
         self.settings.backoff_max = max.max(min);
+        self
+    }
+
+    /// How long a refresh may take before it fails with
+    /// [`TokenErrorKind::TimedOut`]. A backstop, so that a refresher that never answers cannot
+    /// hold every waiting request: a refresher's own timeout (stack `tower::timeout` on it)
+    /// gives a more precise error.
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.refresh_timeout = timeout;
         self
     }
 
@@ -890,6 +926,9 @@ pub struct Stats {
     pub not_replaced: u64,
     /// How many tokens the cache has obtained; 0 before the first.
     pub generation: u64,
+    /// Time since the current token was obtained (a 401 replaces it only past the
+    /// [minimum age](TokenCacheBuilder::min_token_age)).
+    pub age: Option<Duration>,
     /// Time until the current token expires, if it says.
     pub expires_in: Option<Duration>,
     /// Whether a refresh is in flight.

@@ -53,6 +53,12 @@ pub enum TokenErrorKind {
         /// How long until the cache calls the refresher again.
         retry_in: Duration,
     },
+    /// The refresher did not answer within the cache's
+    /// [refresh timeout](crate::TokenCacheBuilder::refresh_timeout).
+    TimedOut {
+        /// The timeout.
+        after: Duration,
+    },
     /// The refresh ended without an answer: the refresher panicked, or the runtime it ran on
     /// shut down.
     Abandoned,
@@ -131,6 +137,11 @@ impl fmt::Display for TokenError {
                 f,
                 "the last refresh failed; the next attempt is in {} ms",
                 retry_in.as_millis()
+            ),
+            TokenErrorKind::TimedOut { after } => write!(
+                f,
+                "the refresher did not answer within {} ms",
+                after.as_millis()
             ),
             TokenErrorKind::Abandoned => f.write_str("the refresh ended without an answer"),
             TokenErrorKind::NoRuntime => f.write_str("no tokio runtime to run the refresh on"),

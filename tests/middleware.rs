@@ -685,3 +685,29 @@ fn a_refresh_on_a_runtime_that_has_shut_down_fails_instead_of_hanging() {
     assert_eq!(err.kind(), TokenErrorKind::Abandoned);
     assert!(!cache.stats().refreshing);
 }
+
+// 4 and 8: a refresher that never answers fails its waiters at the refresh timeout, and the
+// cache backs off before trying again.
+#[tokio::test(start_paused = true)]
+async fn a_refresher_that_never_answers_times_out() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::builder(refresher)
+        .refresh_timeout(Duration::from_secs(10))
+        .build();
+    let service = BearerAuthLayer::from_cache(cache.clone()).layer(Api::open());
+
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let (_, _never_answered) = next_refresh(&mut handle).await;
+    advance(Duration::from_secs(10)).await;
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(
+        TokenError::find(&*err).unwrap().kind(),
+        TokenErrorKind::TimedOut {
+            after: Duration::from_secs(10)
+        }
+    );
+    let stats = cache.stats();
+    assert!(!stats.refreshing);
+    assert!(stats.backing_off.is_some());
+    assert_eq!(stats.refreshes(RefreshReason::Initial).failed, 1);
+}

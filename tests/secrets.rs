@@ -47,6 +47,7 @@ async fn no_token_in_debug_display_or_trace_output() {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
         .with_writer({
             let captured = captured.clone();
             move || captured.clone()
@@ -128,6 +129,8 @@ async fn no_token_in_debug_display_or_trace_output() {
     assert!(trace.contains("token refresh started"), "{trace}");
     assert!(trace.contains("401"), "{trace}");
     assert!(trace.contains("token refresh failed"), "{trace}");
+    // The refresher's own error is logged, not just its outermost wrapper.
+    assert!(trace.contains("causes=down"), "{trace}");
     assert_no_secret(&trace);
 
     assert!(sensitive.lock().unwrap().iter().all(|s| *s));
