@@ -598,7 +598,7 @@ proptest! {
         );
         match parse::token(body.as_bytes()) {
             Ok(token) => {
-                prop_assert!(token_type.to_ascii_lowercase() == r#""bearer""#);
+                prop_assert!(token_type.eq_ignore_ascii_case(r#""bearer""#));
                 let lifetime = token.expiry().unwrap() - tokio::time::Instant::now();
                 prop_assert!(lifetime <= Duration::from_secs(86_400));
             }
