@@ -7,15 +7,23 @@ use tower::service_fn;
 use super::*;
 use crate::RetryAfter;
 
+/// The previous token's access token, for each refresher call.
+type Previous = Arc<Mutex<Vec<Option<String>>>>;
+
+trait Refresher:
+    Service<TokenRequest, Response = Token, Error = BoxError, Future: Send> + Send + 'static
+{
+}
+
+impl<R> Refresher for R where
+    R: Service<TokenRequest, Response = Token, Error = BoxError, Future: Send> + Send + 'static
+{
+}
+
 /// A refresher that counts its calls and answers tokens `t1`, `t2`, … living `lifetime`
 /// (no expiry when `None`), each with a refresh token, remembering the previous token's
 /// access token of every call.
-fn counting(
-    lifetime: Option<Duration>,
-) -> (
-    impl Service<TokenRequest, Response = Token, Error = BoxError, Future: Send> + Send + 'static,
-    Arc<Mutex<Vec<Option<String>>>>,
-) {
+fn counting(lifetime: Option<Duration>) -> (impl Refresher, Previous) {
     let calls = Arc::new(AtomicUsize::new(0));
     let previous = Arc::new(Mutex::new(Vec::new()));
     let seen = previous.clone();
