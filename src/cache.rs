@@ -779,7 +779,7 @@ where
 /// | [`refresh_timeout`](Self::refresh_timeout) | 60 s | a refresher that never answers fails its waiters instead of holding them |
 ///
 /// A refresher's [`RetryAfter`] hint takes the place of the backoff for the failure it
-/// comes with.
+/// comes with. No wait, hinted or configured, is longer than a year.
 ///
 /// ```
 /// use std::time::Duration;
