@@ -99,6 +99,10 @@ pub(crate) struct Entry {
 
 const CLAIMED: u64 = u64::MAX;
 
+/// The longest the cache waits, whatever a hint or a setting says: a year is "not soon", and
+/// keeps every `Instant` and nanosecond count in range.
+const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 #[derive(Default)]
 struct State {
     flight: Option<Flight>,
@@ -412,6 +416,17 @@ impl TokenCache {
             // Whatever is in flight replaces this token, or on failure sets the next attempt.
             return;
         }
+        if self
+            .shared
+            .current
+            .load()
+            .as_ref()
+            .is_none_or(|current| current.generation != entry.generation || current.rejected)
+        {
+            // A reader's stale entry: it has been replaced already, and its refresh token may
+            // have been spent on the replacement.
+            return;
+        }
         if let Some(failure) = &state.failure {
             if now < failure.retry_at {
                 entry
@@ -525,7 +540,8 @@ impl TokenCache {
             Err(error) => {
                 let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive + 1);
                 let delay = RetryAfter::find(&error)
-                    .unwrap_or_else(|| shared.settings.backoff(consecutive));
+                    .unwrap_or_else(|| shared.settings.backoff(consecutive))
+                    .min(LONGEST_WAIT);
                 let retry_at = now + delay;
                 if let Some(current) = &*shared.current.load() {
                     // A background refresh waits out the backoff too.
@@ -694,7 +710,7 @@ impl Entry {
             obtained: now,
             refresh_at: expiry.map(|at| at - within(settings.refresh_ahead, 4)),
             stale_at: expiry.map(|at| at - within(settings.min_validity, 10)),
-            replaceable_at: now + within(settings.min_token_age, 10),
+            replaceable_at: now + within(settings.min_token_age, 10).min(LONGEST_WAIT),
             rejected: false,
             next_ahead: AtomicU64::new(0),
             token,
@@ -763,7 +779,7 @@ where
 /// | [`refresh_timeout`](Self::refresh_timeout) | 60 s | a refresher that never answers fails its waiters instead of holding them |
 ///
 /// A refresher's [`RetryAfter`] hint takes the place of the backoff for the failure it
-/// comes with.
+/// comes with. No wait, hinted or configured, is longer than a year.
 ///
 /// ```
 /// use std::time::Duration;
@@ -968,3 +984,7 @@ pub struct RefreshCounts {
     /// Calls that failed (including ones abandoned or returning an expired token).
     pub failed: u64,
 }
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

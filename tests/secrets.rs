@@ -136,3 +136,286 @@ async fn no_token_in_debug_display_or_trace_output() {
     assert!(sensitive.lock().unwrap().iter().all(|s| *s));
     assert!(!sensitive.lock().unwrap().is_empty());
 }
+
+// ===== api.video, over loopback =====
+
+const KEY: &str = "KEY-5ecr3t-9d8c7b6a5f4e";
+
+/// Everything logged at any level, from every thread, by the tests that use it. One
+/// process-wide subscriber: the refresh tasks of a multi-threaded runtime and hyper's tasks
+/// log from threads a per-thread one does not see. (The test above sets its own per-thread
+/// subscriber, which takes precedence on its thread.)
+fn captured_logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| Global)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+    });
+    &LOGS
+}
+
+struct Global;
+
+impl Write for Global {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        captured_logs()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `Display` and `Debug` of an error and of every source under it.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        text.push_str(&format!("{error} / {error:?}\n"));
+        next = error.source();
+    }
+    text
+}
+
+/// A hyper server on 127.0.0.1 that answers every request with a redirect to `to`, and
+/// records whether each carried an `Authorization` header.
+async fn redirector(to: http::Uri) -> (http::Uri, Arc<Mutex<Vec<bool>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri: http::Uri = format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let carried = Arc::new(Mutex::new(Vec::new()));
+    let seen = carried.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (to, seen) = (to.clone(), seen.clone());
+            let handler =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    seen.lock()
+                        .unwrap()
+                        .push(request.headers().contains_key(AUTHORIZATION));
+                    let response = Response::builder()
+                        .status(StatusCode::FOUND)
+                        .header(http::header::LOCATION, to.to_string())
+                        .body(Full::<bytes::Bytes>::default());
+                    std::future::ready(response)
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), handler),
+            );
+        }
+    });
+    (uri, carried)
+}
+
+/// Login, the refresh-token grant, the fallback to the API key after a revocation, a 401
+/// and its retry, failures (malformed, 500, 429, a wrong key), requests outside the scope
+/// and a redirect to another origin, through `FollowRedirect`: no API key, access token or
+/// refresh token in the `Debug` or `Display` of any public type or error, nor in anything
+/// logged at TRACE; every `Authorization` value sent is sensitive; none leaves the scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_through_the_api_video_flows() {
+    use http_body_util::BodyExt;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tower::ServiceBuilder;
+    use tower_bearer::apivideo::mock::{Chaos, Failure, MockServer};
+    use tower_bearer::apivideo::{ApiVideo, ApiVideoError};
+    use tower_bearer::secrecy::ExposeSecret;
+    use tower_bearer::{RefreshReason, Scope, Token, TokenRequest};
+    use tower_http::follow_redirect::FollowRedirectLayer;
+
+    let logs = captured_logs();
+    let server = MockServer::builder().api_key(KEY).start().await.unwrap();
+    let elsewhere = MockServer::builder()
+        .api_key("another-key")
+        .start()
+        .await
+        .unwrap();
+    let (redirecting, carried) = redirector(elsewhere.uri_for("/videos")).await;
+
+    let client =
+        Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<bytes::Bytes>>>();
+    let sensitive = Arc::new(Mutex::new(Vec::new()));
+    let recording = {
+        let (sensitive, client) = (sensitive.clone(), client.clone());
+        tower::service_fn(move |request: Request<ReplayBody<Full<bytes::Bytes>>>| {
+            if let Some(value) = request.headers().get(AUTHORIZATION) {
+                sensitive.lock().unwrap().push(value.is_sensitive());
+            }
+            client.request(request)
+        })
+    };
+    let api = ApiVideo::with_base_uri(server.uri(), KEY, client.clone())
+        .unwrap()
+        .timeout(Duration::from_secs(5));
+    let cache = TokenCache::builder(api.clone())
+        .min_token_age(Duration::ZERO)
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .build();
+    let layer = BearerAuthLayer::from_cache(cache.clone())
+        .scope(Scope::origins([server.uri(), redirecting.clone()]).unwrap());
+    let service = ServiceBuilder::new()
+        .layer(FollowRedirectLayer::new())
+        .layer(layer.clone())
+        .service(recording);
+    let get = |uri: http::Uri| Request::get(uri).body(Full::default()).unwrap();
+    let send = |uri: http::Uri| {
+        let service = service.clone();
+        async move {
+            let response = service.oneshot(get(uri)).await.unwrap();
+            let status = response.status();
+            response.into_body().collect().await.unwrap();
+            status
+        }
+    };
+
+    let mut secrets = vec![KEY.to_owned()];
+    let mut printed = String::new();
+    let mut remember = |token: &Token, printed: &mut String| {
+        secrets.push(token.expose_access_token().to_owned());
+        if let Some(refresh) = token.refresh_token() {
+            secrets.push(refresh.expose_secret().to_owned());
+        }
+        printed.push_str(&format!(
+            "{token:?} {:?}\n",
+            TokenRequest::new(RefreshReason::Ahead, Some(token.clone()))
+        ));
+    };
+
+    // Login with the key.
+    assert_eq!(send(server.uri_for("/videos")).await, StatusCode::OK);
+    remember(&cache.token().await.unwrap(), &mut printed);
+    // A refused valid token: a forced refresh by the refresh-token grant, the retry refused too.
+    server.set_chaos(Chaos {
+        spurious_unauthorized_rate: 1.0,
+        ..Chaos::default()
+    });
+    assert_eq!(
+        send(server.uri_for("/videos")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    server.set_chaos(Chaos::default());
+    remember(&cache.token().await.unwrap(), &mut printed);
+    // Every token revoked: a 401, the refresh token refused, the fallback to the key, the
+    // retry accepted.
+    server.revoke_all();
+    assert_eq!(send(server.uri_for("/videos")).await, StatusCode::OK);
+    remember(&cache.token().await.unwrap(), &mut printed);
+    let counters = server.counters();
+    assert_eq!(counters.api_key_logins, 2, "{counters:?}");
+    // Two grants: one for the first 401, one for the retry's (which goes back to the caller,
+    // but still replaces the token for the next request).
+    assert_eq!(counters.refreshes, 2, "{counters:?}");
+    assert_eq!(counters.rejected_refresh_tokens, 1, "{counters:?}");
+    assert_eq!(cache.stats().retried, 2);
+
+    // Outside the scope, directly and through a redirect: no token arrives.
+    assert_eq!(
+        send(elsewhere.uri_for("/videos")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(redirecting.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        *carried.lock().unwrap(),
+        [true],
+        "the redirecting origin is in scope"
+    );
+    let outside = elsewhere.counters();
+    assert_eq!(outside.unauthorized_missing, 2, "{outside:?}");
+    assert_eq!(outside.unauthorized, 2, "{outside:?}");
+
+    // Failures: each provider error, through the cache and straight from the provider.
+    let mut errors: Vec<tower::BoxError> = Vec::new();
+    for failure in [
+        Failure::Malformed,
+        Failure::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        Failure::RateLimited {
+            retry_after: Duration::from_millis(1),
+        },
+        Failure::Status(StatusCode::BAD_REQUEST),
+    ] {
+        server.revoke_all();
+        // The refresh token is refused (revoked) first; the key's login meets the failure.
+        server.fail_next_auth(1, Failure::Status(StatusCode::BAD_REQUEST));
+        server.fail_next_auth(1, failure);
+        let error = service
+            .clone()
+            .oneshot(get(server.uri_for("/videos")))
+            .await
+            .unwrap_err();
+        printed.push_str(&format!("{failure:?}\n"));
+        errors.push(error);
+    }
+    let wrong = ApiVideo::with_base_uri(server.uri(), "KEY-wrong-5ecr3t", client.clone()).unwrap();
+    secrets.push("KEY-wrong-5ecr3t".to_owned());
+    let rejected = tower::ServiceExt::oneshot(
+        wrong.clone(),
+        TokenRequest::new(RefreshReason::Initial, None),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(rejected, ApiVideoError::Rejected(_)));
+    for error in &errors {
+        printed.push_str(&describe(&**error));
+        let token = TokenError::find(&**error).expect("a TokenError");
+        printed.push_str(&format!("{:?} {}\n", token.kind(), token.reason()));
+    }
+    printed.push_str(&describe(&rejected));
+
+    // Every public type that can be printed.
+    let future = tower::Service::call(
+        &mut layer.layer(tower::service_fn(
+            |_: Request<ReplayBody<Full<bytes::Bytes>>>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::<bytes::Bytes>::default()))
+            },
+        )),
+        get(server.uri_for("/videos")),
+    );
+    printed.push_str(&format!(
+        "{api:?} {wrong:?} {cache:?} {:?} {:?} {layer:?} {future:?} {:?} {:?} {server:?} {:?} {:?} {:?} \
+         {:?} {:?} {:?}\n",
+        cache.stats(),
+        cache.stats().total(),
+        tower_bearer::TokenCache::builder(api.clone()),
+        tower::ServiceExt::oneshot(api.clone(), TokenRequest::new(RefreshReason::Initial, None)),
+        server.counters(),
+        MockServer::builder().api_key(KEY),
+        server.last_auth_headers(),
+        Scope::origin(server.uri()).unwrap(),
+        Token::bearer("bad token").unwrap_err(),
+        Scope::origin("not an origin").unwrap_err(),
+    ));
+
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    // The capture works: these flows' events are in it.
+    for event in [
+        "token refresh started",
+        "api.video auth request",
+        "api.video refused the refresh token; logging in with the API key",
+        "401: forcing a refresh",
+        "retrying after 401",
+        "token refresh failed",
+    ] {
+        assert!(logs.contains(event), "no {event:?} in the logs");
+    }
+    assert!(secrets.len() >= 7, "{}", secrets.len());
+    assert!(printed.contains("[REDACTED]"), "{printed}");
+    for secret in &secrets {
+        assert!(!printed.contains(secret.as_str()), "printed: {printed}");
+        assert!(!logs.contains(secret.as_str()), "a secret was logged");
+    }
+    let sensitive = sensitive.lock().unwrap();
+    assert!(sensitive.len() >= 5, "{}", sensitive.len());
+    assert!(sensitive.iter().all(|s| *s));
+}

@@ -14,7 +14,8 @@ use crate::{InvalidToken, RetryAfter};
 ///
 /// Neither the API key nor any token appears in it: not in `Display`, not in `Debug`, not in
 /// any error of its [`source`](Error::source) chain. Texts the server sent (a problem's
-/// `title` and `type`) are kept, trimmed of control characters and cut at 200 characters.
+/// `title` and `type`) are kept, trimmed of control characters, with any echo of the
+/// credential the request sent replaced by `[REDACTED]`, and cut at 200 characters.
 ///
 /// In a [`BearerAuth`](crate::BearerAuth) stack this error is the source of a
 /// [`TokenError`](crate::TokenError):
@@ -186,14 +187,23 @@ pub struct Problem {
 const MAX_TEXT: usize = 200;
 
 impl Problem {
-    pub(super) fn new(status: StatusCode, type_uri: Option<&str>, title: Option<&str>) -> Self {
-        // A server's text ends up in logs: no control characters (no forged log lines), and
-        // a bounded length.
+    /// A problem with the server's texts cleaned, and `secret` (the credential the request
+    /// sent; empty for none) redacted from them.
+    pub(super) fn new(
+        status: StatusCode,
+        type_uri: Option<&str>,
+        title: Option<&str>,
+        secret: &str,
+    ) -> Self {
+        // A server's text ends up in logs: no control characters (no forged log lines), no
+        // echo of the credential, and a bounded length. Cut last, so that no prefix of a
+        // long secret survives the redaction.
         let clean = |text: &str| -> String {
-            text.chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_TEXT)
-                .collect()
+            let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
+            if !secret.is_empty() {
+                text = text.replace(secret, "[REDACTED]");
+            }
+            text.chars().take(MAX_TEXT).collect()
         };
         Problem {
             status,

@@ -107,4 +107,24 @@ mod wire;
 pub mod mock;
 
 pub use error::{ApiVideoError, Malformed, Problem};
+
+/// The parsers of api.video's answers, for the fuzz targets under `fuzz/` and the property
+/// tests: not part of the API, and not covered by semver.
+#[doc(hidden)]
+pub mod parse {
+    use http::StatusCode;
+
+    use super::{Malformed, Problem, wire};
+    use crate::Token;
+
+    /// A success's body as a token, its lifetime counted from now.
+    pub fn token(body: &[u8]) -> Result<Token, Malformed> {
+        wire::parse_token(body, tokio::time::Instant::now())
+    }
+
+    /// An error answer's body as a problem, `secret` redacted from its texts.
+    pub fn problem(status: StatusCode, body: &[u8], secret: &str) -> Problem {
+        wire::parse_problem(status, body, secret)
+    }
+}
 pub use provider::{ApiVideo, DEFAULT_TIMEOUT, PRODUCTION, RequestBody, ResponseFuture, SANDBOX};

@@ -378,7 +378,7 @@ where
     let sent_at = Instant::now();
     let response = client.call(request).await.map_err(transport)?;
     let status = response.status().as_u16();
-    let result = wire::token_from(response, sent_at).await;
+    let result = wire::token_from(response, sent_at, grant.secret()).await;
     tracing::trace!(
         grant = grant.name(),
         reason,

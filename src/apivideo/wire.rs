@@ -51,6 +51,13 @@ impl Grant<'_> {
             Grant::RefreshToken(_) => "refresh-token",
         }
     }
+
+    /// The credential itself, to redact from what the server answers.
+    pub(super) fn secret(&self) -> &str {
+        match self {
+            Grant::ApiKey(secret) | Grant::RefreshToken(secret) => secret,
+        }
+    }
 }
 
 /// `POST uri` with the grant as its JSON body.
@@ -70,9 +77,11 @@ pub(super) fn request<B: RequestBody>(uri: &Uri, grant: &Grant<'_>) -> Request<B
 ///
 /// The token's expiry counts from `sent_at`, when the request left, not from when the answer
 /// arrived: the server's clock started somewhere in between, and erring early is safe.
+/// `secret` is the credential the request sent: a server's text that echoes it is redacted.
 pub(super) async fn token_from<ResBody>(
     response: Response<ResBody>,
     sent_at: Instant,
+    secret: &str,
 ) -> Result<Token, ApiVideoError>
 where
     ResBody: Body,
@@ -87,8 +96,8 @@ where
     // The body only adds detail to the status: a body that cannot be read loses the detail,
     // not the status.
     let problem = match read(body).await {
-        Ok(body) => parse_problem(status, &body),
-        Err(_) => Problem::new(status, None, None),
+        Ok(body) => parse_problem(status, &body, secret),
+        Err(_) => Problem::new(status, None, None, ""),
     };
     Err(match status {
         // The OpenAPI document says 400, the error reference says 401: both mean the
@@ -123,7 +132,7 @@ where
 /// The body is parsed as a generic JSON value and each field checked by hand, rather than
 /// deserialized into a struct: serde's type errors quote the offending value, which here may
 /// be a token. A syntax error quotes nothing.
-fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malformed> {
+pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malformed> {
     let value: Value =
         serde_json::from_slice(body).map_err(|error| Malformed::NotJson(error.into()))?;
     let Value::Object(mut fields) = value else {
@@ -167,13 +176,14 @@ fn string<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a 
 ///
 /// The content type is not checked: api.video documents `application/problem+json`, its
 /// OpenAPI document says `application/json`, and either way only two string fields are read.
-fn parse_problem(status: StatusCode, body: &[u8]) -> Problem {
+/// Any occurrence of `secret` in them is redacted.
+pub(super) fn parse_problem(status: StatusCode, body: &[u8], secret: &str) -> Problem {
     let fields = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(fields)) => fields,
-        _ => return Problem::new(status, None, None),
+        _ => return Problem::new(status, None, None, ""),
     };
     let text = |name| fields.get(name).and_then(Value::as_str);
-    Problem::new(status, text("type"), text("title"))
+    Problem::new(status, text("type"), text("title"), secret)
 }
 
 /// A 429's wait: api.video's `X-RateLimit-Retry-After`, else the standard `Retry-After`, both
@@ -309,6 +319,7 @@ mod tests {
         let problem = parse_problem(
             StatusCode::BAD_REQUEST,
             br#"{"type":"https://docs.api.video/reference/x","title":"Bad\nline","status":400,"detail":"echo"}"#,
+            "",
         );
         assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
@@ -320,8 +331,36 @@ mod tests {
             problem.to_string(),
             "400 Bad Request: Badline <https://docs.api.video/reference/x>"
         );
-        let html = parse_problem(StatusCode::BAD_GATEWAY, b"<html>");
-        assert_eq!(html, Problem::new(StatusCode::BAD_GATEWAY, None, None));
+        let html = parse_problem(StatusCode::BAD_GATEWAY, b"<html>", "");
+        assert_eq!(html, Problem::new(StatusCode::BAD_GATEWAY, None, None, ""));
+    }
+
+    /// Bug: a server that echoed the credential in a problem's `title` (or `type`) had it
+    /// printed by the error's `Display`, and logged with it.
+    #[test]
+    fn a_problem_echoing_the_credential_is_redacted() {
+        let key = "KEY-0123456789abcdef";
+        let body = format!(
+            r#"{{"type":"https://x.test/{key}","title":"The API key {key} is invalid; {key}","status":401}}"#
+        );
+        let problem = parse_problem(StatusCode::UNAUTHORIZED, body.as_bytes(), key);
+        let text = format!("{problem} {problem:?}");
+        assert!(!text.contains(key), "{text}");
+        assert_eq!(
+            problem.title(),
+            Some("The API key [REDACTED] is invalid; [REDACTED]")
+        );
+        assert_eq!(problem.type_uri(), Some("https://x.test/[REDACTED]"));
+
+        // Control characters cannot split the secret past the redaction, and a long title cut
+        // at 200 characters cannot keep the front half of a long secret.
+        let long = "def50200".to_owned() + &"ab".repeat(300);
+        let split = format!(r"{}\u0007{}", &long[..10], &long[10..]);
+        let body = format!(r#"{{"title":"{}{split}"}}"#, "x".repeat(150));
+        let problem = parse_problem(StatusCode::BAD_REQUEST, body.as_bytes(), &long);
+        let title = problem.title().unwrap();
+        assert!(title.ends_with("[REDACTED]"), "{title}");
+        assert!(!title.contains("def50200"), "{title}");
     }
 
     #[test]

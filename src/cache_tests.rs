@@ -1,0 +1,140 @@
+//! Unit tests of the cache's edges that the public API cannot reach deterministically.
+
+use std::sync::atomic::AtomicUsize;
+
+use tower::service_fn;
+
+use super::*;
+use crate::RetryAfter;
+
+/// The previous token's access token, for each refresher call.
+type Previous = Arc<Mutex<Vec<Option<String>>>>;
+
+trait Refresher:
+    Service<TokenRequest, Response = Token, Error = BoxError, Future: Send> + Send + 'static
+{
+}
+
+impl<R> Refresher for R where
+    R: Service<TokenRequest, Response = Token, Error = BoxError, Future: Send> + Send + 'static
+{
+}
+
+/// A refresher that counts its calls and answers tokens `t1`, `t2`, … living `lifetime`
+/// (no expiry when `None`), each with a refresh token, remembering the previous token's
+/// access token of every call.
+fn counting(lifetime: Option<Duration>) -> (impl Refresher, Previous) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let previous = Arc::new(Mutex::new(Vec::new()));
+    let seen = previous.clone();
+    let refresher = service_fn(move |request: TokenRequest| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        seen.lock().unwrap().push(
+            request
+                .previous()
+                .map(|t| t.expose_access_token().to_owned()),
+        );
+        async move {
+            let token = Token::bearer(format!("t{n}"))?.with_refresh_token(format!("r{n}"));
+            Ok::<_, BoxError>(match lifetime {
+                Some(lifetime) => token.expires_in(lifetime),
+                None => token,
+            })
+        }
+    });
+    (refresher, previous)
+}
+
+/// Bug: a `RetryAfter` hint too long for the clock overflowed `Instant + Duration` in the
+/// refresh task, which then died holding the lock; every waiter got `Abandoned` instead of
+/// the refresher's error, and the cache forgot the failure.
+#[tokio::test(start_paused = true)]
+async fn a_huge_retry_after_hint_is_a_long_backoff_not_a_panic() {
+    let refresher = service_fn(|_: TokenRequest| async {
+        Err::<Token, _>(RetryAfter::new(Duration::MAX, "come back never"))
+    });
+    let cache = TokenCache::new(refresher);
+
+    let error = cache.token().await.unwrap_err();
+
+    assert_eq!(error.kind(), TokenErrorKind::Refresher);
+    let backing_off = cache.stats().backing_off.expect("backing off");
+    assert!(backing_off >= LONGEST_WAIT - Duration::from_secs(1));
+    let again = cache.token().await.unwrap_err();
+    assert!(matches!(again.kind(), TokenErrorKind::BackingOff { .. }));
+}
+
+/// Bug: a huge maximum backoff overflowed the same addition.
+#[tokio::test(start_paused = true)]
+async fn a_huge_backoff_setting_does_not_overflow() {
+    let refresher = service_fn(|_: TokenRequest| async { Err::<Token, BoxError>("down".into()) });
+    let cache = TokenCache::builder(refresher)
+        .backoff(Duration::MAX, Duration::MAX)
+        .build();
+
+    let error = cache.token().await.unwrap_err();
+
+    assert_eq!(error.kind(), TokenErrorKind::Refresher);
+    assert!(cache.stats().backing_off.is_some());
+}
+
+/// Bug: `min_token_age(Duration::MAX)` and a token with no expiry (so no lifetime to cap
+/// the age by) overflowed `now + min_token_age` when the token was stored.
+#[tokio::test(start_paused = true)]
+async fn a_huge_min_token_age_with_an_endless_token() {
+    let (refresher, _) = counting(None);
+    let cache = TokenCache::builder(refresher)
+        .min_token_age(Duration::MAX)
+        .build();
+
+    let token = cache
+        .token()
+        .await
+        .expect("a token, not an abandoned refresh");
+
+    assert_eq!(token.expose_access_token(), "t1");
+    // Never old enough to blame: a 401 gives the same token back.
+    let same = cache.reject(&token).await.unwrap();
+    assert_eq!(same.expose_access_token(), "t1");
+    assert_eq!(cache.stats().not_replaced, 1);
+}
+
+/// Bug: a request holding an entry that had since been replaced (a reader's snapshot, taken
+/// just before a forced refresh ended) could start a background refresh for it, handing the
+/// refresher the old token's refresh token, which the replacement had already spent.
+#[tokio::test(start_paused = true)]
+async fn a_replaced_entry_starts_no_refresh_ahead() {
+    let lifetime = Duration::from_secs(100);
+    let (refresher, previous) = counting(Some(lifetime));
+    let cache = TokenCache::new(refresher);
+
+    let first = cache.token().await.unwrap();
+    let stale = cache.shared.current.load_full().unwrap();
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let second = cache.reject(&first).await.unwrap();
+    assert_eq!(second.expose_access_token(), "t2");
+
+    // Inside the first token's refresh-ahead window (the last quarter of its life), not the
+    // second's.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let now = Instant::now();
+    assert!(stale.refresh_at.is_some_and(|at| now >= at));
+    cache.maybe_refresh_ahead(&stale, now);
+    tokio::task::yield_now().await;
+
+    let stats = cache.stats();
+    assert_eq!(stats.refreshes(RefreshReason::Ahead).started, 0);
+    assert!(!stats.refreshing);
+    assert_eq!(
+        *previous.lock().unwrap(),
+        [None, Some("t1".to_owned())],
+        "t1's refresh token was offered only once"
+    );
+
+    // The current entry still refreshes ahead when its own window comes.
+    tokio::time::advance(Duration::from_secs(20)).await;
+    assert!(cache.fresh().is_some());
+    tokio::task::yield_now().await;
+    assert_eq!(cache.stats().refreshes(RefreshReason::Ahead).succeeded, 1);
+    assert_eq!(previous.lock().unwrap()[2].as_deref(), Some("t2"));
+}

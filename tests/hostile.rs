@@ -1,0 +1,661 @@
+//! Hostile input: what the api.video provider and the cache make of answers no well-behaved
+//! auth server gives, served by a real hyper server on 127.0.0.1. Each row is a typed error
+//! (or a documented tolerant reading), no panic, and nothing cached: the next request asks
+//! the server again. The README's "Reliability" section has the same table (run with
+//! `--nocapture` to print it).
+//!
+//! Then the parsers alone, fed arbitrary bytes.
+
+use std::convert::Infallible;
+use std::error::Error;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use proptest::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower_bearer::apivideo::{ApiVideo, ApiVideoError, parse};
+use tower_bearer::{RefreshReason, Token, TokenCache, TokenError, TokenErrorKind};
+
+const KEY: &str = "hostile-test-KEY-8f3a9c";
+
+/// What the auth server answers, to every request.
+#[derive(Clone)]
+enum Answer {
+    /// This status, content type and body.
+    Full(StatusCode, &'static str, Bytes),
+    /// A 429 with this `X-RateLimit-Retry-After`.
+    RateLimited(&'static str),
+    /// 200 with a `Content-Length` of twice `body`, then `body`, then the connection closes
+    /// (written below HTTP, on the socket).
+    Truncated(&'static str),
+    /// Reads the request, then never answers.
+    Silent,
+}
+
+/// A hyper server on 127.0.0.1 answering every request with `answer`.
+struct Server {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Server {
+    async fn start(answer: Answer) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (answer, counted) = (answer.clone(), counted.clone());
+                if let Answer::Truncated(body) = answer {
+                    // Below HTTP: hyper will not send a head whose body it then breaks.
+                    tokio::spawn(truncate(stream, body, counted));
+                    continue;
+                }
+                let handler = service_fn(move |request: Request<Incoming>| {
+                    let (answer, counted) = (answer.clone(), counted.clone());
+                    async move {
+                        // The whole request, as a server would, before answering.
+                        let _ = request.into_body().collect().await;
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        respond(answer).await
+                    }
+                });
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), handler));
+            }
+        });
+        Server { addr, requests }
+    }
+
+    fn uri(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request, answers 200 with a `Content-Length` of twice `body`, sends `body`, and
+/// closes the connection.
+async fn truncate(mut stream: TcpStream, body: &'static str, counted: Arc<AtomicUsize>) {
+    let mut request = Vec::new();
+    let mut buf = [0; 4096];
+    // The head, then as much body as it announces.
+    let (head_end, length) = loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the client hung up");
+        request.extend_from_slice(&buf[..n]);
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            break (end + 4, length);
+        }
+    };
+    while request.len() < head_end + length {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the client hung up");
+        request.extend_from_slice(&buf[..n]);
+    }
+    counted.fetch_add(1, Ordering::SeqCst);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len() * 2
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+}
+
+type ServerBody = BoxBody<Bytes, std::io::Error>;
+
+async fn respond(answer: Answer) -> Result<Response<ServerBody>, Infallible> {
+    let full = |body: Bytes| Full::new(body).map_err(|never| match never {}).boxed();
+    let response = match answer {
+        Answer::Full(status, content_type, body) => Response::builder()
+            .status(status)
+            .header(CONTENT_TYPE, content_type)
+            .body(full(body)),
+        Answer::RateLimited(wait) => Response::builder()
+            .status(StatusCode::TOO_MANY_REQUESTS)
+            .header(CONTENT_TYPE, "application/problem+json")
+            .header("x-ratelimit-retry-after", wait)
+            .header(RETRY_AFTER, wait)
+            .body(full(Bytes::from_static(
+                br#"{"type":"https://docs.api.video/reference/too-many-requests","title":"Too many requests.","status":429}"#,
+            ))),
+        Answer::Truncated(_) => unreachable!("answered below HTTP"),
+        Answer::Silent => std::future::pending().await,
+    };
+    Ok(response.unwrap())
+}
+
+/// What a row must give.
+enum Expect {
+    /// A `TokenError` whose provider error's `Debug` starts with this.
+    Error(&'static str),
+    /// A token, cached, that passes this check.
+    Token(&'static str, fn(&Token) -> bool),
+}
+
+struct Row {
+    name: &'static str,
+    answer: Answer,
+    expect: Expect,
+}
+
+fn ok_json(body: impl Into<String>) -> Answer {
+    Answer::Full(StatusCode::OK, "application/json", Bytes::from(body.into()))
+}
+
+/// A token response with these raw JSON values (`None`: the field is left out).
+fn token_json(
+    token_type: Option<&str>,
+    expires_in: Option<&str>,
+    access_token: Option<&str>,
+    refresh_token: Option<&str>,
+) -> Answer {
+    let fields: Vec<String> = [
+        ("token_type", token_type),
+        ("expires_in", expires_in),
+        ("access_token", access_token),
+        ("refresh_token", refresh_token),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some(format!(r#""{name}":{}"#, value?)))
+    .collect();
+    ok_json(format!("{{{}}}", fields.join(",")))
+}
+
+/// The usual answer with one field replaced by `value`.
+fn with(field: &str, value: &str) -> Answer {
+    let mut fields = [
+        Some(r#""Bearer""#),
+        Some("3600"),
+        Some(r#""a.b.c""#),
+        Some(r#""def50200ab""#),
+    ];
+    let index = ["token_type", "expires_in", "access_token", "refresh_token"]
+        .iter()
+        .position(|f| *f == field)
+        .unwrap();
+    fields[index] = (value != "<missing>").then_some(value);
+    token_json(fields[0], fields[1], fields[2], fields[3])
+}
+
+fn problem(status: StatusCode, body: impl Into<String>) -> Answer {
+    Answer::Full(status, "application/problem+json", Bytes::from(body.into()))
+}
+
+fn rows() -> Vec<Row> {
+    let row = |name, answer, expect| Row {
+        name,
+        answer,
+        expect,
+    };
+    use Expect::{Error, Token as Tolerated};
+    let big_token = format!(r#""{}""#, "A".repeat(100 * 1024));
+    let near_limit = format!(r#""{}""#, "A".repeat(60 * 1024));
+    let ten_mb = Bytes::from(vec![b' '; 10 * 1024 * 1024]);
+    let long_title = format!(r#"{{"title":"{}","status":500}}"#, "t".repeat(10_000));
+    vec![
+        // access_token
+        row(
+            "access_token with a newline",
+            with("access_token", r#""abc\ndef""#),
+            Error("Malformed(AccessToken(Character { at: 3 }))"),
+        ),
+        row(
+            "access_token with a NUL",
+            with("access_token", r#""abc\u0000""#),
+            Error("Malformed(AccessToken(Character { at: 3 }))"),
+        ),
+        row(
+            "access_token with a space",
+            with("access_token", r#""abc def""#),
+            Error("Malformed(AccessToken(Character { at: 3 }))"),
+        ),
+        row(
+            "access_token non-ASCII",
+            with("access_token", r#""jeton-é""#),
+            Error("Malformed(AccessToken(Character { at: 6 }))"),
+        ),
+        row(
+            "access_token empty",
+            with("access_token", r#""""#),
+            Error("Malformed(AccessToken(Empty))"),
+        ),
+        row(
+            "access_token 100 KB",
+            with("access_token", &big_token),
+            Error("TooLarge { limit: 65536 }"),
+        ),
+        row(
+            "access_token 60 KB (under the 64 KiB read limit)",
+            with("access_token", &near_limit),
+            Tolerated("cached as sent", |t| {
+                t.expose_access_token().len() == 60 * 1024
+            }),
+        ),
+        row(
+            "access_token a number",
+            with("access_token", "12345"),
+            Error("Malformed(NotAString(\"access_token\"))"),
+        ),
+        row(
+            "access_token missing",
+            with("access_token", "<missing>"),
+            Error("Malformed(Missing(\"access_token\"))"),
+        ),
+        // expires_in
+        row(
+            "expires_in 0",
+            with("expires_in", "0"),
+            Error("Malformed(ExpiresIn)"),
+        ),
+        row(
+            "expires_in -1",
+            with("expires_in", "-1"),
+            Error("Malformed(ExpiresIn)"),
+        ),
+        row(
+            "expires_in 1e20",
+            with("expires_in", "1e20"),
+            Error("Malformed(ExpiresIn)"),
+        ),
+        row(
+            "expires_in 3600.5",
+            with("expires_in", "3600.5"),
+            Error("Malformed(ExpiresIn)"),
+        ),
+        row(
+            "expires_in \"3600\" (a string)",
+            with("expires_in", r#""3600""#),
+            Error("Malformed(ExpiresIn)"),
+        ),
+        row(
+            "expires_in null",
+            with("expires_in", "null"),
+            Error("Malformed(Missing(\"expires_in\"))"),
+        ),
+        row(
+            "expires_in missing",
+            with("expires_in", "<missing>"),
+            Error("Malformed(Missing(\"expires_in\"))"),
+        ),
+        row(
+            "expires_in 2^64-1",
+            with("expires_in", "18446744073709551615"),
+            Tolerated("cut to a day", |t| {
+                lifetime(t) <= Duration::from_secs(86_400)
+                    && lifetime(t) > Duration::from_secs(86_000)
+            }),
+        ),
+        row(
+            "expires_in 1",
+            with("expires_in", "1"),
+            Tolerated("a one-second token", |t| {
+                lifetime(t) <= Duration::from_secs(1)
+            }),
+        ),
+        // token_type
+        row(
+            "token_type \"mac\"",
+            with("token_type", r#""mac""#),
+            Error("Malformed(TokenType)"),
+        ),
+        row(
+            "token_type missing",
+            with("token_type", "<missing>"),
+            Error("Malformed(Missing(\"token_type\"))"),
+        ),
+        row(
+            "token_type \"bearer\" (lower case)",
+            with("token_type", r#""bearer""#),
+            Tolerated("any case of bearer", |t| t.expose_access_token() == "a.b.c"),
+        ),
+        // refresh_token
+        row(
+            "no refresh_token",
+            with("refresh_token", "<missing>"),
+            Tolerated(
+                "no refresh token: the next refresh logs in with the key",
+                |t| t.refresh_token().is_none(),
+            ),
+        ),
+        row(
+            "refresh_token \"\"",
+            with("refresh_token", r#""""#),
+            Tolerated("no refresh token", |t| t.refresh_token().is_none()),
+        ),
+        row(
+            "refresh_token a number",
+            with("refresh_token", "7"),
+            Error("Malformed(NotAString(\"refresh_token\"))"),
+        ),
+        // the body
+        row(
+            "10 MB body",
+            Answer::Full(StatusCode::OK, "application/json", ten_mb.clone()),
+            Error("TooLarge { limit: 65536 }"),
+        ),
+        row(
+            "non-JSON",
+            ok_json("token=abc&expires=3600"),
+            Error("Malformed(NotJson("),
+        ),
+        row(
+            "JSON, not an object",
+            ok_json("[1,2,3]"),
+            Error("Malformed(NotAnObject)"),
+        ),
+        row(
+            "HTML page with status 200",
+            Answer::Full(
+                StatusCode::OK,
+                "text/html",
+                Bytes::from_static(b"<!doctype html><title>Wi-Fi login</title>"),
+            ),
+            Error("Malformed(NotJson("),
+        ),
+        row(
+            "body that stops half way",
+            Answer::Truncated(r#"{"token_type":"Bearer","expires_"#),
+            Error("Body("),
+        ),
+        row("accepts, never answers", Answer::Silent, Error("Timeout(")),
+        // problem+json
+        row(
+            "400 problem+json",
+            problem(
+                StatusCode::BAD_REQUEST,
+                r#"{"type":"https://docs.api.video/reference/authentication-invalid-user-credentials","title":"The user credentials were incorrect.","name":"","status":400}"#,
+            ),
+            Error(
+                "Rejected(Problem { status: 400, type_uri: Some(\"https://docs.api.video/reference/authentication-invalid-user-credentials\"), title: Some(\"The user credentials were incorrect.\") })",
+            ),
+        ),
+        row(
+            "401 problem+json echoing the key",
+            problem(
+                StatusCode::UNAUTHORIZED,
+                format!(r#"{{"title":"The API key {KEY} is invalid.","status":401}}"#),
+            ),
+            Error(
+                "Rejected(Problem { status: 401, type_uri: None, title: Some(\"The API key [REDACTED] is invalid.\") })",
+            ),
+        ),
+        row(
+            "500 problem+json, title with control characters",
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"title":"line\r\nINFO forged log line\u001b[31m","status":500}"#,
+            ),
+            Error(
+                "Status(Problem { status: 500, type_uri: None, title: Some(\"lineINFO forged log line[31m\") })",
+            ),
+        ),
+        row(
+            "500 problem+json, 10 000-character title",
+            problem(StatusCode::INTERNAL_SERVER_ERROR, long_title),
+            Error("Status(Problem { status: 500, type_uri: None, title: Some(\"tttttttttt"),
+        ),
+        row(
+            "500 problem+json, title not a string",
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"title":{"nested":true},"type":7}"#,
+            ),
+            Error("Status(Problem { status: 500, type_uri: None, title: None })"),
+        ),
+        row(
+            "502 HTML page",
+            Answer::Full(
+                StatusCode::BAD_GATEWAY,
+                "text/html",
+                Bytes::from_static(b"<html><body>Bad gateway</body></html>"),
+            ),
+            Error("Status(Problem { status: 502, type_uri: None, title: None })"),
+        ),
+        row(
+            "503 with a 10 MB body",
+            Answer::Full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", ten_mb),
+            Error("Status(Problem { status: 503, type_uri: None, title: None })"),
+        ),
+        row(
+            "429, X-RateLimit-Retry-After 7",
+            Answer::RateLimited("7"),
+            Error("RateLimited { retry_after: Some(RetryAfter { delay: 7s"),
+        ),
+        row(
+            "429, X-RateLimit-Retry-After 10^15",
+            Answer::RateLimited("1000000000000000"),
+            Error("RateLimited { retry_after: Some(RetryAfter { delay: 600s"),
+        ),
+        row(
+            "429, X-RateLimit-Retry-After -5",
+            Answer::RateLimited("-5"),
+            Error("RateLimited { retry_after: None"),
+        ),
+    ]
+}
+
+fn lifetime(token: &Token) -> Duration {
+    token
+        .expiry()
+        .expect("an expiry")
+        .saturating_duration_since(tokio::time::Instant::now())
+}
+
+/// The provider's error in a cache error's chain.
+fn provider_error(error: &TokenError) -> &ApiVideoError {
+    let mut next: Option<&(dyn Error + 'static)> = Some(error);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<ApiVideoError>() {
+            return found;
+        }
+        next = error.source();
+    }
+    panic!("no ApiVideoError in {error:?}");
+}
+
+/// Runs one row: a server, a provider, a cache, two requests for a token.
+async fn run(row: Row) -> String {
+    let Row {
+        name,
+        answer,
+        expect,
+    } = row;
+    let silent = matches!(answer, Answer::Silent);
+    let server = Server::start(answer).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let timeout = if silent {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(20)
+    };
+    let api = ApiVideo::with_base_uri(server.uri(), KEY, client)
+        .unwrap()
+        .timeout(timeout);
+    // No backoff: the second request asks at once, unless the server named a wait.
+    let cache = TokenCache::builder(api)
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .build();
+
+    let first = cache.token().await;
+    let stats = cache.stats();
+    assert_eq!(stats.waiting, 0, "{name}");
+    assert!(!stats.refreshing, "{name}");
+    let outcome = match (expect, first) {
+        (Expect::Error(expected), Err(error)) => {
+            // Not `Abandoned`: the refresh task did not panic.
+            assert_eq!(error.kind(), TokenErrorKind::Refresher, "{name}: {error:?}");
+            assert_eq!(error.reason(), RefreshReason::Initial);
+            let found = format!("{:?}", provider_error(&error));
+            assert!(found.starts_with(expected), "{name}: {found}");
+            let printed = format!("{error} {error:?} {found}");
+            assert!(!printed.contains(KEY), "{name}: {printed}");
+            assert_eq!(stats.generation, 0, "{name}: nothing cached");
+            assert_eq!(stats.total().failed, 1, "{name}");
+
+            let second = cache.token().await.unwrap_err();
+            let asked_again = matches!(second.kind(), TokenErrorKind::Refresher);
+            if expected.starts_with("RateLimited { retry_after: Some") {
+                // The server's wait is the cache's: the second request fails fast.
+                assert!(
+                    matches!(second.kind(), TokenErrorKind::BackingOff { .. }),
+                    "{name}"
+                );
+                assert_eq!(server.requests(), 1, "{name}");
+            } else {
+                assert!(asked_again, "{name}: {second:?}");
+                assert_eq!(server.requests(), 2, "{name}: the next request asked again");
+            }
+            assert_eq!(cache.stats().generation, 0, "{name}: still nothing cached");
+            format!("`{expected}`")
+        }
+        (Expect::Token(reading, check), Ok(token)) => {
+            assert!(check(&token), "{name}: {token:?}");
+            assert_eq!(stats.generation, 1, "{name}: cached");
+            assert_eq!(server.requests(), 1, "{name}");
+            format!("tolerated: {reading}")
+        }
+        (Expect::Error(expected), Ok(token)) => {
+            panic!("{name}: expected {expected}, got {token:?}")
+        }
+        (Expect::Token(reading, _), Err(error)) => {
+            panic!("{name}: expected {reading}, got {error:?}")
+        }
+    };
+    format!("| {name} | {outcome} |")
+}
+
+#[tokio::test]
+async fn hostile_auth_answers() {
+    let rows = rows();
+    let count = rows.len();
+    assert!(count >= 35, "{count} rows");
+    let mut table = vec![
+        "| the auth server answers | the provider and cache give |".to_owned(),
+        "| --- | --- |".to_owned(),
+    ];
+    // Every row at once: each has its own server, and the silent one waits out a timeout.
+    let runs: Vec<_> = rows.into_iter().map(|row| tokio::spawn(run(row))).collect();
+    for run in runs {
+        table.push(run.await.expect("no panic"));
+    }
+    println!("{count} rows\n{}", table.join("\n"));
+}
+
+// ===== the parsers alone =====
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 2048,
+        // A failing input is printed; these parsers need no replay file.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Any bytes: a token or a typed error, never a panic; a token is always sendable.
+    #[test]
+    fn token_parser_takes_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Ok(token) = parse::token(&body) {
+            prop_assert!(token.authorization().is_sensitive());
+            prop_assert!(token.expiry().is_some());
+        }
+    }
+
+    /// JSON objects shaped almost like a token: fields of any type, any value.
+    #[test]
+    fn token_parser_takes_any_field_values(
+        token_type in json_value(),
+        expires_in in json_value(),
+        access_token in json_value(),
+        refresh_token in json_value(),
+    ) {
+        let body = format!(
+            r#"{{"token_type":{token_type},"expires_in":{expires_in},"access_token":{access_token},"refresh_token":{refresh_token}}}"#
+        );
+        match parse::token(body.as_bytes()) {
+            Ok(token) => {
+                prop_assert!(token_type.eq_ignore_ascii_case(r#""bearer""#));
+                let lifetime = token.expiry().unwrap() - tokio::time::Instant::now();
+                prop_assert!(lifetime <= Duration::from_secs(86_400));
+            }
+            Err(error) => {
+                // Names the field, never quotes the value.
+                let printed = format!("{error} {error:?}");
+                prop_assert!(!printed.contains("SECRET"), "{}", printed);
+            }
+        }
+    }
+
+    /// Any bytes and any status: a problem with bounded, clean texts and no secret.
+    #[test]
+    fn problem_parser_takes_any_bytes(
+        status in 400u16..600,
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let status = StatusCode::from_u16(status).unwrap();
+        let problem = parse::problem(status, &body, "SECRET");
+        prop_assert_eq!(problem.status(), status);
+        for text in [problem.title(), problem.type_uri()].into_iter().flatten() {
+            prop_assert!(text.chars().count() <= 200);
+            prop_assert!(!text.chars().any(char::is_control));
+        }
+    }
+
+    /// Problem documents whose texts may hold the secret, control characters and anything.
+    #[test]
+    fn problem_texts_never_show_the_secret(
+        before in "[ -~\\n\\t\u{7f}é]{0,300}",
+        after in "[ -~\\n\\t]{0,300}",
+        secret in "[A-Za-z0-9]{8,64}",
+    ) {
+        let title = serde_json::to_string(&format!("{before}{secret}{after}")).unwrap();
+        let body = format!(r#"{{"title":{title},"type":{title},"status":401}}"#);
+        let problem = parse::problem(StatusCode::UNAUTHORIZED, body.as_bytes(), &secret);
+        let printed = format!("{problem} {problem:?}");
+        prop_assert!(!printed.contains(&secret), "{}", printed);
+    }
+}
+
+/// Any JSON value, with a secret-looking string among the choices.
+fn json_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("null".to_owned()),
+        Just(r#""Bearer""#.to_owned()),
+        Just(r#""bearer""#.to_owned()),
+        Just(r#""SECRET value""#.to_owned()),
+        Just(r#""SECRET-ok""#.to_owned()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| format!("{f:e}")),
+        any::<bool>().prop_map(|b| b.to_string()),
+        "[ -~]{0,40}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        Just("[]".to_owned()),
+        Just(r#"{"SECRET":1}"#.to_owned()),
+    ]
+}
