@@ -81,6 +81,7 @@ mod head;
 mod layer;
 mod scope;
 mod service;
+pub mod store;
 mod token;
 
 #[cfg(feature = "apivideo")]
