@@ -479,7 +479,10 @@ impl TokenCache {
             let cache = self.clone();
             Box::pin(async move {
                 let shared = &*cache.shared;
-                let link = shared.store.as_ref().expect("checked when the flight started");
+                let link = shared
+                    .store
+                    .as_ref()
+                    .expect("checked when the flight started");
                 link.refresh(
                     reason,
                     previous,
@@ -489,7 +492,10 @@ impl TokenCache {
                 .await
             })
         } else {
-            let refresh = self.shared.refresher.refresh(TokenRequest::new(reason, previous));
+            let refresh = self
+                .shared
+                .refresher
+                .refresh(TokenRequest::new(reason, previous));
             Box::pin(async move {
                 refresh.await.map(|token| Got {
                     token,

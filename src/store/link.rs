@@ -75,7 +75,10 @@ impl StoreLink {
             if let Some(shared) = shared.as_ref().filter(|s| adoptable(s)) {
                 return Ok(self.adopt(shared));
             }
-            match self.call(self.store.try_lease(&self.owner, self.lease)).await {
+            match self
+                .call(self.store.try_lease(&self.owner, self.lease))
+                .await
+            {
                 Err(_) => return self.alone(reason, previous, refresher).await,
                 Ok(true) => {
                     StoreCounters::add(&self.counters.leases_won);

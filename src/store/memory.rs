@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{
-    Notifications, Notifier, Publish, SharedToken, StoreError, StoreFuture, TokenStore,
-};
+use super::{Notifications, Notifier, Publish, SharedToken, StoreError, StoreFuture, TokenStore};
 use crate::Token;
 
 /// A [`TokenStore`] in this process's memory.
@@ -113,7 +111,11 @@ impl TokenStore for MemoryStore {
 
     fn release<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
         self.run(|state| {
-            if state.lease.as_ref().is_some_and(|(holder, _)| holder == owner) {
+            if state
+                .lease
+                .as_ref()
+                .is_some_and(|(holder, _)| holder == owner)
+            {
                 state.lease = None;
             }
         })

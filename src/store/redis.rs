@@ -5,15 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{
-    Notifications, Notifier, Publish, SharedToken, StoreError, StoreFuture, TokenStore,
-};
+use super::{Notifications, Notifier, Publish, SharedToken, StoreError, StoreFuture, TokenStore};
 use crate::Token;
 
 /// A [`TokenStore`] on Redis: replicas with the same credential share one token and one
@@ -296,7 +294,8 @@ impl RedisStore {
         let wall = wall_ms();
         if expires != 0 {
             // Less the allowance: a clock behind the publisher's must not overrun the expiry.
-            let left = Duration::from_millis(expires.saturating_sub(wall)).saturating_sub(self.inner.skew);
+            let left =
+                Duration::from_millis(expires.saturating_sub(wall)).saturating_sub(self.inner.skew);
             token = token.expires_at(now + left);
         }
         let age = Duration::from_millis(wall.saturating_sub(issued));
@@ -380,9 +379,7 @@ impl TokenStore for RedisStore {
                 .await
                 .map_err(redis_error("loading the token from redis failed"))?;
             match (generation, value) {
-                (Some(generation), Some(value)) => {
-                    self.decode(&value, generation).map(Some)
-                }
+                (Some(generation), Some(value)) => self.decode(&value, generation).map(Some),
                 _ => Ok(None),
             }
         })
@@ -539,9 +536,7 @@ impl RedisStoreBuilder {
     /// feature), or the namespace contains `{` or `}`.
     pub fn build(self) -> Result<RedisStore, StoreError> {
         if self.namespace.contains(['{', '}']) {
-            return Err(StoreError::msg(
-                "the namespace may not contain `{` or `}`",
-            ));
+            return Err(StoreError::msg("the namespace may not contain `{` or `}`"));
         }
         // Not the parser's error as the cause: it may quote the URL, password and all.
         let client = redis::Client::open(self.url.as_str())
