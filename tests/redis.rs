@@ -31,16 +31,26 @@ const RUN: Duration = Duration::from_secs(8);
 
 struct RedisServer {
     port: u16,
+    /// The arguments besides the port and persistence.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     fn start() -> Self {
+        Self::start_with(|port| vec!["--port".into(), port.to_string()])
+    }
+
+    fn start_with(args: impl FnOnce(u16) -> Vec<String>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut server = RedisServer { port, child: None };
+        let mut server = RedisServer {
+            port,
+            args: args(port),
+            child: None,
+        };
         server.restart();
         server
     }
@@ -51,7 +61,8 @@ impl RedisServer {
 
     fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&self.args)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -620,4 +631,149 @@ async fn an_outage_is_one_warning_with_no_secret() {
     for secret in ["PASSWORD", "KEY-SECRET", "ACCESS-SECRET", "REFRESH-SECRET"] {
         assert!(!all.contains(secret), "{secret} leaked into: {all}");
     }
+}
+
+/// `rediss://` with a certificate from a private CA, and an ACL user with a password.
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn over_tls_as_an_acl_user() {
+    let dir = std::env::temp_dir().join(format!("tower-bearer-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|err| {
+                panic!("openssl ({err}): install it with `apt-get install -y openssl`")
+            });
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=tower-bearer test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+
+    let redis = RedisServer::start_with(|port| {
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path("server.crt"),
+            "--tls-key-file".into(),
+            path("server.key"),
+            "--tls-ca-cert-file".into(),
+            path("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            // A config line's words are separate arguments.
+            "--user".into(),
+            "default".into(),
+            "off".into(),
+            "--user".into(),
+            "tokens".into(),
+            "on".into(),
+            ">tls-PASSWORD".into(),
+            "~*".into(),
+            "&*".into(),
+            "+@all".into(),
+        ]
+    });
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    let url = |password: &str| format!("rediss://tokens:{password}@127.0.0.1:{}/", redis.port);
+
+    let store = RedisStore::builder(url("tls-PASSWORD"), "tls-key")
+        .tls_root_certificate(ca.clone())
+        .build()
+        .unwrap();
+    let token = Token::bearer("over-tls")
+        .unwrap()
+        .expires_in(Duration::from_secs(60));
+    assert_eq!(
+        store.publish(0, &token).await.unwrap(),
+        Publish::Published { generation: 1 }
+    );
+    let loaded = store.load().await.unwrap().unwrap();
+    assert_eq!(loaded.token.expose_access_token(), "over-tls");
+
+    // A wrong password is an error that does not quote it.
+    let refused = RedisStore::builder(url("WRONG-PASSWORD"), "tls-key")
+        .tls_root_certificate(ca)
+        .build()
+        .unwrap();
+    let error = refused.load().await.unwrap_err();
+    let text = format!("{error}: {:?}", std::error::Error::source(&error));
+    assert!(!text.contains("PASSWORD"), "{text}");
+    // Without the CA, the server's certificate is not trusted.
+    let untrusted = RedisStore::builder(url("tls-PASSWORD"), "tls-key")
+        .build()
+        .unwrap();
+    assert!(untrusted.load().await.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
 }

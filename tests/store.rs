@@ -14,12 +14,15 @@ use common::until;
 
 const LIFETIME: Duration = Duration::from_secs(100);
 
+/// What a refresher was asked: the reason, and the previous access token.
+type Asked = Arc<std::sync::Mutex<Vec<(RefreshReason, Option<String>)>>>;
+
 /// A refresher that issues `t1`, `t2`, … (numbered across every refresher sharing `issued`)
 /// after `delay`, each with `LIFETIME` and a refresh token, and records what it was asked.
 fn refresher(
     issued: Arc<AtomicU64>,
     delay: Duration,
-    asked: Arc<std::sync::Mutex<Vec<(RefreshReason, Option<String>)>>>,
+    asked: Asked,
 ) -> impl tower::Service<TokenRequest, Response = Token, Error = BoxError, Future = impl Send + 'static>
 + Send
 + 'static {
@@ -46,7 +49,7 @@ struct Fleet {
     store: MemoryStore,
     caches: Vec<TokenCache>,
     issued: Arc<AtomicU64>,
-    asked: Arc<std::sync::Mutex<Vec<(RefreshReason, Option<String>)>>>,
+    asked: Asked,
 }
 
 fn fleet(n: usize, delay: Duration) -> Fleet {

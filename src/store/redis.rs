@@ -116,6 +116,8 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     #[cfg(feature = "redis-encryption")]
     encryption_key: Option<secrecy::SecretBox<[u8; 32]>>,
+    #[cfg(feature = "redis-tls")]
+    tls_root: Option<Vec<u8>>,
 }
 
 /// A value prefix: the stored value is in the clear.
@@ -146,6 +148,8 @@ impl RedisStore {
             timeout: Duration::from_secs(1),
             #[cfg(feature = "redis-encryption")]
             encryption_key: None,
+            #[cfg(feature = "redis-tls")]
+            tls_root: None,
         }
     }
 
@@ -524,6 +528,32 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Trusts the certificate authority in `pem` (PEM-encoded) for `rediss://`, in place of
+    /// the webpki roots: for a Redis with a certificate from a private CA.
+    ///
+    /// Requires the `redis-tls` feature.
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root = Some(pem.into());
+        self
+    }
+
+    fn client(&self) -> Result<redis::Client, StoreError> {
+        // Not the parser's error as the cause: it may quote the URL, password and all.
+        let unusable = |_| StoreError::msg("the redis URL cannot be used");
+        #[cfg(feature = "redis-tls")]
+        if let Some(root) = &self.tls_root {
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root.clone()),
+            };
+            return redis::Client::build_with_tls(self.url.as_str(), certificates)
+                .map_err(unusable);
+        }
+        redis::Client::open(self.url.as_str()).map_err(unusable)
+    }
+
     /// The store. It connects lazily (and reconnects by itself), so Redis need not be up yet;
     /// until it is, caches refresh on their own.
     ///
@@ -538,9 +568,7 @@ impl RedisStoreBuilder {
         if self.namespace.contains(['{', '}']) {
             return Err(StoreError::msg("the namespace may not contain `{` or `}`"));
         }
-        // Not the parser's error as the cause: it may quote the URL, password and all.
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|_| StoreError::msg("the redis URL cannot be used"))?;
+        let client = self.client()?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
@@ -604,6 +632,8 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("timeout", &self.timeout);
         #[cfg(feature = "redis-encryption")]
         debug.field("encrypted", &self.encryption_key.is_some());
+        #[cfg(feature = "redis-tls")]
+        debug.field("tls_root_certificate", &self.tls_root.is_some());
         debug.finish_non_exhaustive()
     }
 }
