@@ -54,7 +54,7 @@ use crate::Token;
 ///
 /// Expiry is stored as wall-clock time (Unix milliseconds) and converted to this process's
 /// monotonic clock on load, less the [clock-skew allowance](RedisStoreBuilder::clock_skew)
-/// (default 2 s): a replica whose clock is up to that much behind the publisher's still
+/// (default 2 s, at most a tenth of the token's lifetime): a replica whose clock is up to that much behind the publisher's still
 /// stops using the token before it expires. A replica whose clock is ahead only refreshes a
 /// little early. Keep replicas' clocks synchronised (NTP) to well within the allowance.
 ///
@@ -100,7 +100,7 @@ struct Inner {
     cipher: Option<chacha20poly1305::XChaCha20Poly1305>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Keys {
     token: String,
     lease: String,
@@ -297,9 +297,11 @@ impl RedisStore {
         let now = Instant::now();
         let wall = wall_ms();
         if expires != 0 {
-            // Less the allowance: a clock behind the publisher's must not overrun the expiry.
-            let left =
-                Duration::from_millis(expires.saturating_sub(wall)).saturating_sub(self.inner.skew);
+            // Less the allowance (at most a tenth of the lifetime, so that a short-lived token
+            // is still worth sharing): a clock behind the publisher's must not overrun it.
+            let lifetime = Duration::from_millis(expires.saturating_sub(issued));
+            let skew = self.inner.skew.min(lifetime / 10);
+            let left = Duration::from_millis(expires.saturating_sub(wall)).saturating_sub(skew);
             token = token.expires_at(now + left);
         }
         let age = Duration::from_millis(wall.saturating_sub(issued));
@@ -500,7 +502,8 @@ impl RedisStoreBuilder {
     }
 
     /// How much earlier than its stored expiry a token is counted as expired on load, to
-    /// allow for replicas' clocks disagreeing. Default: 2 s.
+    /// allow for replicas' clocks disagreeing. Default: 2 s, and never more than a tenth of
+    /// the token's lifetime.
     ///
     /// A replica whose clock is behind the publisher's by less than this never uses a token
     /// past its expiry; one whose clock is ahead refreshes a little early, and no harm done.
@@ -563,8 +566,10 @@ impl RedisStoreBuilder {
     /// # Errors
     ///
     /// If the URL is not a Redis URL this build can use (`rediss://` needs the `redis-tls`
-    /// feature), or the namespace contains `{` or `}`.
+    /// feature), the namespace contains `{` or `}`, or there is no tokio runtime.
     pub fn build(self) -> Result<RedisStore, StoreError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| StoreError::msg("a RedisStore must be built within a tokio runtime"))?;
         if self.namespace.contains(['{', '}']) {
             return Err(StoreError::msg("the namespace may not contain `{` or `}`"));
         }
@@ -583,7 +588,7 @@ impl RedisStoreBuilder {
             channel: format!("{prefix}:published"),
         };
         let notifier = Notifier::new();
-        let listener = tokio::spawn(listen(
+        let listener = runtime.spawn(listen(
             client,
             keys.channel.clone(),
             notifier.clone(),
@@ -635,5 +640,91 @@ impl fmt::Debug for RedisStoreBuilder {
         #[cfg(feature = "redis-tls")]
         debug.field("tls_root_certificate", &self.tls_root.is_some());
         debug.finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store for a Redis that is never reached: building one does not connect.
+    fn store(skew: Duration) -> RedisStore {
+        RedisStore::builder("redis://127.0.0.1:1/", "the-api-key")
+            .namespace("ns")
+            .clock_skew(skew)
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn keys_are_named_from_a_hash_and_share_a_hash_tag() {
+        let store = store(Duration::from_secs(2));
+        let keys = &store.inner.keys;
+        assert!(keys.token.starts_with("ns:{") && keys.token.ends_with("}:token"));
+        let tag = |key: &str| key[key.find('{').unwrap()..=key.find('}').unwrap()].to_owned();
+        assert_eq!(tag(&keys.token), tag(&keys.lease));
+        assert_eq!(tag(&keys.token).len(), 2 + 32);
+        assert!(!format!("{keys:?}{store:?}").contains("the-api-key"));
+        let other = RedisStore::builder("redis://127.0.0.1:1/", "another-key")
+            .namespace("ns")
+            .build()
+            .unwrap();
+        assert_ne!(other.token_key(), store.token_key());
+    }
+
+    #[tokio::test]
+    async fn a_stored_token_reads_back_less_the_skew_allowance() {
+        let store = store(Duration::from_secs(2));
+        let hour = Token::bearer("access")
+            .unwrap()
+            .expires_in(Duration::from_secs(3600))
+            .with_refresh_token("refresh");
+        let value = store.encode(&hour, 1).unwrap();
+        assert!(!value.is_empty());
+        let back = store.decode(&value, 1).unwrap();
+        assert_eq!(back.token.expose_access_token(), "access");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(back.token.refresh_token().unwrap()),
+            "refresh"
+        );
+        let left = back.token.expiry().unwrap() - Instant::now();
+        assert!(left <= Duration::from_secs(3598), "{left:?}");
+        assert!(left > Duration::from_secs(3597), "{left:?}");
+
+        // A 2 s token keeps 9/10 of its life: the allowance is at most a tenth of it.
+        let short = Token::bearer("short")
+            .unwrap()
+            .expires_in(Duration::from_secs(2));
+        let back = store.decode(&store.encode(&short, 1).unwrap(), 1).unwrap();
+        let left = back.token.expiry().unwrap() - Instant::now();
+        assert!(left <= Duration::from_millis(1800), "{left:?}");
+        assert!(left > Duration::from_millis(1700), "{left:?}");
+        assert!(back.token.refresh_token().is_none());
+
+        // No expiry stays no expiry.
+        let forever = Token::bearer("forever").unwrap();
+        let back = store
+            .decode(&store.encode(&forever, 1).unwrap(), 1)
+            .unwrap();
+        assert_eq!(back.token.expiry(), None);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_value_is_an_error_not_a_panic() {
+        let store = store(Duration::from_secs(2));
+        for value in [&b""[..], b"p1", b"p1\0\0\0", b"zz-garbage", b"x1short"] {
+            assert!(store.decode(value, 1).is_err(), "{value:?}");
+        }
+        let mut truncated = store.encode(&Token::bearer("abc").unwrap(), 1).unwrap();
+        truncated.pop();
+        assert!(store.decode(&truncated, 1).is_err());
+    }
+
+    #[test]
+    fn building_outside_a_runtime_is_an_error() {
+        let error = RedisStore::builder("redis://127.0.0.1:1/", "k")
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("tokio runtime"), "{error}");
     }
 }
