@@ -45,7 +45,7 @@ impl StoreLink {
 
     /// Gets a new token for a cache whose own is `previous`: the store's if it is newer and
     /// `usable` says it will do, else one from `refresher` under the lease, published for the
-    /// others. Without the store, from `refresher` alone.
+    /// others. When the store cannot be reached, from `refresher` alone.
     pub(crate) async fn refresh<U, F>(
         &self,
         reason: RefreshReason,
