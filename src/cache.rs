@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tower::{BoxError, Service};
 
 use crate::error::{RetryAfter, TokenError, TokenErrorKind};
+use crate::store::{Got, SharedToken, StoreLink, StoreStats, TokenStore};
 use crate::{RefreshReason, Token, TokenRequest};
 
 /// The token every request shares, and the one refresh that replaces it.
@@ -73,6 +74,8 @@ struct Shared {
     /// Everything else: the refresh in flight and the last failure.
     state: Mutex<State>,
     refresher: Box<dyn Refresh>,
+    /// Where tokens are shared with other caches, if anywhere.
+    store: Option<StoreLink>,
     settings: Settings,
     counters: Counters,
     /// The origin of `Entry::next_ahead`, which is an atomic count of nanoseconds.
@@ -240,6 +243,8 @@ impl TokenCache {
         TokenCacheBuilder {
             refresher: Box::new(Arc::new(tokio::sync::Mutex::new(refresher))),
             settings: Settings::default(),
+            store: None,
+            store_settings: StoreSettings::default(),
         }
     }
 
@@ -296,6 +301,7 @@ impl TokenCache {
                 .as_ref()
                 .map(|f| f.retry_at.saturating_duration_since(now))
                 .filter(|d| !d.is_zero()),
+            store: self.shared.store.as_ref().map(|s| s.counters.snapshot()),
         }
     }
 
@@ -483,8 +489,35 @@ impl TokenCache {
             generation = previous.map_or(0, |e| e.generation),
             "token refresh started"
         );
-        let request = TokenRequest::new(reason, previous.map(|e| e.token.clone()));
-        let refresh = self.shared.refresher.refresh(request);
+        let previous = previous.map(|e| e.token.clone());
+        let refresh: FlightFuture = if self.shared.store.is_some() {
+            let cache = self.clone();
+            Box::pin(async move {
+                let shared = &*cache.shared;
+                let link = shared
+                    .store
+                    .as_ref()
+                    .expect("checked when the flight started");
+                link.refresh(
+                    reason,
+                    previous,
+                    |token| shared.settings.will_do(token, reason),
+                    |request| shared.refresher.refresh(request),
+                )
+                .await
+            })
+        } else {
+            let refresh = self
+                .shared
+                .refresher
+                .refresh(TokenRequest::new(reason, previous));
+            Box::pin(async move {
+                refresh.await.map(|token| Got {
+                    token,
+                    obtained: None,
+                })
+            })
+        };
         let flight = FlightGuard {
             cache: self.clone(),
             id,
@@ -508,7 +541,7 @@ impl TokenCache {
         id: u64,
         reason: RefreshReason,
         started: Instant,
-        result: Result<Token, TokenError>,
+        result: Result<Got, TokenError>,
     ) {
         let now = Instant::now();
         let shared = &*self.shared;
@@ -517,15 +550,21 @@ impl TokenCache {
         let Some(flight) = state.flight.take_if(|f| f.id == id) else {
             return;
         };
-        let result = result.and_then(|token| match token.expiry() {
+        let result = result.and_then(|got| match got.token.expiry() {
             Some(at) if at <= now => Err(TokenError::new(reason, TokenErrorKind::ExpiredToken)),
-            _ => Ok(token),
+            _ => Ok(got),
         });
         let outcome = match result {
-            Ok(token) => {
+            Ok(Got { token, obtained }) => {
                 state.generation += 1;
                 state.failure = None;
-                let entry = Arc::new(Entry::new(token, state.generation, now, &shared.settings));
+                let obtained = obtained.map_or(now, |at| at.min(now));
+                let entry = Arc::new(Entry::new(
+                    token,
+                    state.generation,
+                    obtained,
+                    &shared.settings,
+                ));
                 shared.current.store(Some(entry.clone()));
                 shared.counters.succeeded[reason.index()].fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
@@ -617,6 +656,7 @@ impl fmt::Debug for TokenCache {
                     .map(|at| at.saturating_duration_since(Instant::now())),
             )
             .field("settings", &self.shared.settings)
+            .field("store", &self.shared.store)
             .finish_non_exhaustive()
     }
 }
@@ -633,7 +673,7 @@ struct Started {
 struct Launch {
     runtime: tokio::runtime::Handle,
     flight: FlightGuard,
-    refresh: RefreshFuture,
+    refresh: FlightFuture,
 }
 
 impl Started {
@@ -668,7 +708,7 @@ struct FlightGuard {
 }
 
 impl FlightGuard {
-    async fn run(mut self, refresh: RefreshFuture) {
+    async fn run(mut self, refresh: FlightFuture) {
         let deadline = self.cache.shared.settings.refresh_timeout;
         let result = match tokio::time::timeout(deadline, refresh).await {
             Ok(result) => result.map_err(|err| TokenError::refresher(self.reason, err)),
@@ -696,8 +736,12 @@ impl Drop for FlightGuard {
 // ===== impl Entry =====
 
 impl Entry {
-    fn new(token: Token, generation: u64, now: Instant, settings: &Settings) -> Self {
-        let lifetime = token.expiry().map(|at| at.saturating_duration_since(now));
+    /// A token obtained at `obtained` (now, or earlier for one taken from a store): the
+    /// windows are fractions of its lifetime from then.
+    fn new(token: Token, generation: u64, obtained: Instant, settings: &Settings) -> Self {
+        let lifetime = token
+            .expiry()
+            .map(|at| at.saturating_duration_since(obtained));
         // Windows shrink with short lifetimes, so a 60 s token is not refreshed for its whole
         // life.
         let within = |setting: Duration, divisor: u32| match lifetime {
@@ -707,10 +751,10 @@ impl Entry {
         let expiry = token.expiry();
         Entry {
             generation,
-            obtained: now,
+            obtained,
             refresh_at: expiry.map(|at| at - within(settings.refresh_ahead, 4)),
             stale_at: expiry.map(|at| at - within(settings.min_validity, 10)),
-            replaceable_at: now + within(settings.min_token_age, 10).min(LONGEST_WAIT),
+            replaceable_at: obtained + within(settings.min_token_age, 10).min(LONGEST_WAIT),
             rejected: false,
             next_ahead: AtomicU64::new(0),
             token,
@@ -738,7 +782,10 @@ impl Entry {
 
 // ===== the refresher, erased =====
 
-type RefreshFuture = Pin<Box<dyn Future<Output = Result<Token, BoxError>> + Send>>;
+pub(crate) type RefreshFuture = Pin<Box<dyn Future<Output = Result<Token, BoxError>> + Send>>;
+
+/// A flight's work: the refresher's call, or a refresh shared through a store.
+type FlightFuture = Pin<Box<dyn Future<Output = Result<Got, BoxError>> + Send>>;
 
 trait Refresh: Send + Sync + 'static {
     fn refresh(&self, request: TokenRequest) -> RefreshFuture;
@@ -796,6 +843,25 @@ where
 pub struct TokenCacheBuilder {
     refresher: Box<dyn Refresh>,
     settings: Settings,
+    store: Option<Arc<dyn TokenStore>>,
+    store_settings: StoreSettings,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StoreSettings {
+    lease: Duration,
+    poll: Duration,
+    timeout: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            lease: Duration::from_secs(5),
+            poll: Duration::from_millis(250),
+            timeout: Duration::from_secs(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -822,6 +888,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Whether a token taken from the store will do instead of a refresh for `reason`: it is
+    /// usable, and for a refresh ahead of expiry, not itself in its refresh-ahead window.
+    fn will_do(&self, shared: &SharedToken, reason: RefreshReason) -> bool {
+        let now = Instant::now();
+        let entry = Entry::new(shared.token.clone(), 0, shared.obtained.min(now), self);
+        entry.usable(now)
+            && (reason != RefreshReason::Ahead || entry.refresh_at.is_none_or(|at| now < at))
+    }
+
     /// The wait after `consecutive` failures: doubling from the minimum up to the maximum,
     /// between half and all of it at random.
     fn backoff(&self, consecutive: u32) -> Duration {
@@ -881,13 +956,55 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// Shares tokens with other caches (usually in other processes) through `store`: one
+    /// refresh for all of them, where each would otherwise refresh its own.
+    ///
+    /// The store is consulted only where the cache would call its refresher; a request with a
+    /// valid token reads this cache's own copy as without a store. See the
+    /// [`store` module](crate::store) for what the cache does with it, and what it does when
+    /// the store cannot be reached.
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// How long the right to refresh is held, at most, by a replica that stops renewing it
+    /// (one that died mid-refresh): the longest the others wait before one takes over.
+    /// A live holder renews it every third of this while its refresher runs. Default: 5 s.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.store_settings.lease = lease.max(Duration::from_millis(3));
+        self
+    }
+
+    /// How often a replica waiting for another's refresh checks the store, in case it missed
+    /// the notification (or the store sends none). Default: 250 ms.
+    pub fn store_poll(mut self, interval: Duration) -> Self {
+        self.store_settings.poll = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long one store call may take before the cache counts the store as unreachable and
+    /// refreshes on its own. Default: 1 s.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_settings.timeout = timeout;
+        self
+    }
+
     /// The cache.
     pub fn build(self) -> TokenCache {
+        let store = self.store.map(|store| {
+            let mut link = StoreLink::new(store);
+            link.lease = self.store_settings.lease;
+            link.poll = self.store_settings.poll;
+            link.timeout = self.store_settings.timeout;
+            link
+        });
         TokenCache {
             shared: Arc::new(Shared {
                 current: OwnLine(ArcSwapOption::empty()),
                 state: Mutex::new(State::default()),
                 refresher: self.refresher,
+                store,
                 settings: self.settings,
                 counters: Counters::default(),
                 epoch: Instant::now(),
@@ -900,6 +1017,8 @@ impl fmt::Debug for TokenCacheBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCacheBuilder")
             .field("settings", &self.settings)
+            .field("store", &self.store.is_some())
+            .field("store_settings", &self.store_settings)
             .finish_non_exhaustive()
     }
 }
@@ -953,6 +1072,10 @@ pub struct Stats {
     pub waiting: usize,
     /// Time until the refresher may be called again, after a failure.
     pub backing_off: Option<Duration>,
+    /// What the [store](TokenCacheBuilder::store) has done, if the cache has one. With a
+    /// store, a refresh counted in [`refreshes`](Self::refreshes) may have taken the token
+    /// another replica published ([`StoreStats::adopted`]) rather than calling the refresher.
+    pub store: Option<StoreStats>,
 }
 
 impl Stats {

@@ -15,6 +15,10 @@
 //! - never attaches the token to a request that already has an `Authorization` header, or to
 //!   one outside its [`Scope`].
 //!
+//! Replicas of a service can share one token, and one refresh, through a
+//! [`TokenStore`](store::TokenStore) (with the `redis` feature, `store::RedisStore`): see the
+//! [`store`] module.
+//!
 //! When the token is valid, a request costs an atomic load, a clock read and the header insert:
 //! no lock, and no allocation when retries are off.
 //!
@@ -81,6 +85,7 @@ mod head;
 mod layer;
 mod scope;
 mod service;
+pub mod store;
 mod token;
 
 #[cfg(feature = "apivideo")]

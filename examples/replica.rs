@@ -1,0 +1,219 @@
+//! One replica of a service that calls api.video, sharing its token with the other replicas
+//! through Redis. Start several against one Redis and one api.video (here the mock), and they
+//! log in once and refresh once per token lifetime between them.
+//!
+//! ```text
+//! redis-server --port 6390 --save '' --appendonly no &
+//! cargo run --example mock_server -- --ttl 2            # prints its address
+//! for i in 1 2 3 4; do
+//!   cargo run --features redis,mock --example replica -- \
+//!     --redis redis://127.0.0.1:6390/ --base http://127.0.0.1:PORT/ --requests 1000 --secs 8 &
+//! done; wait
+//! ```
+//!
+//! Each prints one line when it is done, `replica <pid>: 1000 ok, 0 failed; …` with what its
+//! cache did. `--no-store` runs the same replica without Redis, refreshing alone. The API key
+//! is `APIVIDEO_API_KEY`, or the mock's.
+//!
+//! `tests/redis.rs` runs this file in-process (8 replicas in one process) and as separate OS
+//! processes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower_bearer::apivideo::ApiVideo;
+use tower_bearer::apivideo::mock::DEFAULT_API_KEY;
+use tower_bearer::store::RedisStore;
+use tower_bearer::{BearerAuthLayer, ReplayBody, Stats, TokenCache};
+
+/// What one replica does.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The Redis to share tokens through; `None`: refresh alone.
+    pub redis: Option<String>,
+    /// The namespace of the Redis keys.
+    pub namespace: String,
+    /// api.video's base URI (the mock's).
+    pub base: String,
+    /// How many requests, spread evenly over `duration`.
+    pub requests: usize,
+    pub duration: Duration,
+    /// How many tasks send them.
+    pub concurrency: usize,
+    pub lease: Duration,
+    /// The clock-skew allowance: the tests' tokens live 2 s, so the default 2 s would not do.
+    pub clock_skew: Duration,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            redis: None,
+            namespace: "replica-example".into(),
+            base: "http://127.0.0.1:8080/".into(),
+            requests: 1000,
+            duration: Duration::from_secs(8),
+            concurrency: 4,
+            lease: Duration::from_secs(1),
+            clock_skew: Duration::from_millis(100),
+        }
+    }
+}
+
+/// How it went.
+#[derive(Debug)]
+pub struct Report {
+    pub ok: u64,
+    pub failed: u64,
+    pub stats: Stats,
+    /// The cache, to compare its token with other replicas' after the run.
+    pub cache: TokenCache,
+}
+
+impl Report {
+    pub fn line(&self) -> String {
+        let store = self.stats.store.as_ref().map_or_else(
+            || "no store".to_owned(),
+            |s| {
+                format!(
+                    "store: {} adopted, {} leases won, {} published, {} refused, {} errors, {} alone{}",
+                    s.adopted,
+                    s.leases_won,
+                    s.publishes,
+                    s.refused,
+                    s.errors,
+                    s.local_refreshes,
+                    if s.unavailable { ", unavailable" } else { "" }
+                )
+            },
+        );
+        format!(
+            "replica {}: {} ok, {} failed; {} tokens obtained; {store}",
+            std::process::id(),
+            self.ok,
+            self.failed,
+            self.stats.total().succeeded,
+        )
+    }
+}
+
+fn api_key() -> String {
+    std::env::var("APIVIDEO_API_KEY").unwrap_or_else(|_| DEFAULT_API_KEY.to_owned())
+}
+
+/// Runs one replica: its own HTTP client, its own provider and cache, and the store.
+pub async fn run(plan: Plan) -> Result<Report, BoxError> {
+    let client: Client<_, ReplayBody<Full<Bytes>>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let key = api_key();
+    let api = ApiVideo::with_base_uri(plan.base.as_str(), key.as_str(), client.clone())?
+        .timeout(Duration::from_secs(5));
+    let scope = api.scope();
+    let mut cache = TokenCache::builder(api);
+    if let Some(url) = &plan.redis {
+        let store = RedisStore::builder(url.as_str(), key.as_bytes())
+            .namespace(plan.namespace.as_str())
+            .clock_skew(plan.clock_skew)
+            .build()?;
+        cache = cache
+            .store(store)
+            .lease(plan.lease)
+            .store_poll(Duration::from_millis(100));
+    }
+    let cache = cache.build();
+    let service = ServiceBuilder::new()
+        .timeout(Duration::from_secs(20))
+        .layer(BearerAuthLayer::from_cache(cache.clone()).scope(scope))
+        .service(client);
+
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = tokio::time::Instant::now();
+    let interval = plan.duration / plan.requests.max(1) as u32;
+    let uri = format!("{}videos?pageSize=1", plan.base);
+    let tasks: Vec<_> = (0..plan.concurrency)
+        .map(|task| {
+            let (service, ok, failed, uri) =
+                (service.clone(), ok.clone(), failed.clone(), uri.clone());
+            let plan = plan.clone();
+            tokio::spawn(async move {
+                for i in (task..plan.requests).step_by(plan.concurrency) {
+                    tokio::time::sleep_until(start + interval * i as u32).await;
+                    let request = Request::get(uri.as_str())
+                        .body(Full::default())
+                        .expect("a valid request");
+                    match service.clone().oneshot(request).await {
+                        Ok(response) if response.status().is_success() => {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Ok(response) => {
+                            eprintln!("replica: {} for a request", response.status());
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(error) => {
+                            eprintln!("replica: a request failed: {error}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+    Ok(Report {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        stats: cache.stats(),
+        cache,
+    })
+}
+
+const USAGE: &str = "usage: replica --base URI [--redis URL | --no-store] [--requests N] [--secs S] [--lease-ms MS]";
+
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--redis" => plan.redis = Some(value()?),
+            "--no-store" => plan.redis = None,
+            "--namespace" => plan.namespace = value()?,
+            "--base" => plan.base = value()?,
+            "--requests" => plan.requests = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--secs" => {
+                plan.duration =
+                    Duration::from_secs_f64(value()?.parse().map_err(|e| format!("{e}"))?)
+            }
+            "--lease-ms" => {
+                plan.lease = Duration::from_millis(value()?.parse().map_err(|e| format!("{e}"))?)
+            }
+            _ => return Err(USAGE.to_owned()),
+        }
+    }
+    Ok(plan)
+}
+
+#[tokio::main]
+#[allow(dead_code)]
+async fn main() -> Result<(), BoxError> {
+    let plan = parse(std::env::args().skip(1))?;
+    let report = run(plan).await?;
+    println!("{}", report.line());
+    if report.failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! A cache's side of a store: one refresh, shared through the store when it can be.
+
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::BoxError;
+
+use super::{Publish, SharedToken, StoreCounters, StoreError, StoreFuture, TokenStore};
+use crate::{RefreshReason, Token, TokenRequest};
+
+/// The store a cache shares its tokens through, and how.
+pub(crate) struct StoreLink {
+    store: Arc<dyn TokenStore>,
+    /// Names this cache as a lease holder: unique per cache, across processes.
+    owner: Arc<str>,
+    pub(crate) lease: Duration,
+    pub(crate) poll: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) counters: StoreCounters,
+}
+
+/// A token a shared refresh ended with.
+pub(crate) struct Got {
+    pub(crate) token: Token,
+    /// When it was obtained, if not just now (a token taken from the store).
+    pub(crate) obtained: Option<Instant>,
+}
+
+impl StoreLink {
+    pub(crate) fn new(store: Arc<dyn TokenStore>) -> Self {
+        let random = RandomState::new().hash_one(std::process::id());
+        StoreLink {
+            store,
+            owner: format!("{}-{random:016x}", std::process::id()).into(),
+            // The builder sets these.
+            lease: Duration::ZERO,
+            poll: Duration::ZERO,
+            timeout: Duration::ZERO,
+            counters: StoreCounters::default(),
+        }
+    }
+
+    /// Gets a new token for a cache whose own is `previous`: the store's if it is newer and
+    /// `usable` says it will do, else one from `refresher` under the lease, published for the
+    /// others. When the store cannot be reached, from `refresher` alone.
+    pub(crate) async fn refresh<U, F>(
+        &self,
+        reason: RefreshReason,
+        previous: Option<Token>,
+        usable: U,
+        refresher: F,
+    ) -> Result<Got, BoxError>
+    where
+        U: Fn(&SharedToken) -> bool,
+        F: FnOnce(TokenRequest) -> crate::cache::RefreshFuture,
+    {
+        // Subscribed before the first load, so no publish after it goes unnoticed.
+        let mut notes = self.store.notifications();
+        let adoptable = |shared: &SharedToken| {
+            let newer = previous
+                .as_ref()
+                .is_none_or(|p| p.authorization() != shared.token.authorization());
+            newer && usable(shared)
+        };
+        let mut waited = false;
+        loop {
+            let shared = match self.call(self.store.load()).await {
+                Ok(shared) => shared,
+                Err(_) => return self.alone(reason, previous, refresher).await,
+            };
+            StoreCounters::add(&self.counters.loads);
+            if let Some(shared) = shared.as_ref().filter(|s| adoptable(s)) {
+                return Ok(self.adopt(shared));
+            }
+            match self
+                .call(self.store.try_lease(&self.owner, self.lease))
+                .await
+            {
+                Err(_) => return self.alone(reason, previous, refresher).await,
+                Ok(true) => {
+                    StoreCounters::add(&self.counters.leases_won);
+                    let lease = Lease(Some((self.store.clone(), self.owner.clone())));
+                    // Someone may have published between the load and the lease.
+                    let shared = match self.call(self.store.load()).await {
+                        Ok(shared) => shared,
+                        Err(_) => return self.alone(reason, previous, refresher).await,
+                    };
+                    StoreCounters::add(&self.counters.loads);
+                    if let Some(shared) = shared.as_ref().filter(|s| adoptable(s)) {
+                        let got = self.adopt(shared);
+                        self.release(lease).await;
+                        return Ok(got);
+                    }
+                    return self
+                        .refresh_leased(lease, reason, previous, shared, refresher)
+                        .await;
+                }
+                Ok(false) => {
+                    if !waited {
+                        waited = true;
+                        StoreCounters::add(&self.counters.leases_lost);
+                        tracing::debug!(
+                            reason = reason.as_str(),
+                            "another replica holds the refresh lease; waiting for its token"
+                        );
+                    }
+                    // A notification, or the poll interval, whichever comes first.
+                    let _ = tokio::time::timeout(self.poll, notes.notified()).await;
+                }
+            }
+        }
+    }
+
+    fn adopt(&self, shared: &SharedToken) -> Got {
+        StoreCounters::add(&self.counters.adopted);
+        tracing::debug!(
+            generation = shared.generation,
+            "took the shared token from the store"
+        );
+        Got {
+            token: shared.token.clone(),
+            obtained: Some(shared.obtained),
+        }
+    }
+
+    async fn refresh_leased<F>(
+        &self,
+        lease: Lease,
+        reason: RefreshReason,
+        previous: Option<Token>,
+        shared: Option<SharedToken>,
+        refresher: F,
+    ) -> Result<Got, BoxError>
+    where
+        F: FnOnce(TokenRequest) -> crate::cache::RefreshFuture,
+    {
+        let replaces = shared.as_ref().map_or(0, |s| s.generation);
+        // The shared token's refresh token is the live one: this cache's own may have been
+        // used, or ended by a login, in another replica.
+        let previous = shared.map(|s| s.token).or(previous);
+        let mut call = refresher(TokenRequest::new(reason, previous));
+        let every = self.lease / 3;
+        let result = loop {
+            match tokio::time::timeout(every, &mut call).await {
+                Ok(result) => break result,
+                Err(_) => {
+                    if let Ok(false) = self.call(self.store.renew(&self.owner, self.lease)).await {
+                        tracing::debug!("the refresh lease ran out before the refresh ended");
+                    }
+                }
+            }
+        };
+        if let Ok(token) = &result {
+            match self.call(self.store.publish(replaces, token)).await {
+                Ok(Publish::Published { generation }) => {
+                    StoreCounters::add(&self.counters.publishes);
+                    tracing::debug!(generation, "published the new token");
+                }
+                Ok(Publish::Refused { current }) => {
+                    StoreCounters::add(&self.counters.refused);
+                    tracing::debug!(
+                        replaces,
+                        current,
+                        "the store moved on during the refresh; the new token stays local"
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+        self.release(lease).await;
+        result.map(|token| Got {
+            token,
+            obtained: None,
+        })
+    }
+
+    async fn release(&self, mut lease: Lease) {
+        lease.0 = None;
+        let _ = self.call(self.store.release(&self.owner)).await;
+    }
+
+    async fn alone<F>(
+        &self,
+        reason: RefreshReason,
+        previous: Option<Token>,
+        refresher: F,
+    ) -> Result<Got, BoxError>
+    where
+        F: FnOnce(TokenRequest) -> crate::cache::RefreshFuture,
+    {
+        StoreCounters::add(&self.counters.local_refreshes);
+        let token = refresher(TokenRequest::new(reason, previous)).await?;
+        Ok(Got {
+            token,
+            obtained: None,
+        })
+    }
+
+    /// One store call, within the timeout; notes outages beginning and ending.
+    async fn call<T>(&self, call: StoreFuture<'_, T>) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::msg("the token store did not answer in time")),
+        };
+        match &result {
+            Ok(_) => {
+                if self.counters.succeeded() {
+                    tracing::info!("token store reachable again; sharing tokens through it");
+                }
+            }
+            Err(error) => {
+                if self.counters.failed() {
+                    tracing::warn!(
+                        error = %error,
+                        causes = %Causes(error),
+                        "token store unreachable; refreshing tokens alone until it is back"
+                    );
+                } else {
+                    tracing::debug!(error = %error, "token store still unreachable");
+                }
+            }
+        }
+        result
+    }
+}
+
+impl fmt::Debug for StoreLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreLink")
+            .field("lease", &self.lease)
+            .field("poll", &self.poll)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lease held; if the refresh is dropped before releasing it (a timeout, a runtime shutting
+/// down), it is released in the background rather than left to run out.
+struct Lease(Option<(Arc<dyn TokenStore>, Arc<str>)>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some((store, owner)) = self.0.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), store.release(&owner)).await;
+            });
+        }
+    }
+}
+
+/// The chain of an error's sources, `: `-separated.
+struct Causes<'a>(&'a StoreError);
+
+impl fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut next = std::error::Error::source(self.0);
+        let mut first = true;
+        while let Some(err) = next {
+            if !first {
+                f.write_str(": ")?;
+            }
+            write!(f, "{err}")?;
+            first = false;
+            next = err.source();
+        }
+        Ok(())
+    }
+}

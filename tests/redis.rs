@@ -1,0 +1,779 @@
+//! Replicas sharing one token through a real Redis: in one process, as separate OS processes,
+//! with the lease holder killed mid-refresh, and with Redis stopped and restarted mid-run.
+//!
+//! Each test starts its own `redis-server` (from `PATH`) on a free loopback port, with no
+//! persistence, and kills it when done. Real time throughout: Redis keeps its own clock.
+#![cfg(feature = "redis")]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::BoxError;
+use tower_bearer::apivideo::mock::{Counters, Failure, MockServer};
+use tower_bearer::store::{Publish, RedisStore, TokenStore};
+use tower_bearer::{Token, TokenCache, TokenRequest};
+
+#[path = "../examples/replica.rs"]
+#[allow(dead_code)]
+mod replica;
+
+const TTL: Duration = Duration::from_secs(2);
+/// Five refreshes' worth: a 2 s token is refreshed 1.5 s after it was issued (the last
+/// quarter of its life is the refresh-ahead window), so refreshes fall at about 1.5, 3, 4.5,
+/// 6 and 7.5 s, and the sixth would be at 9.
+const RUN: Duration = Duration::from_secs(8);
+
+// ===== a redis-server of the test's own =====
+
+struct RedisServer {
+    port: u16,
+    /// The arguments besides the port and persistence.
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        Self::start_with(|port| vec!["--port".into(), port.to_string()])
+    }
+
+    fn start_with(args: impl FnOnce(u16) -> Vec<String>) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = RedisServer {
+            port,
+            args: args(port),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "could not start redis-server ({err}): these tests need it on PATH; \
+                     install it with `apt-get install -y redis-server`"
+                )
+            });
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ===== replicas =====
+
+fn plan(redis: Option<&RedisServer>, mock: &MockServer, requests: usize) -> replica::Plan {
+    replica::Plan {
+        redis: redis.map(RedisServer::url),
+        namespace: "tests".into(),
+        base: mock.uri().to_string(),
+        requests,
+        duration: RUN,
+        ..replica::Plan::default()
+    }
+}
+
+async fn mock() -> MockServer {
+    MockServer::builder().token_ttl(TTL).start().await.unwrap()
+}
+
+fn counts(c: &Counters) -> String {
+    format!(
+        "{} API-key logins, {} refreshes, {} rejected refresh tokens, {} 401s, {} requests with an expired token",
+        c.api_key_logins,
+        c.refreshes,
+        c.rejected_refresh_tokens,
+        c.unauthorized,
+        c.expired_token_requests
+    )
+}
+
+async fn in_process(n: usize, plan: replica::Plan) -> Vec<replica::Report> {
+    let runs: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(replica::run(plan.clone())))
+        .collect();
+    let mut reports = Vec::new();
+    for run in runs {
+        reports.push(run.await.unwrap().unwrap());
+    }
+    reports
+}
+
+/// Starts this test binary again, as a separate process running only `replica_process`,
+/// which runs `examples/replica.rs` with `args`.
+fn spawn_replica(args: &[String]) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["replica_process", "--exact", "--ignored", "--nocapture"])
+        .env("TOWER_BEARER_REPLICA_ARGS", args.join("\u{1f}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn replica_args(plan: &replica::Plan) -> Vec<String> {
+    let mut args = vec![
+        "--base".to_owned(),
+        plan.base.clone(),
+        "--namespace".to_owned(),
+        plan.namespace.clone(),
+        "--requests".to_owned(),
+        plan.requests.to_string(),
+        "--secs".to_owned(),
+        plan.duration.as_secs_f64().to_string(),
+        "--lease-ms".to_owned(),
+        plan.lease.as_millis().to_string(),
+    ];
+    match &plan.redis {
+        Some(url) => args.extend(["--redis".to_owned(), url.clone()]),
+        None => args.push("--no-store".to_owned()),
+    }
+    args
+}
+
+/// The replica's report line, once it has exited.
+fn finish(child: Child) -> String {
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("replica "))
+        .unwrap_or_else(|| panic!("no report from a replica: {stdout}"))
+        .to_owned();
+    assert!(output.status.success(), "{line}");
+    line
+}
+
+/// Not a test of its own: the body of a replica process (see `spawn_replica`).
+#[test]
+#[ignore = "run by the other tests as a separate process"]
+fn replica_process() {
+    let Ok(args) = std::env::var("TOWER_BEARER_REPLICA_ARGS") else {
+        return;
+    };
+    let plan = replica::parse(args.split('\u{1f}').map(str::to_owned)).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let report = runtime.block_on(replica::run(plan)).unwrap();
+    println!("{}", report.line());
+    std::io::stdout().flush().unwrap();
+    if report.failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+// ===== the tests =====
+
+/// 8 caches in one process, each with its own `ApiVideo` and HTTP client, one Redis: 8,000
+/// requests over five token lifetimes cost one login and five refreshes between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_caches_in_one_process_share_one_token() {
+    let redis = RedisServer::start();
+    let started = Instant::now();
+
+    let shared = mock().await;
+    let reports = in_process(8, plan(Some(&redis), &shared, 1000)).await;
+    let with = shared.counters();
+    let alone = mock().await;
+    let alone_reports = in_process(8, plan(None, &alone, 1000)).await;
+    let without = alone.counters();
+
+    println!("8 caches, 8,000 requests over {RUN:?} (tokens live {TTL:?}):");
+    println!("  with the Redis store:    {}", counts(&with));
+    println!("  without a store:         {}", counts(&without));
+    println!("  ({:.1} s)", started.elapsed().as_secs_f64());
+    for report in &reports {
+        println!("  {}", report.line());
+    }
+
+    let ok: u64 = reports.iter().map(|r| r.ok).sum();
+    assert_eq!(ok, 8000);
+    assert_eq!(with.api_key_logins, 1, "{}", counts(&with));
+    assert_eq!(with.refreshes, 5, "{}", counts(&with));
+    assert_eq!(with.rejected_refresh_tokens, 0, "{}", counts(&with));
+    assert_eq!(with.expired_token_requests, 0, "{}", counts(&with));
+    let publishes: u64 = reports
+        .iter()
+        .map(|r| r.stats.store.as_ref().unwrap().publishes)
+        .sum();
+    assert_eq!(publishes, 6);
+    // What the store saves: every replica logs in, and their logins end each other's
+    // refresh tokens.
+    assert_eq!(alone_reports.iter().map(|r| r.ok).sum::<u64>(), 8000);
+    assert!(without.api_key_logins >= 8, "{}", counts(&without));
+    assert!(without.rejected_refresh_tokens > 0, "{}", counts(&without));
+}
+
+/// The same with 4 separate OS processes: nothing is shared through memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_share_one_token() {
+    let redis = RedisServer::start();
+    let started = Instant::now();
+
+    let shared = mock().await;
+    let plan_with = plan(Some(&redis), &shared, 1000);
+    let children: Vec<_> = (0..4)
+        .map(|_| spawn_replica(&replica_args(&plan_with)))
+        .collect();
+    let lines: Vec<_> =
+        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect::<Vec<_>>())
+            .await
+            .unwrap();
+    let with = shared.counters();
+
+    let alone = mock().await;
+    let plan_without = plan(None, &alone, 1000);
+    let children: Vec<_> = (0..4)
+        .map(|_| spawn_replica(&replica_args(&plan_without)))
+        .collect();
+    let alone_lines: Vec<_> =
+        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect::<Vec<_>>())
+            .await
+            .unwrap();
+    let without = alone.counters();
+
+    println!("4 processes, 4,000 requests over {RUN:?} (tokens live {TTL:?}):");
+    println!("  with the Redis store:    {}", counts(&with));
+    println!("  without a store:         {}", counts(&without));
+    println!("  ({:.1} s)", started.elapsed().as_secs_f64());
+    for line in lines.iter().chain(&alone_lines) {
+        println!("  {line}");
+        assert!(line.contains(": 1000 ok, 0 failed"), "{line}");
+    }
+    assert_eq!(with.api_key_logins, 1, "{}", counts(&with));
+    assert_eq!(with.refreshes, 5, "{}", counts(&with));
+    assert_eq!(with.rejected_refresh_tokens, 0, "{}", counts(&with));
+    assert!(without.api_key_logins >= 4, "{}", counts(&without));
+}
+
+/// The replica holding the lease is killed while its login hangs: another takes over once the
+/// lease runs out, and no request of the others fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
+    let redis = RedisServer::start();
+    let mock = mock().await;
+    // The first login never gets an answer.
+    mock.fail_next_auth(1, Failure::Hang);
+    let mut plan = plan(Some(&redis), &mock, 200);
+    plan.duration = Duration::from_secs(3);
+    let mut children: Vec<_> = (0..3)
+        .map(|_| spawn_replica(&replica_args(&plan)))
+        .collect();
+
+    // Who holds the lease: its owner id starts with its pid.
+    let mut connection = redis.connection().await;
+    let store = RedisStore::builder(redis.url(), mock.api_key())
+        .namespace("tests")
+        .build()
+        .unwrap();
+    let lease_key = store.token_key().replace(":token", ":lease");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let holder = loop {
+        let owner: Option<String> = redis::cmd("GET")
+            .arg(&lease_key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if let Some(owner) = owner {
+            break owner.split('-').next().unwrap().parse::<u32>().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no replica took the lease");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Let it be well into its hanging login, renewing its lease, then kill it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(mock.counters().api_key_logins, 0);
+    let index = children.iter().position(|c| c.id() == holder).unwrap();
+    let mut victim = children.remove(index);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let killed = Instant::now();
+
+    let takeover = loop {
+        if store.load().await.unwrap().is_some() {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "nobody took over"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let lines: Vec<_> =
+        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect::<Vec<_>>())
+            .await
+            .unwrap();
+    println!(
+        "lease holder killed mid-refresh: another replica published {:.2} s later (lease {:?})",
+        takeover.as_secs_f64(),
+        plan.lease
+    );
+    for line in &lines {
+        println!("  {line}");
+        assert!(line.contains(": 200 ok, 0 failed"), "{line}");
+    }
+    // The holder renewed its lease up to its death: the others waited out most of a lease.
+    assert!(takeover >= plan.lease / 2, "{takeover:?}");
+    assert!(
+        takeover < plan.lease + Duration::from_millis(700),
+        "{takeover:?}"
+    );
+    assert_eq!(mock.counters().api_key_logins, 1);
+}
+
+/// Redis stops mid-run: every request still succeeds, each replica refreshing alone. Redis
+/// comes back (empty): the replicas converge on one shared token again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_refresh_alone_while_redis_is_down_and_rejoin_after() {
+    let mut redis = RedisServer::start();
+    let mock = mock().await;
+    let plan = plan(Some(&redis), &mock, 1200);
+    let run = tokio::spawn(in_process(4, plan));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.stop();
+    let down_at = mock.counters();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let up_at = mock.counters();
+    redis.restart();
+    let reports = run.await.unwrap();
+
+    println!(
+        "Redis stopped at 2 s, restarted at 4.5 s: {} ok of 4,800; while down: {} logins, {} refreshes; in all: {}",
+        reports.iter().map(|r| r.ok).sum::<u64>(),
+        up_at.api_key_logins - down_at.api_key_logins,
+        up_at.refreshes - down_at.refreshes,
+        counts(&mock.counters())
+    );
+    for report in &reports {
+        println!("  {}", report.line());
+        let store = report.stats.store.as_ref().unwrap();
+        assert!(store.errors > 0, "{}", report.line());
+        assert!(!store.unavailable, "{}", report.line());
+    }
+    assert_eq!(reports.iter().map(|r| r.ok).sum::<u64>(), 4800);
+    assert_eq!(reports.iter().map(|r| r.failed).sum::<u64>(), 0);
+    // Alone, they refreshed on their own while it was down.
+    let alone: u64 = reports
+        .iter()
+        .map(|r| r.stats.store.as_ref().unwrap().local_refreshes)
+        .sum();
+    assert!(alone >= 4, "{alone}");
+    // Back together: one token for all.
+    let mut current = Vec::new();
+    for report in &reports {
+        current.push(report.cache.token().await.unwrap().authorization().clone());
+    }
+    assert!(
+        current.windows(2).all(|w| w[0] == w[1]),
+        "replicas hold different tokens"
+    );
+    let published = store_generation(&redis, &mock).await;
+    assert!(published >= 1, "nothing was published after the restart");
+}
+
+async fn store_generation(redis: &RedisServer, mock: &MockServer) -> u64 {
+    let store = RedisStore::builder(redis.url(), mock.api_key())
+        .namespace("tests")
+        .build()
+        .unwrap();
+    store.load().await.unwrap().map_or(0, |s| s.generation)
+}
+
+/// A stale replica's publish, on an old generation, is refused; the stored token is the
+/// newer one.
+#[tokio::test]
+async fn a_stale_publish_is_refused() {
+    let redis = RedisServer::start();
+    let store = RedisStore::builder(redis.url(), "stale-test-key")
+        .build()
+        .unwrap();
+    let token = |s: &str| {
+        Token::bearer(s)
+            .unwrap()
+            .expires_in(Duration::from_secs(60))
+            .with_refresh_token(format!("{s}-refresh"))
+    };
+    assert_eq!(
+        store.publish(0, &token("first")).await.unwrap(),
+        Publish::Published { generation: 1 }
+    );
+    assert_eq!(
+        store.publish(1, &token("second")).await.unwrap(),
+        Publish::Published { generation: 2 }
+    );
+    assert_eq!(
+        store.publish(1, &token("stale")).await.unwrap(),
+        Publish::Refused { current: 2 }
+    );
+    let loaded = store.load().await.unwrap().unwrap();
+    assert_eq!(loaded.generation, 2);
+    assert_eq!(loaded.token.expose_access_token(), "second");
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(loaded.token.refresh_token().unwrap()),
+        "second-refresh"
+    );
+    // Within the skew allowance (2 s) of the stored minute.
+    let left = loaded.token.expiry().unwrap() - Instant::now();
+    assert!(
+        left > Duration::from_secs(57) && left <= Duration::from_secs(58),
+        "{left:?}"
+    );
+
+    // The lease: one holder at a time, released only by its holder.
+    assert!(store.try_lease("a", Duration::from_secs(10)).await.unwrap());
+    assert!(!store.try_lease("b", Duration::from_secs(10)).await.unwrap());
+    store.release("b").await.unwrap();
+    assert!(!store.try_lease("b", Duration::from_secs(10)).await.unwrap());
+    assert!(store.renew("a", Duration::from_secs(10)).await.unwrap());
+    assert!(!store.renew("b", Duration::from_secs(10)).await.unwrap());
+    store.release("a").await.unwrap();
+    assert!(
+        store
+            .try_lease("b", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        store.try_lease("c", Duration::from_secs(10)).await.unwrap(),
+        "the lease runs out"
+    );
+
+    // Another account never meets this one's token.
+    let other = RedisStore::builder(redis.url(), "another-key")
+        .build()
+        .unwrap();
+    assert!(other.load().await.unwrap().is_none());
+
+    // The keys are named from a hash: no credential in them.
+    let mut connection = redis.connection().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    for key in &keys {
+        assert!(key.starts_with("tower-bearer:{"), "{key}");
+        assert!(!key.contains("stale-test-key"), "{key}");
+    }
+}
+
+/// A publish wakes a waiting replica through pub/sub, long before its next poll.
+#[tokio::test]
+async fn a_publish_is_notified() {
+    let redis = RedisServer::start();
+    let store = RedisStore::builder(redis.url(), "notify-key")
+        .build()
+        .unwrap();
+    let other = RedisStore::builder(redis.url(), "notify-key")
+        .build()
+        .unwrap();
+    let mut notes = other.notifications();
+    // The listener's first notification is its subscription.
+    tokio::time::timeout(Duration::from_secs(5), notes.notified())
+        .await
+        .expect("the listener subscribed");
+    let token = Token::bearer("n")
+        .unwrap()
+        .expires_in(Duration::from_secs(60));
+    store.publish(0, &token).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), notes.notified())
+        .await
+        .expect("notified of the publish");
+}
+
+#[cfg(feature = "redis-encryption")]
+#[tokio::test]
+async fn an_encrypted_token_is_not_readable_at_rest_nor_without_the_key() {
+    let redis = RedisServer::start();
+    let sealed = RedisStore::builder(redis.url(), "enc-key")
+        .encryption_key([7; 32])
+        .build()
+        .unwrap();
+    let token = Token::bearer("ACCESS-AT-REST")
+        .unwrap()
+        .expires_in(Duration::from_secs(60))
+        .with_refresh_token("REFRESH-AT-REST");
+    sealed.publish(0, &token).await.unwrap();
+    let mut connection = redis.connection().await;
+    let raw: Vec<u8> = redis::cmd("HGET")
+        .arg(sealed.token_key())
+        .arg("val")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(!raw.contains("AT-REST"), "stored in the clear");
+    let loaded = sealed.load().await.unwrap().unwrap();
+    assert_eq!(loaded.token.expose_access_token(), "ACCESS-AT-REST");
+
+    let wrong = RedisStore::builder(redis.url(), "enc-key")
+        .encryption_key([8; 32])
+        .build()
+        .unwrap();
+    let error = wrong.load().await.unwrap_err();
+    assert!(error.to_string().contains("decrypted"), "{error}");
+    let none = RedisStore::builder(redis.url(), "enc-key").build().unwrap();
+    assert!(none.load().await.is_err());
+}
+
+/// With Redis unreachable: one warning per outage, and neither it nor any `Debug` output
+/// holds the Redis password, the credential or a token.
+#[tokio::test]
+async fn an_outage_is_one_warning_with_no_secret() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .finish();
+    // Single-threaded runtime: the refresh tasks log on this thread too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // Nothing listens on this port.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://user:PASSWORD-SECRET@127.0.0.1:{port}/");
+    let builder = RedisStore::builder(url, "KEY-SECRET");
+    let builder_debug = format!("{builder:?}");
+    let store = builder.build().unwrap();
+    let refresher = tower::service_fn(|_: TokenRequest| async {
+        Ok::<_, BoxError>(
+            Token::bearer("ACCESS-SECRET")?
+                .expires_in(Duration::from_millis(300))
+                .with_refresh_token("REFRESH-SECRET"),
+        )
+    });
+    let cache = TokenCache::builder(refresher).store(store.clone()).build();
+    for _ in 0..3 {
+        assert_eq!(
+            cache.token().await.unwrap().expose_access_token(),
+            "ACCESS-SECRET"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let stats = cache.stats();
+    let store_stats = stats.store.clone().unwrap();
+    assert!(store_stats.unavailable);
+    assert_eq!(store_stats.local_refreshes, 3);
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        log.matches("token store unreachable").count(),
+        1,
+        "one warning per outage: {log}"
+    );
+    let all = format!("{log} {builder_debug} {store:?} {cache:?} {stats:?}");
+    for secret in ["PASSWORD", "KEY-SECRET", "ACCESS-SECRET", "REFRESH-SECRET"] {
+        assert!(!all.contains(secret), "{secret} leaked into: {all}");
+    }
+}
+
+/// `rediss://` with a certificate from a private CA, and an ACL user with a password.
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn over_tls_as_an_acl_user() {
+    let dir = std::env::temp_dir().join(format!("tower-bearer-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|err| {
+                panic!("openssl ({err}): install it with `apt-get install -y openssl`")
+            });
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=tower-bearer test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+
+    let redis = RedisServer::start_with(|port| {
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path("server.crt"),
+            "--tls-key-file".into(),
+            path("server.key"),
+            "--tls-ca-cert-file".into(),
+            path("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            // A config line's words are separate arguments.
+            "--user".into(),
+            "default".into(),
+            "off".into(),
+            "--user".into(),
+            "tokens".into(),
+            "on".into(),
+            ">tls-PASSWORD".into(),
+            "~*".into(),
+            "&*".into(),
+            "+@all".into(),
+        ]
+    });
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    let url = |password: &str| format!("rediss://tokens:{password}@127.0.0.1:{}/", redis.port);
+
+    let store = RedisStore::builder(url("tls-PASSWORD"), "tls-key")
+        .tls_root_certificate(ca.clone())
+        .build()
+        .unwrap();
+    let token = Token::bearer("over-tls")
+        .unwrap()
+        .expires_in(Duration::from_secs(60));
+    assert_eq!(
+        store.publish(0, &token).await.unwrap(),
+        Publish::Published { generation: 1 }
+    );
+    let loaded = store.load().await.unwrap().unwrap();
+    assert_eq!(loaded.token.expose_access_token(), "over-tls");
+
+    // A wrong password is an error that does not quote it.
+    let refused = RedisStore::builder(url("WRONG-PASSWORD"), "tls-key")
+        .tls_root_certificate(ca)
+        .build()
+        .unwrap();
+    let error = refused.load().await.unwrap_err();
+    let text = format!("{error}: {:?}", std::error::Error::source(&error));
+    assert!(!text.contains("PASSWORD"), "{text}");
+    // Without the CA, the server's certificate is not trusted.
+    let untrusted = RedisStore::builder(url("tls-PASSWORD"), "tls-key")
+        .build()
+        .unwrap();
+    assert!(untrusted.load().await.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

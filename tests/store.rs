@@ -1,0 +1,317 @@
+//! Caches sharing tokens through a `MemoryStore`, on tokio's paused clock: one refresh for
+//! all, the lease, publish by generation, and what happens while the store is down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tower::{BoxError, service_fn};
+use tower_bearer::store::{MemoryStore, Publish, TokenStore};
+use tower_bearer::{RefreshReason, Token, TokenCache, TokenRequest};
+
+mod common;
+use common::until;
+
+const LIFETIME: Duration = Duration::from_secs(100);
+
+/// What a refresher was asked: the reason, and the previous access token.
+type Asked = Arc<std::sync::Mutex<Vec<(RefreshReason, Option<String>)>>>;
+
+/// A refresher that issues `t1`, `t2`, … (numbered across every refresher sharing `issued`)
+/// after `delay`, each with `LIFETIME` and a refresh token, and records what it was asked.
+fn refresher(
+    issued: Arc<AtomicU64>,
+    delay: Duration,
+    asked: Asked,
+) -> impl tower::Service<TokenRequest, Response = Token, Error = BoxError, Future = impl Send + 'static>
++ Send
++ 'static {
+    service_fn(move |request: TokenRequest| {
+        let issued = issued.clone();
+        let asked = asked.clone();
+        async move {
+            let previous = request
+                .previous()
+                .map(|t| t.expose_access_token().to_owned());
+            asked.lock().unwrap().push((request.reason(), previous));
+            tokio::time::sleep(delay).await;
+            let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok::<_, BoxError>(
+                Token::bearer(format!("t{n}"))?
+                    .expires_in(LIFETIME)
+                    .with_refresh_token(format!("r{n}")),
+            )
+        }
+    })
+}
+
+struct Fleet {
+    store: MemoryStore,
+    caches: Vec<TokenCache>,
+    issued: Arc<AtomicU64>,
+    asked: Asked,
+}
+
+fn fleet(n: usize, delay: Duration) -> Fleet {
+    let store = MemoryStore::new();
+    let issued = Arc::new(AtomicU64::new(0));
+    let asked = Arc::default();
+    let caches = (0..n)
+        .map(|_| {
+            TokenCache::builder(refresher(issued.clone(), delay, Arc::clone(&asked)))
+                .store(store.clone())
+                .lease(Duration::from_secs(3))
+                .store_poll(Duration::from_millis(100))
+                .build()
+        })
+        .collect();
+    Fleet {
+        store,
+        caches,
+        issued,
+        asked,
+    }
+}
+
+async fn tokens(caches: &[TokenCache]) -> Vec<String> {
+    let mut out = Vec::new();
+    for cache in caches {
+        out.push(
+            cache
+                .token()
+                .await
+                .unwrap()
+                .expose_access_token()
+                .to_owned(),
+        );
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_first_requests_across_caches_cost_one_refresh() {
+    let fleet = fleet(5, Duration::from_millis(200));
+    let all = fleet.caches.iter().map(|c| {
+        let c = c.clone();
+        tokio::spawn(async move { c.token().await.unwrap().expose_access_token().to_owned() })
+    });
+    let mut got = Vec::new();
+    for task in all.collect::<Vec<_>>() {
+        got.push(task.await.unwrap());
+    }
+    assert_eq!(got, vec!["t1"; 5]);
+    assert_eq!(fleet.issued.load(Ordering::SeqCst), 1);
+    assert_eq!(fleet.store.generation(), 1);
+    let stats: Vec<_> = fleet
+        .caches
+        .iter()
+        .map(|c| c.stats().store.unwrap())
+        .collect();
+    assert_eq!(stats.iter().map(|s| s.leases_won).sum::<u64>(), 1);
+    assert_eq!(stats.iter().map(|s| s.publishes).sum::<u64>(), 1);
+    assert_eq!(stats.iter().map(|s| s.adopted).sum::<u64>(), 4);
+    assert_eq!(stats.iter().map(|s| s.leases_lost).sum::<u64>(), 4);
+    // The lease is released once the token is published.
+    assert_eq!(fleet.store.lease_holder(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refreshes_ahead_are_shared_and_use_the_shared_refresh_token() {
+    let fleet = fleet(4, Duration::from_millis(50));
+    assert_eq!(tokens(&fleet.caches).await, vec!["t1"; 4]);
+
+    // Into every cache's refresh-ahead window (the last quarter of the lifetime).
+    tokio::time::advance(LIFETIME * 3 / 4 + Duration::from_secs(1)).await;
+    // Each notices and starts its background refresh; they all still get t1 meanwhile.
+    assert_eq!(tokens(&fleet.caches).await, vec!["t1"; 4]);
+    // The background refreshes end (the clock is paused: this is not a real wait).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(tokens(&fleet.caches).await, vec!["t2"; 4]);
+    assert_eq!(
+        fleet.issued.load(Ordering::SeqCst),
+        2,
+        "one refresh for the fleet"
+    );
+    let asked = fleet.asked.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        vec![
+            (RefreshReason::Initial, None),
+            (RefreshReason::Ahead, Some("t1".to_owned()))
+        ]
+    );
+    assert_eq!(fleet.store.generation(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_token_is_replaced_once_for_the_fleet() {
+    let fleet = fleet(3, Duration::from_millis(10));
+    let t1 = fleet.caches[0].token().await.unwrap();
+    assert_eq!(tokens(&fleet.caches).await, vec!["t1"; 3]);
+    tokio::time::advance(Duration::from_secs(20)).await;
+
+    // Every replica meets a 401 with t1: one refresh, and every one gets its successor.
+    for cache in &fleet.caches {
+        let next = cache.reject(&t1).await.unwrap();
+        assert_eq!(next.expose_access_token(), "t2");
+    }
+    assert_eq!(fleet.issued.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_lease_holder_delays_the_others_by_the_lease_at_most() {
+    let fleet = fleet(2, Duration::from_millis(10));
+    // A replica that took the lease and died: nobody releases or renews it.
+    assert!(
+        fleet
+            .store
+            .try_lease("dead-replica", Duration::from_secs(3))
+            .await
+            .unwrap()
+    );
+
+    let started = tokio::time::Instant::now();
+    assert_eq!(tokens(&fleet.caches).await, vec!["t1"; 2]);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(3), "{waited:?}");
+    assert!(
+        waited < Duration::from_secs(3) + Duration::from_millis(300),
+        "{waited:?}"
+    );
+    assert_eq!(fleet.issued.load(Ordering::SeqCst), 1);
+    assert_eq!(fleet.store.lease_holder(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_holder_renews_its_lease_through_a_slow_refresh() {
+    // The refresh takes 10 s, the lease 3 s: renewed, the lease holds, and the other cache
+    // waits instead of refreshing too.
+    let fleet = fleet(2, Duration::from_secs(10));
+    let first = fleet.caches[0].clone();
+    let a = tokio::spawn(async move { first.token().await.unwrap() });
+    let store = fleet.store.clone();
+    until(|| store.lease_holder().is_some()).await;
+    let b = fleet.caches[1].token().await.unwrap();
+    assert_eq!(b.expose_access_token(), "t1");
+    assert_eq!(a.await.unwrap().expose_access_token(), "t1");
+    assert_eq!(fleet.issued.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_publish_is_refused() {
+    let store = MemoryStore::new();
+    let token = |s: &str| Token::bearer(s).unwrap().expires_in(LIFETIME);
+    assert_eq!(
+        store.publish(0, &token("a")).await.unwrap(),
+        Publish::Published { generation: 1 }
+    );
+    assert_eq!(
+        store.publish(1, &token("b")).await.unwrap(),
+        Publish::Published { generation: 2 }
+    );
+    // A slow replica that loaded generation 1 cannot overwrite generation 2.
+    assert_eq!(
+        store.publish(1, &token("stale")).await.unwrap(),
+        Publish::Refused { current: 2 }
+    );
+    let current = store.load().await.unwrap().unwrap();
+    assert_eq!(current.generation, 2);
+    assert_eq!(current.token.expose_access_token(), "b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_store_each_cache_refreshes_alone_and_rejoins_when_it_is_back() {
+    let fleet = fleet(3, Duration::from_millis(10));
+    fleet.store.set_unavailable(true);
+    let got = tokens(&fleet.caches).await;
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        fleet.issued.load(Ordering::SeqCst),
+        3,
+        "each refreshed alone"
+    );
+    for cache in &fleet.caches {
+        let stats = cache.stats().store.unwrap();
+        assert!(stats.unavailable);
+        assert_eq!(stats.local_refreshes, 1);
+        assert!(stats.errors >= 1);
+    }
+
+    fleet.store.set_unavailable(false);
+    tokio::time::advance(LIFETIME * 3 / 4 + Duration::from_secs(1)).await;
+    let _ = tokens(&fleet.caches).await; // each notices its window
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        tokens(&fleet.caches).await,
+        vec!["t4"; 3],
+        "converged on one token"
+    );
+    assert_eq!(fleet.issued.load(Ordering::SeqCst), 4);
+    for cache in &fleet.caches {
+        let stats = cache.stats().store.unwrap();
+        assert!(!stats.unavailable);
+        assert_eq!(stats.unavailable_for, None);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_does_not_answer_in_time_is_an_outage() {
+    struct Hangs;
+    impl TokenStore for Hangs {
+        fn load(
+            &self,
+        ) -> tower_bearer::store::StoreFuture<'_, Option<tower_bearer::store::SharedToken>>
+        {
+            Box::pin(std::future::pending())
+        }
+        fn try_lease<'a>(
+            &'a self,
+            _: &'a str,
+            _: Duration,
+        ) -> tower_bearer::store::StoreFuture<'a, bool> {
+            Box::pin(std::future::pending())
+        }
+        fn renew<'a>(
+            &'a self,
+            _: &'a str,
+            _: Duration,
+        ) -> tower_bearer::store::StoreFuture<'a, bool> {
+            Box::pin(std::future::pending())
+        }
+        fn release<'a>(&'a self, _: &'a str) -> tower_bearer::store::StoreFuture<'a, ()> {
+            Box::pin(std::future::pending())
+        }
+        fn publish<'a>(
+            &'a self,
+            _: u64,
+            _: &'a Token,
+        ) -> tower_bearer::store::StoreFuture<'a, Publish> {
+            Box::pin(std::future::pending())
+        }
+    }
+    let issued = Arc::new(AtomicU64::new(0));
+    let cache = TokenCache::builder(refresher(issued.clone(), Duration::ZERO, Arc::default()))
+        .store(Hangs)
+        .store_timeout(Duration::from_millis(500))
+        .build();
+    let started = tokio::time::Instant::now();
+    assert_eq!(cache.token().await.unwrap().expose_access_token(), "t1");
+    assert_eq!(started.elapsed(), Duration::from_millis(500));
+    let stats = cache.stats().store.unwrap();
+    assert!(stats.unavailable);
+    assert_eq!(stats.local_refreshes, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn debug_output_of_a_cache_with_a_store_has_no_secret() {
+    let fleet = fleet(1, Duration::ZERO);
+    let _ = tokens(&fleet.caches).await;
+    let text = format!(
+        "{:?} {:?} {:?}",
+        fleet.caches[0],
+        fleet.caches[0].stats(),
+        fleet.store
+    );
+    assert!(!text.contains("t1") && !text.contains("r1"), "{text}");
+    assert!(text.contains("store"), "{text}");
+}
