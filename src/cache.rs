@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::{BoxError, Service};
 
-use crate::error::{RetryAfter, TokenError, TokenErrorKind};
+use crate::error::{Causes, RetryAfter, TokenError, TokenErrorKind};
 use crate::store::{Got, SharedToken, StoreLink, StoreStats, TokenStore};
 use crate::{RefreshReason, Token, TokenRequest};
 
@@ -620,26 +620,6 @@ impl TokenCache {
 
     fn nanos(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.shared.epoch).as_nanos() as u64
-    }
-}
-
-/// The chain of an error's sources, `: `-separated: the reason a refresh failed is often
-/// several wrappers down (a provider error around a connection error).
-struct Causes<'a>(&'a TokenError);
-
-impl fmt::Display for Causes<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut next = std::error::Error::source(self.0);
-        let mut first = true;
-        while let Some(err) = next {
-            if !first {
-                f.write_str(": ")?;
-            }
-            write!(f, "{err}")?;
-            first = false;
-            next = err.source();
-        }
-        Ok(())
     }
 }
 

@@ -219,6 +219,26 @@ impl Error for RetryAfter {
     }
 }
 
+/// The chain of an error's sources, `: `-separated, for logs: the reason a refresh failed is
+/// often several wrappers down (a provider error around a connection error).
+pub(crate) struct Causes<'a>(pub(crate) &'a (dyn Error + 'static));
+
+impl fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut next = self.0.source();
+        let mut first = true;
+        while let Some(err) = next {
+            if !first {
+                f.write_str(": ")?;
+            }
+            write!(f, "{err}")?;
+            first = false;
+            next = err.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

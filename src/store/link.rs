@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tower::BoxError;
 
 use super::{Publish, SharedToken, StoreCounters, StoreError, StoreFuture, TokenStore};
+use crate::error::Causes;
 use crate::{RefreshReason, Token, TokenRequest};
 
 /// The store a cache shares its tokens through, and how.
@@ -251,24 +252,5 @@ impl Drop for Lease {
                 let _ = tokio::time::timeout(Duration::from_secs(5), store.release(&owner)).await;
             });
         }
-    }
-}
-
-/// The chain of an error's sources, `: `-separated.
-struct Causes<'a>(&'a StoreError);
-
-impl fmt::Display for Causes<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut next = std::error::Error::source(self.0);
-        let mut first = true;
-        while let Some(err) = next {
-            if !first {
-                f.write_str(": ")?;
-            }
-            write!(f, "{err}")?;
-            first = false;
-            next = err.source();
-        }
-        Ok(())
     }
 }
