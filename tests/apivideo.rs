@@ -2,11 +2,14 @@
 //! sockets and real time, so token lifetimes here are long and the cache's minimum token age
 //! is set to zero where a test needs a 401 to replace a fresh token.
 
+mod common;
+
 use std::error::Error;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::describe;
 use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -91,17 +94,6 @@ fn provider_error<'a>(error: &'a (dyn Error + 'static)) -> &'a ApiVideoError {
         next = error.source();
     }
     panic!("no ApiVideoError in {error:?}");
-}
-
-/// `Display` and `Debug` of an error and of every source under it.
-fn describe(error: &(dyn Error + 'static)) -> String {
-    let mut text = String::new();
-    let mut next = Some(error);
-    while let Some(error) = next {
-        text.push_str(&format!("{error} / {error:?}\n"));
-        next = error.source();
-    }
-    text
 }
 
 // ===== the grants =====

@@ -1,11 +1,14 @@
 //! The embedded mock api.video server, over real loopback HTTP/1.1.
 
+mod common;
+
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::capture_globally;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -938,49 +941,9 @@ async fn defaults_match_the_documentation() {
 
 // ===== secrets =====
 
-/// A `Write` into a shared buffer, for capturing output.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// Everything traced in this process, from the first call on.
-///
-/// A global subscriber rather than a scoped one: tracing caches per-callsite interest across
-/// threads, and a callsite first reached by a parallel test without a subscriber can then
-/// stay silent under a thread-scoped one.
-fn captured_logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        logs
-    })
-}
-
 #[tokio::test]
 async fn secrets_stay_out_of_debug_output_and_logs() {
-    let logs = captured_logs();
+    let logs = capture_globally();
     let seen = Arc::new(Mutex::new(Vec::<RequestLog>::new()));
     let hook = Arc::clone(&seen);
     let builder = MockServer::builder()

@@ -5,12 +5,14 @@
 //! persistence, and kills it when done. Real time throughout: Redis keeps its own clock.
 #![cfg(feature = "redis")]
 
+mod common;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::capture_this_thread;
 use tokio::time::Instant;
 use tower::BoxError;
 use tower_bearer::apivideo::mock::{Counters, Failure, MockServer};
@@ -568,28 +570,8 @@ async fn an_encrypted_token_is_not_readable_at_rest_nor_without_the_key() {
 /// holds the Redis password, the credential or a token.
 #[tokio::test]
 async fn an_outage_is_one_warning_with_no_secret() {
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
     // Single-threaded runtime: the refresh tasks log on this thread too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_this_thread();
 
     // Nothing listens on this port.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -621,7 +603,7 @@ async fn an_outage_is_one_warning_with_no_secret() {
     assert!(store_stats.unavailable);
     assert_eq!(store_stats.local_refreshes, 3);
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert_eq!(
         log.matches("token store unreachable").count(),
         1,

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,20 +21,6 @@ const ACCESS: [&str; 3] = [
 ];
 const REFRESH: &str = "REFRESH-def50200cafe";
 
-/// Everything written by the `tracing` subscriber this test installs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn assert_no_secret(text: &str) {
     for secret in ACCESS.iter().chain([&REFRESH]) {
         assert!(!text.contains(secret), "{secret} leaked into: {text}");
@@ -44,17 +29,7 @@ fn assert_no_secret(text: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn no_token_in_debug_display_or_trace_output() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    // The test's runtime is single-threaded: the refresh tasks log on this thread too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_this_thread();
 
     let (refresher, mut handle) = refresher();
     let cache = TokenCache::new(refresher);
@@ -125,7 +100,7 @@ async fn no_token_in_debug_display_or_trace_output() {
     );
     assert_no_secret(&debug);
 
-    let trace = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let trace = captured.text();
     assert!(trace.contains("token refresh started"), "{trace}");
     assert!(trace.contains("401"), "{trace}");
     assert!(trace.contains("token refresh failed"), "{trace}");
@@ -140,50 +115,6 @@ async fn no_token_in_debug_display_or_trace_output() {
 // ===== api.video, over loopback =====
 
 const KEY: &str = "KEY-5ecr3t-9d8c7b6a5f4e";
-
-/// Everything logged at any level, from every thread, by the tests that use it. One
-/// process-wide subscriber: the refresh tasks of a multi-threaded runtime and hyper's tasks
-/// log from threads a per-thread one does not see. (The test above sets its own per-thread
-/// subscriber, which takes precedence on its thread.)
-fn captured_logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(|| Global)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-    });
-    &LOGS
-}
-
-struct Global;
-
-impl Write for Global {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        captured_logs()
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// `Display` and `Debug` of an error and of every source under it.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = String::new();
-    let mut next = Some(error);
-    while let Some(error) = next {
-        text.push_str(&format!("{error} / {error:?}\n"));
-        next = error.source();
-    }
-    text
-}
 
 /// A hyper server on 127.0.0.1 that answers every request with a redirect to `to`, and
 /// records whether each carried an `Authorization` header.
@@ -235,7 +166,7 @@ async fn no_secret_through_the_api_video_flows() {
     use tower_bearer::{RefreshReason, Scope, Token, TokenRequest};
     use tower_http::follow_redirect::FollowRedirectLayer;
 
-    let logs = captured_logs();
+    let logs = capture_globally();
     let server = MockServer::builder().api_key(KEY).start().await.unwrap();
     let elsewhere = MockServer::builder()
         .api_key("another-key")
@@ -397,7 +328,7 @@ async fn no_secret_through_the_api_video_flows() {
         Scope::origin("not an origin").unwrap_err(),
     ));
 
-    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     // The capture works: these flows' events are in it.
     for event in [
         "token refresh started",

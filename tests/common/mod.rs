@@ -178,3 +178,75 @@ pub async fn until(mut done: impl FnMut() -> bool) {
     }
     panic!("the condition never held");
 }
+
+// ===== what tracing logs, and what errors print =====
+
+/// Everything a `tracing` subscriber wrote into it, for the secrets checks.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Everything logged at TRACE on this thread until the guard drops: for a test on a
+/// single-threaded runtime, whose refresh tasks log on its thread too, and which must not see
+/// what parallel tests log.
+pub fn capture_this_thread() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+/// Everything logged at TRACE in this test process, from every thread, from the first call on.
+///
+/// A process-wide subscriber: a multi-threaded runtime's tasks and hyper's log from threads a
+/// per-thread one does not see, and tracing caches per-callsite interest across threads, so a
+/// callsite first reached by a parallel test without a subscriber can stay silent under a
+/// per-thread one. (A per-thread subscriber still takes precedence on its own thread.)
+pub fn capture_globally() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        logs
+    })
+}
+
+/// `Display` and `Debug` of an error and of every source under it.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        text.push_str(&format!("{error} / {error:?}\n"));
+        next = error.source();
+    }
+    text
+}
