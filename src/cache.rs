@@ -754,8 +754,9 @@ impl Entry {
         }
     }
 
+    /// Whether a request may be sent with it now.
     #[inline]
-    fn usable(&self, now: Instant) -> bool {
+    pub(crate) fn usable(&self, now: Instant) -> bool {
         !self.rejected && self.stale_at.is_none_or(|at| now < at)
     }
 }

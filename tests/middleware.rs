@@ -163,6 +163,29 @@ async fn within_the_minimum_validity_requests_wait_for_the_refresh() {
     assert_eq!(api.tokens(), vec!["Bearer second"; 10]);
 }
 
+// 3, and invariant 2: a waiter polled too late for the token it waited for.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_polled_after_its_token_went_stale_waits_for_another() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+
+    let mut call = tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/")));
+    assert_pending!(call.poll());
+    answer(&mut handle, token("first", Duration::from_secs(600))).await;
+    until(|| service.cache().stats().generation == 1).await;
+    assert!(call.is_woken());
+    // The caller's task is starved until `first` has less than its minimum validity (30 s)
+    // left.
+    advance(Duration::from_secs(580)).await;
+    assert_pending!(call.poll());
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(asked.reason(), RefreshReason::Expired);
+    until(|| service.cache().stats().generation == 2).await;
+    assert_ready!(call.poll()).unwrap();
+    assert_eq!(api.tokens(), ["Bearer second"]);
+}
+
 // 4.
 #[tokio::test(start_paused = true)]
 async fn a_401_forces_one_refresh_and_one_retry() {
@@ -182,6 +205,28 @@ async fn a_401_forces_one_refresh_and_one_retry() {
     assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
     let stats = service.cache().stats();
     assert_eq!((stats.unauthorized, stats.retried), (1, 1));
+}
+
+// 4, and invariant 2: the retry's token went stale before its future was polled again.
+#[tokio::test(start_paused = true)]
+async fn a_retry_polled_after_its_token_went_stale_waits_for_another() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::rejecting("first");
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+
+    let mut call = tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/")));
+    assert_pending!(call.poll());
+    answer(&mut handle, token("second", Duration::from_secs(600))).await;
+    until(|| service.cache().stats().generation == 2).await;
+    advance(Duration::from_secs(580)).await;
+    assert_pending!(call.poll());
+    let asked = answer(&mut handle, token("third", HOUR)).await;
+    assert_eq!(asked.reason(), RefreshReason::Expired);
+    until(|| service.cache().stats().generation == 3).await;
+    assert_eq!(assert_ready!(call.poll()).unwrap().status(), StatusCode::OK);
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer third"]);
 }
 
 // 4.
