@@ -203,6 +203,16 @@ impl Captured {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+
+    /// A subscriber writing everything, down to TRACE, into this.
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
 }
 
 /// Everything logged at TRACE on this thread until the guard drops: for a test on a
@@ -210,13 +220,8 @@ impl Captured {
 /// what parallel tests log.
 pub fn capture_this_thread() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+    let guard = tracing::subscriber::set_default(captured.subscriber());
+    (captured, guard)
 }
 
 /// Everything logged at TRACE in this test process, from every thread, from the first call on.
@@ -229,13 +234,8 @@ pub fn capture_globally() -> &'static Captured {
     static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = Captured::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        tracing::subscriber::set_global_default(logs.subscriber())
+            .expect("the only global subscriber");
         logs
     })
 }
