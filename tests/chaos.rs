@@ -45,6 +45,9 @@ struct Soak {
     auth_timeout: Duration,
     /// The cache's backoff after a failed refresh, least and most.
     backoff: (Duration, Duration),
+    /// Each task's pause between its requests, so that the soak spans the token lifetimes it
+    /// is about however fast the machine sends them.
+    pace: Duration,
 }
 
 /// What became of the requests, by allowed kind.
@@ -238,7 +241,7 @@ async fn soak(soak: Soak) {
                 sends.clone(),
                 server.clone(),
             );
-            let (requests, drop_rate) = (soak.requests, soak.drop_rate);
+            let (requests, drop_rate, pace) = (soak.requests, soak.drop_rate, soak.pace);
             tokio::spawn(async move {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
@@ -304,6 +307,9 @@ async fn soak(soak: Soak) {
                     }
                     if let Some(wait) = wait {
                         tokio::time::sleep(wait).await;
+                    }
+                    if !pace.is_zero() {
+                        tokio::time::sleep(pace).await;
                     }
                 }
             })
@@ -399,6 +405,7 @@ async fn chaos_soak() {
         drop_rate: 0.05,
         auth_timeout: Duration::from_millis(200),
         backoff: (Duration::from_millis(10), Duration::from_millis(100)),
+        pace: Duration::ZERO,
     });
     tokio::time::timeout(Duration::from_secs(90), run)
         .await
@@ -423,6 +430,8 @@ async fn soak_over_token_lifetimes() {
         drop_rate: 0.0,
         auth_timeout: Duration::from_millis(500),
         backoff: (Duration::from_millis(10), Duration::from_millis(100)),
+        // 500 requests a task, 10 ms apart: at least five lifetimes of a 1 s token.
+        pace: Duration::from_millis(10),
     });
     tokio::time::timeout(Duration::from_secs(60), run)
         .await
