@@ -188,18 +188,37 @@ pub(crate) enum Rejection {
 pub(crate) struct Waiting {
     reason: RefreshReason,
     done: watch::Receiver<Option<Outcome>>,
+    /// To wait again if the waiter is polled too late for the token it waited for.
+    cache: TokenCache,
 }
 
 pub(crate) type WaitFuture = Pin<Box<dyn Future<Output = Outcome> + Send + Sync>>;
 
 impl Waiting {
     pub(crate) fn into_future(self) -> WaitFuture {
-        let Waiting { reason, mut done } = self;
+        let Waiting {
+            mut reason,
+            mut done,
+            cache,
+        } = self;
         Box::pin(async move {
-            match done.wait_for(Option::is_some).await {
-                Ok(outcome) => outcome.clone().expect("waited for an outcome"),
-                // The flight's guard always sends; this is a runtime dropping the task mid-way.
-                Err(_) => Err(TokenError::new(reason, TokenErrorKind::Abandoned)),
+            loop {
+                let entry = match done.wait_for(Option::is_some).await {
+                    Ok(outcome) => outcome.clone().expect("waited for an outcome")?,
+                    // The flight's guard always sends; this is a runtime dropping the task
+                    // mid-way.
+                    Err(_) => return Err(TokenError::new(reason, TokenErrorKind::Abandoned)),
+                };
+                if entry.usable(Instant::now()) {
+                    return Ok(entry);
+                }
+                // Woken in time, but polled so late (a starved task) that the token is
+                // already stale: wait for the next one rather than hand out this one.
+                match cache.acquire() {
+                    Acquire::Ready(entry) => return Ok(entry),
+                    Acquire::Failed(err) => return Err(err),
+                    Acquire::Wait(next) => (reason, done) = (next.reason, next.done),
+                }
             }
         })
     }
@@ -458,6 +477,7 @@ impl TokenCache {
             return Started::joined(Acquire::Wait(Waiting {
                 reason: flight.reason,
                 done: flight.done.subscribe(),
+                cache: self.clone(),
             }));
         }
         if let Some(failure) = &state.failure {
@@ -526,7 +546,11 @@ impl TokenCache {
             finished: false,
         };
         Started {
-            acquire: Acquire::Wait(Waiting { reason, done }),
+            acquire: Acquire::Wait(Waiting {
+                reason,
+                done,
+                cache: self.clone(),
+            }),
             launch: Some(Launch {
                 runtime,
                 flight,
@@ -754,9 +778,8 @@ impl Entry {
         }
     }
 
-    /// Whether a request may be sent with it now.
     #[inline]
-    pub(crate) fn usable(&self, now: Instant) -> bool {
+    fn usable(&self, now: Instant) -> bool {
         !self.rejected && self.stale_at.is_none_or(|at| now < at)
     }
 }

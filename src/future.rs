@@ -11,7 +11,6 @@ use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 use tower::{BoxError, Service};
 
 use crate::ReplayBody;
@@ -185,13 +184,6 @@ where
                 StateProj::Passthrough { future } => return future.poll(cx).map_err(Into::into),
                 StateProj::Token { token, pending } => {
                     let entry = ready!(token.as_mut().poll(cx))?;
-                    if !entry.usable(Instant::now()) {
-                        // Woken in time, but polled too late for this token: wait for the
-                        // next one rather than send one the cache knows is stale.
-                        let cache = &pending.as_ref().expect("polled after completion").cache;
-                        *token = cache.acquire().into_future();
-                        continue;
-                    }
                     let Pending {
                         request,
                         mut service,
@@ -251,11 +243,6 @@ where
                         }
                     }
                     let entry = ready!(token.as_mut().poll(cx))?;
-                    if !entry.usable(Instant::now()) {
-                        // As for a request's first token: polled too late for this one.
-                        *token = cache.acquire().into_future();
-                        continue;
-                    }
                     *unauthorized = None;
                     let mut retry = retry.take().expect("polled after completion");
                     retry

@@ -186,6 +186,26 @@ async fn a_waiter_polled_after_its_token_went_stale_waits_for_another() {
     assert_eq!(api.tokens(), ["Bearer second"]);
 }
 
+// 3, outside HTTP: `cache.token()` polled too late for the token it waited for.
+#[tokio::test(start_paused = true)]
+async fn a_token_reader_polled_after_its_token_went_stale_waits_for_another() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::new(refresher);
+
+    let mut read = tokio_test::task::spawn(cache.token());
+    assert_pending!(read.poll());
+    answer(&mut handle, token("first", Duration::from_secs(600))).await;
+    until(|| cache.stats().generation == 1).await;
+    advance(Duration::from_secs(580)).await;
+    assert_pending!(read.poll());
+    answer(&mut handle, token("second", HOUR)).await;
+    until(|| cache.stats().generation == 2).await;
+    assert_eq!(
+        assert_ready!(read.poll()).unwrap().expose_access_token(),
+        "second"
+    );
+}
+
 // 4.
 #[tokio::test(start_paused = true)]
 async fn a_401_forces_one_refresh_and_one_retry() {
