@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::capture_this_thread;
+use common::{capture_this_thread, publish_by_generation};
 use tokio::time::Instant;
 use tower::BoxError;
 use tower_bearer::apivideo::mock::{Counters, Failure, MockServer};
@@ -441,21 +441,7 @@ async fn a_stale_publish_is_refused() {
             .expires_in(Duration::from_secs(60))
             .with_refresh_token(format!("{s}-refresh"))
     };
-    assert_eq!(
-        store.publish(0, &token("first")).await.unwrap(),
-        Publish::Published { generation: 1 }
-    );
-    assert_eq!(
-        store.publish(1, &token("second")).await.unwrap(),
-        Publish::Published { generation: 2 }
-    );
-    assert_eq!(
-        store.publish(1, &token("stale")).await.unwrap(),
-        Publish::Refused { current: 2 }
-    );
-    let loaded = store.load().await.unwrap().unwrap();
-    assert_eq!(loaded.generation, 2);
-    assert_eq!(loaded.token.expose_access_token(), "second");
+    let loaded = publish_by_generation(&store, &token("first"), &token("second")).await;
     assert_eq!(
         secrecy::ExposeSecret::expose_secret(loaded.token.refresh_token().unwrap()),
         "second-refresh"

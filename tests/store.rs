@@ -10,7 +10,7 @@ use tower_bearer::store::{MemoryStore, Publish, TokenStore};
 use tower_bearer::{RefreshReason, Token, TokenCache, TokenRequest};
 
 mod common;
-use common::until;
+use common::{publish_by_generation, until};
 
 const LIFETIME: Duration = Duration::from_secs(100);
 
@@ -201,22 +201,8 @@ async fn a_live_holder_renews_its_lease_through_a_slow_refresh() {
 async fn a_stale_publish_is_refused() {
     let store = MemoryStore::new();
     let token = |s: &str| Token::bearer(s).unwrap().expires_in(LIFETIME);
-    assert_eq!(
-        store.publish(0, &token("a")).await.unwrap(),
-        Publish::Published { generation: 1 }
-    );
-    assert_eq!(
-        store.publish(1, &token("b")).await.unwrap(),
-        Publish::Published { generation: 2 }
-    );
     // A slow replica that loaded generation 1 cannot overwrite generation 2.
-    assert_eq!(
-        store.publish(1, &token("stale")).await.unwrap(),
-        Publish::Refused { current: 2 }
-    );
-    let current = store.load().await.unwrap().unwrap();
-    assert_eq!(current.generation, 2);
-    assert_eq!(current.token.expose_access_token(), "b");
+    publish_by_generation(&store, &token("a"), &token("b")).await;
 }
 
 #[tokio::test(start_paused = true)]

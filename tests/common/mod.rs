@@ -250,3 +250,36 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+// ===== token stores =====
+
+/// What every `TokenStore` promises about publishing: each publish on the current generation
+/// makes the next one, and a slow replica's publish on an older generation is refused and
+/// changes nothing. Leaves `second` (generation 2) stored; returns what `load` gives then.
+pub async fn publish_by_generation(
+    store: &dyn tower_bearer::store::TokenStore,
+    first: &Token,
+    second: &Token,
+) -> tower_bearer::store::SharedToken {
+    use tower_bearer::store::Publish;
+    assert_eq!(
+        store.publish(0, first).await.unwrap(),
+        Publish::Published { generation: 1 }
+    );
+    assert_eq!(
+        store.publish(1, second).await.unwrap(),
+        Publish::Published { generation: 2 }
+    );
+    let stale = Token::bearer("stale").unwrap().expires_in(HOUR);
+    assert_eq!(
+        store.publish(1, &stale).await.unwrap(),
+        Publish::Refused { current: 2 }
+    );
+    let current = store.load().await.unwrap().expect("a token is stored");
+    assert_eq!(current.generation, 2);
+    assert_eq!(
+        current.token.expose_access_token(),
+        second.expose_access_token()
+    );
+    current
+}
