@@ -252,31 +252,27 @@ async fn eight_caches_in_one_process_share_one_token() {
 }
 
 /// The same with 4 separate OS processes: nothing is shared through memory.
+/// Runs `plan` in `n` replica processes at once; each one's report line.
+async fn in_processes(n: usize, plan: replica::Plan) -> Vec<String> {
+    let children: Vec<_> = (0..n)
+        .map(|_| spawn_replica(&replica_args(&plan)))
+        .collect();
+    tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_share_one_token() {
     let redis = RedisServer::start();
     let started = Instant::now();
 
     let shared = mock().await;
-    let plan_with = plan(Some(&redis), &shared, 1000);
-    let children: Vec<_> = (0..4)
-        .map(|_| spawn_replica(&replica_args(&plan_with)))
-        .collect();
-    let lines: Vec<_> =
-        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect::<Vec<_>>())
-            .await
-            .unwrap();
+    let lines = in_processes(4, plan(Some(&redis), &shared, 1000)).await;
     let with = shared.counters();
 
     let alone = mock().await;
-    let plan_without = plan(None, &alone, 1000);
-    let children: Vec<_> = (0..4)
-        .map(|_| spawn_replica(&replica_args(&plan_without)))
-        .collect();
-    let alone_lines: Vec<_> =
-        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect::<Vec<_>>())
-            .await
-            .unwrap();
+    let alone_lines = in_processes(4, plan(None, &alone, 1000)).await;
     let without = alone.counters();
 
     println!("4 processes, 4,000 requests over {RUN:?} (tokens live {TTL:?}):");
