@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::{BoxError, Service};
 
+use crate::alarm::Alarm;
 use crate::error::{Causes, RetryAfter, TokenError, TokenErrorKind};
 use crate::store::{Got, SharedToken, StoreLink, StoreStats, TokenStore};
 use crate::{RefreshReason, Token, TokenRequest};
@@ -29,7 +30,7 @@ use crate::{RefreshReason, Token, TokenRequest};
 ///
 /// | the token is | a request |
 /// | --- | --- |
-/// | fresh | uses it: an atomic load and a clock read, no lock |
+/// | fresh | uses it: an atomic load, no lock (the clock is read only from a second before the next window) |
 /// | in the refresh-ahead window | uses it; the first to notice starts one background refresh |
 /// | within the minimum validity, expired, rejected or absent | waits for the one refresh in flight, starting it if there is none |
 ///
@@ -98,6 +99,9 @@ pub(crate) struct Entry {
     /// When a background refresh may next start, in nanoseconds since `Shared::epoch`:
     /// `CLAIMED` once a request has started one, later if one failed and is backing off.
     next_ahead: AtomicU64,
+    /// Rings shortly before the first window opens; until then, the hot path need not read
+    /// the clock.
+    alarm: Alarm,
 }
 
 const CLAIMED: u64 = u64::MAX;
@@ -337,26 +341,30 @@ impl TokenCache {
     #[inline]
     pub(crate) fn fresh_header(&self, reader: &mut Reader) -> Option<(HeaderValue, u64)> {
         let entry = reader.0.load().as_ref()?;
+        self.admits(entry)
+            .then(|| (entry.token.authorization().clone(), entry.generation))
+    }
+
+    fn fresh(&self) -> Option<Arc<Entry>> {
+        self.shared.current.load_full().filter(|e| self.admits(e))
+    }
+
+    /// Whether a request may use `entry` as it is; starts the background refresh if it is in
+    /// its refresh-ahead window.
+    #[inline]
+    fn admits(&self, entry: &Entry) -> bool {
+        if !entry.alarm.has_rung() {
+            // Its windows are more than a second away.
+            return true;
+        }
         let now = Instant::now();
         if !entry.usable(now) {
-            return None;
+            return false;
         }
         if entry.refresh_at.is_some_and(|at| now >= at) {
             self.maybe_refresh_ahead(entry, now);
         }
-        Some((entry.token.authorization().clone(), entry.generation))
-    }
-
-    fn fresh(&self) -> Option<Arc<Entry>> {
-        let entry = self.shared.current.load_full()?;
-        let now = Instant::now();
-        if !entry.usable(now) {
-            return None;
-        }
-        if entry.refresh_at.is_some_and(|at| now >= at) {
-            self.maybe_refresh_ahead(&entry, now);
-        }
-        Some(entry)
+        true
     }
 
     /// The slow path: a token to wait for, or the error that says none can be had now.
@@ -583,12 +591,8 @@ impl TokenCache {
                 state.generation += 1;
                 state.failure = None;
                 let obtained = obtained.map_or(now, |at| at.min(now));
-                let entry = Arc::new(Entry::new(
-                    token,
-                    state.generation,
-                    obtained,
-                    &shared.settings,
-                ));
+                let entry = Entry::new(token, state.generation, obtained, &shared.settings);
+                let entry = Arc::new(entry.armed());
                 shared.current.store(Some(entry.clone()));
                 shared.counters.succeeded[reason.index()].fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
@@ -761,8 +765,20 @@ impl Entry {
             replaceable_at: obtained + within(settings.min_token_age, 10).min(LONGEST_WAIT),
             rejected: false,
             next_ahead: AtomicU64::new(0),
+            alarm: Alarm::rung(),
             token,
         }
+    }
+
+    /// With an alarm that rings before the first of its windows opens, for an entry the hot
+    /// path will read (an entry is made with one that has rung, so the clock is read).
+    fn armed(self) -> Self {
+        // Both windows are set from the expiry, or neither is.
+        let alarm = match self.refresh_at.zip(self.stale_at) {
+            Some((ahead, stale)) => Alarm::before(ahead.min(stale)),
+            None => Alarm::never(),
+        };
+        Entry { alarm, ..self }
     }
 
     fn rejected_copy(&self) -> Self {
@@ -775,6 +791,7 @@ impl Entry {
             replaceable_at: self.replaceable_at,
             rejected: true,
             next_ahead: AtomicU64::new(CLAIMED),
+            alarm: Alarm::rung(),
         }
     }
 

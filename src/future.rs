@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Buf;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
@@ -114,26 +114,24 @@ where
         }
     }
 
-    /// Sends `request` with `authorization`, keeping what a retry needs if the policy wants
-    /// one and the body allows it.
+    /// Sends `request`, which carries the token of `generation`, keeping what a retry needs
+    /// if the policy wants one and the body allows it.
     pub(crate) fn send(
         service: &mut S,
         request: Request<B>,
-        authorization: HeaderValue,
         generation: u64,
         cache: TokenCache,
         policy: Policy,
     ) -> Self {
         ResponseFuture {
-            state: send(service, request, authorization, generation, cache, policy),
+            state: send(service, request, generation, cache, policy),
         }
     }
 }
 
 fn send<S, B, ResBody>(
     service: &mut S,
-    mut request: Request<B>,
-    authorization: HeaderValue,
+    request: Request<B>,
     generation: u64,
     cache: TokenCache,
     policy: Policy,
@@ -142,7 +140,6 @@ where
     S: Service<Request<ReplayBody<B>>> + Clone,
     B: Body,
 {
-    request.headers_mut().insert(AUTHORIZATION, authorization);
     if !policy.retry {
         return State::Sent {
             future: service.call(request.map(ReplayBody::new)),
@@ -185,20 +182,14 @@ where
                 StateProj::Token { token, pending } => {
                     let entry = ready!(token.as_mut().poll(cx))?;
                     let Pending {
-                        request,
+                        mut request,
                         mut service,
                         cache,
                         policy,
                     } = pending.take().expect("polled after completion");
                     let authorization = entry.token.authorization().clone();
-                    let next = send(
-                        &mut service,
-                        request,
-                        authorization,
-                        entry.generation,
-                        cache,
-                        policy,
-                    );
+                    request.headers_mut().insert(AUTHORIZATION, authorization);
+                    let next = send(&mut service, request, entry.generation, cache, policy);
                     state.set(next);
                 }
                 StateProj::Sent {

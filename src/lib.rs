@@ -77,6 +77,7 @@
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod alarm;
 mod body;
 mod cache;
 mod error;

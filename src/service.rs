@@ -3,8 +3,8 @@
 use std::mem;
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
-use http::{Request, Response};
+use http::header::{AUTHORIZATION, Entry};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Body;
 use tower::{BoxError, Layer, Service};
 
@@ -77,19 +77,27 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.headers().contains_key(AUTHORIZATION) || !self.scope.allows(request.uri()) {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if !self.scope.allows(request.uri()) {
             return ResponseFuture::passthrough(self.inner.call(request.map(ReplayBody::new)));
         }
         if let Some((authorization, generation)) = self.cache.fresh_header(&mut self.reader) {
+            // One lookup adds the token and tells (true: the key was there) whether the
+            // caller brought its own `Authorization`, which then goes through as it came.
+            if request.headers_mut().append(AUTHORIZATION, authorization) {
+                take_back_token(request.headers_mut());
+                return ResponseFuture::passthrough(self.inner.call(request.map(ReplayBody::new)));
+            }
             return ResponseFuture::send(
                 &mut self.inner,
                 request,
-                authorization,
                 generation,
                 self.cache.clone(),
                 self.policy,
             );
+        }
+        if request.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::passthrough(self.inner.call(request.map(ReplayBody::new)));
         }
         // The request must wait for a token: it takes the service that was driven ready
         // with it, and leaves a clone to be driven ready for the next call.
@@ -105,5 +113,23 @@ where
                 policy: self.policy,
             },
         )
+    }
+}
+
+/// Removes the token that `append` put after the caller's own `Authorization` values, leaving
+/// the headers as the caller sent them: the header keeps its place, and its values their order.
+fn take_back_token(headers: &mut HeaderMap) {
+    let Entry::Occupied(mut entry) = headers.entry(AUTHORIZATION) else {
+        return;
+    };
+    let mut theirs: Vec<HeaderValue> = entry.iter().cloned().collect();
+    // Appended last.
+    theirs.pop();
+    let mut theirs = theirs.into_iter();
+    if let Some(first) = theirs.next() {
+        entry.insert(first);
+    }
+    for value in theirs {
+        entry.append(value);
     }
 }

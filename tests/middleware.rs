@@ -3,11 +3,14 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::*;
 use http::StatusCode;
 use http::header::AUTHORIZATION;
+use http_body_util::Full;
 use tokio::time::advance;
 use tokio_test::{assert_pending, assert_ready};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
@@ -135,6 +138,71 @@ async fn in_the_refresh_ahead_window_one_background_refresh_starts_and_nobody_wa
         .await
         .unwrap();
     assert_eq!(api.tokens().last().unwrap(), "Bearer second");
+}
+
+// 3. The hot path reads the clock only from shortly before a window, so these check that
+// it does not start late by so much as a millisecond.
+#[tokio::test(start_paused = true)]
+async fn the_refresh_ahead_window_opens_on_time() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    let ahead_started = || {
+        service
+            .cache()
+            .stats()
+            .refreshes(RefreshReason::Ahead)
+            .started
+    };
+
+    advance(HOUR - Duration::from_secs(5 * 60) - Duration::from_millis(1)).await;
+    service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+    assert_eq!(ahead_started(), 0, "a millisecond before the window");
+
+    advance(Duration::from_millis(1)).await;
+    service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+    assert_eq!(ahead_started(), 1, "as the window opens");
+    let (asked, _respond) = next_refresh(&mut handle).await;
+    assert_eq!(asked.reason(), RefreshReason::Ahead);
+    assert_eq!(api.tokens(), vec!["Bearer first"; 2]);
+}
+
+// 3.
+#[tokio::test(start_paused = true)]
+async fn the_minimum_validity_starts_on_time_without_a_refresh_ahead_window() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::open();
+    let cache = TokenCache::builder(refresher)
+        .refresh_ahead(Duration::ZERO)
+        .build();
+    let service = BearerAuthLayer::from_cache(cache).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+
+    advance(HOUR - Duration::from_secs(30) - Duration::from_millis(1)).await;
+    service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+    assert_eq!(api.tokens(), vec!["Bearer first"]);
+
+    advance(Duration::from_millis(1)).await;
+    let mut call = tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/")));
+    assert_pending!(call.poll(), "30 s of validity are left: it waits");
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(asked.reason(), RefreshReason::Expired);
+    until(|| service.cache().stats().generation == 2).await;
+    assert_ready!(call.poll()).unwrap();
+    assert_eq!(api.tokens(), vec!["Bearer first", "Bearer second"]);
 }
 
 // 3.
@@ -567,6 +635,47 @@ async fn a_request_with_its_own_authorization_passes_through() {
 
     assert_eq!(api.tokens(), ["Basic dXNlcjpwYXNz"]);
     assert!(!refresh_asked(&mut handle), "no token was needed");
+}
+
+// 10.
+#[tokio::test(start_paused = true)]
+async fn a_request_with_its_own_authorization_passes_through_as_it_came_while_a_token_is_held() {
+    let (refresher, mut handle) = refresher();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let inner = tower::service_fn({
+        let seen = seen.clone();
+        move |request: http::Request<_>| {
+            seen.lock().unwrap().push(request.headers().clone());
+            async { Ok::<_, BoxError>(http::Response::new(Full::<Bytes>::default())) }
+        }
+    });
+    let service = layer(refresher).layer(inner);
+    warmed(&mut handle, service.cache()).await;
+
+    let mut request = get("http://api.test/");
+    let headers = request.headers_mut();
+    headers.insert("accept", "application/json".parse().unwrap());
+    let mut secret: http::HeaderValue = "Basic dXNlcjpwYXNz".parse().unwrap();
+    secret.set_sensitive(true);
+    headers.insert(AUTHORIZATION, secret);
+    headers.append(AUTHORIZATION, "Other scheme".parse().unwrap());
+    headers.insert("x-after", "1".parse().unwrap());
+    let sent = headers.clone();
+    service.clone().oneshot(request).await.unwrap();
+    service.oneshot(get("http://api.test/")).await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    let in_order = |headers: &http::HeaderMap| -> Vec<_> {
+        headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone(), value.is_sensitive()))
+            .collect()
+    };
+    assert_eq!(in_order(&seen[0]), in_order(&sent), "untouched, in order");
+    assert_eq!(
+        seen[1][AUTHORIZATION], "Bearer first",
+        "the next one gets the token"
+    );
 }
 
 // 10.

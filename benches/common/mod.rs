@@ -5,8 +5,8 @@
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -126,12 +126,19 @@ pub fn refresher(
     })
 }
 
-/// A cache holding a valid one-hour token. Needs a runtime only while it is built.
+/// A cache holding a valid one-hour token.
+///
+/// Its token is fetched on a runtime that lives as long as the process, as a service's runtime
+/// does: a runtime that shuts down rings the alarm of every token fetched on it, and from then
+/// on the hot path reads the clock for each request.
 pub fn warm_cache() -> TokenCache {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    });
     let cache = TokenCache::new(refresher(Arc::default(), Duration::ZERO, HOUR));
     runtime
         .block_on(cache.token())
