@@ -30,9 +30,16 @@ use crate::{RefreshReason, Token, TokenRequest};
 ///
 /// | the token is | a request |
 /// | --- | --- |
-/// | fresh | uses it: an atomic load, no lock (the clock is read only from a second before the next window) |
+/// | fresh | uses it: an atomic load, no lock |
 /// | in the refresh-ahead window | uses it; the first to notice starts one background refresh |
 /// | within the minimum validity, expired, rejected or absent | waits for the one refresh in flight, starting it if there is none |
+///
+/// A request reads the clock only from a second before the token's first window: until then
+/// a timer, set on the runtime that fetched the token, has not rung, and the token is used as
+/// it is. The time driver rings it while it processes timers, before the tasks it wakes run, so
+/// under tokio's paused clock a request sent right after `advance` sees the window; a runtime
+/// that shuts down rings it too. Keep the runtime that refreshes running (as a service's runtime
+/// is); a runtime too busy to fire a timer for over a second would be late to open a window.
 ///
 /// Refreshes run in a task of their own, so a request that gives up (a timeout, a client hanging
 /// up) never cancels or poisons the refresh others wait for. After a failed refresh the cache

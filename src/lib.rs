@@ -19,8 +19,10 @@
 //! [`TokenStore`](store::TokenStore) (with the `redis` feature, `store::RedisStore`): see the
 //! [`store`] module.
 //!
-//! When the token is valid, a request costs an atomic load, a clock read and the header insert:
-//! no lock, and no allocation when retries are off.
+//! When the token is valid, a request costs an atomic load and the header insert: no lock, and
+//! no allocation when retries are off. The clock is not read until a second before the token's
+//! first window opens: a timer on the runtime that fetched the token says when (see
+//! [`TokenCache`]).
 //!
 //! # Example
 //!
