@@ -99,9 +99,12 @@ where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body,
 {
-    pub(crate) fn passthrough(future: S::Future) -> Self {
+    /// Sends `request` as it came: the layer does not touch it.
+    pub(crate) fn passthrough(service: &mut S, request: Request<B>) -> Self {
         ResponseFuture {
-            state: State::Passthrough { future },
+            state: State::Passthrough {
+                future: service.call(request.map(ReplayBody::new)),
+            },
         }
     }
 

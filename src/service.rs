@@ -79,14 +79,14 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if !self.scope.allows(request.uri()) {
-            return ResponseFuture::passthrough(self.inner.call(request.map(ReplayBody::new)));
+            return ResponseFuture::passthrough(&mut self.inner, request);
         }
         if let Some((authorization, generation)) = self.cache.fresh_header(&mut self.reader) {
             // One lookup adds the token and tells (true: the key was there) whether the
             // caller brought its own `Authorization`, which then goes through as it came.
             if request.headers_mut().append(AUTHORIZATION, authorization) {
                 take_back_token(request.headers_mut());
-                return ResponseFuture::passthrough(self.inner.call(request.map(ReplayBody::new)));
+                return ResponseFuture::passthrough(&mut self.inner, request);
             }
             return ResponseFuture::send(
                 &mut self.inner,
@@ -97,7 +97,7 @@ where
             );
         }
         if request.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::passthrough(self.inner.call(request.map(ReplayBody::new)));
+            return ResponseFuture::passthrough(&mut self.inner, request);
         }
         // The request must wait for a token: it takes the service that was driven ready
         // with it, and leaves a clone to be driven ready for the next call.
