@@ -7,8 +7,10 @@
 //! completion, compared with the refresher's own latency (target: within 10 % of it).
 //!
 //! Compared with the naive `Arc<tokio::sync::Mutex<Option<(HeaderValue, Instant)>>>` cache
-//! (the lock held across its refresh, so it too refreshes once) and, as the floor of the
-//! harness, the same 10,000 requests through the bare inner service, with no token at all.
+//! (the lock held across its refresh, so it too refreshes once) and with two floors: the same
+//! 10,000 requests through the bare inner service, with no token at all (the harness), and the
+//! same requests each waiting for one shared signal sent when a 100 ms pause ends, then going
+//! to the bare service (what any single flight costs, before it does anything about tokens).
 
 mod common;
 
@@ -60,6 +62,7 @@ fn storm(c: &mut Criterion) {
         })
     };
     bench("bare_no_token", bare_storm);
+    bench("one_signal", one_signal_storm);
     bench("bearer_defaults", bearer_storm);
     bench("naive_mutex", naive_storm);
     group.finish();
@@ -144,6 +147,32 @@ fn bare_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
     })
 }
 
+fn one_signal_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
+    Box::pin(async {
+        let refresh = RefreshTimes::default();
+        let (signal, waiting) = tokio::sync::watch::channel(false);
+        let service = service_fn(move |request| {
+            let mut waiting = waiting.clone();
+            async move {
+                waiting.wait_for(|sent| *sent).await.expect("the signal is sent");
+                Ok200.call(request).await
+            }
+        });
+        let pause = {
+            let refresh = refresh.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                tokio::time::sleep(REFRESH_LATENCY).await;
+                refreshed(&refresh, start);
+                signal.send_replace(true);
+            })
+        };
+        let times = spawn_all(service).await;
+        pause.await.expect("the pause ends");
+        outcome(times, &refresh, 0)
+    })
+}
+
 fn bearer_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
     Box::pin(async {
         let calls = Arc::new(AtomicUsize::new(0));
@@ -210,7 +239,7 @@ fn naive_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
 }
 
 fn print_storms(recorder: &Recorder, outcomes: &[(&str, Outcome)]) {
-    let names = ["bare_no_token", "bearer_defaults", "naive_mutex"];
+    let names = ["bare_no_token", "one_signal", "bearer_defaults", "naive_mutex"];
     if names
         .iter()
         .any(|n| recorder.per_iter(n, SAMPLES).len() < SAMPLES)
