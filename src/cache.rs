@@ -38,8 +38,12 @@ use crate::{RefreshReason, Token, TokenRequest};
 /// a timer, set on the runtime that fetched the token, has not rung, and the token is used as
 /// it is. The time driver rings it while it processes timers, before the tasks it wakes run, so
 /// under tokio's paused clock a request sent right after `advance` sees the window; a runtime
-/// that shuts down rings it too. Keep the runtime that refreshes running (as a service's runtime
-/// is); a runtime too busy to fire a timer for over a second would be late to open a window.
+/// that shuts down rings it too. The timer needs the runtime that refreshed to be running, as
+/// a service's runtime is: a runtime driven only inside occasional `block_on` calls fires it at
+/// the start of the next call, after that call's request was first polled, so a request sent
+/// after a long idle gap may carry the old token (and, with retries on, is sent again with a
+/// new one after its 401). A runtime too busy to fire a timer for over a second would likewise
+/// open a window late.
 ///
 /// Refreshes run in a task of their own, so a request that gives up (a timeout, a client hanging
 /// up) never cancels or poisons the refresh others wait for. After a failed refresh the cache
