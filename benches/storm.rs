@@ -154,7 +154,10 @@ fn one_signal_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>
         let service = service_fn(move |request| {
             let mut waiting = waiting.clone();
             async move {
-                waiting.wait_for(|sent| *sent).await.expect("the signal is sent");
+                waiting
+                    .wait_for(|sent| *sent)
+                    .await
+                    .expect("the signal is sent");
                 Ok200.call(request).await
             }
         });
@@ -239,7 +242,12 @@ fn naive_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
 }
 
 fn print_storms(recorder: &Recorder, outcomes: &[(&str, Outcome)]) {
-    let names = ["bare_no_token", "one_signal", "bearer_defaults", "naive_mutex"];
+    let names = [
+        "bare_no_token",
+        "one_signal",
+        "bearer_defaults",
+        "naive_mutex",
+    ];
     if names
         .iter()
         .any(|n| recorder.per_iter(n, SAMPLES).len() < SAMPLES)
