@@ -30,6 +30,17 @@ async fn warmed(handle: &mut RefreshHandle, cache: &TokenCache) {
     warm.await.unwrap().unwrap();
 }
 
+/// A service whose API refuses `first`, holding `first` and old enough (10 s) for a 401 to
+/// replace it.
+async fn refused_first() -> (BearerAuth<Api>, RefreshHandle, Api) {
+    let (refresher, mut handle) = refresher();
+    let api = Api::rejecting("first");
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+    (service, handle, api)
+}
+
 // 1.
 #[tokio::test(start_paused = true)]
 async fn first_request_gets_a_token_and_carries_it() {
@@ -277,11 +288,7 @@ async fn a_token_reader_polled_after_its_token_went_stale_waits_for_another() {
 // 4.
 #[tokio::test(start_paused = true)]
 async fn a_401_forces_one_refresh_and_one_retry() {
-    let (refresher, mut handle) = refresher();
-    let api = Api::rejecting("first");
-    let service = layer(refresher).layer(api.clone());
-    warmed(&mut handle, service.cache()).await;
-    advance(Duration::from_secs(10)).await;
+    let (service, mut handle, api) = refused_first().await;
 
     let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
     let asked = answer(&mut handle, token("second", HOUR)).await;
@@ -298,11 +305,7 @@ async fn a_401_forces_one_refresh_and_one_retry() {
 // 4, and invariant 2: the retry's token went stale before its future was polled again.
 #[tokio::test(start_paused = true)]
 async fn a_retry_polled_after_its_token_went_stale_waits_for_another() {
-    let (refresher, mut handle) = refresher();
-    let api = Api::rejecting("first");
-    let service = layer(refresher).layer(api.clone());
-    warmed(&mut handle, service.cache()).await;
-    advance(Duration::from_secs(10)).await;
+    let (service, mut handle, api) = refused_first().await;
 
     let mut call = tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/")));
     assert_pending!(call.poll());
@@ -338,11 +341,7 @@ async fn a_second_401_goes_back_to_the_caller() {
 // 5.
 #[tokio::test(start_paused = true)]
 async fn a_hundred_401s_for_one_token_cause_one_refresh() {
-    let (refresher, mut handle) = refresher();
-    let api = Api::rejecting("first");
-    let service = layer(refresher).layer(api.clone());
-    warmed(&mut handle, service.cache()).await;
-    advance(Duration::from_secs(10)).await;
+    let (service, mut handle, api) = refused_first().await;
 
     // All hundred are sent with the first token before any 401 comes back.
     api.hold();
@@ -369,12 +368,8 @@ async fn a_hundred_401s_for_one_token_cause_one_refresh() {
 // 5.
 #[tokio::test(start_paused = true)]
 async fn a_401_for_a_replaced_token_retries_with_the_current_one() {
-    let (refresher, mut handle) = refresher();
-    let api = Api::rejecting("first");
-    let service = layer(refresher).layer(api.clone());
+    let (service, mut handle, api) = refused_first().await;
     let cache = service.cache().clone();
-    warmed(&mut handle, &cache).await;
-    advance(Duration::from_secs(10)).await;
 
     api.hold();
     let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
@@ -580,11 +575,7 @@ async fn a_timeout_outside_the_layer_does_not_poison_the_refresh() {
 // 9: a future dropped while it waits for the replacement after a 401.
 #[tokio::test(start_paused = true)]
 async fn dropping_a_request_waiting_for_its_retry_token_does_not_cancel_the_refresh() {
-    let (refresher, mut handle) = refresher();
-    let api = Api::rejecting("first");
-    let service = layer(refresher).layer(api.clone());
-    warmed(&mut handle, service.cache()).await;
-    advance(Duration::from_secs(10)).await;
+    let (service, mut handle, api) = refused_first().await;
 
     let mut rejected = tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/")));
     assert_pending!(rejected.poll());
