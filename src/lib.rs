@@ -103,9 +103,6 @@ pub use scope::{InvalidOrigin, Scope};
 pub use service::BearerAuth;
 pub use token::{InvalidToken, RefreshReason, Token, TokenRequest};
 
-/// Re-exported for reading a [`Token`]'s refresh token.
-pub use secrecy;
-
 // The README's example is compiled with the doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use http::HeaderValue;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 /// A bearer access token, ready to be sent.
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 /// let token = Token::bearer("eyJhbGciOi.payload.signature")?
 ///     .expires_in(Duration::from_secs(3600))
 ///     .with_refresh_token("def50200aa11");
-/// assert!(token.refresh_token().is_some());
+/// assert_eq!(token.expose_refresh_token(), Some("def50200aa11"));
 /// assert!(!format!("{token:?}").contains("eyJ"));
 /// # Ok::<(), tower_bearer::InvalidToken>(())
 /// ```
@@ -110,9 +110,11 @@ impl Token {
         self.expires_at
     }
 
-    /// The refresh token issued with this access token, if any.
-    pub fn refresh_token(&self) -> Option<&SecretString> {
-        self.refresh_token.as_ref()
+    /// The refresh token issued with this access token, if any, for a refresher to trade for
+    /// the next token. Handle it as the secret it is: it is kept zeroised on drop, and never
+    /// printed by `Debug`.
+    pub fn expose_refresh_token(&self) -> Option<&str> {
+        self.refresh_token.as_ref().map(|r| r.expose_secret())
     }
 }
 

@@ -19,7 +19,6 @@ use hyper_util::rt::TokioExecutor;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::apivideo::mock::{Failure, MockServer};
 use tower_bearer::apivideo::{ApiVideo, ApiVideoError, Malformed};
-use tower_bearer::secrecy::ExposeSecret;
 use tower_bearer::{
     BearerAuthLayer, RefreshReason, ReplayBody, Token, TokenCache, TokenError, TokenErrorKind,
     TokenRequest,
@@ -107,7 +106,7 @@ async fn logs_in_with_the_api_key() {
 
     let counters = server.counters();
     assert_eq!((counters.api_key_logins, counters.refreshes), (1, 0));
-    assert!(token.refresh_token().is_some());
+    assert!(token.expose_refresh_token().is_some());
     let lifetime = token.expiry().unwrap() - tokio::time::Instant::now();
     assert!(lifetime > Duration::from_secs(3590) && lifetime <= Duration::from_secs(3600));
 
@@ -142,7 +141,7 @@ async fn refreshes_with_the_refresh_token() {
     let counters = server.counters();
     assert_eq!((counters.api_key_logins, counters.refreshes), (1, 1));
     assert_ne!(second.authorization(), first.authorization());
-    let refresh = |t: &Token| t.refresh_token().unwrap().expose_secret().to_owned();
+    let refresh = |t: &Token| t.expose_refresh_token().unwrap().to_owned();
     assert_ne!(refresh(&second), refresh(&first), "refresh tokens rotate");
 
     // And the rotated one is what the next refresh uses.
@@ -183,7 +182,7 @@ async fn falls_back_to_the_api_key_when_another_process_logged_in() {
         assert_eq!(counters.rejected_refresh_tokens, 1, "{status}");
         assert_eq!(counters.api_key_logins, 3, "{status}");
         assert_eq!(counters.refreshes, 0, "{status}");
-        assert!(replaced.refresh_token().is_some());
+        assert!(replaced.expose_refresh_token().is_some());
         // The new pair is good: its refresh token is the live one now.
         fetch(&mut this, RefreshReason::Ahead, Some(&replaced))
             .await

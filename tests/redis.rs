@@ -439,7 +439,7 @@ async fn a_stale_publish_is_refused() {
     };
     let loaded = publish_by_generation(&store, &token("first"), &token("second")).await;
     assert_eq!(
-        secrecy::ExposeSecret::expose_secret(loaded.token.refresh_token().unwrap()),
+        loaded.token.expose_refresh_token().unwrap(),
         "second-refresh"
     );
     // Within the skew allowance (2 s) of the stored minute.

@@ -162,7 +162,6 @@ async fn no_secret_through_the_api_video_flows() {
     use tower::ServiceBuilder;
     use tower_bearer::apivideo::mock::{Chaos, Failure, MockServer};
     use tower_bearer::apivideo::{ApiVideo, ApiVideoError};
-    use tower_bearer::secrecy::ExposeSecret;
     use tower_bearer::{RefreshReason, Scope, Token, TokenRequest};
     use tower_http::follow_redirect::FollowRedirectLayer;
 
@@ -215,8 +214,8 @@ async fn no_secret_through_the_api_video_flows() {
     let mut printed = String::new();
     let mut remember = |token: &Token, printed: &mut String| {
         secrets.push(token.expose_access_token().to_owned());
-        if let Some(refresh) = token.refresh_token() {
-            secrets.push(refresh.expose_secret().to_owned());
+        if let Some(refresh) = token.expose_refresh_token() {
+            secrets.push(refresh.to_owned());
         }
         printed.push_str(&format!(
             "{token:?} {:?}\n",

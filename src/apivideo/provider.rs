@@ -334,8 +334,8 @@ where
     ResBody::Error: Into<BoxError>,
 {
     let reason = request.reason().as_str();
-    if let Some(refresh_token) = request.previous().and_then(Token::refresh_token) {
-        let grant = Grant::RefreshToken(refresh_token.expose_secret());
+    if let Some(refresh_token) = request.previous().and_then(Token::expose_refresh_token) {
+        let grant = Grant::RefreshToken(refresh_token);
         match exchange(&mut client, &config.refresh, grant, reason).await {
             // Used already, ended by a login elsewhere (another process with the same key),
             // expired or revoked: the key still works, and a second request now is cheaper

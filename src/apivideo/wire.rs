@@ -228,7 +228,7 @@ mod tests {
             ))
             .unwrap();
             assert_eq!(token.authorization(), "Bearer a.b.c");
-            assert!(token.refresh_token().is_some());
+            assert!(token.expose_refresh_token().is_some());
         }
     }
 
@@ -237,7 +237,7 @@ mod tests {
         let fields = r#""token_type":"Bearer","expires_in":60,"access_token":"a""#;
         for extra in ["", r#","refresh_token":null"#, r#","refresh_token":"""#] {
             let token = parse(&format!("{{{fields}{extra}}}")).unwrap();
-            assert!(token.refresh_token().is_none(), "{extra}");
+            assert!(token.expose_refresh_token().is_none(), "{extra}");
         }
         assert!(matches!(
             parse(&format!(r#"{{{fields},"refresh_token":7}}"#)),

@@ -170,8 +170,8 @@ impl RedisStore {
         });
         let access = token.expose_access_token().as_bytes();
         let refresh = token
-            .refresh_token()
-            .map(|r| secrecy::ExposeSecret::expose_secret(r).as_bytes());
+            .expose_refresh_token()
+            .map(str::as_bytes);
         let mut plain = Vec::with_capacity(32 + access.len() + refresh.map_or(0, |r| r.len()));
         plain.extend_from_slice(&expires.to_be_bytes());
         plain.extend_from_slice(&now.to_be_bytes());
@@ -684,7 +684,7 @@ mod tests {
         let back = store.decode(&value, 1).unwrap();
         assert_eq!(back.token.expose_access_token(), "access");
         assert_eq!(
-            secrecy::ExposeSecret::expose_secret(back.token.refresh_token().unwrap()),
+            back.token.expose_refresh_token().unwrap(),
             "refresh"
         );
         let left = back.token.expiry().unwrap() - Instant::now();
@@ -699,7 +699,7 @@ mod tests {
         let left = back.token.expiry().unwrap() - Instant::now();
         assert!(left <= Duration::from_millis(1800), "{left:?}");
         assert!(left > Duration::from_millis(1700), "{left:?}");
-        assert!(back.token.refresh_token().is_none());
+        assert!(back.token.expose_refresh_token().is_none());
 
         // No expiry stays no expiry.
         let forever = Token::bearer("forever").unwrap();
