@@ -617,9 +617,14 @@ impl TokenCache {
             }
             Err(error) => {
                 let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive + 1);
-                let delay = RetryAfter::find(&error)
-                    .unwrap_or_else(|| shared.settings.backoff(consecutive))
-                    .min(LONGEST_WAIT);
+                let delay = match RetryAfter::find(&error) {
+                    Some(Some(hinted)) => hinted,
+                    // Permanent: straight to the longest backoff, still jittered so that
+                    // replicas refused together do not come back together.
+                    Some(None) => shared.settings.backoff(u32::MAX),
+                    None => shared.settings.backoff(consecutive),
+                }
+                .min(LONGEST_WAIT);
                 let retry_at = now + delay;
                 if let Some(current) = &*shared.current.load() {
                     // A background refresh waits out the backoff too.

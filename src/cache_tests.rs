@@ -64,6 +64,25 @@ async fn a_huge_retry_after_hint_is_a_long_backoff_not_a_panic() {
     assert!(matches!(again.kind(), TokenErrorKind::BackingOff { .. }));
 }
 
+/// A permanent failure (credentials refused) waits the longest backoff at once, not the
+/// shortest: the refresher is not called again a second later to be refused again.
+#[tokio::test(start_paused = true)]
+async fn a_permanent_failure_backs_off_to_the_maximum_at_once() {
+    let refresher = service_fn(|_: TokenRequest| async {
+        Err::<Token, _>(RetryAfter::permanent("invalid_client"))
+    });
+    let cache = TokenCache::builder(refresher)
+        .backoff(Duration::from_secs(1), Duration::from_secs(600))
+        .build();
+
+    cache.token().await.unwrap_err();
+
+    let backing_off = cache.stats().backing_off.expect("backing off");
+    // Jittered between half and all of the maximum.
+    assert!(backing_off >= Duration::from_secs(300), "{backing_off:?}");
+    assert!(backing_off <= Duration::from_secs(600), "{backing_off:?}");
+}
+
 /// Bug: a huge maximum backoff overflowed the same addition.
 #[tokio::test(start_paused = true)]
 async fn a_huge_backoff_setting_does_not_overflow() {

@@ -159,19 +159,25 @@ impl Error for TokenError {
 ///
 /// A provider that is told to wait (HTTP 429 with `Retry-After`, say) returns its error
 /// wrapped in this; the cache then waits that long, instead of its own backoff, before it calls
-/// the refresher again. The cache finds it anywhere in the error's chain of sources, so it
-/// survives `tower::timeout` and other wrappers.
+/// the refresher again. A provider whose credentials were refused for good (a wrong client
+/// secret) wraps its error with [`permanent`](Self::permanent): the cache then waits its
+/// longest backoff at once, rather than retrying a request that cannot succeed every second.
+/// The cache finds the hint anywhere in the error's chain of sources, so it survives
+/// `tower::timeout` and other wrappers.
 ///
 /// ```
 /// use std::time::Duration;
 /// use tower_bearer::RetryAfter;
 ///
 /// let err = RetryAfter::new(Duration::from_secs(30), "too many requests");
-/// assert_eq!(err.delay(), Duration::from_secs(30));
+/// assert_eq!(err.delay(), Some(Duration::from_secs(30)));
+/// let err = RetryAfter::permanent("invalid_client");
+/// assert_eq!(err.delay(), None);
 /// ```
 #[derive(Debug)]
 pub struct RetryAfter {
-    delay: Duration,
+    /// `None`: the cache's longest backoff.
+    delay: Option<Duration>,
     source: BoxError,
 }
 
@@ -179,18 +185,29 @@ impl RetryAfter {
     /// `source`, with a request to wait `delay` before the next attempt.
     pub fn new(delay: Duration, source: impl Into<BoxError>) -> Self {
         RetryAfter {
-            delay,
+            delay: Some(delay),
             source: source.into(),
         }
     }
 
-    /// How long the provider asked to wait.
-    pub fn delay(&self) -> Duration {
+    /// `source`, a failure that the next attempt will meet too (credentials refused): the
+    /// cache waits the longest [backoff](crate::TokenCacheBuilder::backoff) before it.
+    pub fn permanent(source: impl Into<BoxError>) -> Self {
+        RetryAfter {
+            delay: None,
+            source: source.into(),
+        }
+    }
+
+    /// How long the provider asked to wait; `None` for a [permanent](Self::permanent)
+    /// failure, which waits the cache's longest backoff.
+    pub fn delay(&self) -> Option<Duration> {
         self.delay
     }
 
-    /// The first `RetryAfter` in `err` or its chain of sources.
-    pub(crate) fn find(err: &(dyn Error + 'static)) -> Option<Duration> {
+    /// The hint of the first `RetryAfter` in `err` or its chain of sources: `Some(None)` for a
+    /// permanent failure.
+    pub(crate) fn find(err: &(dyn Error + 'static)) -> Option<Option<Duration>> {
         let mut next = Some(err);
         while let Some(err) = next {
             if let Some(hint) = err.downcast_ref::<RetryAfter>() {
@@ -204,12 +221,10 @@ impl RetryAfter {
 
 impl fmt::Display for RetryAfter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (retry after {} ms)",
-            self.source,
-            self.delay.as_millis()
-        )
+        match self.delay {
+            Some(delay) => write!(f, "{} (retry after {} ms)", self.source, delay.as_millis()),
+            None => write!(f, "{} (will not succeed by retrying soon)", self.source),
+        }
     }
 }
 
@@ -273,7 +288,12 @@ mod tests {
     fn retry_after_is_found_in_the_chain() {
         let hinted: BoxError = Box::new(RetryAfter::new(Duration::from_secs(7), "slow down"));
         let wrapped = TokenError::refresher(RefreshReason::Initial, hinted);
-        assert_eq!(RetryAfter::find(&wrapped), Some(Duration::from_secs(7)));
+        assert_eq!(RetryAfter::find(&wrapped), Some(Some(Duration::from_secs(7))));
+        let permanent = TokenError::refresher(
+            RefreshReason::Initial,
+            Box::new(RetryAfter::permanent("invalid_client")),
+        );
+        assert_eq!(RetryAfter::find(&permanent), Some(None));
         assert_eq!(
             RetryAfter::find(&TokenError::new(
                 RefreshReason::Initial,

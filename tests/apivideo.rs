@@ -445,7 +445,7 @@ async fn rate_limit_wait_is_honoured() {
     assert_eq!(problem.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(problem.title(), Some("Too many requests."));
     assert_eq!(
-        retry_after.as_ref().map(|hint| hint.delay()),
+        retry_after.as_ref().and_then(|hint| hint.delay()),
         Some(Duration::from_secs(3))
     );
     let backing_off = cache.stats().backing_off.expect("backing off");
