@@ -40,7 +40,7 @@ use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_bearer::apivideo::mock::MockServer;
 use tower_bearer::apivideo::{ApiVideo, SANDBOX};
-use tower_bearer::{RefreshReason, ReplayBody, TokenCache};
+use tower_bearer::{ReplayBody, TokenCache};
 
 /// The mock's token lifetime: short, so that a few seconds span several.
 const MOCK_TTL: Duration = Duration::from_secs(2);
@@ -317,9 +317,9 @@ async fn session(
             .copied()
             .unwrap_or_default()
     };
-    let tokens: Vec<String> = RefreshReason::ALL
-        .iter()
-        .map(|&reason| format!("{} {}", reason, stats.refreshes(reason).succeeded))
+    let tokens: Vec<String> = stats
+        .refreshes_by_reason()
+        .map(|(reason, counts)| format!("{reason} {}", counts.succeeded))
         .collect();
 
     let mut summary = String::new();

@@ -174,7 +174,6 @@ impl Error for TokenError {
 /// let err = RetryAfter::permanent("invalid_client");
 /// assert_eq!(err.delay(), None);
 /// ```
-#[derive(Debug)]
 pub struct RetryAfter {
     /// `None`: the cache's longest backoff.
     delay: Option<Duration>,
@@ -216,6 +215,17 @@ impl RetryAfter {
             next = err.source();
         }
         None
+    }
+}
+
+impl fmt::Debug for RetryAfter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("RetryAfter");
+        match self.delay {
+            Some(delay) => debug.field("delay", &delay),
+            None => debug.field("permanent", &true),
+        };
+        debug.field("source", &self.source).finish()
     }
 }
 
@@ -288,7 +298,10 @@ mod tests {
     fn retry_after_is_found_in_the_chain() {
         let hinted: BoxError = Box::new(RetryAfter::new(Duration::from_secs(7), "slow down"));
         let wrapped = TokenError::refresher(RefreshReason::Initial, hinted);
-        assert_eq!(RetryAfter::find(&wrapped), Some(Some(Duration::from_secs(7))));
+        assert_eq!(
+            RetryAfter::find(&wrapped),
+            Some(Some(Duration::from_secs(7)))
+        );
         let permanent = TokenError::refresher(
             RefreshReason::Initial,
             Box::new(RetryAfter::permanent("invalid_client")),

@@ -42,37 +42,37 @@ pin_project! {
         // A request the layer does not touch.
         Passthrough { #[pin] future: F },
         // Waiting for a token before the first attempt.
-        Token { token: WaitFuture, pending: Option<Pending<S, B>> },
+        WaitingForToken { token: WaitFuture, unsent: Option<Unsent<S, B>> },
         // An attempt is in flight; `retry` is what a 401 needs to send it again.
-        Sent {
+        WaitingForResponse {
             #[pin] future: F,
             generation: u64,
             cache: TokenCache,
-            retry: Option<Retry<S, B>>,
+            retry: Option<SavedRequest<S, B>>,
         },
         // After a 401: waiting for the token to retry with, reading the 401's body meanwhile.
-        Replace {
+        WaitingForReplacement {
             token: WaitFuture,
             unauthorized: Option<Pin<Box<ResBody>>>,
             drained: usize,
-            retry: Option<Claimed<S, B>>,
+            retry: Option<RetryRequest<S, B>>,
             cache: TokenCache,
         },
         // Driving the retry's service ready.
-        Ready { retry: Option<Claimed<S, B>>, generation: u64, cache: TokenCache },
+        WaitingForRetryService { retry: Option<RetryRequest<S, B>>, generation: u64, cache: TokenCache },
     }
 }
 
 /// A request waiting for its token, with the (ready) service that will send it.
-pub(crate) struct Pending<S, B> {
+pub(crate) struct Unsent<S, B> {
     pub(crate) request: Request<B>,
     pub(crate) service: S,
     pub(crate) cache: TokenCache,
-    pub(crate) policy: Policy,
+    pub(crate) settings: RequestSettings,
 }
 
 /// What it takes to send a request a second time, kept while the first attempt is in flight.
-struct Retry<S, B> {
+struct SavedRequest<S, B> {
     /// A clone of the service, not yet driven ready.
     service: S,
     head: SavedHead,
@@ -81,7 +81,7 @@ struct Retry<S, B> {
 }
 
 /// The second attempt, once a 401 has claimed what the first one kept.
-struct Claimed<S, B> {
+struct RetryRequest<S, B> {
     service: S,
     parts: Parts,
     body: ReplayBody<B>,
@@ -89,7 +89,7 @@ struct Claimed<S, B> {
 
 /// The layer's settings that shape a request's future.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Policy {
+pub(crate) struct RequestSettings {
     pub(crate) retry: bool,
     pub(crate) replay_limit: usize,
 }
@@ -108,26 +108,26 @@ where
         }
     }
 
-    pub(crate) fn waiting(token: WaitFuture, pending: Pending<S, B>) -> Self {
+    pub(crate) fn waiting(token: WaitFuture, unsent: Unsent<S, B>) -> Self {
         ResponseFuture {
-            state: State::Token {
+            state: State::WaitingForToken {
                 token,
-                pending: Some(pending),
+                unsent: Some(unsent),
             },
         }
     }
 
     /// Sends `request`, which carries the token of `generation`, keeping what a retry needs
-    /// if the policy wants one and the body allows it.
+    /// if the settings want one and the body allows it.
     pub(crate) fn send(
         service: &mut S,
         request: Request<B>,
         generation: u64,
         cache: TokenCache,
-        policy: Policy,
+        settings: RequestSettings,
     ) -> Self {
         ResponseFuture {
-            state: send(service, request, generation, cache, policy),
+            state: send(service, request, generation, cache, settings),
         }
     }
 }
@@ -137,14 +137,14 @@ fn send<S, B, ResBody>(
     request: Request<B>,
     generation: u64,
     cache: TokenCache,
-    policy: Policy,
+    settings: RequestSettings,
 ) -> State<S::Future, S, B, ResBody>
 where
     S: Service<Request<ReplayBody<B>>> + Clone,
     B: Body,
 {
-    if !policy.retry {
-        return State::Sent {
+    if !settings.retry {
+        return State::WaitingForResponse {
             future: service.call(request.map(ReplayBody::new)),
             generation,
             cache,
@@ -152,15 +152,15 @@ where
         };
     }
     let (parts, body) = request.into_parts();
-    let (body, replay) = ReplayBody::recorded(body, policy.replay_limit);
+    let (body, replay) = ReplayBody::recorded(body, settings.replay_limit);
     let retry = replay.and_then(|replay| {
-        Some(Retry {
+        Some(SavedRequest {
             head: SavedHead::save(&parts)?,
             service: service.clone(),
             body: replay,
         })
     });
-    State::Sent {
+    State::WaitingForResponse {
         future: service.call(Request::from_parts(parts, body)),
         generation,
         cache,
@@ -182,20 +182,20 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Passthrough { future } => return future.poll(cx).map_err(Into::into),
-                StateProj::Token { token, pending } => {
+                StateProj::WaitingForToken { token, unsent } => {
                     let entry = ready!(token.as_mut().poll(cx))?;
-                    let Pending {
+                    let Unsent {
                         mut request,
                         mut service,
                         cache,
-                        policy,
-                    } = pending.take().expect("polled after completion");
+                        settings,
+                    } = unsent.take().expect("polled after completion");
                     let authorization = entry.token.authorization().clone();
                     request.headers_mut().insert(AUTHORIZATION, authorization);
-                    let next = send(&mut service, request, entry.generation, cache, policy);
+                    let next = send(&mut service, request, entry.generation, cache, settings);
                     state.set(next);
                 }
-                StateProj::Sent {
+                StateProj::WaitingForResponse {
                     future,
                     generation,
                     cache,
@@ -206,16 +206,16 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     let rejection = cache.rejected(*generation);
-                    let retry = retry.take().and_then(Retry::claim);
+                    let retry = retry.take().and_then(SavedRequest::claim);
                     // Without a retry, the refresh started above still serves the requests
                     // that follow; this one gets its 401.
-                    let (Some(retry), Rejection::Retry(acquire)) = (retry, rejection) else {
+                    let (Some(retry), Rejection::RetryWith(acquire)) = (retry, rejection) else {
                         return Poll::Ready(Ok(response));
                     };
                     if let Acquire::Failed(err) = acquire {
                         return Poll::Ready(Err(err.into()));
                     }
-                    let next = State::Replace {
+                    let next = State::WaitingForReplacement {
                         token: acquire.into_future(),
                         unauthorized: Some(Box::pin(response.into_body())),
                         drained: 0,
@@ -224,7 +224,7 @@ where
                     };
                     state.set(next);
                 }
-                StateProj::Replace {
+                StateProj::WaitingForReplacement {
                     token,
                     unauthorized,
                     drained,
@@ -245,26 +245,26 @@ where
                         .insert(AUTHORIZATION, entry.token.authorization().clone());
                     cache.count_retry();
                     tracing::debug!(generation = entry.generation, "retrying after 401");
-                    let next = State::Ready {
+                    let next = State::WaitingForRetryService {
                         retry: Some(retry),
                         generation: entry.generation,
                         cache: cache.clone(),
                     };
                     state.set(next);
                 }
-                StateProj::Ready {
+                StateProj::WaitingForRetryService {
                     retry,
                     generation,
                     cache,
                 } => {
                     let service = &mut retry.as_mut().expect("polled after completion").service;
                     ready!(service.poll_ready(cx)).map_err(Into::into)?;
-                    let Claimed {
+                    let RetryRequest {
                         mut service,
                         parts,
                         body,
                     } = retry.take().expect("checked above");
-                    let next = State::Sent {
+                    let next = State::WaitingForResponse {
                         future: service.call(Request::from_parts(parts, body)),
                         generation: *generation,
                         cache: cache.clone(),
@@ -277,13 +277,13 @@ where
     }
 }
 
-impl<S, B> Retry<S, B> {
+impl<S, B> SavedRequest<S, B> {
     /// Takes the request over for the retry, if what the first attempt kept can be sent
     /// again as it was.
-    fn claim(self) -> Option<Claimed<S, B>> {
+    fn claim(self) -> Option<RetryRequest<S, B>> {
         // The head first: claiming the body ends the first attempt's.
         let parts = self.head.restore()?;
-        Some(Claimed {
+        Some(RetryRequest {
             service: self.service,
             parts,
             body: self.body.into_body()?,
@@ -317,11 +317,11 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Passthrough { .. } => "passthrough",
-            State::Token { .. } => "waiting for a token",
-            State::Sent { retry: Some(_), .. } => "sent",
-            State::Sent { retry: None, .. } => "sent, no retry",
-            State::Replace { .. } => "waiting for a replacement token",
-            State::Ready { .. } => "retrying",
+            State::WaitingForToken { .. } => "waiting for a token",
+            State::WaitingForResponse { retry: Some(_), .. } => "sent",
+            State::WaitingForResponse { retry: None, .. } => "sent, no retry",
+            State::WaitingForReplacement { .. } => "waiting for a replacement token",
+            State::WaitingForRetryService { .. } => "retrying",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

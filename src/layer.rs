@@ -1,9 +1,9 @@
 //! The layer: the cache and the settings every service it makes shares.
 
-use tower::{BoxError, Layer, Service};
+use tower::Layer;
 
-use crate::future::Policy;
-use crate::{BearerAuth, Scope, Token, TokenCache, TokenRequest};
+use crate::future::RequestSettings;
+use crate::{BearerAuth, Refresher, Scope, TokenCache};
 
 /// Layer that applies [`BearerAuth`], which authenticates requests with a shared, self-refreshing
 /// bearer token.
@@ -25,18 +25,13 @@ use crate::{BearerAuth, Scope, Token, TokenCache, TokenRequest};
 pub struct BearerAuthLayer {
     pub(crate) cache: TokenCache,
     pub(crate) scope: Scope,
-    pub(crate) policy: Policy,
+    pub(crate) settings: RequestSettings,
 }
 
 impl BearerAuthLayer {
     /// A layer whose services get tokens from `refresher`, through a new [`TokenCache`] with
     /// the default settings.
-    pub fn new<R>(refresher: R) -> Self
-    where
-        R: Service<TokenRequest, Response = Token> + Send + 'static,
-        R::Future: Send + 'static,
-        R::Error: Into<BoxError>,
-    {
+    pub fn new(refresher: impl Refresher) -> Self {
         BearerAuthLayer::from_cache(TokenCache::new(refresher))
     }
 
@@ -46,7 +41,7 @@ impl BearerAuthLayer {
         BearerAuthLayer {
             cache,
             scope: Scope::any(),
-            policy: Policy {
+            settings: RequestSettings {
                 retry: true,
                 replay_limit: 64 * 1024,
             },
@@ -58,14 +53,14 @@ impl BearerAuthLayer {
     /// Either way a 401 tells the cache its token was refused, so the requests that follow
     /// get a new one.
     pub fn retry_unauthorized(mut self, retry: bool) -> Self {
-        self.policy.retry = retry;
+        self.settings.retry = retry;
         self
     }
 
     /// The most body bytes kept to send a request again. A request whose body is larger
     /// (by its size hint, or as it streams) is not retried on a 401.
     pub fn replay_limit(mut self, bytes: usize) -> Self {
-        self.policy.replay_limit = bytes;
+        self.settings.replay_limit = bytes;
         self
     }
 

@@ -79,7 +79,6 @@
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod alarm;
 mod body;
 mod cache;
 mod error;
@@ -89,13 +88,14 @@ mod layer;
 mod scope;
 mod service;
 pub mod store;
+mod sync;
 mod token;
 
 #[cfg(feature = "apivideo")]
 pub mod apivideo;
 
 pub use body::ReplayBody;
-pub use cache::{RefreshCounts, Stats, TokenCache, TokenCacheBuilder};
+pub use cache::{RefreshCounts, Refresher, Stats, TokenCache, TokenCacheBuilder};
 pub use error::{RetryAfter, TokenError, TokenErrorKind};
 pub use future::ResponseFuture;
 pub use layer::BearerAuthLayer;

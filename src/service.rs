@@ -9,7 +9,7 @@ use http_body::Body;
 use tower::{BoxError, Layer, Service};
 
 use crate::cache::Reader;
-use crate::future::{Pending, Policy, ResponseFuture};
+use crate::future::{RequestSettings, ResponseFuture, Unsent};
 use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
 
 /// Middleware that authenticates requests with the [`TokenCache`]'s bearer token.
@@ -22,7 +22,7 @@ pub struct BearerAuth<S> {
     cache: TokenCache,
     reader: Reader,
     scope: Scope,
-    policy: Policy,
+    settings: RequestSettings,
 }
 
 impl<S> BearerAuth<S> {
@@ -32,7 +32,7 @@ impl<S> BearerAuth<S> {
             cache: layer.cache.clone(),
             reader: layer.cache.reader(),
             scope: layer.scope.clone(),
-            policy: layer.policy,
+            settings: layer.settings,
         }
     }
 
@@ -81,7 +81,7 @@ where
         if !self.scope.allows(request.uri()) {
             return ResponseFuture::passthrough(&mut self.inner, request);
         }
-        if let Some((authorization, generation)) = self.cache.fresh_header(&mut self.reader) {
+        if let Some((authorization, generation)) = self.cache.header_as_is(&mut self.reader) {
             // One lookup adds the token and tells (true: the key was there) whether the
             // caller brought its own `Authorization`, which then goes through as it came.
             if request.headers_mut().append(AUTHORIZATION, authorization) {
@@ -93,7 +93,7 @@ where
                 request,
                 generation,
                 self.cache.clone(),
-                self.policy,
+                self.settings,
             );
         }
         if request.headers().contains_key(AUTHORIZATION) {
@@ -106,11 +106,11 @@ where
         let token = self.cache.acquire().into_future();
         ResponseFuture::waiting(
             token,
-            Pending {
+            Unsent {
                 request,
                 service,
                 cache: self.cache.clone(),
-                policy: self.policy,
+                settings: self.settings,
             },
         )
     }

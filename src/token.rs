@@ -183,7 +183,7 @@ pub enum RefreshReason {
 
 impl RefreshReason {
     /// Every reason, in the order `stats` reports them.
-    pub const ALL: [RefreshReason; 4] = [
+    pub(crate) const ALL: [RefreshReason; 4] = [
         RefreshReason::Initial,
         RefreshReason::Ahead,
         RefreshReason::Expired,

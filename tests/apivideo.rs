@@ -20,8 +20,8 @@ use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::apivideo::mock::{Failure, MockServer};
 use tower_bearer::apivideo::{ApiVideo, ApiVideoError, Malformed};
 use tower_bearer::{
-    BearerAuthLayer, RefreshReason, ReplayBody, Token, TokenCache, TokenError, TokenErrorKind,
-    TokenRequest,
+    BearerAuthLayer, RefreshReason, Refresher, ReplayBody, Token, TokenCache, TokenError,
+    TokenErrorKind, TokenRequest,
 };
 
 const KEY: &str = "key-for-tests-0123456789";
@@ -56,12 +56,7 @@ async fn fetch(
 }
 
 /// A cache that replaces a token on any 401, however young, and backs off briefly.
-fn cache<R>(refresher: R) -> TokenCache
-where
-    R: Service<TokenRequest, Response = Token> + Send + 'static,
-    R::Future: Send + 'static,
-    R::Error: Into<BoxError>,
-{
+fn cache(refresher: impl Refresher) -> TokenCache {
     TokenCache::builder(refresher)
         .min_token_age(Duration::ZERO)
         .backoff(Duration::from_millis(50), Duration::from_millis(50))

@@ -361,7 +361,10 @@ async fn soak(soak: Soak) {
         counters.auth_requests,
         counters.api_key_logins,
         counters.refreshes,
-        stats.refreshes.map(|c| c.started),
+        stats
+            .refreshes_by_reason()
+            .map(|(_, c)| c.started)
+            .collect::<Vec<_>>(),
         stats.total().succeeded,
         stats.unauthorized,
         stats.retried,

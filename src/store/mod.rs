@@ -60,8 +60,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -70,12 +69,10 @@ use tower::BoxError;
 
 use crate::Token;
 
-mod link;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
-pub(crate) use link::{Got, StoreLink};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
@@ -299,65 +296,4 @@ pub struct StoreStats {
     pub unavailable: bool,
     /// Time since the store became unavailable, while it is.
     pub unavailable_for: Option<Duration>,
-}
-
-// ===== what the cache keeps about its store =====
-
-#[derive(Default)]
-pub(crate) struct StoreCounters {
-    pub(crate) loads: AtomicU64,
-    pub(crate) adopted: AtomicU64,
-    pub(crate) leases_won: AtomicU64,
-    pub(crate) leases_lost: AtomicU64,
-    pub(crate) publishes: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) local_refreshes: AtomicU64,
-    unavailable: AtomicBool,
-    since: Mutex<Option<Instant>>,
-}
-
-impl StoreCounters {
-    pub(crate) fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records a failed store call; `true` if this starts an outage (the caller warns once).
-    pub(crate) fn failed(&self) -> bool {
-        Self::add(&self.errors);
-        let started = !self.unavailable.swap(true, Ordering::Relaxed);
-        if started {
-            *self.since.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-        }
-        started
-    }
-
-    /// Records a successful store call; `true` if this ends an outage.
-    pub(crate) fn succeeded(&self) -> bool {
-        if !self.unavailable.load(Ordering::Relaxed) {
-            return false;
-        }
-        let ended = self.unavailable.swap(false, Ordering::Relaxed);
-        if ended {
-            *self.since.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        }
-        ended
-    }
-
-    pub(crate) fn snapshot(&self) -> StoreStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let since = *self.since.lock().unwrap_or_else(PoisonError::into_inner);
-        StoreStats {
-            loads: get(&self.loads),
-            adopted: get(&self.adopted),
-            leases_won: get(&self.leases_won),
-            leases_lost: get(&self.leases_lost),
-            publishes: get(&self.publishes),
-            refused: get(&self.refused),
-            errors: get(&self.errors),
-            local_refreshes: get(&self.local_refreshes),
-            unavailable: self.unavailable.load(Ordering::Relaxed),
-            unavailable_for: since.map(|at| Instant::now().saturating_duration_since(at)),
-        }
-    }
 }

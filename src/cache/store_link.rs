@@ -3,60 +3,78 @@
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tower::BoxError;
 
-use super::{Publish, SharedToken, StoreCounters, StoreError, StoreFuture, TokenStore};
+use super::builder::StoreSettings;
+use super::refresher::RefreshFuture;
 use crate::error::Causes;
+use crate::store::{Publish, SharedToken, StoreError, StoreFuture, StoreStats, TokenStore};
 use crate::{RefreshReason, Token, TokenRequest};
 
 /// The store a cache shares its tokens through, and how.
-pub(crate) struct StoreLink {
+pub(super) struct StoreLink {
     store: Arc<dyn TokenStore>,
     /// Names this cache as a lease holder: unique per cache, across processes.
     owner: Arc<str>,
-    pub(crate) lease: Duration,
-    pub(crate) poll: Duration,
-    pub(crate) timeout: Duration,
-    pub(crate) counters: StoreCounters,
+    lease: Duration,
+    poll: Duration,
+    timeout: Duration,
+    counters: StoreCounters,
 }
 
-/// A token a shared refresh ended with.
-pub(crate) struct Got {
-    pub(crate) token: Token,
+/// A token a refresh ended with.
+pub(super) struct Refreshed {
+    pub(super) token: Token,
     /// When it was obtained, if not just now (a token taken from the store).
-    pub(crate) obtained: Option<Instant>,
+    pub(super) obtained: Option<Instant>,
+}
+
+impl Refreshed {
+    /// A token obtained just now.
+    pub(super) fn now(token: Token) -> Self {
+        Refreshed {
+            token,
+            obtained: None,
+        }
+    }
 }
 
 impl StoreLink {
-    pub(crate) fn new(store: Arc<dyn TokenStore>) -> Self {
+    pub(super) fn new(store: Arc<dyn TokenStore>, settings: StoreSettings) -> Self {
         let random = RandomState::new().hash_one(std::process::id());
         StoreLink {
             store,
             owner: format!("{}-{random:016x}", std::process::id()).into(),
-            // The builder sets these.
-            lease: Duration::ZERO,
-            poll: Duration::ZERO,
-            timeout: Duration::ZERO,
+            lease: settings.lease,
+            poll: settings.poll,
+            timeout: settings.timeout,
             counters: StoreCounters::default(),
         }
     }
 
+    /// What the store has done for this cache.
+    pub(super) fn stats(&self) -> StoreStats {
+        self.counters.snapshot()
+    }
+
     /// Gets a new token for a cache whose own is `previous`: the store's if it is newer and
-    /// `usable` says it will do, else one from `refresher` under the lease, published for the
+    /// `good_enough` says it will do, else one from `refresher` under the lease, published for the
     /// others. When the store cannot be reached, from `refresher` alone.
-    pub(crate) async fn refresh<U, F>(
+    pub(super) async fn refresh<U, F>(
         &self,
         reason: RefreshReason,
         previous: Option<Token>,
-        usable: U,
+        good_enough: U,
         refresher: F,
-    ) -> Result<Got, BoxError>
+    ) -> Result<Refreshed, BoxError>
     where
         U: Fn(&SharedToken) -> bool,
-        F: FnOnce(TokenRequest) -> crate::cache::RefreshFuture,
+        F: FnOnce(TokenRequest) -> RefreshFuture,
     {
         // Subscribed before the first load, so no publish after it goes unnoticed.
         let mut notes = self.store.notifications();
@@ -64,13 +82,17 @@ impl StoreLink {
             let newer = previous
                 .as_ref()
                 .is_none_or(|p| p.authorization() != shared.token.authorization());
-            newer && usable(shared)
+            newer && good_enough(shared)
         };
         let mut waited = false;
         loop {
             let shared = match self.call(self.store.load()).await {
                 Ok(shared) => shared,
-                Err(_) => return self.alone(reason, previous, refresher).await,
+                Err(_) => {
+                    return self
+                        .refresh_without_store(reason, previous, refresher)
+                        .await;
+                }
             };
             StoreCounters::add(&self.counters.loads);
             if let Some(shared) = shared.as_ref().filter(|s| adoptable(s)) {
@@ -80,14 +102,22 @@ impl StoreLink {
                 .call(self.store.try_lease(&self.owner, self.lease))
                 .await
             {
-                Err(_) => return self.alone(reason, previous, refresher).await,
+                Err(_) => {
+                    return self
+                        .refresh_without_store(reason, previous, refresher)
+                        .await;
+                }
                 Ok(true) => {
                     StoreCounters::add(&self.counters.leases_won);
                     let lease = Lease(Some((self.store.clone(), self.owner.clone())));
                     // Someone may have published between the load and the lease.
                     let shared = match self.call(self.store.load()).await {
                         Ok(shared) => shared,
-                        Err(_) => return self.alone(reason, previous, refresher).await,
+                        Err(_) => {
+                            return self
+                                .refresh_without_store(reason, previous, refresher)
+                                .await;
+                        }
                     };
                     StoreCounters::add(&self.counters.loads);
                     if let Some(shared) = shared.as_ref().filter(|s| adoptable(s)) {
@@ -115,13 +145,13 @@ impl StoreLink {
         }
     }
 
-    fn adopt(&self, shared: &SharedToken) -> Got {
+    fn adopt(&self, shared: &SharedToken) -> Refreshed {
         StoreCounters::add(&self.counters.adopted);
         tracing::debug!(
             generation = shared.generation,
             "took the shared token from the store"
         );
-        Got {
+        Refreshed {
             token: shared.token.clone(),
             obtained: Some(shared.obtained),
         }
@@ -134,9 +164,9 @@ impl StoreLink {
         previous: Option<Token>,
         shared: Option<SharedToken>,
         refresher: F,
-    ) -> Result<Got, BoxError>
+    ) -> Result<Refreshed, BoxError>
     where
-        F: FnOnce(TokenRequest) -> crate::cache::RefreshFuture,
+        F: FnOnce(TokenRequest) -> RefreshFuture,
     {
         let replaces = shared.as_ref().map_or(0, |s| s.generation);
         // The shared token's refresh token is the live one: this cache's own may have been
@@ -172,10 +202,7 @@ impl StoreLink {
             }
         }
         self.release(lease).await;
-        result.map(|token| Got {
-            token,
-            obtained: None,
-        })
+        result.map(Refreshed::now)
     }
 
     async fn release(&self, mut lease: Lease) {
@@ -183,21 +210,18 @@ impl StoreLink {
         let _ = self.call(self.store.release(&self.owner)).await;
     }
 
-    async fn alone<F>(
+    async fn refresh_without_store<F>(
         &self,
         reason: RefreshReason,
         previous: Option<Token>,
         refresher: F,
-    ) -> Result<Got, BoxError>
+    ) -> Result<Refreshed, BoxError>
     where
-        F: FnOnce(TokenRequest) -> crate::cache::RefreshFuture,
+        F: FnOnce(TokenRequest) -> RefreshFuture,
     {
         StoreCounters::add(&self.counters.local_refreshes);
         let token = refresher(TokenRequest::new(reason, previous)).await?;
-        Ok(Got {
-            token,
-            obtained: None,
-        })
+        Ok(Refreshed::now(token))
     }
 
     /// One store call, within the timeout; notes outages beginning and ending.
@@ -251,6 +275,67 @@ impl Drop for Lease {
             runtime.spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(5), store.release(&owner)).await;
             });
+        }
+    }
+}
+
+// ===== what the cache counts about its store =====
+
+#[derive(Default)]
+struct StoreCounters {
+    loads: AtomicU64,
+    adopted: AtomicU64,
+    leases_won: AtomicU64,
+    leases_lost: AtomicU64,
+    publishes: AtomicU64,
+    refused: AtomicU64,
+    errors: AtomicU64,
+    local_refreshes: AtomicU64,
+    unavailable: AtomicBool,
+    since: Mutex<Option<Instant>>,
+}
+
+impl StoreCounters {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a failed store call; `true` if this starts an outage (the caller warns once).
+    fn failed(&self) -> bool {
+        Self::add(&self.errors);
+        let started = !self.unavailable.swap(true, Ordering::Relaxed);
+        if started {
+            *crate::sync::lock(&self.since) = Some(Instant::now());
+        }
+        started
+    }
+
+    /// Records a successful store call; `true` if this ends an outage.
+    fn succeeded(&self) -> bool {
+        if !self.unavailable.load(Ordering::Relaxed) {
+            return false;
+        }
+        let ended = self.unavailable.swap(false, Ordering::Relaxed);
+        if ended {
+            *crate::sync::lock(&self.since) = None;
+        }
+        ended
+    }
+
+    fn snapshot(&self) -> StoreStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let since = *crate::sync::lock(&self.since);
+        StoreStats {
+            loads: get(&self.loads),
+            adopted: get(&self.adopted),
+            leases_won: get(&self.leases_won),
+            leases_lost: get(&self.leases_lost),
+            publishes: get(&self.publishes),
+            refused: get(&self.refused),
+            errors: get(&self.errors),
+            local_refreshes: get(&self.local_refreshes),
+            unavailable: self.unavailable.load(Ordering::Relaxed),
+            unavailable_for: since.map(|at| Instant::now().saturating_duration_since(at)),
         }
     }
 }

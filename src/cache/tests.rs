@@ -1,24 +1,17 @@
 //! Unit tests of the cache's edges that the public API cannot reach deterministically.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tower::service_fn;
+use tokio::time::Instant;
+use tower::{BoxError, service_fn};
 
 use super::*;
-use crate::RetryAfter;
+use crate::{RefreshReason, RetryAfter, Token, TokenErrorKind, TokenRequest};
 
 /// The previous token's access token, for each refresher call.
 type Previous = Arc<Mutex<Vec<Option<String>>>>;
-
-trait Refresher:
-    Service<TokenRequest, Response = Token, Error = BoxError, Future: Send> + Send + 'static
-{
-}
-
-impl<R> Refresher for R where
-    R: Service<TokenRequest, Response = Token, Error = BoxError, Future: Send> + Send + 'static
-{
-}
 
 /// A refresher that counts its calls and answers tokens `t1`, `t2`, … living `lifetime`
 /// (no expiry when `None`), each with a refresh token, remembering the previous token's
@@ -138,7 +131,7 @@ async fn a_replaced_entry_starts_no_refresh_ahead() {
     tokio::time::advance(Duration::from_secs(60)).await;
     let now = Instant::now();
     assert!(stale.refresh_at.is_some_and(|at| now >= at));
-    cache.maybe_refresh_ahead(&stale, now);
+    cache.refresh_ahead_once(&stale, now);
     tokio::task::yield_now().await;
 
     let stats = cache.stats();
@@ -152,7 +145,7 @@ async fn a_replaced_entry_starts_no_refresh_ahead() {
 
     // The current entry still refreshes ahead when its own window comes.
     tokio::time::advance(Duration::from_secs(20)).await;
-    assert!(cache.fresh().is_some());
+    assert!(cache.current_as_is().is_some());
     tokio::task::yield_now().await;
     assert_eq!(cache.stats().refreshes(RefreshReason::Ahead).succeeded, 1);
     assert_eq!(previous.lock().unwrap()[2].as_deref(), Some("t2"));

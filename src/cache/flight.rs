@@ -1,0 +1,362 @@
+//! Single flight: however many requests need a new token, one refresh runs, and they all
+//! wait for it.
+//!
+//! A request that finds no usable token takes the cache's lock and either *joins* the flight
+//! in progress (subscribing to its outcome) or *starts* one: it registers the flight under the
+//! lock, and spawns its task once the lock is released. The task calls the refresher (or
+//! shares the refresh through a store), stores the new token, and sends the outcome to every
+//! subscriber at once. A [`FlightGuard`] owns the flight while it runs, so that a refresher
+//! that panics, or a runtime that shuts down, still ends it and wakes its waiters.
+//!
+//! A server's refusal replaces a token *by generation*: a request reports the generation it
+//! was sent with, and only the first report for the current generation starts a refresh;
+//! later ones, for the same or an older token, join it or take its result.
+//!
+//! After a failure the cache remembers the error until a backoff has passed; requests that
+//! need a token meanwhile get it at once, without a refresher call.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::entry::Entry;
+use super::store_link::Refreshed;
+use super::wait::{Acquire, Outcome, Rejection, Waiting};
+use super::{LONGEST_WAIT, TokenCache};
+use crate::{RefreshReason, RetryAfter, TokenError, TokenErrorKind, TokenRequest};
+
+/// The cache's state behind its lock: the refresh in flight, and the last failure.
+#[derive(Default)]
+pub(super) struct RefreshState {
+    pub(super) flight: Option<Flight>,
+    failure: Option<Failure>,
+    /// The generation of the last token stored.
+    generation: u64,
+    /// Flights started, to tell one flight's end from a later one's.
+    flights: u64,
+}
+
+/// The refresh in flight.
+pub(super) struct Flight {
+    id: u64,
+    reason: RefreshReason,
+    /// Waiters subscribe to it; the flight's end sends the outcome.
+    done: watch::Sender<Option<Outcome>>,
+}
+
+struct Failure {
+    error: TokenError,
+    retry_at: Instant,
+    consecutive: u32,
+}
+
+impl RefreshState {
+    /// Requests waiting for the flight in progress.
+    pub(super) fn waiting(&self) -> usize {
+        self.flight.as_ref().map_or(0, |f| f.done.receiver_count())
+    }
+
+    /// When the refresher may be called again, after a failure.
+    pub(super) fn retry_at(&self) -> Option<Instant> {
+        self.failure.as_ref().map(|f| f.retry_at)
+    }
+
+    /// Time until the refresher may be called again, if a failure's backoff is running.
+    pub(super) fn backing_off(&self, now: Instant) -> Option<std::time::Duration> {
+        self.retry_at()
+            .map(|at| at.saturating_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+}
+
+impl TokenCache {
+    /// The slow path: a token to wait for, or the error that says none can be had now.
+    pub(crate) fn acquire(&self) -> Acquire {
+        let now = Instant::now();
+        let mut state = self.state();
+        let current = self.shared.current.load_full();
+        let reason = match &current {
+            Some(entry) if entry.sendable(now) => return Acquire::Have(entry.clone()),
+            None => RefreshReason::Initial,
+            Some(entry) if entry.rejected => RefreshReason::Rejected,
+            Some(_) => RefreshReason::Expired,
+        };
+        let (acquire, flight) = self.join_or_start(&mut state, reason, current.as_deref(), now);
+        drop(state);
+        flight.spawn();
+        acquire
+    }
+
+    /// A server refused the token of `generation`: replace it, unless the cache has moved on
+    /// already or the token is too young to blame.
+    pub(crate) fn rejected(&self, generation: u64) -> Rejection {
+        let now = Instant::now();
+        let counters = &self.shared.counters;
+        counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state();
+        let Some(entry) = self.shared.current.load_full() else {
+            drop(state);
+            return Rejection::RetryWith(self.acquire());
+        };
+        if entry.generation != generation {
+            // The cache has moved on since the request was sent: no refresh, just the
+            // current token.
+            tracing::debug!(
+                generation,
+                current = entry.generation,
+                "401 for a replaced token; retrying with the current one"
+            );
+            drop(state);
+            return Rejection::RetryWith(self.acquire());
+        }
+        if now < entry.replaceable_at {
+            counters.not_replaced.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                generation,
+                "401 for a token younger than the minimum age; not replacing it"
+            );
+            return Rejection::TooYoung;
+        }
+        tracing::debug!(generation, "401: forcing a refresh");
+        let rejected = if entry.rejected {
+            entry
+        } else {
+            // Requests arriving from now on wait for the replacement rather than being sent
+            // with a token the server has refused.
+            let rejected = Arc::new(entry.rejected_copy());
+            self.shared.current.store(Some(rejected.clone()));
+            rejected
+        };
+        let (acquire, flight) =
+            self.join_or_start(&mut state, RefreshReason::Rejected, Some(&rejected), now);
+        drop(state);
+        flight.spawn();
+        Rejection::RetryWith(acquire)
+    }
+
+    /// Joins the flight in progress, fails at once during a backoff, or starts a flight.
+    fn join_or_start(
+        &self,
+        state: &mut RefreshState,
+        reason: RefreshReason,
+        previous: Option<&Entry>,
+        now: Instant,
+    ) -> (Acquire, UnspawnedFlight) {
+        if let Some(flight) = &state.flight {
+            let waiting = Waiting {
+                reason: flight.reason,
+                done: flight.done.subscribe(),
+                cache: self.clone(),
+            };
+            return (Acquire::WaitFor(waiting), UnspawnedFlight(None));
+        }
+        if let Some(failure) = &state.failure {
+            if now < failure.retry_at {
+                let err = failure.error.backing_off(failure.retry_at - now);
+                return (Acquire::Failed(err), UnspawnedFlight(None));
+            }
+        }
+        self.start(state, reason, previous)
+    }
+
+    /// Registers a new flight; the caller spawns it once it has let go of the lock.
+    pub(super) fn start(
+        &self,
+        state: &mut RefreshState,
+        reason: RefreshReason,
+        previous: Option<&Entry>,
+    ) -> (Acquire, UnspawnedFlight) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let err = TokenError::new(reason, TokenErrorKind::NoRuntime);
+            return (Acquire::Failed(err), UnspawnedFlight(None));
+        };
+        let (tx, done) = watch::channel(None);
+        state.flights += 1;
+        let id = state.flights;
+        state.flight = Some(Flight {
+            id,
+            reason,
+            done: tx,
+        });
+        self.shared.counters.started(reason);
+        tracing::debug!(
+            reason = reason.as_str(),
+            generation = previous.map_or(0, |e| e.generation),
+            "token refresh started"
+        );
+        let previous = previous.map(|e| e.token.clone());
+        let refresh: super::refresher::FlightFuture = match &self.shared.store {
+            Some(_) => {
+                let cache = self.clone();
+                Box::pin(async move {
+                    let shared = &*cache.shared;
+                    let store = shared.store.as_ref().expect("checked above");
+                    store
+                        .refresh(
+                            reason,
+                            previous,
+                            |token| Entry::adoptable(token, reason, &shared.settings.windows),
+                            |request| shared.refresher.refresh(request),
+                        )
+                        .await
+                })
+            }
+            None => {
+                let refresh = self
+                    .shared
+                    .refresher
+                    .refresh(TokenRequest::new(reason, previous));
+                Box::pin(async move { refresh.await.map(Refreshed::now) })
+            }
+        };
+        let guard = FlightGuard {
+            cache: self.clone(),
+            id,
+            reason,
+            started: Instant::now(),
+            finished: false,
+        };
+        let waiting = Waiting {
+            reason,
+            done,
+            cache: self.clone(),
+        };
+        let flight = UnspawnedFlight(Some((runtime, guard, refresh)));
+        (Acquire::WaitFor(waiting), flight)
+    }
+
+    /// Records the end of flight `id` and wakes everyone waiting for it.
+    fn finish(
+        &self,
+        id: u64,
+        reason: RefreshReason,
+        started: Instant,
+        result: Result<Refreshed, TokenError>,
+    ) {
+        let now = Instant::now();
+        let shared = &*self.shared;
+        let elapsed_ms = now.saturating_duration_since(started).as_millis() as u64;
+        let mut state = self.state();
+        let Some(flight) = state.flight.take_if(|f| f.id == id) else {
+            return;
+        };
+        let result = result.and_then(|refreshed| match refreshed.token.expiry() {
+            Some(at) if at <= now => Err(TokenError::new(reason, TokenErrorKind::ExpiredToken)),
+            _ => Ok(refreshed),
+        });
+        let outcome = match result {
+            Ok(Refreshed { token, obtained }) => {
+                state.generation += 1;
+                state.failure = None;
+                let obtained = obtained.map_or(now, |at| at.min(now));
+                let windows = &shared.settings.windows;
+                let entry = Entry::new(token, state.generation, obtained, windows);
+                let entry = Arc::new(entry.armed());
+                shared.current.store(Some(entry.clone()));
+                shared.counters.succeeded(reason);
+                tracing::debug!(
+                    reason = reason.as_str(),
+                    generation = entry.generation,
+                    elapsed_ms,
+                    expires_in_s = entry.expires_in(now).map(|left| left.as_secs()),
+                    "token refreshed"
+                );
+                Ok(entry)
+            }
+            Err(error) => {
+                let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive + 1);
+                let delay = match RetryAfter::find(&error) {
+                    Some(Some(hinted)) => hinted,
+                    // Permanent: straight to the longest backoff, still jittered so that
+                    // replicas refused together do not come back together.
+                    Some(None) => shared.settings.backoff(u32::MAX),
+                    None => shared.settings.backoff(consecutive),
+                }
+                .min(LONGEST_WAIT);
+                let retry_at = now + delay;
+                if let Some(current) = &*shared.current.load() {
+                    // A background refresh waits out the backoff too.
+                    current
+                        .next_ahead
+                        .store(self.nanos(retry_at), Ordering::Relaxed);
+                }
+                shared.counters.failed(reason);
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    elapsed_ms,
+                    backoff_ms = delay.as_millis() as u64,
+                    consecutive,
+                    error = %error,
+                    causes = %crate::error::Causes(&error),
+                    "token refresh failed"
+                );
+                state.failure = Some(Failure {
+                    error: error.clone(),
+                    retry_at,
+                    consecutive,
+                });
+                Err(error)
+            }
+        };
+        drop(state);
+        flight.done.send_replace(Some(outcome));
+    }
+}
+
+/// A flight registered under the lock, to be spawned once the lock is released: a runtime
+/// that is shutting down drops a new task at once, and the task's guard then takes the lock.
+/// Empty when the request joined a flight rather than starting one.
+#[must_use = "a registered flight that is never spawned leaves its waiters waiting"]
+pub(super) struct UnspawnedFlight(
+    Option<(
+        tokio::runtime::Handle,
+        FlightGuard,
+        super::refresher::FlightFuture,
+    )>,
+);
+
+impl UnspawnedFlight {
+    pub(super) fn spawn(self) {
+        if let Some((runtime, guard, refresh)) = self.0 {
+            runtime.spawn(guard.run(refresh));
+        }
+    }
+}
+
+/// Owns a refresh while it runs; if it is dropped before the refresh ends (the refresher
+/// panicked, the runtime shut down), its waiters are told rather than left waiting.
+struct FlightGuard {
+    cache: TokenCache,
+    id: u64,
+    reason: RefreshReason,
+    started: Instant,
+    finished: bool,
+}
+
+impl FlightGuard {
+    async fn run(mut self, refresh: super::refresher::FlightFuture) {
+        let deadline = self.cache.shared.settings.refresh_timeout;
+        let result = match tokio::time::timeout(deadline, refresh).await {
+            Ok(result) => result.map_err(|err| TokenError::refresher(self.reason, err)),
+            Err(_) => Err(TokenError::new(
+                self.reason,
+                TokenErrorKind::TimedOut { after: deadline },
+            )),
+        };
+        self.finished = true;
+        self.cache
+            .finish(self.id, self.reason, self.started, result);
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            let abandoned = TokenError::new(self.reason, TokenErrorKind::Abandoned);
+            self.cache
+                .finish(self.id, self.reason, self.started, Err(abandoned));
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! What the cache has done, for an operator.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::TokenCache;
+use crate::RefreshReason;
+use crate::store::StoreStats;
+
+/// How many reasons there are; the counters hold one slot for each.
+const REASONS: usize = RefreshReason::ALL.len();
+
+/// The counts behind [`Stats`], updated as the cache works.
+#[derive(Default)]
+pub(super) struct StatCounters {
+    started: [AtomicU64; REASONS],
+    succeeded: [AtomicU64; REASONS],
+    failed: [AtomicU64; REASONS],
+    pub(super) unauthorized: AtomicU64,
+    pub(super) retried: AtomicU64,
+    pub(super) not_replaced: AtomicU64,
+}
+
+impl StatCounters {
+    pub(super) fn started(&self, reason: RefreshReason) {
+        self.started[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn succeeded(&self, reason: RefreshReason) {
+        self.succeeded[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn failed(&self, reason: RefreshReason) {
+        self.failed[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn refreshes(&self) -> [RefreshCounts; REASONS] {
+        RefreshReason::ALL.map(|reason| {
+            let i = reason.index();
+            RefreshCounts {
+                started: self.started[i].load(Ordering::Relaxed),
+                succeeded: self.succeeded[i].load(Ordering::Relaxed),
+                failed: self.failed[i].load(Ordering::Relaxed),
+            }
+        })
+    }
+}
+
+impl TokenCache {
+    /// A request is being sent again after its token was refused.
+    pub(crate) fn count_retry(&self) {
+        self.shared.counters.retried.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a [`TokenCache`] has done so far, from [`TokenCache::stats`].
+///
+/// Its `Display` is a one-line summary for logs:
+///
+/// ```text
+/// 5 tokens obtained (initial 1, ahead 3, expired 0, rejected 1), 0 refreshes failed; 1 refused by a server, 1 retried; generation 5, expires in 1.4 s
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Refreshes by reason, indexed by `RefreshReason::index`: read through
+    /// [`refreshes`](Self::refreshes), so that a new reason can be added.
+    pub(super) refreshes: [RefreshCounts; REASONS],
+    /// 401 responses to requests that carried one of the cache's tokens.
+    pub unauthorized: u64,
+    /// Requests sent a second time after a 401.
+    pub retried: u64,
+    /// 401s for a token younger than the minimum age, which therefore was not replaced.
+    pub not_replaced: u64,
+    /// How many tokens the cache has obtained; 0 before the first.
+    pub generation: u64,
+    /// Time since the current token was obtained (a 401 replaces it only past the
+    /// [minimum age](super::TokenCacheBuilder::min_token_age)).
+    pub age: Option<Duration>,
+    /// Time until the current token expires, if it says.
+    pub expires_in: Option<Duration>,
+    /// Whether a refresh is in flight.
+    pub refreshing: bool,
+    /// Requests waiting for the refresh in flight.
+    pub waiting: usize,
+    /// Time until the refresher may be called again, after a failure.
+    pub backing_off: Option<Duration>,
+    /// What the [store](super::TokenCacheBuilder::store) has done, if the cache has one. With
+    /// a store, a refresh counted in [`refreshes`](Self::refreshes) may have taken the token
+    /// another replica published ([`StoreStats::adopted`]) rather than calling the refresher.
+    pub store: Option<StoreStats>,
+}
+
+impl Stats {
+    /// The refreshes for one reason.
+    pub fn refreshes(&self, reason: RefreshReason) -> RefreshCounts {
+        self.refreshes[reason.index()]
+    }
+
+    /// The refreshes for each reason, in the order the reasons are declared.
+    pub fn refreshes_by_reason(&self) -> impl Iterator<Item = (RefreshReason, RefreshCounts)> {
+        RefreshReason::ALL
+            .into_iter()
+            .map(|reason| (reason, self.refreshes(reason)))
+    }
+
+    /// The refreshes for every reason together.
+    pub fn total(&self) -> RefreshCounts {
+        self.refreshes
+            .iter()
+            .fold(RefreshCounts::default(), |sum, c| RefreshCounts {
+                started: sum.started + c.started,
+                succeeded: sum.succeeded + c.succeeded,
+                failed: sum.failed + c.failed,
+            })
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.total();
+        write!(f, "{} tokens obtained (", total.succeeded)?;
+        for (i, (reason, counts)) in self.refreshes_by_reason().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{reason} {}", counts.succeeded)?;
+        }
+        write!(f, "), {} refreshes failed", total.failed)?;
+        write!(
+            f,
+            "; {} refused by a server, {} retried",
+            self.unauthorized, self.retried
+        )?;
+        if self.not_replaced > 0 {
+            write!(f, ", {} too young to replace", self.not_replaced)?;
+        }
+        write!(f, "; generation {}", self.generation)?;
+        if let Some(left) = self.expires_in {
+            write!(f, ", expires in {:.1} s", left.as_secs_f64())?;
+        }
+        if self.refreshing {
+            write!(f, "; refreshing, {} waiting", self.waiting)?;
+        }
+        if let Some(wait) = self.backing_off {
+            write!(f, "; backing off for {:.1} s", wait.as_secs_f64())?;
+        }
+        if let Some(store) = &self.store {
+            write!(
+                f,
+                "; store: {} adopted, {} published, {} leases won, {} lost, {} errors{}",
+                store.adopted,
+                store.publishes,
+                store.leases_won,
+                store.leases_lost,
+                store.errors,
+                if store.unavailable {
+                    ", unavailable"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct ByReason<'a>(&'a Stats);
+        impl fmt::Debug for ByReason<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map().entries(self.0.refreshes_by_reason()).finish()
+            }
+        }
+        f.debug_struct("Stats")
+            .field("refreshes", &ByReason(self))
+            .field("unauthorized", &self.unauthorized)
+            .field("retried", &self.retried)
+            .field("not_replaced", &self.not_replaced)
+            .field("generation", &self.generation)
+            .field("age", &self.age)
+            .field("expires_in", &self.expires_in)
+            .field("refreshing", &self.refreshing)
+            .field("waiting", &self.waiting)
+            .field("backing_off", &self.backing_off)
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+/// Refreshes started, succeeded and failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RefreshCounts {
+    /// Refresher calls started.
+    pub started: u64,
+    /// Calls that returned a usable token.
+    pub succeeded: u64,
+    /// Calls that failed (including ones abandoned or returning an expired token).
+    pub failed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_read_as_a_sentence() {
+        let mut refreshes = [RefreshCounts::default(); REASONS];
+        refreshes[RefreshReason::Initial.index()].succeeded = 1;
+        refreshes[RefreshReason::Ahead.index()].succeeded = 3;
+        refreshes[RefreshReason::Rejected.index()] = RefreshCounts {
+            started: 2,
+            succeeded: 1,
+            failed: 1,
+        };
+        let stats = Stats {
+            refreshes,
+            unauthorized: 2,
+            retried: 1,
+            not_replaced: 0,
+            generation: 5,
+            age: Some(Duration::from_millis(600)),
+            expires_in: Some(Duration::from_millis(1400)),
+            refreshing: false,
+            waiting: 0,
+            backing_off: None,
+            store: None,
+        };
+        assert_eq!(
+            stats.to_string(),
+            "5 tokens obtained (initial 1, ahead 3, expired 0, rejected 1), 1 refreshes failed; \
+             2 refused by a server, 1 retried; generation 5, expires in 1.4 s"
+        );
+        let debug = format!("{stats:?}");
+        assert!(
+            debug.contains("Ahead: RefreshCounts { started: 0, succeeded: 3"),
+            "{debug}"
+        );
+    }
+}
