@@ -104,14 +104,7 @@ impl TokenError {
 
     /// The first `TokenError` in `err` or its chain of sources.
     pub fn find<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a TokenError> {
-        let mut next = Some(err);
-        while let Some(err) = next {
-            if let Some(token) = err.downcast_ref::<TokenError>() {
-                return Some(token);
-            }
-            next = err.source();
-        }
-        None
+        chain(err).find_map(|err| err.downcast_ref())
     }
 }
 
@@ -207,14 +200,7 @@ impl RetryAfter {
     /// The hint of the first `RetryAfter` in `err` or its chain of sources: `Some(None)` for a
     /// permanent failure.
     pub(crate) fn find(err: &(dyn Error + 'static)) -> Option<Option<Duration>> {
-        let mut next = Some(err);
-        while let Some(err) = next {
-            if let Some(hint) = err.downcast_ref::<RetryAfter>() {
-                return Some(hint.delay);
-            }
-            next = err.source();
-        }
-        None
+        chain(err).find_map(|err| err.downcast_ref::<RetryAfter>().map(|hint| hint.delay))
     }
 }
 
@@ -250,18 +236,19 @@ pub(crate) struct Causes<'a>(pub(crate) &'a (dyn Error + 'static));
 
 impl fmt::Display for Causes<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut next = self.0.source();
-        let mut first = true;
-        while let Some(err) = next {
-            if !first {
+        for (i, err) in chain(self.0).skip(1).enumerate() {
+            if i > 0 {
                 f.write_str(": ")?;
             }
             write!(f, "{err}")?;
-            first = false;
-            next = err.source();
         }
         Ok(())
     }
+}
+
+/// `err`, then its sources in turn.
+fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |&err| err.source())
 }
 
 #[cfg(test)]
@@ -314,5 +301,22 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn causes_are_the_sources_after_the_error_itself() {
+        let inner = TokenError::refresher(
+            RefreshReason::Initial,
+            Box::new(RetryAfter::new(
+                Duration::from_secs(1),
+                "connection refused",
+            )),
+        );
+        assert_eq!(
+            Causes(&inner).to_string(),
+            "connection refused (retry after 1000 ms): connection refused"
+        );
+        let alone = TokenError::new(RefreshReason::Initial, TokenErrorKind::Abandoned);
+        assert_eq!(Causes(&alone).to_string(), "");
     }
 }

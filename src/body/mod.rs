@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -75,8 +75,9 @@ pub(crate) struct Recording<B> {
     len: usize,
     limit: usize,
     trailers: Option<HeaderMap>,
-    /// What was recorded cannot be replayed: the body went past the limit, or failed.
-    spoiled: bool,
+    /// What was recorded cannot be replayed, and was let go: the body went past the limit, or
+    /// failed, or nothing is left to replay it.
+    discarded: bool,
     /// The retry has taken the body over.
     replaying: bool,
 }
@@ -114,7 +115,7 @@ impl<B> ReplayBody<B> {
             len: 0,
             limit,
             trailers: None,
-            spoiled: false,
+            discarded: false,
             replaying: false,
         }));
         let first = ReplayBody {
@@ -135,8 +136,8 @@ impl<B> Replay<B> {
         let kind = match self {
             Replay::Empty => Kind::Empty,
             Replay::Recorded(shared) => {
-                let mut recording = lock(&shared);
-                if recording.spoiled {
+                let mut recording = crate::sync::lock(&shared);
+                if recording.discarded {
                     return None;
                 }
                 recording.replaying = true;
@@ -146,11 +147,6 @@ impl<B> Replay<B> {
         };
         Some(ReplayBody { kind })
     }
-}
-
-fn lock<B>(shared: &Mutex<Recording<B>>) -> MutexGuard<'_, Recording<B>> {
-    // Polling the caller's body under the lock may panic; what was recorded stays consistent.
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn into_bytes<D: Buf>(frame: Frame<D>) -> Frame<Bytes> {
@@ -177,13 +173,13 @@ where
     }
 
     fn record(&mut self, frame: &Frame<Bytes>) {
-        if self.spoiled {
+        if self.discarded {
             return;
         }
         if let Some(data) = frame.data_ref() {
             self.len += data.len();
             if self.len > self.limit {
-                self.spoil();
+                self.discard();
             } else {
                 self.chunks.push_back(data.clone());
             }
@@ -192,8 +188,8 @@ where
         }
     }
 
-    fn spoil(&mut self) {
-        self.spoiled = true;
+    fn discard(&mut self) {
+        self.discarded = true;
         self.chunks = VecDeque::new();
         self.trailers = None;
     }
@@ -217,26 +213,26 @@ where
                 .map(|frame| frame.map(|frame| frame.map(into_bytes).map_err(Into::into))),
             KindProj::Recording { shared } => {
                 // Once nothing holds the other end there is no retry to record for.
-                let alone = Arc::strong_count(shared) == 1;
-                let mut recording = lock(shared);
+                let no_retry_left = Arc::strong_count(shared) == 1;
+                let mut recording = crate::sync::lock(shared);
                 if recording.replaying {
                     return Poll::Ready(Some(Err(
                         "the request body was taken over by its retry".into()
                     )));
                 }
-                if alone && !recording.spoiled {
-                    recording.spoil();
+                if no_retry_left && !recording.discarded {
+                    recording.discard();
                 }
                 let frame = ready!(recording.poll_caller(cx));
                 match &frame {
                     Some(Ok(frame)) => recording.record(frame),
-                    Some(Err(_)) => recording.spoil(),
+                    Some(Err(_)) => recording.discard(),
                     None => {}
                 }
                 Poll::Ready(frame)
             }
             KindProj::Replay { shared } => {
-                let mut recording = lock(shared);
+                let mut recording = crate::sync::lock(shared);
                 if let Some(chunk) = recording.chunks.pop_front() {
                     return Poll::Ready(Some(Ok(Frame::data(chunk))));
                 }
@@ -255,11 +251,11 @@ where
         match &self.kind {
             Kind::Direct { body } => body.is_end_stream(),
             Kind::Recording { shared } => {
-                let recording = lock(shared);
+                let recording = crate::sync::lock(shared);
                 recording.body.as_ref().is_none_or(|b| b.is_end_stream())
             }
             Kind::Replay { shared } => {
-                let recording = lock(shared);
+                let recording = crate::sync::lock(shared);
                 recording.chunks.is_empty()
                     && recording.trailers.is_none()
                     && recording.body.as_ref().is_none_or(|b| b.is_end_stream())
@@ -272,14 +268,14 @@ where
         match &self.kind {
             Kind::Direct { body } => body.size_hint(),
             Kind::Recording { shared } => {
-                let recording = lock(shared);
+                let recording = crate::sync::lock(shared);
                 recording
                     .body
                     .as_ref()
                     .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
             }
             Kind::Replay { shared } => {
-                let recording = lock(shared);
+                let recording = crate::sync::lock(shared);
                 let buffered: u64 = recording.chunks.iter().map(|c| c.len() as u64).sum();
                 let rest = recording
                     .body

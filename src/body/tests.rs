@@ -207,8 +207,8 @@ async fn a_body_streaming_past_the_limit_stops_being_copied_and_cannot_be_replay
         panic!("recorded")
     };
     {
-        let recording = lock(shared);
-        assert!(recording.spoiled);
+        let recording = crate::sync::lock(shared);
+        assert!(recording.discarded);
         assert!(recording.chunks.is_empty(), "nothing kept past the limit");
     }
     // The first attempt carries on streaming, unaffected.
@@ -254,7 +254,7 @@ async fn once_no_retry_can_happen_the_copies_are_dropped() {
     tx.send(data("b")).unwrap();
     assert_eq!(next_data(&mut first), "b");
     let shared = shared.upgrade().unwrap();
-    assert!(lock(&shared).chunks.is_empty());
+    assert!(crate::sync::lock(&shared).chunks.is_empty());
 }
 
 #[tokio::test]

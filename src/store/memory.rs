@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -25,13 +25,14 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    state: Mutex<State>,
+    state: Mutex<Shared>,
     notifier: Notifier,
     unavailable: AtomicBool,
 }
 
+/// The shared token and the lease, as the store holds them.
 #[derive(Default)]
-struct State {
+struct Shared {
     token: Option<SharedToken>,
     lease: Option<(String, Instant)>,
 }
@@ -42,35 +43,35 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// Makes every call fail, as an unreachable store would (`true`), or work again (`false`):
-    /// for tests of what a cache does when its store is down.
+    /// Makes every call fail, as an unreachable store would (`true`), or work again (`false`).
+    ///
+    /// A testing aid (feature `mock`), for tests of what a cache does when its store is down.
+    #[cfg(feature = "mock")]
     pub fn set_unavailable(&self, unavailable: bool) {
         self.inner.unavailable.store(unavailable, Ordering::Relaxed);
     }
 
     /// The current generation: how many tokens have been published.
+    ///
+    /// A testing aid (feature `mock`): caches read the store through [`TokenStore`].
+    #[cfg(feature = "mock")]
     pub fn generation(&self) -> u64 {
-        self.state().token.as_ref().map_or(0, |t| t.generation)
+        self.state().generation()
     }
 
     /// The owner of the lease, if one is held and has not run out.
+    ///
+    /// A testing aid (feature `mock`): caches read the store through [`TokenStore`].
+    #[cfg(feature = "mock")]
     pub fn lease_holder(&self) -> Option<String> {
-        let now = Instant::now();
-        self.state()
-            .lease
-            .as_ref()
-            .filter(|(_, until)| now < *until)
-            .map(|(owner, _)| owner.clone())
+        self.state().lease_holder()
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, Shared> {
+        crate::sync::lock(&self.inner.state)
     }
 
-    fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut State) -> T) -> StoreFuture<'static, T> {
+    fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Shared) -> T) -> StoreFuture<'static, T> {
         let result = if self.inner.unavailable.load(Ordering::Relaxed) {
             Err(StoreError::msg("memory store set unavailable"))
         } else {
@@ -145,11 +146,26 @@ impl TokenStore for MemoryStore {
     }
 }
 
+impl Shared {
+    fn generation(&self) -> u64 {
+        self.token.as_ref().map_or(0, |t| t.generation)
+    }
+
+    fn lease_holder(&self) -> Option<String> {
+        let now = Instant::now();
+        self.lease
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(owner, _)| owner.clone())
+    }
+}
+
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = self.state();
         f.debug_struct("MemoryStore")
-            .field("generation", &self.generation())
-            .field("lease_holder", &self.lease_holder())
+            .field("generation", &shared.generation())
+            .field("lease_holder", &shared.lease_holder())
             .finish_non_exhaustive()
     }
 }

@@ -10,6 +10,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use zeroize::Zeroizing;
 
 use super::{Notifications, Notifier, Publish, SharedToken, StoreError, StoreFuture, TokenStore};
 use crate::Token;
@@ -188,10 +189,10 @@ impl RedisStore {
     #[cfg(feature = "redis-encryption")]
     fn seal(&self, plain: Vec<u8>, generation: u64) -> Result<Vec<u8>, StoreError> {
         use chacha20poly1305::aead::{Aead, AeadCore, OsRng, Payload};
-        let mut plain = zeroizing(plain);
+        let mut plain = Zeroizing::new(plain);
         let Some(cipher) = &self.inner.cipher else {
             let mut out = PLAIN.to_vec();
-            out.append(&mut plain.0);
+            out.append(&mut plain);
             return Ok(out);
         };
         let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut OsRng);
@@ -200,7 +201,7 @@ impl RedisStore {
             .encrypt(
                 &nonce,
                 Payload {
-                    msg: &plain.0,
+                    msg: &plain,
                     aad: &aad,
                 },
             )
@@ -228,10 +229,10 @@ impl RedisStore {
     }
 
     #[cfg(feature = "redis-encryption")]
-    fn open(&self, stored: &[u8], generation: u64) -> Result<Zeroizing, StoreError> {
+    fn open(&self, stored: &[u8], generation: u64) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         use chacha20poly1305::aead::{Aead, Payload};
         match (&self.inner.cipher, stored.split_at_checked(2)) {
-            (None, Some((PLAIN, plain))) => Ok(zeroizing(plain.to_vec())),
+            (None, Some((PLAIN, plain))) => Ok(Zeroizing::new(plain.to_vec())),
             (Some(cipher), Some((SEALED, sealed))) if sealed.len() > 24 => {
                 let (nonce, ciphertext) = sealed.split_at(24);
                 cipher
@@ -242,7 +243,7 @@ impl RedisStore {
                             aad: &self.aad(generation),
                         },
                     )
-                    .map(zeroizing)
+                    .map(Zeroizing::new)
                     .map_err(|_| {
                         StoreError::msg(
                             "the stored token could not be decrypted: do all replicas have the same encryption key?",
@@ -260,9 +261,9 @@ impl RedisStore {
     }
 
     #[cfg(not(feature = "redis-encryption"))]
-    fn open(&self, stored: &[u8], _generation: u64) -> Result<Zeroizing, StoreError> {
+    fn open(&self, stored: &[u8], _generation: u64) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         match stored.split_at_checked(2) {
-            Some((PLAIN, plain)) => Ok(zeroizing(plain.to_vec())),
+            Some((PLAIN, plain)) => Ok(Zeroizing::new(plain.to_vec())),
             Some((SEALED, _)) => Err(StoreError::msg(
                 "the stored token is encrypted, and this build has no `redis-encryption` feature",
             )),
@@ -273,7 +274,7 @@ impl RedisStore {
     fn decode(&self, stored: &[u8], generation: u64) -> Result<SharedToken, StoreError> {
         let plain = self.open(stored, generation)?;
         let malformed = || StoreError::msg("the stored token is malformed");
-        let mut rest = &plain.0[..];
+        let mut rest = &plain[..];
         let mut take = |n: usize| -> Result<&[u8], StoreError> {
             let (head, tail) = rest.split_at_checked(n).ok_or_else(malformed)?;
             rest = tail;
@@ -309,23 +310,6 @@ impl RedisStore {
             generation,
             obtained,
         })
-    }
-}
-
-struct Zeroizing(Vec<u8>);
-
-fn zeroizing(bytes: Vec<u8>) -> Zeroizing {
-    Zeroizing(bytes)
-}
-
-impl Drop for Zeroizing {
-    fn drop(&mut self) {
-        // Not a guarantee (the optimiser may see through it): a best effort to not leave a
-        // plaintext token in freed memory.
-        for b in self.0.iter_mut() {
-            *b = 0;
-        }
-        std::hint::black_box(&self.0);
     }
 }
 
@@ -434,7 +418,7 @@ impl TokenStore for RedisStore {
 
     fn publish<'a>(&'a self, replaces: u64, token: &'a Token) -> StoreFuture<'a, Publish> {
         Box::pin(async move {
-            let value = zeroizing(self.encode(token, replaces + 1)?);
+            let value = Zeroizing::new(self.encode(token, replaces + 1)?);
             let keep = token.expiry().map_or(0, |at| {
                 let left = at.saturating_duration_since(Instant::now());
                 (left + KEEP_AFTER_EXPIRY).as_millis() as u64
@@ -443,7 +427,7 @@ impl TokenStore for RedisStore {
             let (published, generation): (i64, u64) = Script::new(PUBLISH)
                 .key(&self.inner.keys.token)
                 .arg(replaces)
-                .arg(&value.0[..])
+                .arg(&value[..])
                 .arg(keep)
                 .arg(&self.inner.keys.channel)
                 .invoke_async(&mut connection)
