@@ -219,7 +219,7 @@ impl fmt::Display for RefreshReason {
 /// What a refresher is asked: why a token is wanted, and the token it would replace.
 ///
 /// A provider with a refresh-token grant uses the previous token's
-/// [`refresh_token`](Token::refresh_token); one without ignores it.
+/// [refresh token](Token::expose_refresh_token); one without ignores it.
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
     reason: RefreshReason,

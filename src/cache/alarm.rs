@@ -1,7 +1,7 @@
 //! When the hot path has to start reading the clock.
 //!
-//! Reading the monotonic clock costs 25–40 ns on the VMs this crate is measured on: as much
-//! as the rest of the layer's work on a request put together. For most of a token's life
+//! Reading the monotonic clock costs about as much as the rest of the layer's work on a
+//! request put together (the benchmarks' documentation has the figures). For most of a token's life
 //! there is nothing for the clock to tell (its windows are minutes away), so each token
 //! carries an [`Alarm`] that a runtime timer rings shortly before the first of its windows
 //! opens; until it rings, a request uses the token without reading the clock, and from then
