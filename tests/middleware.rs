@@ -1,5 +1,5 @@
 //! The middleware's behaviour, under tokio's paused clock: each test is one promise the crate
-//! makes (the numbers follow the core issue's list).
+//! makes, grouped by the behaviour it belongs to.
 
 mod common;
 
@@ -41,7 +41,8 @@ async fn refused_first() -> (BearerAuth<Api>, RefreshHandle, Api) {
     (service, handle, api)
 }
 
-// 1.
+// ===== the first token =====
+
 #[tokio::test(start_paused = true)]
 async fn first_request_gets_a_token_and_carries_it() {
     let (refresher, mut handle) = refresher();
@@ -58,7 +59,8 @@ async fn first_request_gets_a_token_and_carries_it() {
     assert_eq!(api.tokens(), ["Bearer first"]);
 }
 
-// 2.
+// ===== single flight: every request that needs a token waits for one refresh =====
+
 #[tokio::test(start_paused = true)]
 async fn a_thousand_requests_without_a_token_share_one_refresh() {
     let (refresher, mut handle) = refresher();
@@ -80,7 +82,6 @@ async fn a_thousand_requests_without_a_token_share_one_refresh() {
     assert!(api.tokens().iter().all(|t| t == "Bearer first"));
 }
 
-// 2.
 #[tokio::test(start_paused = true)]
 async fn a_thousand_requests_with_an_expired_token_share_one_refresh() {
     let (refresher, mut handle) = refresher();
@@ -112,7 +113,8 @@ async fn a_thousand_requests_with_an_expired_token_share_one_refresh() {
     );
 }
 
-// 3.
+// ===== the token's windows: fresh, refresh ahead, minimum validity =====
+
 #[tokio::test(start_paused = true)]
 async fn in_the_refresh_ahead_window_one_background_refresh_starts_and_nobody_waits() {
     let (refresher, mut handle) = refresher();
@@ -151,7 +153,7 @@ async fn in_the_refresh_ahead_window_one_background_refresh_starts_and_nobody_wa
     assert_eq!(api.tokens().last().unwrap(), "Bearer second");
 }
 
-// 3. The hot path reads the clock only from shortly before a window, so these check that
+// The hot path reads the clock only from shortly before a window, so these check that
 // it does not start late by so much as a millisecond.
 #[tokio::test(start_paused = true)]
 async fn the_refresh_ahead_window_opens_on_time() {
@@ -187,7 +189,6 @@ async fn the_refresh_ahead_window_opens_on_time() {
     assert_eq!(api.tokens(), vec!["Bearer first"; 2]);
 }
 
-// 3.
 #[tokio::test(start_paused = true)]
 async fn the_minimum_validity_starts_on_time_without_a_refresh_ahead_window() {
     let (refresher, mut handle) = refresher();
@@ -216,7 +217,6 @@ async fn the_minimum_validity_starts_on_time_without_a_refresh_ahead_window() {
     assert_eq!(api.tokens(), vec!["Bearer first", "Bearer second"]);
 }
 
-// 3.
 #[tokio::test(start_paused = true)]
 async fn within_the_minimum_validity_requests_wait_for_the_refresh() {
     let (refresher, mut handle) = refresher();
@@ -242,7 +242,7 @@ async fn within_the_minimum_validity_requests_wait_for_the_refresh() {
     assert_eq!(api.tokens(), vec!["Bearer second"; 10]);
 }
 
-// 3, and invariant 2: a waiter polled too late for the token it waited for.
+// Invariant 2: a waiter polled too late for the token it waited for.
 #[tokio::test(start_paused = true)]
 async fn a_waiter_polled_after_its_token_went_stale_waits_for_another() {
     let (refresher, mut handle) = refresher();
@@ -265,7 +265,7 @@ async fn a_waiter_polled_after_its_token_went_stale_waits_for_another() {
     assert_eq!(api.tokens(), ["Bearer second"]);
 }
 
-// 3, outside HTTP: `cache.token()` polled too late for the token it waited for.
+// Outside HTTP: `cache.token()` polled too late for the token it waited for.
 #[tokio::test(start_paused = true)]
 async fn a_token_reader_polled_after_its_token_went_stale_waits_for_another() {
     let (refresher, mut handle) = refresher();
@@ -285,7 +285,8 @@ async fn a_token_reader_polled_after_its_token_went_stale_waits_for_another() {
     );
 }
 
-// 4.
+// ===== a refused token is replaced once, and the request sent again once =====
+
 #[tokio::test(start_paused = true)]
 async fn a_401_forces_one_refresh_and_one_retry() {
     let (service, mut handle, api) = refused_first().await;
@@ -302,7 +303,7 @@ async fn a_401_forces_one_refresh_and_one_retry() {
     assert_eq!((stats.unauthorized, stats.retried), (1, 1));
 }
 
-// 4, and invariant 2: the retry's token went stale before its future was polled again.
+// Invariant 2: the retry's token went stale before its future was polled again.
 #[tokio::test(start_paused = true)]
 async fn a_retry_polled_after_its_token_went_stale_waits_for_another() {
     let (service, mut handle, api) = refused_first().await;
@@ -320,7 +321,6 @@ async fn a_retry_polled_after_its_token_went_stale_waits_for_another() {
     assert_eq!(api.tokens(), ["Bearer first", "Bearer third"]);
 }
 
-// 4.
 #[tokio::test(start_paused = true)]
 async fn a_second_401_goes_back_to_the_caller() {
     let (refresher, mut handle) = refresher();
@@ -338,7 +338,8 @@ async fn a_second_401_goes_back_to_the_caller() {
     assert!(!refresh_asked(&mut handle));
 }
 
-// 5.
+// ===== replaced by generation: many 401s for one token, one refresh =====
+
 #[tokio::test(start_paused = true)]
 async fn a_hundred_401s_for_one_token_cause_one_refresh() {
     let (service, mut handle, api) = refused_first().await;
@@ -365,7 +366,6 @@ async fn a_hundred_401s_for_one_token_cause_one_refresh() {
     assert_eq!((stats.unauthorized, stats.retried), (100, 100));
 }
 
-// 5.
 #[tokio::test(start_paused = true)]
 async fn a_401_for_a_replaced_token_retries_with_the_current_one() {
     let (service, mut handle, api) = refused_first().await;
@@ -390,7 +390,8 @@ async fn a_401_for_a_replaced_token_retries_with_the_current_one() {
     assert_eq!(service.cache().stats().total().started, 2);
 }
 
-// 6.
+// ===== no 401 loops: a token younger than the minimum age is not blamed =====
+
 #[tokio::test(start_paused = true)]
 async fn a_server_refusing_everything_gets_one_forced_refresh_per_minimum_age() {
     let issued = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -428,7 +429,8 @@ async fn a_server_refusing_everything_gets_one_forced_refresh_per_minimum_age() 
     assert_eq!(api.seen().len() as u64, 600 + forced);
 }
 
-// 8.
+// ===== failures: every waiter gets the error, then the cache backs off =====
+
 #[tokio::test(start_paused = true)]
 async fn a_refresher_error_reaches_every_waiter_then_backs_off() {
     let (refresher, mut handle) = refresher();
@@ -474,7 +476,6 @@ async fn a_refresher_error_reaches_every_waiter_then_backs_off() {
     assert_eq!(stats.refreshes(RefreshReason::Initial).succeeded, 1);
 }
 
-// 8.
 #[tokio::test(start_paused = true)]
 async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
     let (refresher, mut handle) = refresher();
@@ -526,7 +527,8 @@ async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
     assert_eq!(asked.reason(), RefreshReason::Ahead);
 }
 
-// 9.
+// ===== cancellation: a refresh runs in its own task, whatever its requesters do =====
+
 #[tokio::test(start_paused = true)]
 async fn dropping_the_request_that_started_a_refresh_does_not_cancel_it() {
     let (refresher, mut handle) = refresher();
@@ -547,7 +549,6 @@ async fn dropping_the_request_that_started_a_refresh_does_not_cancel_it() {
     assert_eq!(api.tokens(), vec!["Bearer first"; 5]);
 }
 
-// 9.
 #[tokio::test(start_paused = true)]
 async fn a_timeout_outside_the_layer_does_not_poison_the_refresh() {
     let (refresher, mut handle) = refresher();
@@ -572,7 +573,7 @@ async fn a_timeout_outside_the_layer_does_not_poison_the_refresh() {
     assert!(!refresh_asked(&mut handle));
 }
 
-// 9: a future dropped while it waits for the replacement after a 401.
+// A future dropped while it waits for the replacement after a 401.
 #[tokio::test(start_paused = true)]
 async fn dropping_a_request_waiting_for_its_retry_token_does_not_cancel_the_refresh() {
     let (service, mut handle, api) = refused_first().await;
@@ -589,7 +590,7 @@ async fn dropping_a_request_waiting_for_its_retry_token_does_not_cancel_the_refr
     assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
 }
 
-// 9: a panicking refresher fails its waiters instead of leaving them waiting.
+// A panicking refresher fails its waiters instead of leaving them waiting.
 #[tokio::test(start_paused = true)]
 async fn a_refresher_that_panics_fails_its_waiters() {
     let refresher = tower::service_fn(|_| async {
@@ -611,7 +612,8 @@ async fn a_refresher_that_panics_fails_its_waiters() {
     assert!(!service.cache().stats().refreshing);
 }
 
-// 10.
+// ===== what the layer leaves alone: a request with its own Authorization, other origins =====
+
 #[tokio::test(start_paused = true)]
 async fn a_request_with_its_own_authorization_passes_through() {
     let (refresher, mut handle) = refresher();
@@ -628,7 +630,6 @@ async fn a_request_with_its_own_authorization_passes_through() {
     assert!(!refresh_asked(&mut handle), "no token was needed");
 }
 
-// 10.
 #[tokio::test(start_paused = true)]
 async fn a_request_with_its_own_authorization_passes_through_as_it_came_while_a_token_is_held() {
     let (refresher, mut handle) = refresher();
@@ -669,7 +670,6 @@ async fn a_request_with_its_own_authorization_passes_through_as_it_came_while_a_
     );
 }
 
-// 10.
 #[tokio::test(start_paused = true)]
 async fn a_request_outside_the_scope_carries_no_token() {
     let (refresher, mut handle) = refresher();
@@ -696,7 +696,8 @@ async fn a_request_outside_the_scope_carries_no_token() {
     assert_eq!(seen, [None, None, Some("Bearer first".to_owned())]);
 }
 
-// 11.
+// ===== composing with tower: readiness, Buffer, ConcurrencyLimit, Send + Sync =====
+
 #[tokio::test(start_paused = true)]
 async fn poll_ready_is_the_inner_services_and_the_retry_waits_for_a_ready_clone() {
     let (refresher, mut refreshes) = refresher();
@@ -737,7 +738,6 @@ async fn poll_ready_is_the_inner_services_and_the_retry_waits_for_a_ready_clone(
     assert_eq!(assert_ready!(call.poll()).unwrap().status(), StatusCode::OK);
 }
 
-// 11.
 #[tokio::test(start_paused = true)]
 async fn works_behind_buffer_and_concurrency_limit() {
     let (refresher, mut handle) = refresher();
@@ -758,7 +758,6 @@ async fn works_behind_buffer_and_concurrency_limit() {
     assert_eq!(api.tokens(), vec!["Bearer first"; 20]);
 }
 
-// 11.
 #[test]
 fn services_and_futures_are_send_sync_and_static() {
     fn send_sync_static<T: Send + Sync + 'static>() {}
@@ -832,7 +831,9 @@ async fn a_token_that_has_already_expired_is_a_refresh_failure() {
     assert_eq!(cache.stats().generation, 0);
 }
 
-// 4 and 9: a refresh whose task is dropped unrun (its runtime is shutting down) ends, telling
+// ===== refreshes that never answer: a runtime shutting down, a refresher that hangs =====
+
+// A refresh whose task is dropped unrun (its runtime is shutting down) ends, telling
 // its waiters, rather than leaving them waiting.
 #[test]
 fn a_refresh_on_a_runtime_that_has_shut_down_fails_instead_of_hanging() {
@@ -851,7 +852,7 @@ fn a_refresh_on_a_runtime_that_has_shut_down_fails_instead_of_hanging() {
     assert!(!cache.stats().refreshing);
 }
 
-// 4 and 8: a refresher that never answers fails its waiters at the refresh timeout, and the
+// A refresher that never answers fails its waiters at the refresh timeout, and the
 // cache backs off before trying again.
 #[tokio::test(start_paused = true)]
 async fn a_refresher_that_never_answers_times_out() {
