@@ -64,7 +64,14 @@ fn install_packages() -> PathBuf {
             std::fs::write(staging.join(name), content).expect("writing the fixture's manifests");
         }
         let output = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            // The lockfile pins every package and its integrity; the npm cache may serve them.
+            .args([
+                "ci",
+                "--prefer-offline",
+                "--no-audit",
+                "--no-fund",
+                "--ignore-scripts",
+            ])
             .args(["--loglevel", "error"])
             .current_dir(staging)
             .stdin(Stdio::null())

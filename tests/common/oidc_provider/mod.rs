@@ -336,12 +336,17 @@ impl OidcProvider {
     }
 
     /// Revokes `token` (access or refresh) through the RFC 7009 endpoint, authenticated as the
-    /// client it was issued to. Revoking a refresh token revokes its whole grant.
-    pub async fn revoke(&self, token: &str) {
+    /// client it was issued to; whether it was live (a token already dead has nothing to
+    /// revoke). Revoking a refresh token revokes its whole grant.
+    pub async fn revoke(&self, token: &str) -> bool {
         let answer = self
             .fixture(Method::POST, "revoke", Some(json!({ "token": token })))
             .await;
-        assert_eq!(answer["status"], 200, "the revocation endpoint refused");
+        assert_eq!(
+            answer["status"], 200,
+            "the revocation endpoint refused: {answer}"
+        );
+        answer["live"] == true
     }
 
     /// A `private_key_jwt` client assertion for `client`, signed by node (`jose`) with the
