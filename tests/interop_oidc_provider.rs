@@ -12,144 +12,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::header::WWW_AUTHENTICATE;
+use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
-use common::oidc_provider::{
-    BASIC, CLIENTS, JWT_ES256, JWT_RS256, OidcProvider, POST, TestClient, send,
-};
+use common::oidc_provider::by_hand::{assertion_params, bearer, call, form_encode, get};
+use common::oidc_provider::{BASIC, CLIENTS, JWT_ES256, JWT_RS256, OidcProvider, POST, TestClient};
 
-// ===== requests made by hand =====
-
-/// What an endpoint answered.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    json: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map_or("", |value| value.to_str().unwrap())
-    }
-
-    fn text(&self, key: &str) -> &str {
-        self.json[key].as_str().unwrap_or_default()
-    }
-}
-
-async fn call(request: Request<Full<Bytes>>) -> Answer {
-    let response = send(request).await;
-    Answer {
-        status: response.status(),
-        headers: response.headers().clone(),
-        json: serde_json::from_slice(response.body()).unwrap_or(Value::Null),
-    }
-}
-
-fn form_encode(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
-/// A token request to the server as `client` (a secret client by the method it registered), with
-/// `params` and an optional DPoP proof.
-async fn token_request(
-    server: &OidcProvider,
-    client: &TestClient,
-    params: &[(&str, &str)],
-    dpop: Option<String>,
-) -> Answer {
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.extend_pairs(params);
-    let mut authorization = None;
-    match client.auth_method {
-        "client_secret_basic" => {
-            let pair = format!(
-                "{}:{}",
-                form_encode(client.id),
-                form_encode(client.secret.unwrap())
-            );
-            authorization = Some(format!("Basic {}", STANDARD.encode(pair)));
-        }
-        "client_secret_post" => {
-            form.append_pair("client_id", client.id);
-            form.append_pair("client_secret", client.secret.unwrap());
-        }
-        "private_key_jwt" => {
-            // Signed by node until the crate signs its own.
-            let assertion = server.client_assertion(client).await;
-            form.extend_pairs(assertion_params(client, &assertion));
-        }
-        _ => {
-            form.append_pair("client_id", client.id);
-        }
-    }
-    token_post(server, form.finish(), authorization, dpop).await
-}
-
-fn assertion_params<'a>(client: &'a TestClient, assertion: &'a str) -> [(&'a str, &'a str); 3] {
-    [
-        ("client_id", client.id),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("client_assertion", assertion),
-    ]
-}
-
-/// POSTs `form` to the token endpoint as it is.
-async fn token_post(
-    server: &OidcProvider,
-    form: String,
-    authorization: Option<String>,
-    dpop: Option<String>,
-) -> Answer {
-    let mut request = Request::post(server.token_endpoint())
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
-    if let Some(authorization) = authorization {
-        request = request.header(AUTHORIZATION, authorization);
-    }
-    if let Some(proof) = dpop {
-        request = request.header("dpop", proof);
-    }
-    call(request.body(Full::new(Bytes::from(form))).unwrap()).await
-}
-
+/// A client-credentials token for `client`, which must be a bearer token.
 async fn client_credentials(server: &OidcProvider, client: &TestClient) -> String {
-    let answer = token_request(
-        server,
-        client,
-        &[("grant_type", "client_credentials")],
-        None,
-    )
-    .await;
+    let answer = server
+        .token_request(client, &[("grant_type", "client_credentials")], None)
+        .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(answer.text("token_type"), "Bearer");
     answer.text("access_token").to_owned()
-}
-
-/// A GET of `url` with `authorization` and an optional DPoP proof.
-async fn api(url: &str, authorization: Option<String>, dpop: Option<String>) -> Answer {
-    let mut request = Request::get(url);
-    if let Some(authorization) = authorization {
-        request = request.header(AUTHORIZATION, authorization);
-    }
-    if let Some(proof) = dpop {
-        request = request.header("dpop", proof);
-    }
-    call(request.body(Full::new(Bytes::new())).unwrap()).await
-}
-
-async fn bearer(url: &str, token: &str) -> Answer {
-    api(url, Some(format!("Bearer {token}")), None).await
 }
 
 // ===== DPoP proofs made by hand (RFC 9449 §4.2) =====
@@ -230,7 +110,7 @@ async fn client_secret_basic_and_post() {
     let raw = format!("{}:{}", BASIC.id, BASIC.secret.unwrap());
     let authorization = format!("Basic {}", STANDARD.encode(raw));
     let form = "grant_type=client_credentials".to_owned();
-    let refused = token_post(&server, form, Some(authorization), None).await;
+    let refused = server.token_post(form, Some(authorization), None).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
 
     // oidc-provider takes a secret either way, whatever the client registered: only the
@@ -238,7 +118,7 @@ async fn client_secret_basic_and_post() {
     let pair = format!("{}:{}", POST.id, form_encode(POST.secret.unwrap()));
     let authorization = format!("Basic {}", STANDARD.encode(pair));
     let form = "grant_type=client_credentials".to_owned();
-    let lenient = token_post(&server, form, Some(authorization), None).await;
+    let lenient = server.token_post(form, Some(authorization), None).await;
     assert_eq!(lenient.status, StatusCode::OK, "{lenient:?}");
 
     let stats = server.stats().await;
@@ -266,9 +146,9 @@ async fn private_key_jwt_es256_and_rs256() {
         form.append_pair("grant_type", "client_credentials");
         form.extend_pairs(assertion_params(&client, &assertion));
         let form = form.finish();
-        let once = token_post(&server, form.clone(), None, None).await;
+        let once = server.token_post(form.clone(), None, None).await;
         assert_eq!(once.status, StatusCode::OK, "{once:?}");
-        let twice = token_post(&server, form, None, None).await;
+        let twice = server.token_post(form, None, None).await;
         assert_eq!(twice.status, StatusCode::UNAUTHORIZED, "{twice:?}");
         assert_eq!(twice.text("error"), "invalid_client");
     }
@@ -304,7 +184,7 @@ async fn a_revoked_token_is_refused_by_the_api() {
         challenge.starts_with("Bearer ") && challenge.contains(r#"error="invalid_token""#),
         "{challenge}"
     );
-    let missing = api(&server.api_url(), None, None).await;
+    let missing = get(&server.api_url(), None, None).await;
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
     assert!(!server.revoke(&token).await, "a revoked token is not live");
     assert_eq!(server.stats().await.api_refused("invalid_token"), 1);
@@ -314,16 +194,16 @@ async fn a_revoked_token_is_refused_by_the_api() {
 #[tokio::test]
 async fn each_api_wants_its_own_audience() {
     let server = OidcProvider::start();
-    let answer = token_request(
-        &server,
-        &POST,
-        &[
-            ("grant_type", "client_credentials"),
-            ("resource", server.other_resource()),
-        ],
-        None,
-    )
-    .await;
+    let answer = server
+        .token_request(
+            &POST,
+            &[
+                ("grant_type", "client_credentials"),
+                ("resource", server.other_resource()),
+            ],
+            None,
+        )
+        .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let other = answer.text("access_token");
     assert_eq!(
@@ -367,7 +247,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
         ("grant_type", "refresh_token"),
         ("refresh_token", first.refresh_token.as_str()),
     ];
-    let rotated = token_request(&server, &POST, &refresh, None).await;
+    let rotated = server.token_request(&POST, &refresh, None).await;
     assert_eq!(rotated.status, StatusCode::OK, "{rotated:?}");
     assert_ne!(rotated.text("refresh_token"), first.refresh_token);
     let access = rotated.text("access_token");
@@ -376,7 +256,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
         StatusCode::OK
     );
 
-    let reused = token_request(&server, &POST, &refresh, None).await;
+    let reused = server.token_request(&POST, &refresh, None).await;
     assert_eq!(reused.status, StatusCode::BAD_REQUEST);
     assert_eq!(reused.text("error"), "invalid_grant");
     assert_eq!(
@@ -398,13 +278,9 @@ async fn a_token_dies_with_its_lifetime() {
     let server = OidcProvider::builder()
         .access_token_ttl(Duration::from_secs(1))
         .start();
-    let answer = token_request(
-        &server,
-        &BASIC,
-        &[("grant_type", "client_credentials")],
-        None,
-    )
-    .await;
+    let answer = server
+        .token_request(&BASIC, &[("grant_type", "client_credentials")], None)
+        .await;
     assert_eq!(answer.json["expires_in"], 1);
     let token = answer.text("access_token");
     let issued = Instant::now();
@@ -469,33 +345,33 @@ async fn dpop_with_nonces() {
     let token_url = server.token_endpoint();
     let grant = [("grant_type", "client_credentials")];
 
-    let no_proof = token_request(&server, &BASIC, &grant, None).await;
+    let no_proof = server.token_request(&BASIC, &grant, None).await;
     assert_eq!(no_proof.text("error"), "invalid_grant", "{no_proof:?}");
-    let no_nonce = token_request(
-        &server,
-        &BASIC,
-        &grant,
-        Some(key.proof("POST", &token_url, None, None)),
-    )
-    .await;
+    let no_nonce = server
+        .token_request(
+            &BASIC,
+            &grant,
+            Some(key.proof("POST", &token_url, None, None)),
+        )
+        .await;
     assert_eq!(no_nonce.status, StatusCode::BAD_REQUEST);
     assert_eq!(no_nonce.text("error"), "use_dpop_nonce");
     let nonce = no_nonce.header("dpop-nonce").to_owned();
     assert!(!nonce.is_empty());
-    let issued = token_request(
-        &server,
-        &BASIC,
-        &grant,
-        Some(key.proof("POST", &token_url, None, Some(&nonce))),
-    )
-    .await;
+    let issued = server
+        .token_request(
+            &BASIC,
+            &grant,
+            Some(key.proof("POST", &token_url, None, Some(&nonce))),
+        )
+        .await;
     assert_eq!(issued.status, StatusCode::OK, "{issued:?}");
     assert_eq!(issued.text("token_type"), "DPoP");
     let token = issued.text("access_token");
 
     let url = server.api_url();
     let scheme = Some(format!("DPoP {token}"));
-    let challenged = api(
+    let challenged = get(
         &url,
         scheme.clone(),
         Some(key.proof("GET", &url, Some(token), None)),
@@ -511,10 +387,10 @@ async fn dpop_with_nonces() {
     assert_ne!(api_nonce, nonce, "the API has nonces of its own");
 
     let proof = key.proof("GET", &url, Some(token), Some(&api_nonce));
-    let accepted = api(&url, scheme.clone(), Some(proof.clone())).await;
+    let accepted = get(&url, scheme.clone(), Some(proof.clone())).await;
     assert_eq!(accepted.status, StatusCode::OK, "{accepted:?}");
     assert_eq!(accepted.text("scheme"), "DPoP");
-    let replayed = api(&url, scheme.clone(), Some(proof)).await;
+    let replayed = get(&url, scheme.clone(), Some(proof)).await;
     assert_eq!(replayed.status, StatusCode::UNAUTHORIZED);
     assert!(
         replayed
@@ -541,7 +417,7 @@ async fn dpop_with_nonces() {
         ),
     ];
     for (mismatch, proof) in bad_proofs {
-        let refused = api(&url, scheme.clone(), Some(proof)).await;
+        let refused = get(&url, scheme.clone(), Some(proof)).await;
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{mismatch}");
         assert!(
             refused
@@ -552,12 +428,12 @@ async fn dpop_with_nonces() {
     }
     // A thief holding the token but not the key.
     let thief = DpopKey::generate().proof("GET", &url, Some(token), Some(&api_nonce));
-    let stolen = api(&url, scheme.clone(), Some(thief)).await;
+    let stolen = get(&url, scheme.clone(), Some(thief)).await;
     assert_eq!(stolen.status, StatusCode::UNAUTHORIZED);
     assert!(stolen.header("www-authenticate").contains("invalid_token"));
     // A bound token under the Bearer scheme, even with a good proof.
     let good_proof = key.proof("GET", &url, Some(token), Some(&api_nonce));
-    let as_bearer = api(&url, Some(format!("Bearer {token}")), Some(good_proof)).await;
+    let as_bearer = get(&url, Some(format!("Bearer {token}")), Some(good_proof)).await;
     assert_eq!(as_bearer.status, StatusCode::UNAUTHORIZED);
     let challenge = as_bearer.header("www-authenticate");
     assert!(
@@ -566,14 +442,14 @@ async fn dpop_with_nonces() {
     );
 
     let rotated = server.rotate_api_nonce().await;
-    let stale = api(
+    let stale = get(
         &url,
         scheme.clone(),
         Some(key.proof("GET", &url, Some(token), Some(&api_nonce))),
     )
     .await;
     assert_eq!(stale.header("dpop-nonce"), rotated);
-    let fresh = api(
+    let fresh = get(
         &url,
         scheme,
         Some(key.proof("GET", &url, Some(token), Some(&rotated))),
@@ -589,13 +465,13 @@ async fn dpop_with_nonces() {
         ("grant_type", "refresh_token"),
         ("refresh_token", user.refresh_token.as_str()),
     ];
-    let refreshed = token_request(
-        &server,
-        &BASIC,
-        &refresh,
-        Some(key.proof("POST", &token_url, None, Some(&nonce))),
-    )
-    .await;
+    let refreshed = server
+        .token_request(
+            &BASIC,
+            &refresh,
+            Some(key.proof("POST", &token_url, None, Some(&nonce))),
+        )
+        .await;
     assert_eq!(refreshed.status, StatusCode::OK, "{refreshed:?}");
     assert_eq!(refreshed.text("token_type"), "DPoP");
 

@@ -9,6 +9,9 @@
 //! // server.api_url(); server.revoke(token).await mid-run; server.stats().await at the end.
 //! ```
 //!
+//! `by_hand` sends token requests and API calls made by hand, for tests of what the server
+//! itself answers.
+//!
 //! The first start in a test process installs the fixture's npm packages under the target
 //! directory if they are not there yet (see `install`); node and npm must be on `PATH`.
 //!
@@ -37,8 +40,10 @@
 //! never seen before, the token's `jkt`), carrying the API's own nonce: without it, `401
 //! WWW-Authenticate: DPoP error="use_dpop_nonce"` and a `DPoP-Nonce`.
 
+pub mod by_hand;
 mod clients;
 mod install;
+mod stats;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -56,8 +61,9 @@ use serde_json::{Value, json};
 // Not every test binary names every client.
 #[allow(unused_imports)]
 pub use clients::{BASIC, CLIENTS, JWT_ES256, JWT_RS256, POST, PUBLIC, TestClient, TestKey};
+pub use stats::Stats;
 
-/// How long the server may take to print its ready line (it takes well under a second).
+/// How long the server may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The server's settings.
@@ -374,7 +380,7 @@ impl OidcProvider {
     /// What the token endpoint and the API saw since the start (requests the fixture made
     /// itself excepted).
     pub async fn stats(&self) -> Stats {
-        Stats(self.fixture(Method::GET, "stats", None).await)
+        Stats::new(self.fixture(Method::GET, "stats", None).await)
     }
 
     async fn fixture(&self, method: Method, route: &str, body: Option<Value>) -> Value {
@@ -431,66 +437,4 @@ pub struct IssuedTokens {
     pub token_type: String,
     pub expires_in: u64,
     pub scope: Option<String>,
-}
-
-/// What the server saw; every count is 0 for what it never saw.
-#[derive(Debug, Clone)]
-pub struct Stats(Value);
-
-impl Stats {
-    fn count(value: &Value) -> u64 {
-        value.as_u64().unwrap_or(0)
-    }
-
-    /// Token requests of `grant_type` (`client_credentials`, `refresh_token`, ...) answered with
-    /// a token.
-    pub fn grants(&self, grant_type: &str) -> u64 {
-        Self::count(&self.0["token_endpoint"][grant_type]["ok"])
-    }
-
-    /// Token requests of `grant_type` refused with `error` (`invalid_grant`,
-    /// `use_dpop_nonce`, `invalid_client`, ...).
-    pub fn token_errors(&self, grant_type: &str, error: &str) -> u64 {
-        Self::count(&self.0["token_endpoint"][grant_type][error])
-    }
-
-    /// Token requests from `client_id` that authenticated with `method` as seen on the wire
-    /// (`client_secret_basic`: an `Authorization: Basic` header; `client_secret_post`: a
-    /// `client_secret` in the body; `private_key_jwt`: a `client_assertion`; `none`).
-    pub fn client_auth(&self, client_id: &str, method: &str) -> u64 {
-        Self::count(&self.0["client_auth"][client_id][method])
-    }
-
-    /// Token requests that carried a DPoP proof.
-    pub fn dpop_token_requests(&self) -> u64 {
-        Self::count(&self.0["dpop_token_requests"])
-    }
-
-    /// Grants (token families) revoked: by a refresh token used twice, or by revoking a
-    /// refresh token.
-    pub fn grants_revoked(&self) -> u64 {
-        Self::count(&self.0["grants_revoked"])
-    }
-
-    /// Requests to the issuer's origin that carried an access token (`Bearer` or `DPoP`
-    /// authorization): the token endpoint's origin must never receive one.
-    pub fn access_tokens_sent_to_issuer(&self) -> u64 {
-        Self::count(&self.0["access_tokens_sent_to_issuer"])
-    }
-
-    /// API requests accepted with `scheme` (`Bearer` or `DPoP`).
-    pub fn api_ok(&self, scheme: &str) -> u64 {
-        Self::count(&self.0["api"]["ok"][scheme])
-    }
-
-    /// API requests refused with `error` (`invalid_token`, `invalid_dpop_proof`,
-    /// `use_dpop_nonce`, `invalid_request`; `no_token` when none was sent).
-    pub fn api_refused(&self, error: &str) -> u64 {
-        Self::count(&self.0["api"]["refused"][error])
-    }
-
-    /// Everything, as the fixture reports it.
-    pub fn json(&self) -> &Value {
-        &self.0
-    }
 }
