@@ -186,6 +186,10 @@ mod tests {
             assert_eq!(htu(&uri).as_deref(), Some(expected), "{uri}");
         }
         assert_eq!(htu(&"/token".parse().unwrap()), None);
+        // http::Uri already gives an absolute URI's empty path as "/"; in case it stops:
+        let mut out = String::new();
+        write("https", "as.example", None, "", &mut out).unwrap();
+        assert_eq!(out, "https://as.example/");
         assert_eq!(htu(&"as.example:443".parse().unwrap()), None);
     }
 

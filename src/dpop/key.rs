@@ -7,7 +7,7 @@ use http::{HeaderValue, Method, Uri};
 use serde_json::Value;
 
 use super::error::{ProofError, ProofErrorKind};
-use super::nonce::DpopNonce;
+use super::nonce::{self, DpopNonce};
 use super::proof::{self, AccessTokenHash};
 use crate::jose::{self, Algorithm, KeyError, SigningKey};
 
@@ -89,11 +89,15 @@ impl DpopKey {
         access_token: Option<&str>,
         nonce: Option<&str>,
     ) -> Result<HeaderValue, ProofError> {
-        let nonce = nonce
-            .map(|text| DpopNonce::new(text).ok_or(ProofError::new(ProofErrorKind::InvalidNonce)))
-            .transpose()?;
+        if nonce.is_some_and(|nonce| !nonce::is_valid(nonce)) {
+            return Err(ProofError::new(ProofErrorKind::InvalidNonce));
+        }
         let ath = access_token.map(AccessTokenHash::of);
-        self.proof_for(method, uri, ath.as_ref(), nonce.as_ref())
+        let Inner {
+            key,
+            encoded_header,
+        } = &*self.inner;
+        proof::proof(key, encoded_header, method, uri, ath.as_ref(), nonce)
     }
 
     /// [`proof`](Self::proof) with the token's hash computed beforehand and a nonce already
@@ -109,7 +113,14 @@ impl DpopKey {
             key,
             encoded_header,
         } = &*self.inner;
-        proof::proof(key, encoded_header, method, uri, ath, nonce)
+        proof::proof(
+            key,
+            encoded_header,
+            method,
+            uri,
+            ath,
+            nonce.map(DpopNonce::as_str),
+        )
     }
 }
 

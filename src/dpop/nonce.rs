@@ -25,12 +25,7 @@ pub(crate) struct DpopNonce(Arc<str>);
 
 impl DpopNonce {
     pub(crate) fn new(text: &str) -> Option<DpopNonce> {
-        let valid = !text.is_empty()
-            && text.len() <= MAX_NONCE_LEN
-            && text
-                .bytes()
-                .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E));
-        valid.then(|| DpopNonce(Arc::from(text)))
+        is_valid(text).then(|| DpopNonce(Arc::from(text)))
     }
 
     pub(crate) fn from_header(value: &HeaderValue) -> Option<DpopNonce> {
@@ -40,6 +35,15 @@ impl DpopNonce {
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `text` is a nonce we send: `1*NQCHAR`, at most [`MAX_NONCE_LEN`] bytes.
+pub(crate) fn is_valid(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_NONCE_LEN
+        && text
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 impl std::fmt::Debug for DpopNonce {

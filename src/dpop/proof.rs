@@ -11,7 +11,6 @@ use ring::digest;
 
 use super::error::{ProofError, ProofErrorKind};
 use super::htu::write_htu;
-use super::nonce::DpopNonce;
 use crate::jose::{self, SigningKey};
 
 /// `ath`: base64url of the SHA-256 of an access token (RFC 9449 §4.2), 43 characters.
@@ -47,14 +46,15 @@ impl fmt::Debug for AccessTokenHash {
 /// URI or nonce falls back to the heap.
 const INLINE_CLAIMS: usize = 768;
 
-/// A proof for one request: `encoded_header` is the key's header, already base64url-encoded.
+/// A proof for one request: `encoded_header` is the key's header, already base64url-encoded;
+/// `nonce`, if any, is `1*NQCHAR`.
 pub(super) fn proof(
     key: &SigningKey,
     encoded_header: &str,
     method: &Method,
     uri: &Uri,
     ath: Option<&AccessTokenHash>,
-    nonce: Option<&DpopNonce>,
+    nonce: Option<&str>,
 ) -> Result<HeaderValue, ProofError> {
     if uri.scheme().is_none() || uri.host().is_none() {
         return Err(ProofError::new(ProofErrorKind::NoOrigin));
@@ -76,7 +76,9 @@ pub(super) fn proof(
     let jws = match claims.write(&mut inline) {
         Ok(()) => jose::sign_encoded(key, encoded_header, inline.as_bytes()),
         Err(fmt::Error) => {
-            let mut heap = String::with_capacity(2 * INLINE_CLAIMS);
+            // Room for the fixed claims, a path percent-encoded throughout, and the nonce.
+            let len = INLINE_CLAIMS + 3 * uri.path().len() + nonce.map_or(0, str::len);
+            let mut heap = String::with_capacity(len);
             // A String takes any length.
             let _ = claims.write(&mut heap);
             jose::sign_encoded(key, encoded_header, heap.as_bytes())
@@ -99,7 +101,8 @@ struct Claims<'a> {
     uri: &'a Uri,
     iat: u64,
     ath: Option<&'a AccessTokenHash>,
-    nonce: Option<&'a DpopNonce>,
+    /// Checked to be `1*NQCHAR`.
+    nonce: Option<&'a str>,
 }
 
 impl Claims<'_> {
@@ -123,7 +126,7 @@ impl Claims<'_> {
         }
         if let Some(nonce) = self.nonce {
             out.write_str(r#","nonce":""#)?;
-            out.write_str(nonce.as_str())?;
+            out.write_str(nonce)?;
             out.write_char('"')?;
         }
         out.write_char('}')

@@ -188,3 +188,24 @@ fn debug_shows_no_private_key() {
     assert!(!shown.contains(&d[..12]), "{shown}");
     assert!(!shown.contains(&base64url(d.as_bytes())[..12]), "{shown}");
 }
+
+#[test]
+fn the_layers_path_makes_the_same_proofs() {
+    let key = DpopKey::generate(Algorithm::Es256).unwrap();
+    let target = uri("https://api.example/v1?x");
+    let ath = AccessTokenHash::of("the-token");
+    let nonce = DpopNonce::new("n-1").unwrap();
+    let proof = key
+        .proof_for(&Method::DELETE, &target, Some(&ath), Some(&nonce))
+        .unwrap();
+    assert!(proof.is_sensitive());
+    let (_, claims) = open(&proof);
+    let (_, public) = open(
+        &key.proof(&Method::DELETE, &target, Some("the-token"), Some("n-1"))
+            .unwrap(),
+    );
+    for claim in ["htm", "htu", "ath", "nonce"] {
+        assert_eq!(claims[claim], public[claim], "{claim}");
+    }
+    assert_ne!(claims["jti"], public["jti"]);
+}
