@@ -60,7 +60,10 @@ pub(super) fn proof(
         return Err(ProofError::new(ProofErrorKind::NoOrigin));
     }
     let mut jti = [0; 22];
-    let _ = URL_SAFE_NO_PAD.encode_slice(jose::random_bytes::<16>(), &mut jti);
+    let random =
+        jose::try_random_bytes::<16>().map_err(|e| ProofError::new(ProofErrorKind::Signing(e)))?;
+    // 16 bytes are always 22 characters.
+    let _ = URL_SAFE_NO_PAD.encode_slice(random, &mut jti);
     let claims = Claims {
         // base64url is ASCII.
         jti: std::str::from_utf8(&jti).unwrap_or_default(),

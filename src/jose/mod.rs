@@ -62,13 +62,18 @@ pub(crate) fn random_id() -> String {
 /// `N` bytes from the system's generator. It failing leaves nothing safe to do, so it panics:
 /// ring's `SystemRandom` only fails where the OS has no random source at all.
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    try_random_bytes().expect("the operating system's random number generator failed")
+}
+
+/// `N` bytes from the system's generator, or the error a signature would fail with too.
+pub(crate) fn try_random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
     use ring::rand::{SecureRandom, SystemRandom};
 
     let mut bytes = [0; N];
     SystemRandom::new()
         .fill(&mut bytes)
-        .expect("the operating system's random number generator failed");
-    bytes
+        .map_err(|_| KeyError::new(error::KeyErrorKind::Random))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
