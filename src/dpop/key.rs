@@ -28,7 +28,8 @@ use crate::jose::{self, Algorithm, KeyError, SigningKey};
 /// use tower_bearer::jose::Algorithm;
 ///
 /// let key = DpopKey::generate(Algorithm::Es256)?;
-/// let proof = key.proof(&http::Method::GET, &"https://api.example/v1/items?page=2".parse()?, Some("the-access-token"), None)?;
+/// let uri = "https://api.example/v1/items?page=2".parse()?;
+/// let proof = key.proof(&http::Method::GET, &uri, Some("the-access-token"), None)?;
 /// assert_eq!(proof.to_str()?.split('.').count(), 3);
 /// assert!(proof.is_sensitive());
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -10,7 +10,8 @@
 //!
 //! let key = DpopKey::generate(Algorithm::Es256)?;
 //! // The token endpoint: no access token yet; the server's nonce once it has sent one.
-//! let proof = key.proof(&http::Method::POST, &"https://as.example/token".parse()?, None, Some("eyJ7S_zG.eyJH0"))?;
+//! let token_endpoint = "https://as.example/token".parse()?;
+//! let proof = key.proof(&http::Method::POST, &token_endpoint, None, Some("eyJ7S_zG.eyJH0"))?;
 //! let request = http::Request::post("https://as.example/token").header("DPoP", proof);
 //! # let _ = request;
 //! // The thumbprint the server binds tokens to (their `cnf.jkt`).

@@ -65,7 +65,8 @@ impl PublicJwk {
         }
     }
 
-    /// The RFC 7638 thumbprint: base64url of the SHA-256 of [`canonical_json`](Self::canonical_json).
+    /// The RFC 7638 thumbprint: base64url of the SHA-256 of
+    /// [`canonical_json`](Self::canonical_json).
     pub(crate) fn thumbprint(&self) -> String {
         base64url(digest::digest(&digest::SHA256, self.canonical_json().as_bytes()).as_ref())
     }
