@@ -66,7 +66,7 @@ pub const JWT_ES256: TestClient = TestClient {
     key: Some(TestKey {
         alg: "ES256",
         kid: "es256-test",
-        file: "es256.pem",
+        file: "es256.pkcs8.pem",
     }),
 };
 
@@ -78,7 +78,7 @@ pub const JWT_RS256: TestClient = TestClient {
     key: Some(TestKey {
         alg: "RS256",
         kid: "rs256-test",
-        file: "rs256.pem",
+        file: "rs256.pkcs8.pem",
     }),
 };
 
