@@ -288,7 +288,10 @@ mod tests {
     fn retry_after_is_found_in_the_chain() {
         let hinted: BoxError = Box::new(RetryAfter::new(Duration::from_secs(7), "slow down"));
         let wrapped = TokenError::refresher(RefreshReason::Initial, hinted);
-        assert_eq!(RetryAfter::find(&wrapped), Some(Some(Duration::from_secs(7))));
+        assert_eq!(
+            RetryAfter::find(&wrapped),
+            Some(Some(Duration::from_secs(7)))
+        );
         let permanent = TokenError::refresher(
             RefreshReason::Initial,
             Box::new(RetryAfter::permanent("invalid_client")),

@@ -169,9 +169,7 @@ impl RedisStore {
             now.saturating_add(left.as_millis() as u64).max(1)
         });
         let access = token.expose_access_token().as_bytes();
-        let refresh = token
-            .expose_refresh_token()
-            .map(str::as_bytes);
+        let refresh = token.expose_refresh_token().map(str::as_bytes);
         let mut plain = Vec::with_capacity(32 + access.len() + refresh.map_or(0, |r| r.len()));
         plain.extend_from_slice(&expires.to_be_bytes());
         plain.extend_from_slice(&now.to_be_bytes());
@@ -683,10 +681,7 @@ mod tests {
         assert!(!value.is_empty());
         let back = store.decode(&value, 1).unwrap();
         assert_eq!(back.token.expose_access_token(), "access");
-        assert_eq!(
-            back.token.expose_refresh_token().unwrap(),
-            "refresh"
-        );
+        assert_eq!(back.token.expose_refresh_token().unwrap(), "refresh");
         let left = back.token.expiry().unwrap() - Instant::now();
         assert!(left <= Duration::from_secs(3598), "{left:?}");
         assert!(left > Duration::from_secs(3597), "{left:?}");
