@@ -218,6 +218,18 @@ fn values_are_borrowed_unless_unescaped_or_not_utf8() {
     ));
 }
 
+/// Found by fuzzing: obs-text that is UTF-8 for a C1 control (U+008B) is a value's text like
+/// any other.
+#[test]
+fn obs_text_is_text_whatever_it_decodes_to() {
+    let value = b"Bearer Aealm=\"ke\xc2\x8b\", er\x13a r%Ne";
+    let read = promises::read(value);
+    assert_eq!(read[0], Ok(challenge("Bearer", &["Aealm=ke\u{8b}"])));
+    assert_eq!(read[1], Err(InvalidChallenge));
+    assert!(!agree(value));
+    assert!(agree("Bearer realm=\"\u{8b}\u{2028}\u{feff}\"".as_bytes()));
+}
+
 #[test]
 fn odd_spacing_is_read_through() {
     reads(
