@@ -5,8 +5,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::www_authenticate::{Challenge, challenges};
 
-/// gRPC's status, in the headers of a trailers-only response or in the trailers.
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// gRPC's status, in the headers of a trailers-only response or in the trailers. A static,
+/// not a const: a const would build and drop a `HeaderName` at every lookup.
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// What a response says about the token its request carried.
 ///
@@ -91,7 +92,7 @@ impl TokenVerdict {
     #[inline]
     pub fn of(status: StatusCode, headers: &HeaderMap) -> TokenVerdict {
         match status {
-            StatusCode::OK => match headers.get(GRPC_STATUS) {
+            StatusCode::OK => match headers.get(&GRPC_STATUS) {
                 None => TokenVerdict::Unrelated,
                 Some(grpc_status) => trailers_only(grpc_status, headers),
             },
@@ -119,7 +120,7 @@ impl TokenVerdict {
     /// ```
     #[inline]
     pub fn of_trailers(trailers: &HeaderMap) -> TokenVerdict {
-        match trailers.get(GRPC_STATUS) {
+        match trailers.get(&GRPC_STATUS) {
             Some(grpc_status) if is_unauthenticated(grpc_status) => TokenVerdict::Rejected,
             _ => TokenVerdict::Unrelated,
         }

@@ -361,17 +361,44 @@ fn is_whitespace(byte: u8) -> bool {
 
 /// tchar (RFC 9110 §5.6.2).
 fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+    CLASSES[usize::from(byte)] & TCHAR != 0
 }
 
 fn is_token68_char(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte)
+    CLASSES[usize::from(byte)] & TOKEN68 != 0
 }
 
 /// qdtext (RFC 9110 §5.6.4): HTAB, SP, VCHAR but `"` and `\`, obs-text.
 fn is_qdtext(byte: u8) -> bool {
-    matches!(byte, b'\t' | b' ' | 0x21 | 0x23..=0x5B | 0x5D..=0x7E | 0x80..=0xFF)
+    CLASSES[usize::from(byte)] & QDTEXT != 0
 }
+
+const TCHAR: u8 = 1;
+const TOKEN68: u8 = 2;
+const QDTEXT: u8 = 4;
+
+/// The classes of every byte, so that each byte of a challenge costs one lookup.
+static CLASSES: [u8; 256] = {
+    let mut classes = [0; 256];
+    let mut i = 0;
+    while i < classes.len() {
+        let byte = i as u8;
+        let alphanumeric = byte.is_ascii_alphanumeric();
+        if alphanumeric
+            || matches!(byte, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~')
+        {
+            classes[i] |= TCHAR;
+        }
+        if alphanumeric || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'+' | b'/') {
+            classes[i] |= TOKEN68;
+        }
+        if matches!(byte, b'\t' | b' ' | 0x21 | 0x23..=0x5B | 0x5D..=0x7E | 0x80..=0xFF) {
+            classes[i] |= QDTEXT;
+        }
+        i += 1;
+    }
+    classes
+};
 
 /// What may follow a backslash in a quoted-pair: HTAB, SP, VCHAR, obs-text.
 fn is_quoted_pair_char(byte: u8) -> bool {

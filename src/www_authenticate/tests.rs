@@ -359,6 +359,21 @@ fn malformed_values_are_errors() {
     }
 }
 
+#[test]
+fn byte_classes_are_the_rfcs() {
+    for byte in 0..=255u8 {
+        let alphanumeric = byte.is_ascii_alphanumeric();
+        let tchar = alphanumeric || b"!#$%&'*+-.^_`|~".contains(&byte);
+        let token68 = alphanumeric || b"-._~+/".contains(&byte);
+        let qdtext = byte == b'\t'
+            || byte == b' '
+            || (byte >= 0x21 && byte != 0x7F && byte != b'"' && byte != b'\\');
+        assert_eq!(super::is_tchar(byte), tchar, "{byte:#x}");
+        assert_eq!(super::is_token68_char(byte), token68, "{byte:#x}");
+        assert_eq!(super::is_qdtext(byte), qdtext, "{byte:#x}");
+    }
+}
+
 // ===== properties =====
 
 fn config() -> ProptestConfig {
