@@ -90,6 +90,8 @@ mod service;
 pub mod store;
 mod sync;
 mod token;
+mod verdict;
+mod www_authenticate;
 
 #[cfg(feature = "apivideo")]
 pub mod apivideo;
@@ -108,6 +110,25 @@ pub use layer::BearerAuthLayer;
 pub use scope::{InvalidOrigin, Scope};
 pub use service::BearerAuth;
 pub use token::{InvalidToken, RefreshReason, Token, TokenRequest};
+pub use verdict::TokenVerdict;
+
+/// What the fuzz targets under `fuzz/` call (`cargo fuzz` builds with `--cfg fuzzing`): not part
+/// of the API, and absent from every other build.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads `value` as a `WWW-Authenticate` field value and returns whether it is well-formed;
+    /// panics if the parser breaks one of its promises (see `src/www_authenticate/promises.rs`).
+    pub fn www_authenticate(value: &[u8]) -> bool {
+        crate::www_authenticate::promises::check(value)
+    }
+
+    /// RFC 9110's grammar for a whole `WWW-Authenticate` field value, as a regular expression
+    /// for `regex::bytes::Regex`: a second opinion on which values are well-formed.
+    pub fn www_authenticate_grammar() -> String {
+        crate::www_authenticate::promises::grammar()
+    }
+}
 
 // The README's example is compiled with the doc tests.
 #[cfg(doctest)]
