@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::mem;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Buf;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
@@ -17,6 +18,7 @@ use crate::ReplayBody;
 use crate::body::Replay;
 use crate::cache::{Acquire, Rejection, TokenCache, WaitFuture};
 use crate::head::SavedHead;
+use crate::verdict::{TokenVerdict, VerdictRule};
 
 /// How much of a 401's body is read, while the replacement token is fetched, so that its
 /// connection can be reused; past this it is dropped.
@@ -48,6 +50,7 @@ pin_project! {
             #[pin] future: F,
             generation: u64,
             cache: TokenCache,
+            verdict: VerdictRule,
             retry: Option<SavedRequest<S, B>>,
         },
         // After a 401: waiting for the token to retry with, reading the 401's body meanwhile.
@@ -57,9 +60,15 @@ pin_project! {
             drained: usize,
             retry: Option<RetryRequest<S, B>>,
             cache: TokenCache,
+            verdict: VerdictRule,
         },
         // Driving the retry's service ready.
-        WaitingForRetryService { retry: Option<RetryRequest<S, B>>, generation: u64, cache: TokenCache },
+        WaitingForRetryService {
+            retry: Option<RetryRequest<S, B>>,
+            generation: u64,
+            cache: TokenCache,
+            verdict: VerdictRule,
+        },
     }
 }
 
@@ -88,10 +97,11 @@ struct RetryRequest<S, B> {
 }
 
 /// The layer's settings that shape a request's future.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct RequestSettings {
     pub(crate) retry: bool,
     pub(crate) replay_limit: usize,
+    pub(crate) verdict: VerdictRule,
 }
 
 impl<S, B, ResBody> ResponseFuture<S, B, ResBody>
@@ -148,6 +158,7 @@ where
             future: service.call(request.map(ReplayBody::new)),
             generation,
             cache,
+            verdict: settings.verdict,
             retry: None,
         };
     }
@@ -164,6 +175,7 @@ where
         future: service.call(Request::from_parts(parts, body)),
         generation,
         cache,
+        verdict: settings.verdict,
         retry,
     }
 }
@@ -199,16 +211,29 @@ where
                     future,
                     generation,
                     cache,
+                    verdict,
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if response.status() != StatusCode::UNAUTHORIZED {
-                        return Poll::Ready(Ok(response));
+                    match verdict.of(&response) {
+                        TokenVerdict::Rejected => tracing::debug!(
+                            status = response.status().as_u16(),
+                            generation = *generation,
+                            "the server rejected the token"
+                        ),
+                        TokenVerdict::InsufficientScope => {
+                            tracing::debug!(
+                                status = response.status().as_u16(),
+                                "the token's scope is insufficient: a new one would not help"
+                            );
+                            return Poll::Ready(Ok(response));
+                        }
+                        _ => return Poll::Ready(Ok(response)),
                     }
                     let rejection = cache.rejected(*generation);
                     let retry = retry.take().and_then(SavedRequest::claim);
                     // Without a retry, the refresh started above still serves the requests
-                    // that follow; this one gets its 401.
+                    // that follow; this one gets its refusal.
                     let (Some(retry), Rejection::RetryWith(acquire)) = (retry, rejection) else {
                         return Poll::Ready(Ok(response));
                     };
@@ -221,6 +246,7 @@ where
                         drained: 0,
                         retry: Some(retry),
                         cache: cache.clone(),
+                        verdict: mem::take(verdict),
                     };
                     state.set(next);
                 }
@@ -230,6 +256,7 @@ where
                     drained,
                     retry,
                     cache,
+                    verdict,
                 } => {
                     if let Some(body) = unauthorized {
                         if drain(body.as_mut(), cx, drained) {
@@ -244,11 +271,15 @@ where
                         .headers
                         .insert(AUTHORIZATION, entry.token.authorization().clone());
                     cache.count_retry();
-                    tracing::debug!(generation = entry.generation, "retrying after 401");
+                    tracing::debug!(
+                        generation = entry.generation,
+                        "retrying with a new token after the server rejected the old one"
+                    );
                     let next = State::WaitingForRetryService {
                         retry: Some(retry),
                         generation: entry.generation,
                         cache: cache.clone(),
+                        verdict: mem::take(verdict),
                     };
                     state.set(next);
                 }
@@ -256,6 +287,7 @@ where
                     retry,
                     generation,
                     cache,
+                    verdict,
                 } => {
                     let service = &mut retry.as_mut().expect("polled after completion").service;
                     ready!(service.poll_ready(cx)).map_err(Into::into)?;
@@ -268,6 +300,7 @@ where
                         future: service.call(Request::from_parts(parts, body)),
                         generation: *generation,
                         cache: cache.clone(),
+                        verdict: mem::take(verdict),
                         retry: None,
                     };
                     state.set(next);

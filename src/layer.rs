@@ -1,9 +1,11 @@
 //! The layer: the cache and the settings every service it makes shares.
 
+use http::{HeaderMap, StatusCode};
 use tower::Layer;
 
 use crate::future::RequestSettings;
-use crate::{BearerAuth, Refresher, Scope, TokenCache};
+use crate::verdict::VerdictRule;
+use crate::{BearerAuth, Refresher, Scope, TokenCache, TokenVerdict};
 
 /// Layer that applies [`BearerAuth`], which authenticates requests with a shared, self-refreshing
 /// bearer token.
@@ -14,6 +16,7 @@ use crate::{BearerAuth, Refresher, Scope, TokenCache};
 /// | setting | default | why |
 /// | --- | --- | --- |
 /// | [`retry_unauthorized`](Self::retry_unauthorized) | on | a token revoked or rotated away before its expiry costs one retry, not a failed request |
+/// | [`verdict`](Self::verdict) | [`TokenVerdict::of`]: 401, gRPC UNAUTHENTICATED | the server decides when a token is refused; an API with its own way of saying it is told here |
 /// | [`replay_limit`](Self::replay_limit) | 64 KiB | API calls with JSON bodies fit; an upload is not held in memory to be sent twice |
 /// | [`scope`](Self::scope) | [`Scope::any`] | a client built for one API attaches the token to all it sends; narrow it when the client also reaches other hosts |
 ///
@@ -44,14 +47,16 @@ impl BearerAuthLayer {
             settings: RequestSettings {
                 retry: true,
                 replay_limit: 64 * 1024,
+                verdict: VerdictRule::default(),
             },
         }
     }
 
-    /// Whether a request answered with 401 is sent once more with a new token.
+    /// Whether a request whose token the server rejected (a 401, by default: see
+    /// [`verdict`](Self::verdict)) is sent once more with a new token.
     ///
-    /// Either way a 401 tells the cache its token was refused, so the requests that follow
-    /// get a new one.
+    /// Either way the rejection tells the cache, so the requests that follow get a new token.
+    /// A request is sent at most twice, whatever the second answer.
     pub fn retry_unauthorized(mut self, retry: bool) -> Self {
         self.settings.retry = retry;
         self
@@ -61,6 +66,39 @@ impl BearerAuthLayer {
     /// (by its size hint, or as it streams) is not retried on a 401.
     pub fn replay_limit(mut self, bytes: usize) -> Self {
         self.settings.replay_limit = bytes;
+        self
+    }
+
+    /// How a response says that the server rejected the request's token.
+    ///
+    /// The default is [`TokenVerdict::of`]: a 401 (unless its challenge says
+    /// `insufficient_scope`), or a gRPC UNAUTHENTICATED in a trailers-only response. For an
+    /// API that says it another way, decide yourself and fall back on the default:
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// # use tower::service_fn;
+    /// use tower_bearer::{BearerAuthLayer, TokenVerdict};
+    /// # let refresher = service_fn(|_: tower_bearer::TokenRequest| async { tower_bearer::Token::bearer("t") });
+    ///
+    /// // An API that answers 419 for an expired token.
+    /// let layer = BearerAuthLayer::new(refresher).verdict(|status: StatusCode, headers: &HeaderMap| {
+    ///     match status.as_u16() {
+    ///         419 => TokenVerdict::Rejected,
+    ///         _ => TokenVerdict::of(status, headers),
+    ///     }
+    /// });
+    /// ```
+    ///
+    /// A response judged [`Rejected`](TokenVerdict::Rejected) replaces the token (once,
+    /// however many requests were rejected with it) and, if the body can be replayed, sends
+    /// the request again; any other goes back to the caller as it came. The function runs on
+    /// every response the layer sends with its token: keep it cheap for the common answer.
+    pub fn verdict<F>(mut self, decide: F) -> Self
+    where
+        F: Fn(StatusCode, &HeaderMap) -> TokenVerdict + Send + Sync + 'static,
+    {
+        self.settings.verdict = VerdictRule::custom(decide);
         self
     }
 

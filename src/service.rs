@@ -32,7 +32,7 @@ impl<S> BearerAuth<S> {
             cache: layer.cache.clone(),
             reader: layer.cache.reader(),
             scope: layer.scope.clone(),
-            settings: layer.settings,
+            settings: layer.settings.clone(),
         }
     }
 
@@ -93,7 +93,7 @@ where
                 request,
                 generation,
                 self.cache.clone(),
-                self.settings,
+                self.settings.clone(),
             );
         }
         if request.headers().contains_key(AUTHORIZATION) {
@@ -110,7 +110,7 @@ where
                 request,
                 service,
                 cache: self.cache.clone(),
-                settings: self.settings,
+                settings: self.settings.clone(),
             },
         )
     }

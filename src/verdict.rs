@@ -1,5 +1,8 @@
 //! What a response says about the token its request carried.
 
+use std::fmt;
+use std::sync::Arc;
+
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
@@ -184,6 +187,38 @@ fn is_grpc(content_type: &HeaderValue) -> bool {
     };
     media_type.eq_ignore_ascii_case(GRPC)
         && (rest.starts_with(b"+") || matches!(rest.trim_ascii().first(), None | Some(b';')))
+}
+
+/// The decision a layer applies to each response: [`TokenVerdict::of`], or the user's own.
+#[derive(Clone, Default)]
+pub(crate) struct VerdictRule(Option<Arc<VerdictFn>>);
+
+type VerdictFn = dyn Fn(StatusCode, &HeaderMap) -> TokenVerdict + Send + Sync;
+
+impl VerdictRule {
+    pub(crate) fn custom<F>(decide: F) -> Self
+    where
+        F: Fn(StatusCode, &HeaderMap) -> TokenVerdict + Send + Sync + 'static,
+    {
+        VerdictRule(Some(Arc::new(decide)))
+    }
+
+    #[inline]
+    pub(crate) fn of<B>(&self, response: &http::Response<B>) -> TokenVerdict {
+        match &self.0 {
+            None => TokenVerdict::of(response.status(), response.headers()),
+            Some(decide) => decide(response.status(), response.headers()),
+        }
+    }
+}
+
+impl fmt::Debug for VerdictRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            None => "TokenVerdict::of",
+            Some(_) => "custom",
+        })
+    }
 }
 
 #[cfg(test)]

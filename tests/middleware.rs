@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http::StatusCode;
 use http::header::AUTHORIZATION;
+use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::advance;
 use tokio_test::{assert_pending, assert_ready};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
     BearerAuth, BearerAuthLayer, RefreshReason, Scope, TokenCache, TokenError, TokenErrorKind,
+    TokenVerdict,
 };
 
 fn layer(refresher: Refresher) -> BearerAuthLayer {
@@ -335,6 +336,179 @@ async fn a_second_401_goes_back_to_the_caller() {
 
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+    assert!(!refresh_asked(&mut handle));
+}
+
+// ===== what counts as a rejected token =====
+
+/// An answer with this status and these headers.
+fn answer_with(status: u16, headers: &[(&'static str, &'static str)]) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .append(*name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// A service whose API refuses `first` with the answer `refusal` makes, holding `first` and
+/// old enough (10 s) for a refusal to replace it.
+async fn refused_first_with(
+    layer: impl FnOnce(Refresher) -> BearerAuthLayer,
+    refusal: impl Fn() -> Response<Full<Bytes>> + Send + Sync + 'static,
+) -> (BearerAuth<Api>, RefreshHandle, Api) {
+    let (refresher, mut handle) = refresher();
+    let api = Api::refusing("first", refusal);
+    let service = layer(refresher).layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+    (service, handle, api)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_for_insufficient_scope_goes_back_without_a_refresh() {
+    let (service, mut handle, api) = refused_first_with(layer, || {
+        answer_with(
+            401,
+            &[(
+                "www-authenticate",
+                r#"Basic realm="api", Bearer realm="api", error="insufficient_scope", scope="videos:write""#,
+            )],
+        )
+    })
+    .await;
+
+    let response = service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.tokens(), ["Bearer first"], "not sent again");
+    assert!(
+        !refresh_asked(&mut handle),
+        "a new token of the same scope would not help"
+    );
+    assert_eq!(service.cache().stats().generation, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_403_never_replaces_the_token() {
+    let (service, mut handle, api) = refused_first_with(layer, || {
+        answer_with(
+            403,
+            &[("www-authenticate", r#"Bearer error="invalid_token""#)],
+        )
+    })
+    .await;
+
+    let response = service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(api.tokens(), ["Bearer first"]);
+    assert!(!refresh_asked(&mut handle));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_whose_challenge_cannot_be_read_is_a_rejected_token() {
+    // The quote never closes: what it says cannot be trusted, so the token is replaced.
+    let (service, mut handle, api) = refused_first_with(layer, || {
+        answer_with(
+            401,
+            &[("www-authenticate", r#"Bearer error="insufficient_scope"#)],
+        )
+    })
+    .await;
+
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_unauthenticated_in_the_headers_is_a_rejected_token() {
+    // A trailers-only gRPC answer: status 200, grpc-status 16 among the headers.
+    let (service, mut handle, api) = refused_first_with(layer, || {
+        answer_with(
+            200,
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-status", "16"),
+                ("grpc-message", "token expired"),
+            ],
+        )
+    })
+    .await;
+
+    let call = tokio::spawn(
+        service
+            .clone()
+            .oneshot(post("http://api.test/pkg.Svc/Call", "msg")),
+    );
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    let response = call.await.unwrap().unwrap();
+
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    assert!(
+        !response.headers().contains_key("grpc-status"),
+        "the retry's answer"
+    );
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+    let bodies: Vec<Bytes> = api.seen().into_iter().map(|s| s.body).collect();
+    assert_eq!(bodies, ["msg", "msg"], "the same message, replayed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_api_of_its_own_can_say_how_it_rejects_a_token() {
+    // An API that answers 419 for an expired token, and 401 for something else.
+    let (service, mut handle, api) = refused_first_with(
+        |refresher| {
+            layer(refresher).verdict(|status, headers| match status.as_u16() {
+                419 => TokenVerdict::Rejected,
+                401 => TokenVerdict::Unrelated,
+                _ => TokenVerdict::of(status, headers),
+            })
+        },
+        || answer_with(419, &[]),
+    )
+    .await;
+
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+    let stats = service.cache().stats();
+    assert_eq!((stats.unauthorized, stats.retried), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_an_api_of_its_own_calls_unrelated_goes_back() {
+    let (service, mut handle, api) = refused_first_with(
+        |refresher| layer(refresher).verdict(|_, _| TokenVerdict::Unrelated),
+        || answer_with(401, &[]),
+    )
+    .await;
+
+    let response = service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.tokens(), ["Bearer first"]);
     assert!(!refresh_asked(&mut handle));
 }
 

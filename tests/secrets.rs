@@ -333,8 +333,8 @@ async fn no_secret_through_the_api_video_flows() {
         "token refresh started",
         "api.video auth request",
         "api.video refused the refresh token; logging in with the API key",
-        "401: forcing a refresh",
-        "retrying after 401",
+        "token rejected: forcing a refresh",
+        "retrying with a new token after the server rejected the old one",
         "token refresh failed",
     ] {
         assert!(logs.contains(event), "no {event:?} in the logs");

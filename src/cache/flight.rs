@@ -106,7 +106,7 @@ impl TokenCache {
             tracing::debug!(
                 generation,
                 current = entry.generation,
-                "401 for a replaced token; retrying with the current one"
+                "rejection of a replaced token; retrying with the current one"
             );
             drop(state);
             return Rejection::RetryWith(self.acquire());
@@ -115,11 +115,11 @@ impl TokenCache {
             counters.not_replaced.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
                 generation,
-                "401 for a token younger than the minimum age; not replacing it"
+                "rejection of a token younger than the minimum age; not replacing it"
             );
             return Rejection::TooYoung;
         }
-        tracing::debug!(generation, "401: forcing a refresh");
+        tracing::debug!(generation, "token rejected: forcing a refresh");
         let rejected = if entry.rejected {
             entry
         } else {

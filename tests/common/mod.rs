@@ -78,12 +78,17 @@ pub struct Seen {
 /// Whether the API refuses a request with this `Authorization` value.
 type Rejects = dyn Fn(Option<&str>) -> bool + Send + Sync;
 
-/// A resource server: records every request, answers 401 to the tokens `rejects` says, 200
-/// to the others. While its gate is closed it holds every answer back.
+/// The answer the API gives a request it refuses.
+type Refusal = dyn Fn() -> Response<Full<Bytes>> + Send + Sync;
+
+/// A resource server: records every request, answers 401 (or the refusal it was given) to the
+/// tokens `rejects` says, 200 to the others. While its gate is closed it holds every answer
+/// back.
 #[derive(Clone)]
 pub struct Api {
     seen: Arc<Mutex<Vec<Seen>>>,
     rejects: Arc<Rejects>,
+    refusal: Arc<Refusal>,
     gate: watch::Receiver<bool>,
     gate_tx: Arc<watch::Sender<bool>>,
 }
@@ -94,8 +99,24 @@ impl Api {
         Api {
             seen: Arc::default(),
             rejects: Arc::new(rejects),
+            refusal: Arc::new(|| {
+                let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                response
+            }),
             gate,
             gate_tx: Arc::new(gate_tx),
+        }
+    }
+
+    /// Refuses the token `bad` with the answer `refusal` makes.
+    pub fn refusing(
+        bad: &'static str,
+        refusal: impl Fn() -> Response<Full<Bytes>> + Send + Sync + 'static,
+    ) -> Self {
+        Api {
+            refusal: Arc::new(refusal),
+            ..Api::rejecting(bad)
         }
     }
 
@@ -159,14 +180,10 @@ where
             });
             let mut gate = api.gate.clone();
             let _ = gate.wait_for(|open| *open).await;
-            let status = if (api.rejects)(authorization.as_deref()) {
-                StatusCode::UNAUTHORIZED
-            } else {
-                StatusCode::OK
-            };
-            let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
-            *response.status_mut() = status;
-            Ok(response)
+            if (api.rejects)(authorization.as_deref()) {
+                return Ok((api.refusal)());
+            }
+            Ok(Response::new(Full::new(Bytes::from_static(b"{}"))))
         })
     }
 }
