@@ -57,7 +57,7 @@ impl TokenCache {
     }
 
     /// The current entry, if a request may send it as it is.
-    pub(super) fn current_as_is(&self) -> Option<Arc<Entry>> {
+    pub(crate) fn current_as_is(&self) -> Option<Arc<Entry>> {
         self.shared.current.load_full().filter(|e| self.as_is(e))
     }
 
