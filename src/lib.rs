@@ -101,6 +101,9 @@ pub mod dpop;
 #[cfg(feature = "jose")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
 pub mod jose;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod tonic;
 
 pub use body::ReplayBody;
 pub use cache::{RefreshCounts, Refresher, Stats, TokenCache, TokenCacheBuilder};

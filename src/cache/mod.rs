@@ -177,6 +177,22 @@ impl TokenCache {
         }
     }
 
+    /// A server refused the token a request carried as `authorization`, too late to send the
+    /// request again (a gRPC UNAUTHENTICATED in the trailers, after the response had begun):
+    /// if the cache still holds that token, it is replaced as [`rejected`](Self::rejected)
+    /// would, for the requests that follow. Nobody waits here: the refresh runs in its own
+    /// task.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn rejected_header(&self, authorization: &http::HeaderValue) {
+        let Some(entry) = self.shared.current.load_full() else {
+            return;
+        };
+        // A caller's own token, or one the cache has already replaced: not ours to replace.
+        if entry.token.authorization() == authorization {
+            drop(self.rejected(entry.generation));
+        }
+    }
+
     /// A snapshot of what the cache has done, for an operator; its `Display` is a one-line
     /// summary for logs.
     pub fn stats(&self) -> Stats {
