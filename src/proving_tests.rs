@@ -82,15 +82,14 @@ impl Api {
         };
         let outcome = match proof {
             None => Err(ProofRejection::Malformed),
-            Some(proof) => self.verifier.verify(proof, &context).and_then(|jkt| {
+            Some(proof) => self.verifier.verify(proof, &context).map(|jkt| {
                 assert_eq!(jkt, self.jkt, "the proof's key is the token's");
-                Ok(())
             }),
         };
-        let jti = proof.filter(|_| outcome.is_ok()).map(|p| {
-            let claims = p.split('.').nth(1).unwrap().to_owned();
-            claims
-        });
+        // The claims (`jti` and `iat`) tell one proof from another.
+        let jti = proof
+            .filter(|_| outcome.is_ok())
+            .map(|p| p.split('.').nth(1).unwrap().to_owned());
         self.seen.lock().unwrap().push(Seen {
             authorization: authorization.clone(),
             jti,
