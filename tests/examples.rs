@@ -26,6 +26,11 @@ mod stack;
 #[allow(dead_code)]
 mod axum_upstream;
 
+#[cfg(feature = "tonic")]
+#[path = "../examples/grpc.rs"]
+#[allow(dead_code)]
+mod grpc_example;
+
 /// The README's first command, as it runs: every call succeeds across token lifetimes and a
 /// revocation, and the auth server saw logins and refresh-token grants.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,4 +180,47 @@ async fn start(state: axum_upstream::AppState) -> (std::net::SocketAddr, oneshot
         let _ = stopped.await;
     }));
     (addr, stop)
+}
+
+/// `cargo run --example grpc` as it runs with no environment: every call answers SERVING
+/// across several token lifetimes and a revocation, which costs one UNAUTHENTICATED per
+/// call in flight, each recovered by a retry.
+#[cfg(feature = "tonic")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_against_the_embedded_servers() {
+    let settings = grpc_example::Settings::from_lookup(|_| None).unwrap();
+    let mut out = Vec::new();
+    let report = grpc_example::run(settings, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert!(report.success(200), "{out}");
+    assert_eq!((report.ok, report.failed), (200, 0), "{out}");
+    assert_eq!(report.revocations, 1, "{out}");
+    assert!(report.refused >= 1, "the revocation was noticed: {out}");
+    // Each refusal was of the cache's token, and each call refused was sent again.
+    assert_eq!(report.unauthenticated, report.refused, "{out}");
+    assert_eq!(report.retried, report.refused, "{out}");
+    assert_eq!(report.served, 200, "{out}");
+    // The first token, one per lifetime after it, and the revocation's.
+    assert!(report.tokens >= 3, "{out}");
+    assert!(out.contains("200 SERVING, 0 failed"), "{out}");
+    assert!(out.contains("revoked every token"), "{out}");
+}
+
+/// The example's variables are read as its documentation says.
+#[cfg(feature = "tonic")]
+#[test]
+fn grpc_settings_are_checked() {
+    let lookup = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let defaults = grpc_example::Settings::from_lookup(lookup(&[])).unwrap();
+    assert_eq!(defaults.requests, 200);
+    let counted = grpc_example::Settings::from_lookup(lookup(&[("REQUESTS", "12")])).unwrap();
+    assert_eq!(counted.requests, 12);
+    assert!(grpc_example::Settings::from_lookup(lookup(&[("REQUESTS", "many")])).is_err());
 }

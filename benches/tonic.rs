@@ -1,0 +1,333 @@
+//! tonic unary over loopback: tonic-health's generated client calls `grpc.health.v1.Health/
+//! Check` on a tonic server on 127.0.0.1, one HTTP/2 connection, through `GrpcAuthLayer`
+//! (defaults, or retry off) or through a tonic `Interceptor` that adds a static token (the
+//! floor: what a user writes without this crate), or with no token at all (the floor of the
+//! harness).
+//!
+//! The server runs on a thread and a current-thread runtime of its own, and checks the token
+//! of every call, as an API would; the client on another. Eight calls are in flight at a time;
+//! the figure is calls per second. Criterion measures each variant in a few short rounds, and
+//! a second table gives the same measured interleaved (every variant in turn, 500 calls at a
+//! time, sixty times), which a machine loaded from elsewhere disturbs least.
+
+mod common;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use http::HeaderValue;
+use http::header::AUTHORIZATION;
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::body::Body;
+use tonic::client::GrpcService;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::server::NamedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Channel, Server as TonicServer};
+use tonic::{Request, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tower::{BoxError, Layer, Service, ServiceBuilder};
+use tower_bearer::BearerAuthLayer;
+use tower_bearer::tonic::GrpcAuthLayer;
+
+use common::{Recorder, access_token, authorization, interleaved, median, warm_cache};
+
+const IN_FLIGHT: u64 = 8;
+const SAMPLES: usize = 10;
+const ROUNDS: usize = 3;
+const FLOOR: &str = "interceptor";
+const VARIANTS: [&str; 4] = ["bare", "interceptor", "grpc_auth_retry_off", "grpc_auth"];
+
+// ===== the server =====
+
+/// A tonic server on 127.0.0.1 serving tonic-health, answering UNAUTHENTICATED to a call
+/// whose token is not the expected one (a call with none is let through, for `bare`). It
+/// stops when dropped.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(expected: HeaderValue) -> Server {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a server runtime");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let (_, health) = tonic_health::server::health_reporter();
+                let health = Checked {
+                    inner: health,
+                    expected,
+                };
+                TonicServer::builder()
+                    .tcp_nodelay(true)
+                    .add_service(health)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("the server runs");
+            });
+        });
+        Server {
+            addr: addr_rx.recv().expect("the server's address"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|stop| stop.send(()));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The server's token check, in front of the health service.
+#[derive(Clone)]
+struct Checked<S> {
+    inner: S,
+    expected: HeaderValue,
+}
+
+impl<S: NamedService> NamedService for Checked<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// Boxed: the same cost for every variant, and the server's, not the client's.
+type CheckedFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+impl<S> Service<http::Request<Body>> for Checked<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = CheckedFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match request.headers().get(AUTHORIZATION) {
+            Some(token) if *token != self.expected => {
+                let refusal = Status::unauthenticated("not the expected token").into_http();
+                Box::pin(std::future::ready(Ok(refusal)))
+            }
+            _ => Box::pin(self.inner.call(request)),
+        }
+    }
+}
+
+// ===== the client side =====
+
+/// A static token in each call's metadata: what a tonic user writes without this crate.
+#[derive(Clone)]
+struct StaticToken(MetadataValue<Ascii>);
+
+impl Interceptor for StaticToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// Sends `iters` Check calls, `IN_FLIGHT` at a time, and returns how long they took.
+fn send_all<T>(runtime: &Runtime, client: &HealthClient<T>, iters: u64) -> Duration
+where
+    T: GrpcService<Body> + Clone + Send + 'static,
+    T::Error: Into<BoxError>,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<BoxError> + Send,
+    T::Future: Send,
+{
+    runtime.block_on(async {
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for k in 0..IN_FLIGHT {
+            let count = iters / IN_FLIGHT + u64::from(k < iters % IN_FLIGHT);
+            let mut client = client.clone();
+            tasks.spawn(async move {
+                for _ in 0..count {
+                    let request = HealthCheckRequest {
+                        service: String::new(),
+                    };
+                    client.check(request).await.expect("SERVING");
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a client task panicked");
+        }
+        start.elapsed()
+    })
+}
+
+type Sender<'a> = Box<dyn Fn(u64) -> Duration + 'a>;
+
+fn tonic_unary(c: &mut Criterion) {
+    let access = access_token();
+    let token = authorization(&access);
+    let server = Server::start(token.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a client runtime");
+    let channel: Channel = runtime.block_on(async {
+        Channel::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .expect("a channel")
+    });
+    let cache = warm_cache();
+    let metadata: MetadataValue<Ascii> = format!("Bearer {access}").parse().unwrap();
+
+    let bare = HealthClient::new(channel.clone());
+    let interceptor = HealthClient::with_interceptor(channel.clone(), StaticToken(metadata));
+    let retry_off = HealthClient::new(
+        GrpcAuthLayer::from(BearerAuthLayer::from_cache(cache.clone()).retry_unauthorized(false))
+            .layer(channel.clone()),
+    );
+    let grpc_auth = HealthClient::new(
+        ServiceBuilder::new()
+            .layer(GrpcAuthLayer::from_cache(cache.clone()))
+            .service(channel),
+    );
+
+    let runtime = &runtime;
+    let senders: [(&str, Sender<'_>); 4] = [
+        ("bare", Box::new(|n| send_all(runtime, &bare, n))),
+        (
+            "interceptor",
+            Box::new(|n| send_all(runtime, &interceptor, n)),
+        ),
+        (
+            "grpc_auth_retry_off",
+            Box::new(|n| send_all(runtime, &retry_off, n)),
+        ),
+        ("grpc_auth", Box::new(|n| send_all(runtime, &grpc_auth, n))),
+    ];
+
+    let recorder = Recorder::default();
+    let mut group = c.benchmark_group("tonic_unary");
+    group
+        .throughput(Throughput::Elements(1))
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(SAMPLES);
+    for round in 1..=ROUNDS {
+        for (name, send) in &senders {
+            bench(&mut group, &recorder, name, round, send);
+        }
+    }
+    group.finish();
+    print_rounds(&recorder);
+
+    // Unless criterion only tested the functions, or a filter left the floor out.
+    if recorder
+        .ns_per_iter(&format!("{FLOOR}/1"), SAMPLES)
+        .is_some()
+    {
+        let mut contenders: Vec<common::Contender<'_>> = senders
+            .iter()
+            .map(|(name, send)| {
+                let run: Box<dyn FnMut(u64) -> Duration + '_> = Box::new(send);
+                (*name, run)
+            })
+            .collect();
+        interleaved(
+            "tonic unary, interleaved: 60 rounds of 500 calls per variant, in turn",
+            "calls/s",
+            true,
+            FLOOR,
+            &mut contenders,
+            60,
+            500,
+        );
+    }
+    assert_eq!(cache.stats().unauthorized, 0, "the server took the token");
+    drop(server);
+}
+
+fn bench(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    recorder: &Recorder,
+    name: &str,
+    round: usize,
+    send: &Sender<'_>,
+) {
+    let id = format!("{name}/{round}");
+    group.bench_function(&id, |b| {
+        b.iter_custom(|iters| recorder.record(&id, iters, send(iters)))
+    });
+}
+
+/// Calls per second, and each round's ratio to the interceptor (higher is better).
+fn print_rounds(recorder: &Recorder) {
+    let rate = |variant: &str, round: usize| {
+        recorder
+            .ns_per_iter(&format!("{variant}/{round}"), SAMPLES)
+            .map(|ns| 1e9 / ns)
+    };
+    if !(1..=ROUNDS).all(|r| VARIANTS.iter().all(|v| rate(v, r).is_some())) {
+        return;
+    }
+    println!(
+        "\ntonic unary, {IN_FLIGHT} calls in flight on one HTTP/2 connection: calls/s, ratio \
+         to the interceptor in the same round"
+    );
+    println!(
+        "  {:<20} {:>14} {:>24} {:>9}",
+        "variant", "calls/s (median)", "× interceptor, each round", "median"
+    );
+    for variant in VARIANTS {
+        let rates: Vec<f64> = (1..=ROUNDS).map(|r| rate(variant, r).unwrap()).collect();
+        let ratios: Vec<f64> = (1..=ROUNDS)
+            .map(|r| rate(variant, r).unwrap() / rate(FLOOR, r).unwrap())
+            .collect();
+        let each = ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "  {variant:<20} {:>14.0} {each:>24} {:>8.3}×",
+            median(&rates),
+            median(&ratios)
+        );
+    }
+    println!();
+}
+
+fn main() {
+    // No plots: drawing them takes longer than measuring.
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
+    tonic_unary(&mut criterion);
+    criterion.final_summary();
+}

@@ -1,0 +1,576 @@
+//! gRPC through tonic, with tokens that look after themselves.
+//!
+//! ```text
+//! cargo run --example grpc --features tonic
+//! ```
+//!
+//! With no `GRPC_ENDPOINT`, it starts an embedded mock authorization server (tokens live 1 s)
+//! and, in-process, a tonic server with `grpc.health.v1.Health` that asks the authorization
+//! server whether each call's token is good and answers UNAUTHENTICATED if not. It sends 200
+//! `Health/Check` calls from 8 tasks, 150 ms apart: several token lifetimes, with the
+//! authorization server revoking every token once in the middle. It prints a progress line
+//! each second and a summary, and exits 0 only if every call succeeded.
+//!
+//! With `GRPC_ENDPOINT` (`http://host:port`), it calls that server's
+//! `grpc.health.v1.Health/Check` (service `""`) with tokens from a real authorization server,
+//! and exits 0 only if every call answered SERVING:
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `GRPC_ENDPOINT` | the gRPC server, `http://host:port` |
+//! | `APIVIDEO_API_KEY`, `APIVIDEO_BASE_URL` | where the tokens come from |
+//! | `REQUESTS` (default 200), `CONCURRENCY` (default 8), `PACE_MS` (default 0) | how many calls, from how many tasks, with what pause between a task's calls |
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{Request, StatusCode, Uri};
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::transport::{Channel, Server};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tower::{BoxError, Service, ServiceBuilder};
+use tower_bearer::apivideo::ApiVideo;
+use tower_bearer::apivideo::mock::MockServer;
+use tower_bearer::tonic::{GrpcAuth, GrpcAuthLayer};
+use tower_bearer::{ReplayBody, TokenCache};
+
+/// The mock's token lifetime: short, so that a few seconds span several.
+const MOCK_TTL: Duration = Duration::from_secs(1);
+const MOCK_PACE: Duration = Duration::from_millis(150);
+const MOCK_API_KEY: &str = "grpc-example-key";
+
+/// The example's settings, from the environment (or, in tests, any lookup).
+#[derive(Clone)]
+pub(crate) struct Settings {
+    /// `None`: the embedded servers.
+    endpoint: Option<String>,
+    api_key: Option<String>,
+    base_url: Option<String>,
+    pub(crate) requests: usize,
+    concurrency: usize,
+    pace: Option<Duration>,
+}
+
+impl Settings {
+    /// Reads the variables through `lookup` (empty counts as unset).
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let number = |name: &str, default: usize| -> Result<usize, String> {
+            var(name).map_or(Ok(default), |raw| {
+                raw.trim()
+                    .parse()
+                    .map_err(|_| format!("{name}: '{raw}' is not a whole number"))
+            })
+        };
+        let settings = Settings {
+            endpoint: var("GRPC_ENDPOINT"),
+            api_key: var("APIVIDEO_API_KEY"),
+            base_url: var("APIVIDEO_BASE_URL"),
+            requests: number("REQUESTS", 200)?,
+            concurrency: number("CONCURRENCY", 8)?.max(1),
+            pace: var("PACE_MS")
+                .map(|_| number("PACE_MS", 0).map(|ms| Duration::from_millis(ms as u64)))
+                .transpose()?,
+        };
+        if settings.endpoint.is_some() && settings.api_key.is_none() {
+            return Err("APIVIDEO_API_KEY is required with GRPC_ENDPOINT".to_owned());
+        }
+        Ok(settings)
+    }
+
+    fn pace(&self) -> Duration {
+        self.pace.unwrap_or(if self.endpoint.is_some() {
+            Duration::ZERO
+        } else {
+            MOCK_PACE
+        })
+    }
+}
+
+/// How it went.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// Calls answered SERVING.
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    /// Tokens the cache obtained.
+    pub(crate) tokens: u64,
+    /// UNAUTHENTICATED answers to calls with the cache's token, and those sent again.
+    pub(crate) unauthenticated: u64,
+    pub(crate) retried: u64,
+    /// What the embedded gRPC server saw (mock only): calls, and those it refused.
+    pub(crate) revocations: u64,
+    pub(crate) served: u64,
+    pub(crate) refused: u64,
+}
+
+impl Report {
+    pub(crate) fn success(&self, requests: usize) -> bool {
+        self.failed == 0 && self.ok == requests as u64
+    }
+}
+
+// ===== the client =====
+
+/// The client a user builds: a generated client over the layer over a channel.
+type Health = HealthClient<GrpcAuth<Channel>>;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, ReplayBody<Full<Bytes>>>;
+
+fn http_client() -> HttpClient {
+    let https = HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// The token cache: api.video's provider, with a timeout, on a hyper client.
+fn token_cache(base_url: &str, api_key: &str) -> Result<TokenCache, BoxError> {
+    let provider = ApiVideo::with_base_uri(base_url, api_key.to_owned(), http_client())?
+        .timeout(Duration::from_secs(5));
+    Ok(TokenCache::new(provider))
+}
+
+async fn health_client(endpoint: &str, cache: TokenCache) -> Result<Health, BoxError> {
+    let channel = Channel::from_shared(endpoint.to_owned())?
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    let channel = ServiceBuilder::new()
+        .layer(GrpcAuthLayer::from_cache(cache))
+        .service(channel);
+    Ok(HealthClient::new(channel))
+}
+
+// ===== the embedded gRPC server =====
+
+/// tonic-health behind a token check that asks the authorization server, as a resource server
+/// that introspects its tokens would: a call whose token the authorization server does not
+/// take is answered UNAUTHENTICATED before it reaches the health service.
+struct GrpcServer {
+    addr: SocketAddr,
+    counts: Arc<ServerCounts>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+#[derive(Default)]
+struct ServerCounts {
+    served: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl GrpcServer {
+    async fn start(check_uri: Uri) -> Result<GrpcServer, BoxError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let counts = Arc::new(ServerCounts::default());
+        let (_, health) = tonic_health::server::health_reporter();
+        let checked = TokenCheck {
+            inner: health,
+            check_uri,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            counts: counts.clone(),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(
+            Server::builder()
+                .add_service(checked)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                }),
+        );
+        Ok(GrpcServer {
+            addr,
+            counts,
+            stop,
+            task,
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn stop(self) -> Result<(), BoxError> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct TokenCheck<S> {
+    inner: S,
+    /// A protected URL of the authorization server: 200 for a good token.
+    check_uri: Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+    counts: Arc<ServerCounts>,
+}
+
+impl<S: NamedService> NamedService for TokenCheck<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for TokenCheck<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The clone dance: the inner service driven ready goes with this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (client, check_uri, counts) = (
+            self.client.clone(),
+            self.check_uri.clone(),
+            self.counts.clone(),
+        );
+        Box::pin(async move {
+            let token = request.headers().get(AUTHORIZATION).cloned();
+            let good = match token {
+                None => false,
+                Some(token) => {
+                    let check = Request::get(check_uri)
+                        .header(AUTHORIZATION, token)
+                        .body(Full::default())
+                        .expect("a valid request");
+                    matches!(client.request(check).await, Ok(r) if r.status() == StatusCode::OK)
+                }
+            };
+            if !good {
+                counts.refused.fetch_add(1, Ordering::Relaxed);
+                return Ok(Status::unauthenticated("the token is not valid").into_http());
+            }
+            counts.served.fetch_add(1, Ordering::Relaxed);
+            inner.call(request).await
+        })
+    }
+}
+
+// ===== the session =====
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    latencies: Mutex<Vec<Duration>>,
+    errors: Mutex<Vec<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One call: `Health/Check` for the server as a whole; a success is SERVING.
+async fn check(client: &mut Health) -> Result<(), String> {
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    let response = client
+        .check(request)
+        .await
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
+    match response.into_inner().status() {
+        ServingStatus::Serving => Ok(()),
+        other => Err(format!("answered {}", other.as_str_name())),
+    }
+}
+
+async fn task(mut client: Health, id: usize, calls: usize, settings: Settings, tally: Arc<Tally>) {
+    let pace = settings.pace();
+    if !pace.is_zero() {
+        // Tasks start spread over one pace, so calls arrive evenly.
+        sleep(pace * id as u32 / settings.concurrency as u32).await;
+    }
+    let mut ticks = interval(pace.max(Duration::from_nanos(1)));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    for _ in 0..calls {
+        if !pace.is_zero() {
+            ticks.tick().await;
+        }
+        let started = Instant::now();
+        let result = check(&mut client).await;
+        lock(&tally.latencies).push(started.elapsed());
+        match result {
+            Ok(()) => tally.ok.fetch_add(1, Ordering::Relaxed),
+            Err(error) => {
+                lock(&tally.errors).push(error);
+                tally.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+/// What the session can ask of the embedded servers.
+struct Mock<'a> {
+    auth: &'a MockServer,
+    grpc: &'a GrpcServer,
+}
+
+/// Runs the calls, printing progress to `out`; with the embedded servers, revokes every token
+/// once, halfway through.
+async fn session(
+    settings: &Settings,
+    client: Health,
+    cache: TokenCache,
+    mock: Option<Mock<'_>>,
+    out: &mut dyn Write,
+) -> Result<Report, BoxError> {
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for id in 0..settings.concurrency {
+        // The calls shared out as evenly as they go.
+        let calls = settings.requests / settings.concurrency
+            + usize::from(id < settings.requests % settings.concurrency);
+        tasks.spawn(task(
+            client.clone(),
+            id,
+            calls,
+            settings.clone(),
+            tally.clone(),
+        ));
+    }
+
+    let mut progress = interval(Duration::from_secs(1));
+    progress.tick().await;
+    let mut watch = interval(Duration::from_millis(10));
+    let mut report = Report::default();
+    let mut revocation_due = mock.is_some();
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(result) => result?,
+                None => break,
+            },
+            _ = progress.tick() => {
+                writeln!(out, "{}", progress_line(started, &tally, &cache))?;
+            }
+            _ = watch.tick(), if revocation_due => {
+                let done = tally.ok.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed);
+                // An UNAUTHENTICATED replaces only a token past its minimum age, and a
+                // revocation while a refresh is in flight is another story: revoke when the
+                // current token is well into its life.
+                let stats = cache.stats();
+                let settled = !stats.refreshing
+                    && stats.age.is_some_and(|age| age >= MOCK_TTL / 4)
+                    && stats.expires_in.is_some_and(|left| left >= MOCK_TTL / 3);
+                if done >= settings.requests as u64 / 2 && settled {
+                    if let Some(mock) = &mock {
+                        mock.auth.revoke_all();
+                    }
+                    revocation_due = false;
+                    report.revocations += 1;
+                    writeln!(out, "{:>5.1}s  the authorization server revoked every token", secs(started))?;
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    writeln!(out, "{}", progress_line(started, &tally, &cache))?;
+
+    report.ok = tally.ok.load(Ordering::Relaxed);
+    report.failed = tally.failed.load(Ordering::Relaxed);
+    let stats = cache.stats();
+    report.tokens = stats.total().succeeded;
+    report.unauthenticated = stats.unauthorized;
+    report.retried = stats.retried;
+    if let Some(mock) = &mock {
+        report.served = mock.grpc.counts.served.load(Ordering::Relaxed);
+        report.refused = mock.grpc.counts.refused.load(Ordering::Relaxed);
+    }
+
+    let mut latencies = std::mem::take(&mut *lock(&tally.latencies));
+    latencies.sort();
+    let percentile = |p: usize| {
+        latencies
+            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let mut summary = String::new();
+    writeln!(summary, "done in {:.1} s", elapsed.as_secs_f64())?;
+    writeln!(
+        summary,
+        "  calls            {} SERVING, {} failed",
+        report.ok, report.failed
+    )?;
+    writeln!(summary, "  tokens           {} obtained", report.tokens)?;
+    writeln!(
+        summary,
+        "  UNAUTHENTICATED  {} answered, {} recovered by a retry",
+        report.unauthenticated, report.retried
+    )?;
+    writeln!(
+        summary,
+        "  latency          p50 {:.1} ms, p99 {:.1} ms",
+        ms(percentile(50)),
+        ms(percentile(99))
+    )?;
+    if mock.is_some() {
+        writeln!(
+            summary,
+            "  gRPC server      {} calls served, {} refused; {} revocation",
+            report.served, report.refused, report.revocations
+        )?;
+    }
+    for error in lock(&tally.errors).iter().take(5) {
+        writeln!(summary, "  error: {error}")?;
+    }
+    out.write_all(summary.as_bytes())?;
+    Ok(report)
+}
+
+fn progress_line(started: Instant, tally: &Tally, cache: &TokenCache) -> String {
+    let stats = cache.stats();
+    format!(
+        "{:>5.1}s  {:>4} ok  {} failed  token #{}  UNAUTHENTICATED retried {}",
+        secs(started),
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+        stats.generation,
+        stats.retried,
+    )
+}
+
+fn secs(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(error) = source {
+        write!(text, ": {error}").expect("writing to a String");
+        source = error.source();
+    }
+    text
+}
+
+// ===== the two targets =====
+
+/// The session against the embedded authorization server and gRPC server.
+pub(crate) async fn run_mock(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
+    let auth = MockServer::builder()
+        .api_key(MOCK_API_KEY)
+        .token_ttl(MOCK_TTL)
+        .start()
+        .await?;
+    let grpc = GrpcServer::start(auth.uri_for("/videos?pageSize=1")).await?;
+    writeln!(
+        out,
+        "tower-bearer grpc: {} Health/Check calls from {} tasks to a tonic server at {}, tokens \
+         from a mock authorization server at {}",
+        settings.requests,
+        settings.concurrency,
+        grpc.endpoint(),
+        auth.uri(),
+    )?;
+    writeln!(
+        out,
+        "(tokens live {} s; set GRPC_ENDPOINT to call a real server)",
+        MOCK_TTL.as_secs()
+    )?;
+    let cache = token_cache(&auth.uri().to_string(), MOCK_API_KEY)?;
+    let client = health_client(&grpc.endpoint(), cache.clone()).await?;
+    let mock = Mock {
+        auth: &auth,
+        grpc: &grpc,
+    };
+    let report = session(&settings, client, cache, Some(mock), out).await;
+    grpc.stop().await?;
+    auth.shutdown().await;
+    report
+}
+
+/// The session against a real gRPC server, with tokens from a real authorization server.
+pub(crate) async fn run_real(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
+    let endpoint = settings.endpoint.clone().ok_or("no GRPC_ENDPOINT")?;
+    let api_key = settings.api_key.clone().ok_or("no APIVIDEO_API_KEY")?;
+    let base_url = settings
+        .base_url
+        .clone()
+        .unwrap_or_else(|| tower_bearer::apivideo::SANDBOX.to_owned());
+    writeln!(
+        out,
+        "tower-bearer grpc: {} Health/Check calls from {} tasks to {endpoint} with tokens from \
+         {base_url}",
+        settings.requests, settings.concurrency,
+    )?;
+    let cache = token_cache(&base_url, &api_key)?;
+    let client = health_client(&endpoint, cache.clone()).await?;
+    session(&settings, client, cache, None, out).await
+}
+
+/// Whichever the settings ask for.
+pub(crate) async fn run(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
+    if settings.endpoint.is_some() {
+        run_real(settings, out).await
+    } else {
+        run_mock(settings, out).await
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("grpc: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let requests = settings.requests;
+    match run(settings, &mut io::stdout()).await {
+        Ok(report) if report.success(requests) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("grpc: {}", chain(&*error));
+            ExitCode::FAILURE
+        }
+    }
+}
