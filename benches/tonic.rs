@@ -9,6 +9,16 @@
 //! the figure is calls per second. Criterion measures each variant in a few short rounds, and
 //! a second table gives the same measured interleaved (every variant in turn, 500 calls at a
 //! time, sixty times), which a machine loaded from elsewhere disturbs least.
+//!
+//! Instruction counts do not move with the machine's load; one variant at a time:
+//!
+//! ```text
+//! cargo bench --features tonic --bench tonic --no-run
+//! TONIC_PROFILE=grpc_auth valgrind --tool=callgrind target/release/deps/tonic-<hash>
+//! ```
+//!
+//! sends 2,000 calls of that variant, one at a time, and nothing else; the whole process is
+//! counted (client, server, setup), so compare variants by the difference of their totals.
 
 mod common;
 
@@ -325,7 +335,75 @@ fn print_rounds(recorder: &Recorder) {
     println!();
 }
 
+/// `PROFILED_CALLS` calls on one client, one at a time.
+fn sequential<T>(runtime: &Runtime, mut client: HealthClient<T>)
+where
+    T: GrpcService<Body>,
+    T::Error: Into<BoxError>,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<BoxError> + Send,
+{
+    runtime.block_on(async {
+        for _ in 0..PROFILED_CALLS {
+            let request = HealthCheckRequest {
+                service: String::new(),
+            };
+            client.check(request).await.expect("SERVING");
+        }
+    });
+}
+
+/// Calls sent in profiling mode.
+const PROFILED_CALLS: u64 = 2_000;
+
+/// Profiling mode: `PROFILED_CALLS` calls of one variant, one at a time, and nothing else.
+/// Run it under callgrind once per variant: the server's work and the setup are the same for
+/// every variant, so the difference of two totals over `PROFILED_CALLS` is the difference of
+/// their cost per call, whatever the machine's load.
+fn profile(variant: &str) {
+    let access = access_token();
+    let server = Server::start(authorization(&access));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a client runtime");
+    let channel: Channel = runtime.block_on(async {
+        Channel::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .expect("a channel")
+    });
+    let cache = warm_cache();
+    let metadata: MetadataValue<Ascii> = format!("Bearer {access}").parse().unwrap();
+    match variant {
+        "bare" => sequential(&runtime, HealthClient::new(channel)),
+        "interceptor" => sequential(
+            &runtime,
+            HealthClient::with_interceptor(channel, StaticToken(metadata)),
+        ),
+        "grpc_auth_retry_off" => {
+            let layer = BearerAuthLayer::from_cache(cache.clone()).retry_unauthorized(false);
+            sequential(
+                &runtime,
+                HealthClient::new(GrpcAuthLayer::from(layer).layer(channel)),
+            )
+        }
+        "grpc_auth" => sequential(
+            &runtime,
+            HealthClient::new(GrpcAuthLayer::from_cache(cache.clone()).layer(channel)),
+        ),
+        other => panic!("TONIC_PROFILE={other}: expected one of {VARIANTS:?}"),
+    }
+    println!("{variant}: sent {PROFILED_CALLS} calls");
+}
+
 fn main() {
+    if let Ok(variant) = std::env::var("TONIC_PROFILE") {
+        profile(&variant);
+        return;
+    }
     // No plots: drawing them takes longer than measuring.
     let mut criterion = Criterion::default().without_plots().configure_from_args();
     tonic_unary(&mut criterion);
