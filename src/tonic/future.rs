@@ -18,6 +18,7 @@ pin_project! {
     /// own, through the adapter to tonic's body type.
     pub struct ResponseFuture<S, B, ResBody>
     where
+        // One bound a line: `pin_project_lite` does not take `Body + Send + 'static`.
         S: Service<Request<::tonic::body::Body>, Response = Response<ResBody>>,
         B: Body,
         B: Send,
