@@ -444,12 +444,12 @@ fn rows() -> Vec<Row> {
         row(
             "429, X-RateLimit-Retry-After 7",
             Answer::RateLimited("7"),
-            Error("RateLimited { retry_after: Some(RetryAfter { delay: 7s"),
+            Error("RateLimited { retry_after: Some(RetryAfter { delay: Some(7s)"),
         ),
         row(
             "429, X-RateLimit-Retry-After 10^15",
             Answer::RateLimited("1000000000000000"),
-            Error("RateLimited { retry_after: Some(RetryAfter { delay: 600s"),
+            Error("RateLimited { retry_after: Some(RetryAfter { delay: Some(600s)"),
         ),
         row(
             "429, X-RateLimit-Retry-After -5",
