@@ -85,6 +85,8 @@ mod cache;
 mod error;
 mod future;
 mod head;
+#[cfg(feature = "apivideo")]
+mod http_client;
 mod layer;
 mod scope;
 mod service;
@@ -98,6 +100,8 @@ pub use body::ReplayBody;
 pub use cache::{RefreshCounts, Stats, TokenCache, TokenCacheBuilder};
 pub use error::{RetryAfter, TokenError, TokenErrorKind};
 pub use future::ResponseFuture;
+#[cfg(feature = "apivideo")]
+pub use http_client::{HttpClient, RequestBody};
 pub use layer::BearerAuthLayer;
 pub use scope::{InvalidOrigin, Scope};
 pub use service::BearerAuth;

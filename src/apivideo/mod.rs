@@ -127,4 +127,4 @@ pub mod parse {
         wire::parse_problem(status, body, secret)
     }
 }
-pub use provider::{ApiVideo, DEFAULT_TIMEOUT, PRODUCTION, RequestBody, ResponseFuture, SANDBOX};
+pub use provider::{ApiVideo, DEFAULT_TIMEOUT, PRODUCTION, ResponseFuture, SANDBOX};
