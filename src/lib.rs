@@ -88,6 +88,8 @@ mod head;
 #[cfg(feature = "apivideo")]
 mod http_client;
 mod layer;
+#[cfg(feature = "mock")]
+mod mock_server;
 mod scope;
 mod service;
 pub mod store;

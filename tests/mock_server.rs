@@ -614,6 +614,34 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
     assert_eq!(api.server.counters(), Counters::default());
 }
 
+/// Bug: the base URI ended in `/`, so `format!("{base}/videos")` asked for `//videos` and
+/// got a bare 404. The base URL has no trailing slash now, and a doubled one says why.
+#[tokio::test]
+async fn the_base_url_joins_with_a_path_and_a_doubled_slash_says_why() {
+    let api = Api::default().await;
+    let base = api.server.uri();
+    assert!(!base.ends_with('/'), "{base}");
+    let token = api.login().await.access;
+    let list = Request::get(format!("{base}/videos"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(api.send(list).await.status, StatusCode::OK);
+    assert_eq!(api.server.uri_for("videos"), api.server.uri_for("/videos"));
+
+    let doubled = api
+        .get("//videos", None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "Unrecognized request URL.");
+    let detail = doubled["detail"].as_str().unwrap();
+    assert!(detail.contains("trailing slash"), "{detail}");
+    let unknown = api
+        .get("/nowhere", None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "Unrecognized request URL.");
+    assert!(unknown.get("detail").is_none(), "{unknown}");
+}
+
 // ===== control =====
 
 #[tokio::test]
@@ -927,10 +955,7 @@ async fn defaults_match_the_documentation() {
     let server = MockServer::start().await.unwrap();
     assert_eq!(server.api_key(), "mock-api-key");
     assert!(server.addr().ip().is_loopback());
-    assert_eq!(
-        server.uri().to_string(),
-        format!("http://{}/", server.addr())
-    );
+    assert_eq!(server.uri(), format!("http://{}", server.addr()));
     let api = Api {
         server,
         client: Client::builder(TokioExecutor::new()).build_http(),

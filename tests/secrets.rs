@@ -194,7 +194,7 @@ async fn no_secret_through_the_api_video_flows() {
         .backoff(Duration::ZERO, Duration::ZERO)
         .build();
     let layer = BearerAuthLayer::from_cache(cache.clone())
-        .scope(Scope::origins([server.uri(), redirecting.clone()]).unwrap());
+        .scope(Scope::origins([server.uri_for("/"), redirecting.clone()]).unwrap());
     let service = ServiceBuilder::new()
         .layer(FollowRedirectLayer::new())
         .layer(layer.clone())

@@ -36,7 +36,7 @@
 //!     .layer(auth)
 //!     .service(client);
 //!
-//! let create = Request::post(format!("{base}videos"))
+//! let create = Request::post(format!("{base}/videos"))
 //!     .header("content-type", "application/json")
 //!     .body(Full::from(r#"{"title":"Maths course: Algebra"}"#))?;
 //! let response = api.clone().oneshot(create).await?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use super::rng::SplitMix64;
+use crate::mock_server::rng::SplitMix64;
 
 /// How the auth endpoints fail, for [`MockServer::fail_next_auth`](super::MockServer::fail_next_auth).
 ///

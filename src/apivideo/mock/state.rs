@@ -1,6 +1,6 @@
 //! What a running mock server holds: its fixed configuration and its mutable state.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,14 +9,14 @@ use secrecy::SecretString;
 
 use super::RequestLog;
 use super::faults::Faults;
-use super::tokens::TokenStore;
+use super::tokens::IssuedTokens;
 use super::videos::VideoStore;
 
 /// A callback told of every answered request.
 pub(super) type RequestHook = Arc<dyn Fn(&RequestLog) + Send + Sync>;
 
 /// Settings fixed when the server starts.
-pub(super) struct Config {
+pub(super) struct ServerConfig {
     pub(super) api_key: SecretString,
     pub(super) revoke_access_on_refresh: bool,
     pub(super) credential_rejection_status: StatusCode,
@@ -25,9 +25,9 @@ pub(super) struct Config {
 
 /// Everything that changes while the server runs, behind one lock: requests are tiny, and
 /// one lock keeps [`Counters`] consistent with the tokens they count.
-pub(super) struct State {
+pub(super) struct ServerState {
     pub(super) token_ttl: Duration,
-    pub(super) tokens: TokenStore,
+    pub(super) tokens: IssuedTokens,
     pub(super) videos: VideoStore,
     pub(super) faults: Faults,
     pub(super) counters: Counters,
@@ -36,13 +36,13 @@ pub(super) struct State {
 }
 
 /// The configuration and state every connection task shares.
-pub(super) struct Shared {
-    pub(super) config: Config,
-    state: Mutex<State>,
+pub(super) struct SharedServer {
+    pub(super) config: ServerConfig,
+    state: Mutex<ServerState>,
 }
 
-impl Shared {
-    pub(super) fn new(config: Config, state: State) -> Self {
+impl SharedServer {
+    pub(super) fn new(config: ServerConfig, state: ServerState) -> Self {
         Self {
             config,
             state: Mutex::new(state),
@@ -50,10 +50,8 @@ impl Shared {
     }
 
     /// The state. Never held across an `.await`.
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic elsewhere cannot leave the state half-updated in a way that matters to a
-        // mock, and a poisoned lock would turn one test's failure into every later one's.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn lock(&self) -> MutexGuard<'_, ServerState> {
+        crate::mock_server::lock(&self.state)
     }
 }
 

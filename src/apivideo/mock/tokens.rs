@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use super::rng::{self, SplitMix64};
+use crate::mock_server::rng::{self, SplitMix64};
 
 /// An RS256 signature is 256 bytes: 342 base64url characters.
 const SIGNATURE_LEN: usize = 342;
@@ -57,7 +57,7 @@ struct RefreshGrant {
 ///
 /// Refresh tokens carry the number of the login that started their chain: a newer login
 /// ends them all at once without walking the map.
-pub(super) struct TokenStore {
+pub(super) struct IssuedTokens {
     rng: SplitMix64,
     /// Counts issued pairs; its scrambled value starts every token, which makes each unique.
     serial: u64,
@@ -68,7 +68,7 @@ pub(super) struct TokenStore {
     refresh: HashMap<String, RefreshGrant>,
 }
 
-impl TokenStore {
+impl IssuedTokens {
     pub(super) fn new() -> Self {
         let mut rng = SplitMix64::from_entropy();
         Self {
@@ -229,13 +229,13 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
-    fn refresh(store: &mut TokenStore, token: &str) -> Result<IssuedPair, RefreshRejection> {
+    fn refresh(store: &mut IssuedTokens, token: &str) -> Result<IssuedPair, RefreshRejection> {
         store.refresh(token, Instant::now(), HOUR, false)
     }
 
     #[test]
     fn access_tokens_look_like_rs256_jwts() {
-        let pair = TokenStore::new().login(Instant::now(), HOUR);
+        let pair = IssuedTokens::new().login(Instant::now(), HOUR);
         let segments: Vec<&str> = pair.access_token.split('.').collect();
         assert_eq!(segments.len(), 3);
         assert!(
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn refresh_tokens_are_single_use_and_end_at_the_next_login() {
-        let mut store = TokenStore::new();
+        let mut store = IssuedTokens::new();
         let first = store.login(Instant::now(), HOUR);
         let second = refresh(&mut store, &first.refresh_token).ok().unwrap();
         assert!(matches!(
@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn tokens_are_unique() {
-        let mut store = TokenStore::new();
+        let mut store = IssuedTokens::new();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
             let pair = store.login(Instant::now(), HOUR);
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn revoke_all_ends_everything() {
-        let mut store = TokenStore::new();
+        let mut store = IssuedTokens::new();
         let pair = store.login(Instant::now(), HOUR);
         store.revoke_all();
         assert!(matches!(
@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_huge_ttl_does_not_overflow() {
-        let mut store = TokenStore::new();
+        let mut store = IssuedTokens::new();
         let pair = store.login(Instant::now(), Duration::MAX);
         assert!(matches!(
             store.access_state(&pair.access_token, Instant::now()),
