@@ -794,14 +794,12 @@ async fn a_hung_auth_request_is_never_answered_until_shutdown() {
 
 #[tokio::test]
 async fn chaos_with_a_seed_is_reproducible() {
-    let chaos = Chaos {
-        auth_error_rate: 0.3,
-        auth_slow_rate: 0.2,
-        auth_slow_delay: Duration::from_millis(1),
-        auth_malformed_rate: 0.2,
-        spurious_unauthorized_rate: 0.3,
-        seed: 0x5EED,
-    };
+    let chaos = Chaos::default()
+        .auth_error_rate(0.3)
+        .auth_slow(0.2, Duration::from_millis(1))
+        .auth_malformed_rate(0.2)
+        .spurious_unauthorized_rate(0.3)
+        .seed(0x5EED);
     let run = |chaos: Chaos| async move {
         let api = Api::default().await;
         let token = api.login().await.access;
@@ -1094,6 +1092,22 @@ async fn example_prints_listening_then_one_line_per_request() {
         .expect(&first)
         .parse()
         .unwrap();
+    // Then what a curl user needs: the key, a login and a list, and a blank line.
+    assert_eq!(next_line().await, "api key: example-key");
+    let login = next_line().await;
+    assert!(
+        login.contains(&format!("curl -s -X POST http://{addr}/auth/api-key"))
+            && login.contains(r#"-d '{"apiKey":"example-key"}'"#),
+        "{login}"
+    );
+    let list = next_line().await;
+    assert!(
+        list.contains(&format!("curl -s http://{addr}/videos"))
+            && list.contains("Bearer $ACCESS_TOKEN"),
+        "{list}"
+    );
+    assert!(next_line().await.contains("access_token"));
+    assert_eq!(next_line().await, "");
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let login = Request::post(format!("http://{addr}/auth/api-key"))
         .body(Full::from(r#"{"apiKey":"example-key"}"#))

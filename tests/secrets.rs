@@ -227,10 +227,7 @@ async fn no_secret_through_the_api_video_flows() {
     assert_eq!(send(server.uri_for("/videos")).await, StatusCode::OK);
     remember(&cache.token().await.unwrap(), &mut printed);
     // A refused valid token: a forced refresh by the refresh-token grant, the retry refused too.
-    server.set_chaos(Chaos {
-        spurious_unauthorized_rate: 1.0,
-        ..Chaos::default()
-    });
+    server.set_chaos(Chaos::default().spurious_unauthorized_rate(1.0));
     assert_eq!(
         send(server.uri_for("/videos")).await,
         StatusCode::UNAUTHORIZED

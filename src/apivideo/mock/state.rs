@@ -60,7 +60,11 @@ impl SharedServer {
 ///
 /// Auth requests are those to `/auth/api-key` and `/auth/refresh`; resource requests are
 /// those to `/videos`. Requests answered 404 or 405 are in neither.
+///
+/// Counters may be added in later versions: read the fields, compare with
+/// `Counters::default()`, but do not build one field by field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counters {
     /// Auth requests received, whatever became of them.
     pub auth_requests: u64,
