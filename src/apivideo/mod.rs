@@ -108,8 +108,12 @@ pub mod mock;
 
 pub use error::{ApiVideoError, Malformed, Problem};
 
-/// The parsers of api.video's answers, for the fuzz targets under `fuzz/` and the property
-/// tests: not part of the API, and not covered by semver.
+#[cfg(test)]
+mod wire_properties;
+
+/// The parsers of api.video's answers, for the fuzz targets under `fuzz/`: built only under
+/// `--cfg fuzzing` (which `cargo fuzz` sets), so never part of the API.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod parse {
     use http::StatusCode;
