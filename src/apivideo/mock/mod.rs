@@ -78,12 +78,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{HeaderMap, StatusCode, Uri};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 pub use faults::{Chaos, Failure};
-pub use state::Counters;
+pub use state::{Counters, RequestLog};
 
 use crate::mock_server::RunningServer;
 use faults::Faults;
@@ -390,18 +390,4 @@ impl fmt::Debug for MockServerBuilder {
             .field("on_request", &self.on_request.as_ref().map(|_| ".."))
             .finish()
     }
-}
-
-/// One answered request, as told to [`MockServerBuilder::on_request`].
-///
-/// Only what is safe to print: never headers, query or body, where credentials travel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RequestLog {
-    /// The request's method.
-    pub method: Method,
-    /// The request's path, without the query.
-    pub path: String,
-    /// The status it was answered with.
-    pub status: StatusCode,
 }

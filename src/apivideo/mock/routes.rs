@@ -6,11 +6,10 @@ use http::header::{ALLOW, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::RequestLog;
 use super::auth::{self, AuthEndpoint};
 use super::resources;
 use super::response::ProblemJson;
-use super::state::SharedServer;
+use super::state::{RequestLog, SharedServer};
 use crate::mock_server::{self, MockBody, ShutdownSignal, ShuttingDown};
 
 /// What a path is.

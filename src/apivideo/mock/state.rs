@@ -4,13 +4,26 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use secrecy::SecretString;
 
-use super::RequestLog;
 use super::faults::Faults;
 use super::tokens::IssuedTokens;
 use super::videos::VideoStore;
+
+/// One answered request, as told to [`MockServerBuilder::on_request`](super::MockServerBuilder::on_request).
+///
+/// Only what is safe to print: never headers, query or body, where credentials travel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestLog {
+    /// The request's method.
+    pub method: Method,
+    /// The request's path, without the query.
+    pub path: String,
+    /// The status it was answered with.
+    pub status: StatusCode,
+}
 
 /// A callback told of every answered request.
 pub(super) type RequestHook = Arc<dyn Fn(&RequestLog) + Send + Sync>;
