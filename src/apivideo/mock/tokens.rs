@@ -140,7 +140,9 @@ impl IssuedTokens {
 
     fn issue(&mut self, now: Instant, ttl: Duration) -> IssuedPair {
         self.serial += 1;
-        let access_token = self.access_token(ttl);
+        // Whole seconds, rounded down, as api.video reports them; the claims say the same.
+        let expires_in = ttl.as_secs();
+        let access_token = self.access_token(expires_in);
         let refresh_token = self.refresh_token();
         // `checked_add` because a test may ask for an absurd ttl such as `Duration::MAX`.
         let expires_at = now.checked_add(ttl).unwrap_or_else(far_future);
@@ -163,7 +165,7 @@ impl IssuedTokens {
         IssuedPair {
             access_token,
             refresh_token,
-            expires_in: ttl.as_secs(),
+            expires_in,
         }
     }
 
@@ -171,13 +173,13 @@ impl IssuedTokens {
     ///
     /// The claims carry wall-clock `iat`/`exp` so the token decodes like a real one, but the
     /// server never reads them back: validity is kept on tokio's clock, which tests may pause.
-    fn access_token(&mut self, ttl: Duration) -> String {
+    fn access_token(&mut self, expires_in: u64) -> String {
         let jti = self.token_id();
         let issued_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let expires = issued_at.saturating_add(ttl.as_secs());
+        let expires = issued_at.saturating_add(expires_in);
         let header = format!(r#"{{"typ":"JWT","alg":"RS256","jti":"{jti}"}}"#);
         let claims = format!(
             r#"{{"aud":"library","jti":"{jti}","iat":{issued_at},"nbf":{issued_at},"exp":{expires},"sub":"usMockServer","scopes":["mock.api.video"],"context":{{"user":"usMockServer","project":"prMockServer","member":"meMockServer"}}}}"#
