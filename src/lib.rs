@@ -97,6 +97,9 @@ mod token;
 
 #[cfg(feature = "apivideo")]
 pub mod apivideo;
+#[cfg(feature = "jose")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
+pub mod jose;
 
 pub use body::ReplayBody;
 pub use cache::{RefreshCounts, Stats, TokenCache, TokenCacheBuilder};

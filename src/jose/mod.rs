@@ -1,0 +1,74 @@
+//! Signing keys and compact JWS: what `private_key_jwt` client assertions and DPoP proofs are
+//! made of.
+//!
+//! A [`SigningKey`] is a private key the client holds, loaded from PEM or a JWK, or generated;
+//! its [`Algorithm`] follows from its kind (P-256: `ES256`, RSA: `RS256`, Ed25519: `EdDSA`).
+//! The providers that sign with it take it as it is; this module only holds what you need to
+//! name to make one, and to register its public half with an authorization server:
+//!
+//! ```
+//! use tower_bearer::jose::{Algorithm, SigningKey};
+//!
+//! // openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 (a test key: never use it)
+//! let key = SigningKey::from_pem(
+//!     "-----BEGIN PRIVATE KEY-----
+//! MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgnmtNd/fzMPUKs8B6
+//! hQmbEU+DbPa0avj5iHLPb+hbWYihRANCAAQVTcA59zAyeCM1UTrbzHQEzHB0MG9v
+//! r6tYzBrE5C0dYTlxZG+7P6nQrHgula8p2qIDlPU85Vb+luithqmOj7We
+//! -----END PRIVATE KEY-----",
+//! )?
+//! .with_key_id("2024-06");
+//! assert_eq!(key.algorithm(), Algorithm::Es256);
+//!
+//! // What the authorization server is told: the public key only.
+//! let jwk = key.public_jwk();
+//! assert_eq!(jwk["kid"], "2024-06");
+//! assert!(jwk.get("d").is_none());
+//! # Ok::<(), tower_bearer::jose::KeyError>(())
+//! ```
+//!
+//! Signatures, digests and randomness are ring's; PEM is decoded by `rustls-pki-types`, and
+//! SEC1 EC keys by `sec1`.
+
+// The crate-internal half serves the modules that sign (DPoP proofs, OAuth 2.0 client
+// assertions) and their mocks; until they are built in, nothing calls it.
+#![allow(dead_code, unused_imports)]
+
+mod algorithm;
+mod error;
+mod jwk;
+mod jws;
+mod pem;
+mod private_jwk;
+mod signing_key;
+
+pub use algorithm::Algorithm;
+pub use error::KeyError;
+pub use signing_key::SigningKey;
+
+#[cfg(any(test, feature = "mock"))]
+pub(crate) use error::VerifyError;
+pub(crate) use jwk::PublicJwk;
+#[cfg(any(test, feature = "mock"))]
+pub(crate) use jws::{UnverifiedJws, verify};
+pub(crate) use jws::{base64url, sign, sign_encoded, sign_with_header};
+
+/// 128 random bits, base64url-encoded (22 characters): a `jti` no one can guess or repeat.
+pub(crate) fn random_id() -> String {
+    base64url(&random_bytes::<16>())
+}
+
+/// `N` bytes from the system's generator. It failing leaves nothing safe to do, so it panics:
+/// ring's `SystemRandom` only fails where the OS has no random source at all.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    use ring::rand::{SecureRandom, SystemRandom};
+
+    let mut bytes = [0; N];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's random number generator failed");
+    bytes
+}
+
+#[cfg(test)]
+mod tests;
