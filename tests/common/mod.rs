@@ -18,6 +18,9 @@ use tower::{BoxError, Service};
 use tower_bearer::{ReplayBody, Token, TokenRequest};
 use tower_test::mock;
 
+#[cfg(feature = "interop-tests")]
+pub mod oidc_provider;
+
 pub const HOUR: Duration = Duration::from_secs(3600);
 
 pub fn token(access: &str, lifetime: Duration) -> Token {
