@@ -85,7 +85,7 @@ mod cache;
 mod error;
 mod future;
 mod head;
-#[cfg(feature = "apivideo")]
+#[cfg(any(feature = "apivideo", feature = "oauth2"))]
 mod http_client;
 mod layer;
 #[cfg(feature = "mock")]
@@ -100,12 +100,15 @@ pub mod apivideo;
 #[cfg(feature = "jose")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
 pub mod jose;
+#[cfg(feature = "oauth2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
+pub mod oauth2;
 
 pub use body::ReplayBody;
 pub use cache::{RefreshCounts, Stats, TokenCache, TokenCacheBuilder};
 pub use error::{RetryAfter, TokenError, TokenErrorKind};
 pub use future::ResponseFuture;
-#[cfg(feature = "apivideo")]
+#[cfg(any(feature = "apivideo", feature = "oauth2"))]
 pub use http_client::{HttpClient, RequestBody};
 pub use layer::BearerAuthLayer;
 pub use scope::{InvalidOrigin, Scope};
