@@ -125,8 +125,9 @@ impl TokenLedger {
             return Err(RefreshRefusal::Reused);
         }
         if !rotate {
-            let mut issued = self.issue_in(client_id, None, now, ttl);
-            issued.refresh_token = Some(refresh_token.to_owned());
+            // The refresh token stays, and the answer carries none (RFC 6749 §6 allows it):
+            // the client keeps the one it has.
+            let issued = self.issue_in(client_id, None, now, ttl);
             if let Some(access) = self.access.get_mut(&issued.access_token) {
                 access.family = Some(family);
             }
@@ -265,7 +266,7 @@ mod tests {
         let r1 = ledger.issue("c", now, HOUR, true).refresh_token.unwrap();
         for _ in 0..3 {
             let issued = ledger.refresh(&r1, "c", now, HOUR, false).ok().unwrap();
-            assert_eq!(issued.refresh_token.as_deref(), Some(r1.as_str()));
+            assert!(issued.refresh_token.is_none());
         }
     }
 }

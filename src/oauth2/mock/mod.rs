@@ -332,7 +332,7 @@ impl MockAuthServerBuilder {
 
     /// Whether each refresh returns a new refresh token and uses up the old one (with reuse
     /// detection). Default: `true`. With `false`, a refresh token is used again and again,
-    /// and answers carry it unchanged.
+    /// and the answers to a refresh carry none (RFC 6749 §6 lets a server keep the old one).
     pub fn rotate_refresh_tokens(mut self, rotate: bool) -> Self {
         self.rotate_refresh_tokens = rotate;
         self

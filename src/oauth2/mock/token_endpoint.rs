@@ -59,7 +59,7 @@ pub(super) async fn serve(
     };
     let mut state = shared.lock();
     let (response, client) = match handle(shared, &mut state, &parts.headers, &body) {
-        Ok((issued, client, scope)) => (answer(&issued, scope), Some(client)),
+        Ok((issued, client, scope)) => (answer(&issued, scope), client),
         Err(refusal) => {
             count_refusal(&mut state, refusal.code);
             tracing::debug!(
@@ -122,7 +122,7 @@ fn handle(
     state: &mut AuthServerState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(Issued, Authenticated, Option<String>), Refusal> {
+) -> Result<(Issued, Option<Authenticated>, Option<String>), Refusal> {
     let config = &shared.config;
     let form_type = headers
         .get(CONTENT_TYPE)
@@ -187,7 +187,7 @@ fn handle(
             let issued = state
                 .ledger
                 .issue(&client.client_id, now, ttl, config.refresh_tokens);
-            (issued, client)
+            (issued, Some(client))
         }
         "refresh_token" => {
             let client =
@@ -209,7 +209,7 @@ fn handle(
                     Refusal::invalid_grant(refusal.describe())
                 })?;
             state.counters.refresh_token_grants += 1;
-            (issued, client)
+            (issued, Some(client))
         }
         JWT_BEARER => {
             let assertion = required("assertion")?;
@@ -234,15 +234,15 @@ fn handle(
                 .ok_or_else(|| Refusal::invalid_grant("the assertion's issuer is not trusted"))?;
             clients::verify_assertion(assertion, jwk, config, &mut state.seen_jtis)
                 .map_err(|reason| Refusal::invalid_grant(format!("assertion: {reason}")))?;
-            let client = authenticated.unwrap_or(Authenticated {
-                client_id: issuer,
-                method: AuthMethod::None,
-            });
             state.counters.jwt_bearer_grants += 1;
+            // Without client authentication, the token is the assertion issuer's.
+            let client_id = authenticated
+                .as_ref()
+                .map_or(issuer, |client| client.client_id.clone());
             let issued = state
                 .ledger
-                .issue(&client.client_id, now, ttl, config.refresh_tokens);
-            (issued, client)
+                .issue(&client_id, now, ttl, config.refresh_tokens);
+            (issued, authenticated)
         }
         TOKEN_EXCHANGE => {
             let client = confidential(authenticated)?;
@@ -255,7 +255,7 @@ fn handle(
             let issued = state
                 .ledger
                 .issue(&client.client_id, now, ttl, config.refresh_tokens);
-            (issued, client)
+            (issued, Some(client))
         }
         _ => {
             return Err(Refusal::new(
