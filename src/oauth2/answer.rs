@@ -57,7 +57,7 @@ pub(super) fn token_from(
             let retry_after = waited("the authorization server asked to wait").or_else(|| {
                 response
                     .is_permanent()
-                    .then(|| RetryAfter::permanent(response.code().as_str().to_owned()))
+                    .then(|| RetryAfter::permanent("a permanent refusal"))
             });
             OAuth2Error::Refused {
                 response,
