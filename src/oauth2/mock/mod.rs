@@ -324,7 +324,8 @@ impl MockAuthServerBuilder {
     }
 
     /// Whether client-credentials, JWT-bearer and token-exchange answers carry a refresh
-    /// token. Default: `false`, as RFC 6749 §4.4.3 recommends for client credentials.
+    /// token (a JWT-bearer grant only when the client authenticated: a refresh token is bound
+    /// to a client). Default: `false`, as RFC 6749 §4.4.3 recommends for client credentials.
     pub fn refresh_tokens(mut self, issue: bool) -> Self {
         self.refresh_tokens = issue;
         self

@@ -239,9 +239,9 @@ fn handle(
             let client_id = authenticated
                 .as_ref()
                 .map_or(issuer, |client| client.client_id.clone());
-            let issued = state
-                .ledger
-                .issue(&client_id, now, ttl, config.refresh_tokens);
+            // A refresh token needs a client to be bound to, and to authenticate its use.
+            let with_refresh = config.refresh_tokens && authenticated.is_some();
+            let issued = state.ledger.issue(&client_id, now, ttl, with_refresh);
             (issued, authenticated)
         }
         TOKEN_EXCHANGE => {
