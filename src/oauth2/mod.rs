@@ -149,3 +149,6 @@ pub mod parse {
         super::discovery::parse_metadata(body, issuer).map(|endpoint| endpoint.url)
     }
 }
+
+#[cfg(test)]
+mod answer_properties;
