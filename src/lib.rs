@@ -88,7 +88,7 @@ mod head;
 #[cfg(any(feature = "apivideo", feature = "oauth2"))]
 mod http_client;
 mod layer;
-#[cfg(feature = "mock")]
+#[cfg(all(feature = "mock", any(feature = "apivideo", feature = "oauth2")))]
 mod mock_server;
 mod scope;
 mod service;
