@@ -6,24 +6,20 @@
 
 pub(crate) mod rng;
 mod serve;
+mod shutdown;
 
-use std::error::Error;
-use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response, Uri};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Every response body a mock sends is complete before it is sent.
-pub(crate) type MockBody = Full<Bytes>;
+pub(crate) use serve::MockBody;
+pub(crate) use shutdown::{ShutdownSignal, ShuttingDown};
 
 /// A mock server's serving task, and the way to stop it.
 ///
@@ -60,7 +56,7 @@ impl RunningServer {
             listener,
             name,
             handle,
-            ShutdownSignal(signal),
+            ShutdownSignal::new(signal),
         ));
         tracing::debug!(%addr, server = name, "mock server listening");
         Ok(RunningServer {
@@ -122,38 +118,6 @@ impl Drop for RunningServer {
         self.shutdown.send_replace(true);
     }
 }
-
-/// Resolves once the server starts shutting down (or its handle is gone).
-#[derive(Clone)]
-pub(crate) struct ShutdownSignal(watch::Receiver<bool>);
-
-impl ShutdownSignal {
-    pub(crate) async fn wait(&mut self) {
-        // An error means the sender is gone: the handle was dropped, which is a shutdown too.
-        let _ = self.0.wait_for(|&stopping| stopping).await;
-    }
-
-    /// Sleeps on tokio's clock, unless shutdown comes first.
-    pub(crate) async fn sleep(&mut self, delay: Duration) -> Result<(), ShuttingDown> {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => Ok(()),
-            () = self.wait() => Err(ShuttingDown),
-        }
-    }
-}
-
-/// The error a request future ends with when the server shuts down before it could answer;
-/// hyper then closes the connection without a response.
-#[derive(Debug)]
-pub(crate) struct ShuttingDown;
-
-impl fmt::Display for ShuttingDown {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the mock server is shutting down")
-    }
-}
-
-impl Error for ShuttingDown {}
 
 /// A mock's state. Never held across an `.await`.
 pub(crate) fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -3,7 +3,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -11,7 +13,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use super::{MockBody, ShutdownSignal, ShuttingDown};
+use super::shutdown::{ShutdownSignal, ShuttingDown};
+
+/// Every response body a mock sends is complete before it is sent.
+pub(crate) type MockBody = Full<Bytes>;
 
 /// How long connections get to finish their in-flight requests once shutdown starts.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::OAuth2Error;
+use super::error::OAuth2Error;
 use crate::jose::{self, SigningKey};
 
 /// The claims every assertion carries, and the ones a caller adds.

@@ -8,7 +8,8 @@ use http::Uri;
 use secrecy::SecretString;
 use tokio::sync::OnceCell;
 
-use super::client_auth::{AuthMethod, ClientAuth};
+use super::auth_method::AuthMethod;
+use super::client_auth::ClientAuth;
 use super::config::{EndpointSource, ProviderConfig, TokenEndpoint};
 use super::error::ConfigError;
 use super::grant::Grant;

@@ -1,7 +1,6 @@
 //! How the client proves who it is to the token endpoint (RFC 6749 §2.3, RFC 7523 §2.2).
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use base64::Engine;
@@ -9,64 +8,11 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::OAuth2Error;
 use super::assertion::Assertion;
-use super::error::ConfigError;
+use super::auth_method::AuthMethod;
+use super::error::{ConfigError, OAuth2Error};
 use super::form::{Form, Secrets};
 use crate::jose::SigningKey;
-
-/// How the client authenticates to the token endpoint: the names are RFC 8414's
-/// `token_endpoint_auth_method` values, which [`FromStr`] and [`as_str`](Self::as_str) use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AuthMethod {
-    /// `client_secret_basic`: `Authorization: Basic` with the client id and secret, each
-    /// form-urlencoded before base64 (RFC 6749 §2.3.1).
-    ClientSecretBasic,
-    /// `client_secret_post`: `client_id` and `client_secret` in the request body.
-    ClientSecretPost,
-    /// `private_key_jwt`: a JWT signed with the client's private key (RFC 7523 §2.2), fresh
-    /// for each request.
-    PrivateKeyJwt,
-    /// `none`: a public client, which sends only its `client_id`.
-    None,
-}
-
-impl AuthMethod {
-    /// The method's RFC 8414 name, such as `client_secret_basic`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::ClientSecretPost => "client_secret_post",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-            AuthMethod::None => "none",
-        }
-    }
-}
-
-impl fmt::Display for AuthMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AuthMethod {
-    type Err = ConfigError;
-
-    /// An RFC 8414 name (`client_secret_basic`, `client_secret_post`, `private_key_jwt`,
-    /// `none`), as in an `OAUTH2_AUTH_METHOD` variable.
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        match name.trim() {
-            "client_secret_basic" => Ok(AuthMethod::ClientSecretBasic),
-            "client_secret_post" => Ok(AuthMethod::ClientSecretPost),
-            "private_key_jwt" => Ok(AuthMethod::PrivateKeyJwt),
-            "none" => Ok(AuthMethod::None),
-            other => Err(ConfigError::UnknownAuthMethod(
-                other.chars().filter(|c| !c.is_control()).take(64).collect(),
-            )),
-        }
-    }
-}
 
 /// The client's credentials, ready for each request.
 pub(super) enum ClientAuth {
@@ -244,22 +190,6 @@ mod tests {
         assert_eq!(
             decoded,
             "client%3Abasic:basic%2Bsecret%2Fwith+%25reserved%3Achars%26%3D"
-        );
-    }
-
-    #[test]
-    fn methods_round_trip_their_names() {
-        for method in [
-            AuthMethod::ClientSecretBasic,
-            AuthMethod::ClientSecretPost,
-            AuthMethod::PrivateKeyJwt,
-            AuthMethod::None,
-        ] {
-            assert_eq!(method.as_str().parse::<AuthMethod>(), Ok(method));
-        }
-        assert_eq!(
-            "client_secret_jwt".parse::<AuthMethod>(),
-            Err(ConfigError::UnknownAuthMethod("client_secret_jwt".into()))
         );
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tower::BoxError;
 
-use super::client_auth::AuthMethod;
+use super::auth_method::AuthMethod;
 use crate::jose::KeyError;
 use crate::{InvalidToken, RetryAfter};
 
@@ -461,8 +461,6 @@ pub enum ConfigError {
     /// An extra parameter names one the provider sets itself (`grant_type`, `client_id`,
     /// `scope`, …): use the builder's own setting.
     ReservedParameter(String),
-    /// `OAUTH2_AUTH_METHOD`-style text that names no method this provider knows.
-    UnknownAuthMethod(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -483,11 +481,6 @@ impl fmt::Display for ConfigError {
             ConfigError::ReservedParameter(name) => write!(
                 f,
                 "`{name}` is set by the provider itself; use the builder's own setting"
-            ),
-            ConfigError::UnknownAuthMethod(name) => write!(
-                f,
-                "unknown client authentication method {name:?} (expected client_secret_basic, \
-                 client_secret_post, private_key_jwt or none)"
             ),
         }
     }

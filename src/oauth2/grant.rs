@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use tower::BoxError;
 
-use super::OAuth2Error;
+use super::error::OAuth2Error;
 use crate::jose::SigningKey;
 
 /// The grant an [`OAuth2`](super::OAuth2) provider uses for its first token, and again

@@ -103,6 +103,7 @@
 
 mod answer;
 mod assertion;
+mod auth_method;
 mod builder;
 mod client_auth;
 mod config;
@@ -117,8 +118,8 @@ mod request;
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
 
+pub use auth_method::{AuthMethod, UnknownAuthMethod};
 pub use builder::{DEFAULT_TIMEOUT, OAuth2Builder};
-pub use client_auth::AuthMethod;
 pub use error::{
     ConfigError, DiscoveryError, ErrorCode, ErrorResponse, MalformedAnswer, OAuth2Error,
 };

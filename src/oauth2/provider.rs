@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tower::Service;
 
 use super::assertion::Assertion;
-use super::client_auth::AuthMethod;
+use super::auth_method::AuthMethod;
 use super::config::{EndpointSource, ProviderConfig, TokenEndpoint};
 use super::discovery;
 use super::error::{ErrorCode, OAuth2Error};

@@ -9,9 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use tokio::time::Instant;
 
-use super::OAuth2Error;
 use super::answer;
 use super::config::{ProviderConfig, TokenEndpoint};
+use super::error::OAuth2Error;
 use super::form::{Form, Secrets};
 use crate::http_client;
 use crate::{HttpClient, RequestBody, Token};

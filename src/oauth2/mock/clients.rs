@@ -1,7 +1,7 @@
 //! The clients a mock server knows, and how it checks who is asking: client authentication
 //! as it travels on the wire, and JWT assertions.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +13,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::reply::Refusal;
-use super::state::AuthServerConfig;
 use crate::jose;
 use crate::oauth2::AuthMethod;
 
@@ -94,6 +93,13 @@ impl fmt::Debug for MockClient {
     }
 }
 
+/// What checking a client needs: the clients the server knows, and what an assertion's `aud`
+/// may name (the token endpoint's URL, the issuer).
+pub(super) struct Registry<'a> {
+    pub(super) clients: &'a HashMap<String, MockClient>,
+    pub(super) audiences: [&'a str; 2],
+}
+
 /// The client a request authenticated as, and how.
 pub(super) struct Authenticated {
     pub(super) client_id: String,
@@ -104,7 +110,7 @@ pub(super) struct Authenticated {
 /// method per request, and the one the client is registered with. `None`: no client
 /// authentication at all (allowed with a JWT-bearer grant only).
 pub(super) fn authenticate(
-    config: &AuthServerConfig,
+    registry: &Registry<'_>,
     headers: &HeaderMap,
     form: &[(String, String)],
     seen_jtis: &mut HashSet<String>,
@@ -140,7 +146,7 @@ pub(super) fn authenticate(
         let (id, secret) = decode_basic(credentials).ok_or_else(|| {
             Refusal::invalid_client("malformed Basic credentials").with_basic_challenge()
         })?;
-        let client = registered(config, &id, AuthMethod::ClientSecretBasic)
+        let client = registered(registry, &id, AuthMethod::ClientSecretBasic)
             .map_err(Refusal::with_basic_challenge)?;
         if client_id.is_some_and(|form_id| form_id != id) {
             return Err(Refusal::invalid_request(
@@ -156,7 +162,7 @@ pub(super) fn authenticate(
     if let Some(secret) = secret {
         let id =
             client_id.ok_or_else(|| Refusal::invalid_client("client_secret without client_id"))?;
-        let client = registered(config, id, AuthMethod::ClientSecretPost)?;
+        let client = registered(registry, id, AuthMethod::ClientSecretPost)?;
         check_secret(client, secret)?;
         return Ok(Some(Authenticated {
             client_id: id.to_owned(),
@@ -182,7 +188,7 @@ pub(super) fn authenticate(
             .ok_or_else(|| {
                 Refusal::invalid_client("the client assertion is not a JWT with an iss")
             })?;
-        let client = registered(config, &issuer, AuthMethod::PrivateKeyJwt)?;
+        let client = registered(registry, &issuer, AuthMethod::PrivateKeyJwt)?;
         if client_id.is_some_and(|form_id| form_id != issuer) {
             return Err(Refusal::invalid_client(
                 "client_id is not the assertion's iss",
@@ -191,7 +197,7 @@ pub(super) fn authenticate(
         let jwk = client
             .public_jwk()
             .ok_or_else(|| Refusal::invalid_client("no key registered"))?;
-        let claims = verify_assertion(assertion, jwk, config, seen_jtis)
+        let claims = verify_assertion(assertion, jwk, registry, seen_jtis)
             .map_err(|reason| Refusal::invalid_client(format!("client assertion: {reason}")))?;
         if claims.get("sub").and_then(Value::as_str) != Some(issuer.as_str()) {
             return Err(Refusal::invalid_client(
@@ -205,7 +211,7 @@ pub(super) fn authenticate(
     }
     match client_id {
         Some(id) => {
-            registered(config, id, AuthMethod::None)?;
+            registered(registry, id, AuthMethod::None)?;
             Ok(Some(Authenticated {
                 client_id: id.to_owned(),
                 method: AuthMethod::None,
@@ -217,11 +223,11 @@ pub(super) fn authenticate(
 
 /// The client `id`, if it is registered with `method`.
 fn registered<'a>(
-    config: &'a AuthServerConfig,
+    registry: &Registry<'a>,
     id: &str,
     method: AuthMethod,
 ) -> Result<&'a MockClient, Refusal> {
-    let client = config
+    let client = registry
         .clients
         .get(id)
         .ok_or_else(|| Refusal::invalid_client("unknown client"))?;
@@ -262,7 +268,7 @@ fn decode_basic(credentials: &str) -> Option<(String, String)> {
 pub(super) fn verify_assertion(
     assertion: &str,
     jwk: &Value,
-    config: &AuthServerConfig,
+    registry: &Registry<'_>,
     seen_jtis: &mut HashSet<String>,
 ) -> Result<Map<String, Value>, &'static str> {
     let (_, claims) = jose::verify(assertion, jwk).map_err(|_| "the signature does not verify")?;
@@ -274,10 +280,7 @@ pub(super) fn verify_assertion(
         Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).collect(),
         _ => return Err("no aud"),
     };
-    if !audiences
-        .iter()
-        .any(|aud| *aud == config.token_endpoint || *aud == config.issuer)
-    {
+    if !audiences.iter().any(|aud| registry.audiences.contains(aud)) {
         return Err("aud is neither the token endpoint nor the issuer");
     }
     let now = SystemTime::now()

@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::clients::{self, Authenticated};
+use super::clients::{self, Authenticated, Registry};
 use super::faults::Fault;
 use super::ledger::{Issued, RefreshRefusal};
 use super::reply::{self, Refusal};
@@ -159,7 +159,11 @@ fn handle(
     };
     let grant_type = required("grant_type")?;
     let scope = single("scope")?.map(str::to_owned);
-    let authenticated = clients::authenticate(config, headers, &form, &mut state.seen_jtis)?;
+    let registry = Registry {
+        clients: &config.clients,
+        audiences: [&config.token_endpoint, &config.issuer],
+    };
+    let authenticated = clients::authenticate(&registry, headers, &form, &mut state.seen_jtis)?;
     if let Some(client) = &authenticated {
         let counter = match client.method {
             AuthMethod::ClientSecretBasic => &mut state.counters.client_secret_basic,
@@ -232,7 +236,7 @@ fn handle(
                         .and_then(|client| client.public_jwk())
                 })
                 .ok_or_else(|| Refusal::invalid_grant("the assertion's issuer is not trusted"))?;
-            clients::verify_assertion(assertion, jwk, config, &mut state.seen_jtis)
+            clients::verify_assertion(assertion, jwk, &registry, &mut state.seen_jtis)
                 .map_err(|reason| Refusal::invalid_grant(format!("assertion: {reason}")))?;
             state.counters.jwt_bearer_grants += 1;
             // Without client authentication, the token is the assertion issuer's.
