@@ -88,20 +88,7 @@ impl Grant {
             kind: GrantKind::TokenExchange(subject_token),
         }
     }
-
-    /// The `grant_type` the grant sends.
-    pub fn grant_type(&self) -> &'static str {
-        match self.kind {
-            GrantKind::ClientCredentials => "client_credentials",
-            GrantKind::RefreshToken(_) => REFRESH_TOKEN,
-            GrantKind::JwtBearer(_) => "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            GrantKind::TokenExchange(_) => "urn:ietf:params:oauth:grant-type:token-exchange",
-        }
-    }
 }
-
-/// The refresh-token grant's `grant_type`.
-pub(super) const REFRESH_TOKEN: &str = "refresh_token";
 
 impl Default for Grant {
     fn default() -> Self {
@@ -216,7 +203,7 @@ enum SubjectSource {
 }
 
 /// RFC 8693's token type for a JWT, the default subject token type.
-pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 impl SubjectToken {
     /// The contents of a file, read for each exchange, surrounding whitespace trimmed.
@@ -239,7 +226,8 @@ impl SubjectToken {
         }
     }
 
-    /// The `subject_token_type` (RFC 8693 §3). Default: [`JWT_TOKEN_TYPE`].
+    /// The `subject_token_type` (RFC 8693 §3). Default:
+    /// `urn:ietf:params:oauth:token-type:jwt`.
     pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
         self.token_type = token_type.into();
         self

@@ -123,7 +123,7 @@ pub use builder::{DEFAULT_TIMEOUT, OAuth2Builder};
 pub use error::{
     ConfigError, DiscoveryError, ErrorCode, ErrorResponse, MalformedAnswer, OAuth2Error,
 };
-pub use grant::{Grant, JWT_TOKEN_TYPE, JwtBearer, SubjectToken};
+pub use grant::{Grant, JwtBearer, SubjectToken};
 pub use provider::{OAuth2, ResponseFuture};
 
 /// The parsers of token endpoint answers and metadata, for the fuzz targets under `fuzz/`:
