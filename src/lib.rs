@@ -84,7 +84,11 @@ mod cache;
 mod error;
 mod future;
 mod head;
+#[cfg(any(feature = "apivideo", feature = "oauth2"))]
+mod http_client;
 mod layer;
+#[cfg(all(feature = "mock", any(feature = "apivideo", feature = "oauth2")))]
+mod mock_server;
 mod proving;
 mod scope;
 mod service;
@@ -102,11 +106,16 @@ pub mod dpop;
 #[cfg(feature = "jose")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
 pub mod jose;
+#[cfg(feature = "oauth2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
+pub mod oauth2;
 
 pub use body::ReplayBody;
 pub use cache::{RefreshCounts, Refresher, Stats, TokenCache, TokenCacheBuilder};
 pub use error::{RetryAfter, TokenError, TokenErrorKind};
 pub use future::ResponseFuture;
+#[cfg(any(feature = "apivideo", feature = "oauth2"))]
+pub use http_client::{HttpClient, RequestBody};
 pub use layer::BearerAuthLayer;
 pub use scope::{InvalidOrigin, Scope};
 pub use service::BearerAuth;
