@@ -4,22 +4,37 @@
 //! cargo run --example grpc --features tonic
 //! ```
 //!
-//! With no `GRPC_ENDPOINT`, it starts an embedded mock authorization server (tokens live 1 s)
-//! and, in-process, a tonic server with `grpc.health.v1.Health` that asks the authorization
-//! server whether each call's token is good and answers UNAUTHENTICATED if not. It sends 200
-//! `Health/Check` calls from 8 tasks, 150 ms apart: several token lifetimes, with the
-//! authorization server revoking every token once in the middle. It prints a progress line
-//! each second and a summary, and exits 0 only if every call succeeded.
+//! With no `GRPC_ENDPOINT`, it starts the embedded mock OAuth 2.0 authorization server (tokens
+//! live 1 s, and come with refresh tokens) and, in-process, a tonic server with
+//! `grpc.health.v1.Health` that asks the authorization server whether each call's token is
+//! good and answers UNAUTHENTICATED if not. It sends 200 `Health/Check` calls from 8 tasks,
+//! 150 ms apart: several token lifetimes, with the authorization server revoking every token
+//! once in the middle. It prints a progress line each second and a summary, and exits 0 only
+//! if every call succeeded.
 //!
 //! With `GRPC_ENDPOINT` (`http://host:port`), it calls that server's
 //! `grpc.health.v1.Health/Check` (service `""`) with tokens from a real authorization server,
-//! and exits 0 only if every call answered SERVING:
+//! and exits 0 only if every call answered SERVING. The variables (a contract: tests and users
+//! depend on it) are those of `examples/oauth2.rs`, read by the same code
+//! (`examples/common/oauth2_env.rs`), with `GRPC_ENDPOINT` in place of its `API_URL`:
 //!
 //! | variable | meaning |
 //! | --- | --- |
 //! | `GRPC_ENDPOINT` | the gRPC server, `http://host:port` |
-//! | `APIVIDEO_API_KEY`, `APIVIDEO_BASE_URL` | where the tokens come from |
+//! | `OAUTH2_ISSUER` or `OAUTH2_TOKEN_URL` | discovery from the issuer, or the token endpoint directly |
+//! | `OAUTH2_CLIENT_ID`, `OAUTH2_CLIENT_SECRET` | the client |
+//! | `OAUTH2_AUTH_METHOD` | `client_secret_basic` (default), `client_secret_post`, `private_key_jwt` |
+//! | `OAUTH2_PRIVATE_KEY`, `OAUTH2_KEY_ID` | PEM file of the client's private key (EC P-256 or RSA), its `kid` |
+//! | `OAUTH2_SCOPE`, `OAUTH2_AUDIENCE`, `OAUTH2_RESOURCE` | optional parameters (`OAUTH2_RESOURCE` may list several, space-separated) |
 //! | `REQUESTS` (default 200), `CONCURRENCY` (default 8), `PACE_MS` (default 0) | how many calls, from how many tasks, with what pause between a task's calls |
+//!
+//! ```text
+//! GRPC_ENDPOINT=http://grpc.internal:50051 OAUTH2_ISSUER=https://login.example.com/realms/acme \
+//! OAUTH2_CLIENT_ID=reports OAUTH2_CLIENT_SECRET=… cargo run --example grpc --features tonic
+//! ```
+//!
+//! Against the embedded servers, `OAUTH2_AUTH_METHOD`, `REQUESTS`, `CONCURRENCY` and `PACE_MS`
+//! apply too (`PACE_MS` is 150 there unless set, so that the run spans several lifetimes).
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -54,61 +69,52 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::{BoxError, Service, ServiceBuilder};
-use tower_bearer::apivideo::ApiVideo;
-use tower_bearer::apivideo::mock::MockServer;
+use tower_bearer::oauth2::mock::MockAuthServer;
 use tower_bearer::tonic::{GrpcAuth, GrpcAuthLayer};
 use tower_bearer::{ReplayBody, TokenCache};
+
+#[path = "common/oauth2_env.rs"]
+mod oauth2_env;
+use oauth2_env::{Load, TokenServer, TokenSettings};
 
 /// The mock's token lifetime: short, so that a few seconds span several.
 const MOCK_TTL: Duration = Duration::from_secs(1);
 const MOCK_PACE: Duration = Duration::from_millis(150);
-const MOCK_API_KEY: &str = "grpc-example-key";
 
 /// The example's settings, from the environment (or, in tests, any lookup).
 #[derive(Clone)]
 pub(crate) struct Settings {
+    tokens: TokenSettings,
     /// `None`: the embedded servers.
     endpoint: Option<String>,
-    api_key: Option<String>,
-    base_url: Option<String>,
-    pub(crate) requests: usize,
-    concurrency: usize,
-    pace: Option<Duration>,
+    pub(crate) load: Load,
 }
 
 impl Settings {
     /// Reads the variables through `lookup` (empty counts as unset).
     pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let number = |name: &str, default: usize| -> Result<usize, String> {
-            var(name).map_or(Ok(default), |raw| {
-                raw.trim()
-                    .parse()
-                    .map_err(|_| format!("{name}: '{raw}' is not a whole number"))
-            })
-        };
         let settings = Settings {
-            endpoint: var("GRPC_ENDPOINT"),
-            api_key: var("APIVIDEO_API_KEY"),
-            base_url: var("APIVIDEO_BASE_URL"),
-            requests: number("REQUESTS", 200)?,
-            concurrency: number("CONCURRENCY", 8)?.max(1),
-            pace: var("PACE_MS")
-                .map(|_| number("PACE_MS", 0).map(|ms| Duration::from_millis(ms as u64)))
-                .transpose()?,
+            tokens: TokenSettings::from_lookup(&lookup)?,
+            endpoint: oauth2_env::var(&lookup, "GRPC_ENDPOINT"),
+            load: Load::from_lookup(&lookup)?,
         };
-        if settings.endpoint.is_some() && settings.api_key.is_none() {
-            return Err("APIVIDEO_API_KEY is required with GRPC_ENDPOINT".to_owned());
+        match (&settings.endpoint, &settings.tokens.server) {
+            (Some(_), None) => Err(
+                "GRPC_ENDPOINT needs tokens from a real server: OAUTH2_ISSUER or OAUTH2_TOKEN_URL"
+                    .to_owned(),
+            ),
+            (None, Some(_)) => Err("GRPC_ENDPOINT is required: the gRPC server to call".to_owned()),
+            _ => Ok(settings),
         }
-        Ok(settings)
     }
 
     fn pace(&self) -> Duration {
-        self.pace.unwrap_or(if self.endpoint.is_some() {
+        let default = if self.endpoint.is_some() {
             Duration::ZERO
         } else {
             MOCK_PACE
-        })
+        };
+        self.load.pace_or(default)
     }
 }
 
@@ -151,10 +157,10 @@ fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build(https)
 }
 
-/// The token cache: api.video's provider, with a timeout, on a hyper client.
-fn token_cache(base_url: &str, api_key: &str) -> Result<TokenCache, BoxError> {
-    let provider = ApiVideo::with_base_uri(base_url, api_key.to_owned(), http_client())?
-        .timeout(Duration::from_secs(5));
+/// The token cache: the OAuth 2.0 provider the settings describe, getting its tokens from
+/// `server` through a hyper client. It could serve HTTP clients of the same process too.
+fn token_cache(settings: &Settings, server: &TokenServer) -> Result<TokenCache, BoxError> {
+    let provider = settings.tokens.builder(server).build(http_client())?;
     Ok(TokenCache::new(provider))
 }
 
@@ -174,7 +180,7 @@ async fn health_client(endpoint: &str, cache: TokenCache) -> Result<Health, BoxE
 /// tonic-health behind a token check that asks the authorization server, as a resource server
 /// that introspects its tokens would: a call whose token the authorization server does not
 /// take is answered UNAUTHENTICATED before it reaches the health service.
-struct GrpcServer {
+pub(crate) struct GrpcServer {
     addr: SocketAddr,
     counts: Arc<ServerCounts>,
     stop: oneshot::Sender<()>,
@@ -188,7 +194,7 @@ struct ServerCounts {
 }
 
 impl GrpcServer {
-    async fn start(check_uri: Uri) -> Result<GrpcServer, BoxError> {
+    pub(crate) async fn start(check_uri: Uri) -> Result<GrpcServer, BoxError> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(ServerCounts::default());
@@ -215,11 +221,11 @@ impl GrpcServer {
         })
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    async fn stop(self) -> Result<(), BoxError> {
+    pub(crate) async fn stop(self) -> Result<(), BoxError> {
         let _ = self.stop.send(());
         self.task.await??;
         Ok(())
@@ -229,7 +235,7 @@ impl GrpcServer {
 #[derive(Clone)]
 struct TokenCheck<S> {
     inner: S,
-    /// A protected URL of the authorization server: 200 for a good token.
+    /// The authorization server's protected API: 200 for a good token.
     check_uri: Uri,
     client: Client<HttpConnector, Full<Bytes>>,
     counts: Arc<ServerCounts>,
@@ -319,7 +325,7 @@ async fn task(mut client: Health, id: usize, calls: usize, settings: Settings, t
     let pace = settings.pace();
     if !pace.is_zero() {
         // Tasks start spread over one pace, so calls arrive evenly.
-        sleep(pace * id as u32 / settings.concurrency as u32).await;
+        sleep(pace * id as u32 / settings.load.concurrency as u32).await;
     }
     let mut ticks = interval(pace.max(Duration::from_nanos(1)));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -342,7 +348,7 @@ async fn task(mut client: Health, id: usize, calls: usize, settings: Settings, t
 
 /// What the session can ask of the embedded servers.
 struct Mock<'a> {
-    auth: &'a MockServer,
+    auth: &'a MockAuthServer,
     grpc: &'a GrpcServer,
 }
 
@@ -358,10 +364,8 @@ async fn session(
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
     let mut tasks = JoinSet::new();
-    for id in 0..settings.concurrency {
-        // The calls shared out as evenly as they go.
-        let calls = settings.requests / settings.concurrency
-            + usize::from(id < settings.requests % settings.concurrency);
+    for id in 0..settings.load.concurrency {
+        let calls = settings.load.calls_of(id);
         tasks.spawn(task(
             client.clone(),
             id,
@@ -394,7 +398,7 @@ async fn session(
                 let settled = !stats.refreshing
                     && stats.age.is_some_and(|age| age >= MOCK_TTL / 4)
                     && stats.expires_in.is_some_and(|left| left >= MOCK_TTL / 3);
-                if done >= settings.requests as u64 / 2 && settled {
+                if done >= settings.load.requests as u64 / 2 && settled {
                     if let Some(mock) = &mock {
                         mock.auth.revoke_all();
                     }
@@ -493,29 +497,36 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 // ===== the two targets =====
 
-/// The session against the embedded authorization server and gRPC server.
-pub(crate) async fn run_mock(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
-    let auth = MockServer::builder()
-        .api_key(MOCK_API_KEY)
+/// The session against the embedded authorization server and gRPC server, the client
+/// registered with the authentication method the settings name.
+pub(crate) async fn run_mock(
+    mut settings: Settings,
+    out: &mut dyn Write,
+) -> Result<Report, BoxError> {
+    let auth = MockAuthServer::builder()
+        .register(settings.tokens.mock_client()?)
+        .refresh_tokens(true)
         .token_ttl(MOCK_TTL)
         .start()
         .await?;
-    let grpc = GrpcServer::start(auth.uri_for("/videos?pageSize=1")).await?;
+    let grpc = GrpcServer::start(auth.uri_for("/api/grpc-token-check")).await?;
     writeln!(
         out,
         "tower-bearer grpc: {} Health/Check calls from {} tasks to a tonic server at {}, tokens \
-         from a mock authorization server at {}",
-        settings.requests,
-        settings.concurrency,
+         from a mock authorization server at {} ({})",
+        settings.load.requests,
+        settings.load.concurrency,
         grpc.endpoint(),
         auth.uri(),
+        settings.tokens.auth_method,
     )?;
     writeln!(
         out,
-        "(tokens live {} s; set GRPC_ENDPOINT to call a real server)",
+        "(tokens live {} s; set GRPC_ENDPOINT and OAUTH2_ISSUER or OAUTH2_TOKEN_URL to call a \
+         real server)",
         MOCK_TTL.as_secs()
     )?;
-    let cache = token_cache(&auth.uri().to_string(), MOCK_API_KEY)?;
+    let cache = token_cache(&settings, &TokenServer::Issuer(auth.issuer()))?;
     let client = health_client(&grpc.endpoint(), cache.clone()).await?;
     let mock = Mock {
         auth: &auth,
@@ -530,18 +541,21 @@ pub(crate) async fn run_mock(settings: Settings, out: &mut dyn Write) -> Result<
 /// The session against a real gRPC server, with tokens from a real authorization server.
 pub(crate) async fn run_real(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
     let endpoint = settings.endpoint.clone().ok_or("no GRPC_ENDPOINT")?;
-    let api_key = settings.api_key.clone().ok_or("no APIVIDEO_API_KEY")?;
-    let base_url = settings
-        .base_url
+    let server = settings
+        .tokens
+        .server
         .clone()
-        .unwrap_or_else(|| tower_bearer::apivideo::SANDBOX.to_owned());
+        .ok_or("no OAUTH2_ISSUER or OAUTH2_TOKEN_URL")?;
     writeln!(
         out,
         "tower-bearer grpc: {} Health/Check calls from {} tasks to {endpoint} with tokens from \
-         {base_url}",
-        settings.requests, settings.concurrency,
+         {} ({})",
+        settings.load.requests,
+        settings.load.concurrency,
+        server.url(),
+        settings.tokens.auth_method,
     )?;
-    let cache = token_cache(&base_url, &api_key)?;
+    let cache = token_cache(&settings, &server)?;
     let client = health_client(&endpoint, cache.clone()).await?;
     session(&settings, client, cache, None, out).await
 }
@@ -564,7 +578,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let requests = settings.requests;
+    let requests = settings.load.requests;
     match run(settings, &mut io::stdout()).await {
         Ok(report) if report.success(requests) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,

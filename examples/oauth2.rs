@@ -12,7 +12,8 @@
 //! every call succeeded.
 //!
 //! Against a real authorization server, the same from these variables (a contract: tests
-//! and users depend on it):
+//! and users depend on it; `examples/grpc.rs` reads the same ones, from
+//! `examples/common/oauth2_env.rs`):
 //!
 //! | variable | meaning |
 //! | --- | --- |
@@ -51,110 +52,46 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_bearer::jose::{Algorithm, SigningKey};
-use tower_bearer::oauth2::mock::{MockAuthServer, MockClient};
-use tower_bearer::oauth2::{AuthMethod, OAuth2};
+use tower_bearer::oauth2::mock::MockAuthServer;
 use tower_bearer::{ReplayBody, TokenCache};
+
+#[path = "common/oauth2_env.rs"]
+mod oauth2_env;
+use oauth2_env::{Load, TokenServer, TokenSettings};
 
 /// The mock's token lifetime: short, so that a few seconds span several.
 const MOCK_TTL: Duration = Duration::from_secs(1);
 const MOCK_PACE: Duration = Duration::from_millis(150);
-const MOCK_CLIENT_ID: &str = "example-client";
-const MOCK_CLIENT_SECRET: &str = "example-secret";
 
 /// The example's settings, from the environment (or, in tests, any lookup).
 #[derive(Clone)]
 pub(crate) struct Settings {
-    /// `None`: the embedded mock.
-    server: Option<Server>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    auth_method: AuthMethod,
-    /// From `OAUTH2_PRIVATE_KEY` (a PEM file) and `OAUTH2_KEY_ID`.
-    private_key: Option<SigningKey>,
-    scope: Option<String>,
-    audience: Option<String>,
-    resources: Vec<String>,
+    tokens: TokenSettings,
     api_url: Option<String>,
-    pub(crate) requests: usize,
-    concurrency: usize,
-    pace: Option<Duration>,
-}
-
-#[derive(Clone)]
-enum Server {
-    Issuer(String),
-    TokenUrl(String),
+    pub(crate) load: Load,
 }
 
 impl Settings {
     /// Reads the variables through `lookup` (empty counts as unset).
     pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let number = |name: &str, default: usize| -> Result<usize, String> {
-            var(name).map_or(Ok(default), |raw| {
-                raw.trim()
-                    .parse()
-                    .map_err(|_| format!("{name}: '{raw}' is not a whole number"))
-            })
-        };
-        let server = match (var("OAUTH2_ISSUER"), var("OAUTH2_TOKEN_URL")) {
-            (Some(issuer), _) => Some(Server::Issuer(issuer)),
-            (None, Some(url)) => Some(Server::TokenUrl(url)),
-            (None, None) => None,
-        };
-        let auth_method = match var("OAUTH2_AUTH_METHOD") {
-            Some(name) => name.parse::<AuthMethod>().map_err(|e| e.to_string())?,
-            None => AuthMethod::ClientSecretBasic,
-        };
-        let private_key = match var("OAUTH2_PRIVATE_KEY") {
-            Some(path) => {
-                let pem = std::fs::read_to_string(&path)
-                    .map_err(|error| format!("OAUTH2_PRIVATE_KEY {path}: {error}"))?;
-                let key = SigningKey::from_pem(pem)
-                    .map_err(|error| format!("OAUTH2_PRIVATE_KEY {path}: {error}"))?;
-                Some(match var("OAUTH2_KEY_ID") {
-                    Some(kid) => key.with_key_id(kid),
-                    None => key,
-                })
-            }
-            None => None,
-        };
         let settings = Settings {
-            client_id: var("OAUTH2_CLIENT_ID"),
-            client_secret: var("OAUTH2_CLIENT_SECRET"),
-            auth_method,
-            private_key,
-            scope: var("OAUTH2_SCOPE"),
-            audience: var("OAUTH2_AUDIENCE"),
-            resources: var("OAUTH2_RESOURCE")
-                .map(|list| list.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
-            api_url: var("API_URL"),
-            requests: number("REQUESTS", 200)?,
-            concurrency: number("CONCURRENCY", 8)?.max(1),
-            pace: var("PACE_MS")
-                .map(|_| number("PACE_MS", 0).map(|ms| Duration::from_millis(ms as u64)))
-                .transpose()?,
-            server,
+            tokens: TokenSettings::from_lookup(&lookup)?,
+            api_url: oauth2_env::var(&lookup, "API_URL"),
+            load: Load::from_lookup(&lookup)?,
         };
-        if settings.server.is_some() {
-            if settings.client_id.is_none() {
-                return Err("OAUTH2_CLIENT_ID is required".to_owned());
-            }
-            if settings.api_url.is_none() {
-                return Err("API_URL is required: the protected URL each call GETs".to_owned());
-            }
+        if settings.tokens.server.is_some() && settings.api_url.is_none() {
+            return Err("API_URL is required: the protected URL each call GETs".to_owned());
         }
         Ok(settings)
     }
 
     fn pace(&self) -> Duration {
-        self.pace.unwrap_or(if self.server.is_some() {
+        let default = if self.tokens.server.is_some() {
             Duration::ZERO
         } else {
             MOCK_PACE
-        })
+        };
+        self.load.pace_or(default)
     }
 }
 
@@ -233,34 +170,11 @@ fn counting(client: HttpClient, counts: Arc<GrantCounts>) -> ProviderClient {
 /// provider (scoped to the API's origin), on one hyper client.
 fn stack(
     settings: &Settings,
-    server: &Server,
+    server: &TokenServer,
     counts: Arc<GrantCounts>,
 ) -> Result<(Api, TokenCache), BoxError> {
     let client = http_client();
-    let mut builder = match server {
-        Server::Issuer(issuer) => OAuth2::builder().issuer(issuer),
-        Server::TokenUrl(url) => OAuth2::builder().token_endpoint(url),
-    }
-    .auth_method(settings.auth_method)
-    .timeout(Duration::from_secs(10));
-    if let Some(id) = &settings.client_id {
-        builder = builder.client_id(id);
-    }
-    if let Some(secret) = &settings.client_secret {
-        builder = builder.client_secret(secret);
-    }
-    if let Some(key) = &settings.private_key {
-        builder = builder.private_key(key.clone());
-    }
-    if let Some(scope) = &settings.scope {
-        builder = builder.scope(scope);
-    }
-    if let Some(audience) = &settings.audience {
-        builder = builder.audience(audience);
-    }
-    for resource in &settings.resources {
-        builder = builder.resource(resource);
-    }
+    let builder = settings.tokens.builder(server);
     let api_url: Uri = settings.api_url.as_deref().unwrap_or_default().parse()?;
     let auth = builder
         .build(counting(client.clone(), counts))?
@@ -322,7 +236,7 @@ async fn task(api: Api, uri: Uri, id: usize, calls: usize, settings: Settings, t
     let pace = settings.pace();
     if !pace.is_zero() {
         // Tasks start spread over one pace, so calls arrive evenly.
-        sleep(pace * id as u32 / settings.concurrency as u32).await;
+        sleep(pace * id as u32 / settings.load.concurrency as u32).await;
     }
     let mut ticks = interval(pace.max(Duration::from_nanos(1)));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -347,7 +261,7 @@ async fn task(api: Api, uri: Uri, id: usize, calls: usize, settings: Settings, t
 /// once a third and once two thirds of the way through.
 async fn session(
     settings: &Settings,
-    server: &Server,
+    server: &TokenServer,
     mock: Option<&MockAuthServer>,
     out: &mut dyn Write,
 ) -> Result<Report, BoxError> {
@@ -357,10 +271,8 @@ async fn session(
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
     let mut tasks = JoinSet::new();
-    for id in 0..settings.concurrency {
-        // The calls shared out as evenly as they go.
-        let calls = settings.requests / settings.concurrency
-            + usize::from(id < settings.requests % settings.concurrency);
+    for id in 0..settings.load.concurrency {
+        let calls = settings.load.calls_of(id);
         tasks.spawn(task(
             api.clone(),
             uri.clone(),
@@ -387,7 +299,7 @@ async fn session(
             }
             _ = watch.tick(), if revocations_due > 0 => {
                 let done = tally.ok.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed);
-                let due_at = settings.requests as u64 * (3 - revocations_due) / 3;
+                let due_at = settings.load.requests as u64 * (3 - revocations_due) / 3;
                 // A 401 replaces only a token past its minimum age (a tenth of its life), and a
                 // revocation while a refresh is in flight is another story: revoke when the
                 // current token is well into its life.
@@ -497,41 +409,22 @@ pub(crate) async fn run_mock(
     mut settings: Settings,
     out: &mut dyn Write,
 ) -> Result<Report, BoxError> {
-    let client = match settings.auth_method {
-        AuthMethod::ClientSecretPost => {
-            settings.client_secret = Some(MOCK_CLIENT_SECRET.to_owned());
-            MockClient::secret_post(MOCK_CLIENT_ID, MOCK_CLIENT_SECRET)
-        }
-        AuthMethod::PrivateKeyJwt => {
-            let key = match settings.private_key.take() {
-                Some(key) => key,
-                None => SigningKey::generate(Algorithm::Es256)?.with_key_id("example-key"),
-            };
-            let client = MockClient::private_key_jwt(MOCK_CLIENT_ID, key.public_jwk());
-            settings.private_key = Some(key);
-            client
-        }
-        _ => {
-            settings.client_secret = Some(MOCK_CLIENT_SECRET.to_owned());
-            MockClient::secret_basic(MOCK_CLIENT_ID, MOCK_CLIENT_SECRET)
-        }
-    };
+    let client = settings.tokens.mock_client()?;
     let server = MockAuthServer::builder()
         .register(client)
         .refresh_tokens(true)
         .token_ttl(MOCK_TTL)
         .start()
         .await?;
-    settings.client_id = Some(MOCK_CLIENT_ID.to_owned());
     settings.api_url = Some(server.uri_for("/api/items").to_string());
     writeln!(
         out,
         "tower-bearer oauth2: {} calls from {} tasks against a mock authorization server at {} \
          ({})",
-        settings.requests,
-        settings.concurrency,
+        settings.load.requests,
+        settings.load.concurrency,
         server.uri(),
-        settings.auth_method,
+        settings.tokens.auth_method,
     )?;
     writeln!(
         out,
@@ -540,7 +433,7 @@ pub(crate) async fn run_mock(
     )?;
     let report = session(
         &settings,
-        &Server::Issuer(server.issuer()),
+        &TokenServer::Issuer(server.issuer()),
         Some(&server),
         out,
     )
@@ -551,24 +444,24 @@ pub(crate) async fn run_mock(
 
 /// The session against a real authorization server and API.
 pub(crate) async fn run_real(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
-    let Some(server) = settings.server.clone() else {
+    let Some(server) = settings.tokens.server.clone() else {
         return Err("no OAUTH2_ISSUER or OAUTH2_TOKEN_URL".into());
     };
-    let (Server::Issuer(at) | Server::TokenUrl(at)) = &server;
     writeln!(
         out,
-        "tower-bearer oauth2: {} calls from {} tasks to {} with tokens from {at} ({})",
-        settings.requests,
-        settings.concurrency,
+        "tower-bearer oauth2: {} calls from {} tasks to {} with tokens from {} ({})",
+        settings.load.requests,
+        settings.load.concurrency,
         settings.api_url.as_deref().unwrap_or_default(),
-        settings.auth_method,
+        server.url(),
+        settings.tokens.auth_method,
     )?;
     session(&settings, &server, None, out).await
 }
 
 /// Whichever the settings ask for.
 pub(crate) async fn run(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
-    if settings.server.is_some() {
+    if settings.tokens.server.is_some() {
         run_real(settings, out).await
     } else {
         run_mock(settings, out).await
@@ -584,7 +477,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let requests = settings.requests;
+    let requests = settings.load.requests;
     match run(settings, &mut io::stdout()).await {
         Ok(report) if report.success(requests) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,

@@ -30,9 +30,10 @@ mod axum_upstream;
 #[allow(dead_code)]
 mod oauth2_example;
 
-#[cfg(feature = "tonic")]
+// Both OAuth 2.0 examples bring `examples/common/oauth2_env.rs` along, each as its own module.
+#[cfg(all(feature = "tonic", feature = "oauth2"))]
 #[path = "../examples/grpc.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod grpc_example;
 
 /// The README's first command, as it runs: every call succeeds across token lifetimes and a
@@ -180,7 +181,7 @@ async fn axum_app_calls_the_upstream_with_a_shared_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_against_the_mock() {
     let settings = oauth2_example::Settings::from_lookup(|_| None).unwrap();
-    assert_eq!(settings.requests, 200);
+    assert_eq!(settings.load.requests, 200);
     let mut out = Vec::new();
     let report = oauth2_example::run(settings, &mut out).await.unwrap();
     let out = String::from_utf8(out).unwrap();
@@ -250,7 +251,7 @@ fn oauth2_settings_are_checked() {
         ("REQUESTS", "7"),
     ]))
     .unwrap();
-    assert_eq!(settings.requests, 7);
+    assert_eq!(settings.load.requests, 7);
 }
 
 /// Serves `state`'s app on a loopback port until the returned sender is dropped.
@@ -267,7 +268,7 @@ async fn start(state: axum_upstream::AppState) -> (std::net::SocketAddr, oneshot
 /// `cargo run --example grpc` as it runs with no environment: every call answers SERVING
 /// across several token lifetimes and a revocation, which costs one UNAUTHENTICATED per
 /// call in flight, each recovered by a retry.
-#[cfg(feature = "tonic")]
+#[cfg(all(feature = "tonic", feature = "oauth2"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_against_the_embedded_servers() {
     let settings = grpc_example::Settings::from_lookup(|_| None).unwrap();
@@ -290,7 +291,7 @@ async fn grpc_against_the_embedded_servers() {
 }
 
 /// The example's variables are read as its documentation says.
-#[cfg(feature = "tonic")]
+#[cfg(all(feature = "tonic", feature = "oauth2"))]
 #[test]
 fn grpc_settings_are_checked() {
     let lookup = |vars: &'static [(&'static str, &'static str)]| {
@@ -301,8 +302,78 @@ fn grpc_settings_are_checked() {
         }
     };
     let defaults = grpc_example::Settings::from_lookup(lookup(&[])).unwrap();
-    assert_eq!(defaults.requests, 200);
-    let counted = grpc_example::Settings::from_lookup(lookup(&[("REQUESTS", "12")])).unwrap();
-    assert_eq!(counted.requests, 12);
-    assert!(grpc_example::Settings::from_lookup(lookup(&[("REQUESTS", "many")])).is_err());
+    assert_eq!(defaults.load.requests, 200);
+    let error = |vars| {
+        grpc_example::Settings::from_lookup(lookup(vars))
+            .err()
+            .unwrap()
+    };
+    assert!(error(&[("REQUESTS", "many")]).contains("REQUESTS"));
+    assert!(error(&[("GRPC_ENDPOINT", "http://127.0.0.1:1")]).contains("OAUTH2_ISSUER"));
+    assert!(
+        error(&[
+            ("OAUTH2_TOKEN_URL", "https://as.example/t"),
+            ("OAUTH2_CLIENT_ID", "c")
+        ])
+        .contains("GRPC_ENDPOINT")
+    );
+    assert!(
+        error(&[
+            ("GRPC_ENDPOINT", "http://127.0.0.1:1"),
+            ("OAUTH2_ISSUER", "https://as.example")
+        ])
+        .contains("OAUTH2_CLIENT_ID")
+    );
+    let settings = grpc_example::Settings::from_lookup(lookup(&[
+        ("GRPC_ENDPOINT", "http://127.0.0.1:1"),
+        ("OAUTH2_TOKEN_URL", "https://as.example/t"),
+        ("OAUTH2_CLIENT_ID", "c"),
+        ("REQUESTS", "12"),
+    ]))
+    .unwrap();
+    assert_eq!(settings.load.requests, 12);
+}
+
+/// The `GRPC_ENDPOINT` path, with the variables of its contract, pointed at the embedded
+/// servers: a tonic server that checks tokens with an authorization server the example does
+/// not start itself.
+#[cfg(all(feature = "tonic", feature = "oauth2"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_with_an_endpoint_and_a_token_url() {
+    use tower_bearer::oauth2::mock::{MockAuthServer, MockClient};
+
+    let auth = MockAuthServer::builder()
+        .register(MockClient::secret_post("grpc-real-path", "its-secret"))
+        .start()
+        .await
+        .unwrap();
+    let grpc = grpc_example::GrpcServer::start(auth.uri_for("/api/check"))
+        .await
+        .unwrap();
+    let vars = [
+        ("GRPC_ENDPOINT", grpc.endpoint()),
+        ("OAUTH2_TOKEN_URL", auth.token_endpoint()),
+        ("OAUTH2_CLIENT_ID", "grpc-real-path".to_owned()),
+        ("OAUTH2_CLIENT_SECRET", "its-secret".to_owned()),
+        ("OAUTH2_AUTH_METHOD", "client_secret_post".to_owned()),
+        ("REQUESTS", "24".to_owned()),
+        ("CONCURRENCY", "4".to_owned()),
+    ];
+    let settings = grpc_example::Settings::from_lookup(|name| {
+        vars.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .unwrap();
+
+    let mut out = Vec::new();
+    let report = grpc_example::run(settings, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert!(report.success(24), "{out}");
+    assert_eq!(report.tokens, 1, "{out}");
+    assert!(out.contains(&grpc.endpoint()), "{out}");
+    assert_eq!(auth.counters().token_requests, 1, "{out}");
+    grpc.stop().await.unwrap();
+    auth.shutdown().await;
 }
