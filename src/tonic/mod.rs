@@ -60,12 +60,14 @@
 //! the one body into the other and reads the trailers on their way to your client, so that
 //! no body type appears in your code.
 //!
-//! # Scope
+//! # Scope, and DPoP
 //!
 //! A generated client sends its requests with a path-only URI (the `Channel` adds the
 //! origin), which no [origin scope](crate::Scope::origin) matches. The layer sits in front of
 //! one channel, so the default scope, every request, is usually right; if you narrow it,
-//! build the client with `with_origin` so that the URIs carry the server's origin.
+//! build the client with `with_origin` so that the URIs carry the server's origin. A token
+//! bound to a key (DPoP) needs the same: its proof names the absolute URI of each call, and a
+//! call with a path-only URI fails with the proof's error rather than go without one.
 
 mod body;
 mod future;
