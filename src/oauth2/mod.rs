@@ -108,6 +108,7 @@ mod builder;
 mod client_auth;
 mod config;
 mod discovery;
+mod dpop;
 mod error;
 mod form;
 mod grant;
@@ -137,7 +138,7 @@ pub mod parse {
 
     /// A success's body as a token, its lifetime counted from now.
     pub fn token(body: &[u8]) -> Result<Token, super::MalformedAnswer> {
-        super::answer::parse_token(body, tokio::time::Instant::now(), None)
+        super::answer::parse_token(body, tokio::time::Instant::now(), None, None)
     }
 
     /// An error answer's body as an RFC 6749 error response, `secret` redacted from its texts.
@@ -147,7 +148,7 @@ pub mod parse {
 
     /// A metadata document's token endpoint, if its issuer is `issuer`.
     pub fn metadata(body: &[u8], issuer: &str) -> Result<String, super::DiscoveryError> {
-        super::discovery::parse_metadata(body, issuer).map(|endpoint| endpoint.url)
+        super::discovery::parse_metadata(body, issuer).map(|metadata| metadata.token_endpoint.url)
     }
 }
 
