@@ -14,7 +14,7 @@
 //! | `POST /token` | RFC 6749 §5 token endpoint: `client_credentials`, `refresh_token`, JWT bearer (RFC 7523), token exchange (RFC 8693) |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata ([`Discovery`] says which documents are published) |
 //! | `GET /.well-known/openid-configuration` | the same, at OpenID Connect's path |
-//! | `GET`, `POST /api`, `/api/…` | a protected API: 200 with a live access token, 401 `WWW-Authenticate: Bearer error="invalid_token"` otherwise |
+//! | `GET`, `POST /api`, `/api/…` | a protected API: 200 with a live access token sent as it must be (a DPoP-bound one with its proof), 401 `WWW-Authenticate: Bearer error="invalid_token"` (or `DPoP error="…"`) otherwise |
 //!
 //! # Clients, checked on the wire
 //!
@@ -39,6 +39,30 @@
 //! - [`MockAuthServer::issue_refresh_token`] hands a test a refresh token, as if from an
 //!   authorization-code flow done elsewhere.
 //!
+//! # DPoP (feature `dpop`)
+//!
+//! The server implements RFC 9449 unless [`MockAuthServerBuilder::support_dpop`] says not:
+//!
+//! - A token request with a `DPoP` proof gets a token bound to the proof's key
+//!   (`token_type: DPoP`; the key's thumbprint, `cnf.jkt`, is kept server-side); a public
+//!   client's refresh tokens are bound to it too. Without a proof, a bearer token, unless
+//!   [`require_dpop`](MockAuthServerBuilder::require_dpop) (then `400 invalid_dpop_proof`).
+//! - Proofs are checked as RFC 9449 §4.3 says, with the crate's own verifier: signature with
+//!   the embedded key, `typ`, `alg` (one of
+//!   [`dpop_algorithms`](MockAuthServerBuilder::dpop_algorithms)), `htm`, `htu`, `iat`
+//!   within a minute, `jti` never seen before, and at the API `ath` and the token's key.
+//! - With [`require_dpop_nonce`](MockAuthServerBuilder::require_dpop_nonce), proofs must
+//!   carry the server's nonce, which every answer carries in `DPoP-Nonce`: a token request
+//!   without it is answered `400 use_dpop_nonce`, an API request
+//!   `401 WWW-Authenticate: DPoP error="use_dpop_nonce"`. The nonce changes on
+//!   [`rotate_dpop_nonce`](MockAuthServer::rotate_dpop_nonce) and, if set, every
+//!   [`dpop_nonce_ttl`](MockAuthServerBuilder::dpop_nonce_ttl).
+//! - The API refuses a DPoP-bound token with `401 DPoP error="invalid_dpop_proof"` when its
+//!   proof is missing or wrong, and `error="invalid_token"` when the proof is another key's
+//!   (a thief's) or the token comes as `Bearer`.
+//! - [`AuthServerCounters`] count the nonce challenges of the token endpoint and of the API,
+//!   and the refusals by reason ([`DpopRefusals`]).
+//!
 //! # Faults
 //!
 //! [`MockAuthServer::fail_next_token_requests`] scripts the next answers of the token
@@ -52,9 +76,12 @@
 //! [`TokenRequestLog`]s.
 
 mod clients;
+#[cfg(feature = "dpop")]
+mod dpop;
 mod faults;
 mod ledger;
 mod reply;
+mod resource;
 mod routes;
 mod state;
 mod token_endpoint;
@@ -73,11 +100,13 @@ use tokio::time::Instant;
 
 pub use clients::MockClient;
 pub use faults::Fault;
+#[cfg(feature = "dpop")]
+pub use state::DpopRefusals;
 pub use state::{AuthServerCounters, Discovery, TokenRequestLog};
 
 use crate::mock_server::RunningServer;
 use faults::Faults;
-use ledger::TokenLedger;
+use ledger::{Holder, TokenLedger};
 use state::{AuthServerConfig, AuthServerState, SharedAuthServer};
 
 /// The client a server registers when the builder names none, with [`DEFAULT_CLIENT_SECRET`]
@@ -157,6 +186,8 @@ impl MockAuthServer {
             rotate_refresh_tokens: true,
             issuer: None,
             discovery: Discovery::Both,
+            #[cfg(feature = "dpop")]
+            dpop: dpop::DpopPolicy::default(),
         }
     }
 
@@ -246,8 +277,20 @@ impl MockAuthServer {
         );
         let mut state = self.shared.lock();
         let ttl = state.token_ttl;
-        let issued = state.ledger.issue(client_id, Instant::now(), ttl, true);
+        let issued = state
+            .ledger
+            .issue(Holder::bearer(client_id), Instant::now(), ttl, true);
         issued.refresh_token.expect("issued with a refresh token")
+    }
+
+    /// Replaces the server's DPoP nonce now (feature `dpop`), and returns the new one: the
+    /// old one is refused from now on, so the next proof that carries it meets a
+    /// `use_dpop_nonce` challenge, at the token endpoint or the API. Does nothing a client
+    /// can see unless [`MockAuthServerBuilder::require_dpop_nonce`] is set.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn rotate_dpop_nonce(&self) -> String {
+        self.shared.lock().dpop.rotate(false)
     }
 
     /// Stops the server and waits until every task it spawned has ended.
@@ -280,6 +323,8 @@ pub struct MockAuthServerBuilder {
     rotate_refresh_tokens: bool,
     issuer: Option<String>,
     discovery: Discovery,
+    #[cfg(feature = "dpop")]
+    dpop: dpop::DpopPolicy,
 }
 
 impl MockAuthServerBuilder {
@@ -352,6 +397,64 @@ impl MockAuthServerBuilder {
         self
     }
 
+    /// Whether the server implements DPoP (feature `dpop`). Default: `true`, and a token
+    /// request with a good proof gets a DPoP-bound token. With `false` it is a server from
+    /// before RFC 9449: it ignores proofs, issues bearer tokens, and its metadata lists no
+    /// `dpop_signing_alg_values_supported`.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn support_dpop(mut self, supported: bool) -> Self {
+        self.dpop.supported = supported;
+        self
+    }
+
+    /// Whether every token request must carry a DPoP proof (feature `dpop`); one without is
+    /// refused with `400 invalid_dpop_proof`. Default: `false`, when a request with a proof
+    /// gets a DPoP-bound token and one without a bearer token.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn require_dpop(mut self, required: bool) -> Self {
+        self.dpop.required = required;
+        self
+    }
+
+    /// Whether DPoP proofs must carry the server's nonce (RFC 9449 §8, §9; feature `dpop`).
+    /// Default: `false`. With `true`, every answer of the token endpoint and of the API
+    /// carries the current nonce in `DPoP-Nonce`, and a proof without it (or with one the
+    /// server no longer accepts) is answered `400 use_dpop_nonce` by the token endpoint and
+    /// `401 WWW-Authenticate: DPoP error="use_dpop_nonce"` by the API. One nonce serves the
+    /// whole server, which is one origin.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn require_dpop_nonce(mut self, required: bool) -> Self {
+        self.dpop.nonces = required;
+        self
+    }
+
+    /// How often the DPoP nonce changes by itself (on tokio's clock; feature `dpop`): the
+    /// first request after `ttl` gets a new one, and the one before stays accepted until
+    /// the next change, as servers do so that requests in flight are not refused. Default:
+    /// never. [`MockAuthServer::rotate_dpop_nonce`] changes it at once, with no grace.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop_nonce_ttl(mut self, ttl: Duration) -> Self {
+        self.dpop.nonce_ttl = Some(ttl);
+        self
+    }
+
+    /// The algorithms DPoP proofs may be signed with, listed in the metadata's
+    /// `dpop_signing_alg_values_supported` (feature `dpop`); a proof signed otherwise is
+    /// refused. Default: ES256, EdDSA and RS256.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop_algorithms(
+        mut self,
+        algorithms: impl IntoIterator<Item = crate::jose::Algorithm>,
+    ) -> Self {
+        self.dpop.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
     /// Binds the address and starts serving on the current tokio runtime.
     ///
     /// # Errors
@@ -378,10 +481,14 @@ impl MockAuthServerBuilder {
                 .collect(),
             assertion_issuers: self.assertion_issuers,
             token_endpoint: format!("{base}{}", routes::TOKEN_PATH),
+            #[cfg(feature = "dpop")]
+            origin: base.clone(),
             issuer: self.issuer.unwrap_or(base),
             discovery: self.discovery,
             refresh_tokens: self.refresh_tokens,
             rotate_refresh_tokens: self.rotate_refresh_tokens,
+            #[cfg(feature = "dpop")]
+            dpop: self.dpop,
         };
         let state = AuthServerState {
             token_ttl: self.token_ttl,
@@ -391,6 +498,8 @@ impl MockAuthServerBuilder {
             token_requests: Vec::new(),
             seen_jtis: HashSet::new(),
             subject_tokens: self.subject_tokens,
+            #[cfg(feature = "dpop")]
+            dpop: dpop::DpopState::new(&config.dpop),
         };
         let shared = Arc::new(SharedAuthServer::new(config, state));
         let for_requests = Arc::clone(&shared);
@@ -403,7 +512,8 @@ impl MockAuthServerBuilder {
 
 impl fmt::Debug for MockAuthServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockAuthServerBuilder")
+        let mut debug = f.debug_struct("MockAuthServerBuilder");
+        debug
             .field("addr", &self.addr)
             .field("clients", &self.clients)
             .field(
@@ -415,7 +525,9 @@ impl fmt::Debug for MockAuthServerBuilder {
             .field("refresh_tokens", &self.refresh_tokens)
             .field("rotate_refresh_tokens", &self.rotate_refresh_tokens)
             .field("issuer", &self.issuer)
-            .field("discovery", &self.discovery)
-            .finish()
+            .field("discovery", &self.discovery);
+        #[cfg(feature = "dpop")]
+        debug.field("dpop", &self.dpop);
+        debug.finish()
     }
 }
