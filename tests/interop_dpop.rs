@@ -28,6 +28,10 @@ use tower_bearer::{
     BearerAuthLayer, RefreshReason, ReplayBody, Scope, TokenCache, TokenRequest, TokenType,
 };
 
+#[path = "../examples/oauth2.rs"]
+#[allow(dead_code)]
+mod oauth2_example;
+
 type Http = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
 
 fn http() -> Http {
@@ -191,4 +195,31 @@ async fn a_dpop_bound_refresh_token_rotates_through_the_provider() {
     assert_eq!(stats.api_ok("DPoP"), 1, "{stats:?}");
     assert_eq!(stats.grants_revoked(), 0, "{stats:?}");
     assert_eq!(cache.stats().nonce_retried, 1);
+}
+
+/// `OAUTH2_DPOP=1 cargo run --example oauth2 --features dpop` with the variables of its
+/// contract against the server requiring DPoP: every call succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_runs_against_it_with_dpop() {
+    let server = OidcProvider::builder().require_dpop(true).start();
+    let mut env = server.example_env(&BASIC);
+    env.push(("OAUTH2_RESOURCE", server.resource().to_owned()));
+    env.push(("OAUTH2_DPOP", "1".to_owned()));
+    env.push(("REQUESTS", "40".to_owned()));
+    env.push(("CONCURRENCY", "4".to_owned()));
+    let settings = oauth2_example::Settings::from_lookup(|name| {
+        env.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    let report = oauth2_example::run(settings, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(report.success(40), "{out}\n{}", server.stderr());
+    assert!(out.contains("DPoP with ES256 key"), "{out}");
+    let stats = server.stats().await;
+    assert_eq!(stats.grants("client_credentials"), 1, "{stats:?}");
+    assert_eq!(stats.api_ok("DPoP"), 40, "{stats:?}");
+    assert_eq!(stats.api_ok("Bearer"), 0, "{stats:?}");
 }
