@@ -479,3 +479,60 @@ mod restless {
         }
     }
 }
+
+/// The DPoP key's private part and the tokens never show: not in what the provider, the
+/// layer and the mock log (down to TRACE), not in any `Debug` of the builder, the provider,
+/// the key or the token, not in the errors of a refused grant.
+#[tokio::test]
+async fn no_secret_in_logs_debug_or_errors() {
+    let (captured, _guard) = common::capture_this_thread();
+    let jwk = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/keys/es256.jwk.json"
+    ))
+    .unwrap();
+    let private_d: String = serde_json::from_str::<serde_json::Value>(&jwk).unwrap()["d"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = DpopKey::from_jwk(&jwk).unwrap();
+    let server = strict_server().await;
+    let wire = Wire::default();
+    let builder = dpop::provider(&server, &key);
+    let mut printed = format!("{builder:?} {key:?}");
+    let provider = builder.build(wire.client()).unwrap();
+    printed += &format!("{provider:?}");
+    let cache = TokenCache::new(provider);
+    let api = api(&cache, &server, &wire);
+    assert_eq!(get(&api, &server).await, StatusCode::OK);
+    server.rotate_dpop_nonce();
+    assert_eq!(get(&api, &server).await, StatusCode::OK);
+    let token = cache.token().await.unwrap();
+    printed += &format!("{token:?} {:?}", cache.stats());
+
+    server.fail_next_token_requests(2, Fault::UseDpopNonce);
+    let refused = common::oauth2::first(
+        &dpop::provider(&server, &key)
+            .build(common::oauth2::http())
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    printed += &common::describe(&refused);
+
+    let logs = captured.text();
+    assert!(
+        logs.contains("DPoP nonce"),
+        "the nonce retries are logged: {logs}"
+    );
+    for (what, secret) in [
+        ("the private key", private_d.as_str()),
+        ("the access token", token.expose_access_token()),
+    ] {
+        assert!(!logs.contains(secret), "{what} in the logs");
+        assert!(!printed.contains(secret), "{what} printed: {printed}");
+    }
+    for sent in wire.sent() {
+        assert!(!sent.proof.unwrap().contains(&private_d));
+    }
+}
