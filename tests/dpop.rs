@@ -293,7 +293,7 @@ async fn a_server_that_keeps_asking_for_new_nonces_gets_two_sends() {
     assert!(!refused.is_permanent());
     assert_eq!(server.counters().token_requests, 2);
 
-    let restless = restless::Api::start().await;
+    let restless = dpop::RestlessApi::start().await;
     let key = dpop::key();
     let refresher = tower::service_fn(move |_: TokenRequest| {
         let token = tower_bearer::Token::dpop("bound", &key);
@@ -422,62 +422,6 @@ async fn two_caches_sharing_a_store_and_a_key_use_one_token() {
     assert_eq!(b.dpop_key().unwrap().thumbprint(), key.thumbprint());
     assert_eq!(server.counters().dpop_resource_requests, 4);
     assert_proofs_unique(&wire);
-}
-
-/// A resource server on loopback that answers every request `401 WWW-Authenticate: DPoP
-/// error="use_dpop_nonce"` with a nonce it never gave before.
-mod restless {
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use bytes::Bytes;
-    use http::{Response, StatusCode};
-    use http_body_util::Full;
-    use hyper::server::conn::http1;
-    use hyper_util::rt::TokioIo;
-    use tokio::net::TcpListener;
-
-    pub struct Api {
-        addr: SocketAddr,
-        requests: Arc<AtomicUsize>,
-    }
-
-    impl Api {
-        pub async fn start() -> Api {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let requests = Arc::new(AtomicUsize::new(0));
-            let counted = requests.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let counted = counted.clone();
-                    let service = hyper::service::service_fn(move |_| {
-                        let n = counted.fetch_add(1, Ordering::SeqCst);
-                        let response = Response::builder()
-                            .status(StatusCode::UNAUTHORIZED)
-                            .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
-                            .header("dpop-nonce", format!("nonce-{n}"))
-                            .body(Full::<Bytes>::default())
-                            .unwrap();
-                        async move { Ok::<_, std::convert::Infallible>(response) }
-                    });
-                    tokio::spawn(
-                        http1::Builder::new().serve_connection(TokioIo::new(stream), service),
-                    );
-                }
-            });
-            Api { addr, requests }
-        }
-
-        pub fn uri(&self) -> String {
-            format!("http://{}/api", self.addr)
-        }
-
-        pub fn requests(&self) -> usize {
-            self.requests.load(Ordering::SeqCst)
-        }
-    }
 }
 
 /// The DPoP key's private part and the tokens never show: not in what the provider, the

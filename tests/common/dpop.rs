@@ -1,18 +1,22 @@
 //! What the DPoP tests share: a client that records what it sends, a proof's claims read
 //! back, and a provider with a DPoP key pointed at a mock authorization server.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper_util::client::legacy::{Client, Error as ClientError};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
+use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower::util::BoxCloneService;
 use tower_bearer::ReplayBody;
@@ -101,4 +105,47 @@ pub fn provider(server: &MockAuthServer, key: &DpopKey) -> OAuth2Builder {
         .client_secret(DEFAULT_CLIENT_SECRET)
         .timeout(Duration::from_secs(10))
         .dpop(key.clone())
+}
+
+// ===== a server that never stops asking for nonces =====
+
+/// A resource server on loopback that answers every request `401 WWW-Authenticate: DPoP
+/// error="use_dpop_nonce"` with a nonce it never gave before.
+pub struct RestlessApi {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+}
+
+impl RestlessApi {
+    pub async fn start() -> RestlessApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                let service = hyper::service::service_fn(move |_| {
+                    let n = counted.fetch_add(1, Ordering::SeqCst);
+                    let response = Response::builder()
+                        .status(StatusCode::UNAUTHORIZED)
+                        .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                        .header("dpop-nonce", format!("nonce-{n}"))
+                        .body(Full::<Bytes>::default())
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        RestlessApi { addr, requests }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
 }
