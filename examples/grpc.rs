@@ -26,6 +26,7 @@
 //! | `OAUTH2_AUTH_METHOD` | `client_secret_basic` (default), `client_secret_post`, `private_key_jwt` |
 //! | `OAUTH2_PRIVATE_KEY`, `OAUTH2_KEY_ID` | PEM file of the client's private key (EC P-256 or RSA), its `kid` |
 //! | `OAUTH2_SCOPE`, `OAUTH2_AUDIENCE`, `OAUTH2_RESOURCE` | optional parameters (`OAUTH2_RESOURCE` may list several, space-separated) |
+//! | `OAUTH2_DPOP=1`, or `OAUTH2_DPOP_KEY` | DPoP-bound tokens (RFC 9449; build with `--features dpop`): a fresh ES256 key per run, or the key in this PEM file; with `GRPC_ENDPOINT` only |
 //! | `REQUESTS` (default 200), `CONCURRENCY` (default 8), `PACE_MS` (default 0) | how many calls, from how many tasks, with what pause between a task's calls |
 //!
 //! ```text
@@ -104,6 +105,13 @@ impl Settings {
                     .to_owned(),
             ),
             (None, Some(_)) => Err("GRPC_ENDPOINT is required: the gRPC server to call".to_owned()),
+            // The embedded server checks a token by presenting it to the authorization
+            // server's API, which a DPoP-bound token would need a proof of its own for.
+            (None, None) if settings.tokens.dpop() => Err(
+                "OAUTH2_DPOP: the embedded gRPC server takes bearer tokens only; DPoP needs \
+                 GRPC_ENDPOINT"
+                    .to_owned(),
+            ),
             _ => Ok(settings),
         }
     }
@@ -164,7 +172,10 @@ fn token_cache(settings: &Settings, server: &TokenServer) -> Result<TokenCache, 
     Ok(TokenCache::new(provider))
 }
 
+/// The client a user writes: a generated client over the layer over a channel. Built with
+/// the endpoint as its origin, so that each call's URI is absolute, as a DPoP proof needs.
 async fn health_client(endpoint: &str, cache: TokenCache) -> Result<Health, BoxError> {
+    let origin: Uri = endpoint.parse()?;
     let channel = Channel::from_shared(endpoint.to_owned())?
         .timeout(Duration::from_secs(10))
         .connect()
@@ -172,7 +183,7 @@ async fn health_client(endpoint: &str, cache: TokenCache) -> Result<Health, BoxE
     let channel = ServiceBuilder::new()
         .layer(GrpcAuthLayer::from_cache(cache))
         .service(channel);
-    Ok(HealthClient::new(channel))
+    Ok(HealthClient::with_origin(channel, origin))
 }
 
 // ===== the embedded gRPC server =====
@@ -549,11 +560,12 @@ pub(crate) async fn run_real(settings: Settings, out: &mut dyn Write) -> Result<
     writeln!(
         out,
         "tower-bearer grpc: {} Health/Check calls from {} tasks to {endpoint} with tokens from \
-         {} ({})",
+         {} ({}{})",
         settings.load.requests,
         settings.load.concurrency,
         server.url(),
         settings.tokens.auth_method,
+        settings.tokens.dpop_note(),
     )?;
     let cache = token_cache(&settings, &server)?;
     let client = health_client(&endpoint, cache.clone()).await?;

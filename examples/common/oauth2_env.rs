@@ -9,11 +9,14 @@
 //! | `OAUTH2_AUTH_METHOD` | `client_secret_basic` (default), `client_secret_post`, `private_key_jwt` |
 //! | `OAUTH2_PRIVATE_KEY`, `OAUTH2_KEY_ID` | PEM file of the client's private key (EC P-256 or RSA), its `kid` |
 //! | `OAUTH2_SCOPE`, `OAUTH2_AUDIENCE`, `OAUTH2_RESOURCE` | optional parameters (`OAUTH2_RESOURCE` may list several, space-separated) |
+//! | `OAUTH2_DPOP=1`, or `OAUTH2_DPOP_KEY` | DPoP-bound tokens (RFC 9449; build with `--features dpop`): a fresh ES256 key per run, or the key in this PEM file (EC P-256, Ed25519 or RSA) |
 //! | `REQUESTS` (default 200), `CONCURRENCY` (default 8), `PACE_MS` (default 0) | how many calls, from how many tasks, with what pause between a task's calls |
 
 use std::time::Duration;
 
 use tower::BoxError;
+#[cfg(feature = "dpop")]
+use tower_bearer::dpop::DpopKey;
 use tower_bearer::jose::{Algorithm, SigningKey};
 use tower_bearer::oauth2::mock::MockClient;
 use tower_bearer::oauth2::{AuthMethod, OAuth2, OAuth2Builder};
@@ -67,6 +70,9 @@ pub(crate) struct TokenSettings {
     scope: Option<String>,
     audience: Option<String>,
     resources: Vec<String>,
+    /// From `OAUTH2_DPOP` or `OAUTH2_DPOP_KEY`.
+    #[cfg(feature = "dpop")]
+    dpop: Option<DpopKey>,
 }
 
 impl TokenSettings {
@@ -95,6 +101,29 @@ impl TokenSettings {
             }
             None => None,
         };
+        let dpop_key = var("OAUTH2_DPOP_KEY");
+        let dpop = match var("OAUTH2_DPOP").as_deref().map(str::trim) {
+            None | Some("0" | "false") => dpop_key.is_some(),
+            Some("1" | "true") => true,
+            Some(other) => return Err(format!("OAUTH2_DPOP: '{other}' is not 1 or 0")),
+        };
+        #[cfg(feature = "dpop")]
+        let dpop = match (dpop, dpop_key) {
+            (_, Some(path)) => {
+                let pem = std::fs::read_to_string(&path)
+                    .map_err(|error| format!("OAUTH2_DPOP_KEY {path}: {error}"))?;
+                Some(
+                    DpopKey::from_pem(pem)
+                        .map_err(|error| format!("OAUTH2_DPOP_KEY {path}: {error}"))?,
+                )
+            }
+            (true, None) => Some(DpopKey::generate(Algorithm::Es256).map_err(|e| e.to_string())?),
+            (false, None) => None,
+        };
+        #[cfg(not(feature = "dpop"))]
+        if dpop {
+            return Err("OAUTH2_DPOP: build the example with `--features dpop`".to_owned());
+        }
         let settings = TokenSettings {
             server,
             client_id: var("OAUTH2_CLIENT_ID"),
@@ -106,6 +135,8 @@ impl TokenSettings {
             resources: var("OAUTH2_RESOURCE")
                 .map(|list| list.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default(),
+            #[cfg(feature = "dpop")]
+            dpop,
         };
         if settings.server.is_some() && settings.client_id.is_none() {
             return Err("OAUTH2_CLIENT_ID is required".to_owned());
@@ -130,6 +161,10 @@ impl TokenSettings {
         if let Some(key) = &self.private_key {
             builder = builder.private_key(key.clone());
         }
+        #[cfg(feature = "dpop")]
+        if let Some(key) = &self.dpop {
+            builder = builder.dpop(key.clone());
+        }
         if let Some(scope) = &self.scope {
             builder = builder.scope(scope);
         }
@@ -140,6 +175,24 @@ impl TokenSettings {
             builder = builder.resource(resource);
         }
         builder
+    }
+
+    /// Whether the tokens are DPoP-bound.
+    pub(crate) fn dpop(&self) -> bool {
+        #[cfg(feature = "dpop")]
+        return self.dpop.is_some();
+        #[cfg(not(feature = "dpop"))]
+        false
+    }
+
+    /// ", DPoP with <algorithm> key <thumbprint>" when the tokens are DPoP-bound, for a
+    /// progress line.
+    pub(crate) fn dpop_note(&self) -> String {
+        #[cfg(feature = "dpop")]
+        if let Some(key) = &self.dpop {
+            return format!(", DPoP with {} key {}", key.algorithm(), key.thumbprint());
+        }
+        String::new()
     }
 
     /// The client to register with the embedded mock, authenticating with the method the
