@@ -7,9 +7,10 @@
 //!
 //! # Example
 //!
-//! ```
+//! ```no_run
 //! use std::time::Duration;
 //! use tonic::transport::Channel;
+//! use tonic_health::pb::HealthCheckRequest;
 //! use tonic_health::pb::health_client::HealthClient;
 //! use tower::{BoxError, ServiceBuilder, service_fn};
 //! use tower_bearer::tonic::GrpcAuthLayer;
@@ -22,16 +23,20 @@
 //!     Ok::<_, BoxError>(Token::bearer("t0k3n")?.expires_in(Duration::from_secs(3600)))
 //! }));
 //!
-//! let channel = Channel::from_static("http://127.0.0.1:50051").connect_lazy();
-//! let channel = ServiceBuilder::new()
-//!     .layer(GrpcAuthLayer::from_cache(cache))
-//!     .service(channel);
-//! let mut client = HealthClient::new(channel);
-//! // client.check(HealthCheckRequest { service: String::new() }).await?;
-//! # let _ = &mut client;
+//! let channel = Channel::from_static("http://127.0.0.1:50051").connect().await?;
+//! let mut client = HealthClient::new(
+//!     ServiceBuilder::new()
+//!         .layer(GrpcAuthLayer::from_cache(cache))
+//!         .service(channel),
+//! );
+//! let reply = client.check(HealthCheckRequest { service: String::new() }).await?;
+//! println!("{:?}", reply.into_inner().status());
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `examples/grpc.rs` runs the same against a tonic server and an OAuth 2.0 authorization
+//! server of its own (`cargo run --example grpc --features tonic`).
 //!
 //! # What a call does
 //!

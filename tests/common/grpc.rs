@@ -36,12 +36,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Barrier, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::{Stream, StreamExt, wrappers::TcpListenerStream};
+use tonic::Status;
 use tonic::body::Body;
 use tonic::client::{Grpc, GrpcService};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
 use tonic::server::NamedService;
 use tonic::transport::{Channel, Server};
-use tonic::{Status, service::Interceptor};
 use tower::{BoxError, Service, service_fn};
 use tower_bearer::{Token, TokenCache, TokenRequest};
 
@@ -530,18 +530,5 @@ where
             .unary(tonic::Request::new(Bytes::new()), path(method), BytesCodec)
             .await?;
         Ok(response.into_inner())
-    }
-}
-
-/// A static token in each call's metadata: the floor a layer is measured against.
-#[derive(Clone)]
-pub struct StaticToken(pub tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
-
-impl Interceptor for StaticToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
     }
 }
