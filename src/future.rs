@@ -22,7 +22,7 @@ use crate::verdict::{TokenVerdict, VerdictRule};
 
 /// How much of a 401's body is read, while the replacement token is fetched, so that its
 /// connection can be reused; past this it is dropped.
-const DRAIN_LIMIT: usize = 16 * 1024;
+pub(crate) const DRAIN_LIMIT: usize = 16 * 1024;
 
 pin_project! {
     /// Response future of [`BearerAuth`](crate::BearerAuth).
@@ -215,20 +215,9 @@ where
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    match verdict.of(&response) {
-                        TokenVerdict::Rejected => tracing::debug!(
-                            status = response.status().as_u16(),
-                            generation = *generation,
-                            "the server rejected the token"
-                        ),
-                        TokenVerdict::InsufficientScope => {
-                            tracing::debug!(
-                                status = response.status().as_u16(),
-                                "the token's scope is insufficient: a new one would not help"
-                            );
-                            return Poll::Ready(Ok(response));
-                        }
-                        _ => return Poll::Ready(Ok(response)),
+                    let (status, headers) = (response.status(), response.headers());
+                    if verdict.judge(status, headers, *generation) != TokenVerdict::Rejected {
+                        return Poll::Ready(Ok(response));
                     }
                     let rejection = cache.rejected(*generation);
                     let retry = retry.take().and_then(SavedRequest::claim);

@@ -101,6 +101,9 @@ pub mod dpop;
 #[cfg(feature = "jose")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
 pub mod jose;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 
 pub use body::ReplayBody;
 pub use cache::{RefreshCounts, Refresher, Stats, TokenCache, TokenCacheBuilder};

@@ -1,0 +1,242 @@
+//! The middleware: the cache's token on each request, and one retry when the server refuses it.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+
+use ::reqwest::header::AUTHORIZATION;
+use ::reqwest::{Request, Response, Url};
+use http::{Extensions, HeaderMap, StatusCode};
+use reqwest_middleware::{Middleware, Next};
+
+use crate::cache::Rejection;
+use crate::future::DRAIN_LIMIT;
+use crate::verdict::VerdictRule;
+use crate::{BearerAuthLayer, Refresher, Scope, TokenCache, TokenError, TokenVerdict};
+
+/// A [`reqwest_middleware::Middleware`] that authenticates requests with the [`TokenCache`]'s
+/// bearer token: the tower layer's decisions, for a reqwest client.
+///
+/// Build it with [`new`](Self::new) (a refresher), [`from_cache`](Self::from_cache) (a cache
+/// that tower clients of the same process may share: one token, one refresh between them), or
+/// from a [`BearerAuthLayer`] (`BearerAuthMiddleware::from(&layer)`, which keeps the layer's
+/// cache, scope, retry and verdict). See the [module documentation](super) for what it does
+/// with each request, and where it goes in a stack.
+///
+/// | setting | default | why |
+/// | --- | --- | --- |
+/// | [`retry_unauthorized`](Self::retry_unauthorized) | on | a token revoked or rotated away before its expiry costs one retry, not a failed request |
+/// | [`verdict`](Self::verdict) | [`TokenVerdict::of`]: a 401, unless its challenge says `insufficient_scope` | the server decides when a token is refused; an API with its own way of saying it is told here |
+/// | [`scope`](Self::scope) | [`Scope::any`] | a client built for one API attaches the token to all it sends; narrow it when the client also reaches other hosts |
+#[derive(Clone, Debug)]
+pub struct BearerAuthMiddleware {
+    cache: TokenCache,
+    scope: Scope,
+    retry: bool,
+    verdict: VerdictRule,
+}
+
+impl BearerAuthMiddleware {
+    /// A middleware that gets tokens from `refresher`, through a new [`TokenCache`] with the
+    /// default settings.
+    pub fn new(refresher: impl Refresher) -> Self {
+        BearerAuthMiddleware::from_cache(TokenCache::new(refresher))
+    }
+
+    /// A middleware that reads `cache`, and so shares its token and its refreshes with every
+    /// layer and middleware built from the same cache.
+    pub fn from_cache(cache: TokenCache) -> Self {
+        BearerAuthMiddleware {
+            cache,
+            scope: Scope::any(),
+            retry: true,
+            verdict: VerdictRule::default(),
+        }
+    }
+
+    /// Whether a request whose token the server rejected (a 401, by default: see
+    /// [`verdict`](Self::verdict)) is sent once more with a new token.
+    ///
+    /// Either way the rejection tells the cache, so the requests that follow get a new token.
+    /// A request is sent at most twice, whatever the second answer; one whose body is a
+    /// stream (`Request::try_clone` gives none) is sent once.
+    pub fn retry_unauthorized(mut self, retry: bool) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How a response says that the server rejected the request's token: as
+    /// [`BearerAuthLayer::verdict`], which it mirrors.
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// # use tower::service_fn;
+    /// use tower_bearer::TokenVerdict;
+    /// use tower_bearer::reqwest::BearerAuthMiddleware;
+    /// # let refresher = service_fn(|_: tower_bearer::TokenRequest| async { tower_bearer::Token::bearer("t") });
+    ///
+    /// // An API that answers 419 for an expired token.
+    /// let auth = BearerAuthMiddleware::new(refresher).verdict(|status: StatusCode, headers: &HeaderMap| {
+    ///     match status.as_u16() {
+    ///         419 => TokenVerdict::Rejected,
+    ///         _ => TokenVerdict::of(status, headers),
+    ///     }
+    /// });
+    /// ```
+    ///
+    /// The function runs on every response to a request sent with the token: keep it cheap
+    /// for the common answer.
+    pub fn verdict<F>(mut self, decide: F) -> Self
+    where
+        F: Fn(StatusCode, &HeaderMap) -> TokenVerdict + Send + Sync + 'static,
+    {
+        self.verdict = VerdictRule::custom(decide);
+        self
+    }
+
+    /// The requests that get the token; any other passes through without one.
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The cache the middleware reads.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// Whether the token goes to `url`: the scope's decision, from the URL's parts.
+    #[inline]
+    fn allows(&self, url: &Url) -> bool {
+        self.scope.allows_origin(
+            url.scheme(),
+            url.host_str(),
+            url.port_or_known_default(),
+            || url.as_str().parse().ok(),
+        )
+    }
+}
+
+impl From<&BearerAuthLayer> for BearerAuthMiddleware {
+    /// The layer's cache (shared, not copied), scope, retry setting and verdict. The layer's
+    /// replay limit has no counterpart: a reqwest body is either in memory already, and
+    /// cloned by reference count, or a stream, and not sent twice.
+    fn from(layer: &BearerAuthLayer) -> Self {
+        BearerAuthMiddleware {
+            cache: layer.cache.clone(),
+            scope: layer.scope.clone(),
+            retry: layer.settings.retry,
+            verdict: layer.settings.verdict.clone(),
+        }
+    }
+}
+
+impl From<BearerAuthLayer> for BearerAuthMiddleware {
+    /// As `BearerAuthMiddleware::from(&layer)`.
+    fn from(layer: BearerAuthLayer) -> Self {
+        BearerAuthMiddleware::from(&layer)
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for BearerAuthMiddleware {
+    async fn handle(
+        &self,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        if request.headers().contains_key(AUTHORIZATION) || !self.allows(request.url()) {
+            return next.run(request, extensions).await;
+        }
+        let entry = match self.cache.current_as_is() {
+            Some(entry) => entry,
+            None => self.cache.acquire().into_future().await.map_err(not_sent)?,
+        };
+        let generation = entry.generation;
+        let authorization = entry.token.authorization().clone();
+        drop(entry);
+        request.headers_mut().insert(AUTHORIZATION, authorization);
+
+        let retry = if self.retry {
+            request.try_clone()
+        } else {
+            None
+        };
+        // Whether the answer came from where the token went needs the request's URL: the
+        // retry's copy has it; otherwise it is kept alone.
+        let sent_to = match retry {
+            Some(_) => None,
+            None => Some(request.url().clone()),
+        };
+        let response = next.clone().run(request, extensions).await?;
+
+        let sent_to = retry.as_ref().map(Request::url).or(sent_to.as_ref());
+        if sent_to.is_some_and(|url| !same_origin(url, response.url())) {
+            // reqwest followed a redirect to another origin, and left the token behind (see
+            // the module documentation): whatever that origin says is not about the token.
+            return Ok(response);
+        }
+        let (status, headers) = (response.status(), response.headers());
+        if self.verdict.judge(status, headers, generation) != TokenVerdict::Rejected {
+            return Ok(response);
+        }
+        let rejection = self.cache.rejected(generation);
+        // Without a retry, the refresh started above still serves the requests that follow;
+        // this one gets its refusal.
+        let (Some(mut retry), Rejection::RetryWith(acquire)) = (retry, rejection) else {
+            return Ok(response);
+        };
+        let entry = replacement(acquire.into_future(), response)
+            .await
+            .map_err(not_sent)?;
+        retry
+            .headers_mut()
+            .insert(AUTHORIZATION, entry.token.authorization().clone());
+        self.cache.count_retry();
+        tracing::debug!(
+            generation = entry.generation,
+            "retrying with a new token after the server rejected the old one"
+        );
+        drop(entry);
+        next.run(retry, extensions).await
+    }
+}
+
+/// reqwest's own test for a redirect that drops `Authorization`: another scheme, host or port.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Waits for `token`, reading the refused response's body meanwhile so that its connection
+/// can be reused; once the token is there (or past [`DRAIN_LIMIT`]) the rest is dropped.
+async fn replacement<T>(mut token: impl Future<Output = T> + Unpin, refused: Response) -> T {
+    let mut drain = pin!(drain(refused));
+    let mut drained = false;
+    poll_fn(|cx| {
+        if !drained {
+            drained = drain.as_mut().poll(cx).is_ready();
+        }
+        std::pin::Pin::new(&mut token).poll(cx)
+    })
+    .await
+}
+
+async fn drain(mut response: Response) {
+    let mut read = 0;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        read += chunk.len();
+        if read > DRAIN_LIMIT {
+            return;
+        }
+    }
+}
+
+/// The error of a request that no token could be had for: it was not sent (or, after a
+/// refusal, not sent again). The [`TokenError`] is the source, so that [`TokenError::find`]
+/// reaches it through reqwest-middleware's wrappers, which hand out an error's sources but
+/// not the error itself.
+fn not_sent(error: TokenError) -> reqwest_middleware::Error {
+    reqwest_middleware::Error::Middleware(anyhow::Error::new(error).context("request not sent"))
+}
