@@ -5,13 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http_body::Body;
-use http_body_util::BodyExt;
-use tower::{BoxError, Service};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tower::Service;
 
-/// A [`reqwest::Client`] as a tower service from `http::Request<B>` to
-/// `http::Response<reqwest::Body>`: what a token provider such as
-/// [`ApiVideo`](crate::apivideo::ApiVideo) sends its token requests through.
+/// A [`reqwest::Client`] as a tower service from `http::Request<Full<Bytes>>` to
+/// `http::Response<reqwest::Body>`: what a token provider (api.video's `ApiVideo`, any other
+/// generic over a tower HTTP client) sends its token requests through.
 ///
 /// A provider is generic over any tower HTTP client; with this, an application built on
 /// reqwest gets its tokens over the same connection pool, TLS and proxy settings as its API
@@ -19,8 +19,9 @@ use tower::{BoxError, Service};
 /// `ClientWithMiddleware` that holds the [`BearerAuthMiddleware`](super::BearerAuthMiddleware):
 /// a token request must not wait for a token.
 ///
-/// The request body is read whole before the request is sent (token requests are small), so
-/// reqwest sends it with a `Content-Length` and can follow a 307 or 308 with it.
+/// The body is handed to reqwest as the bytes it holds, so reqwest sends it with a
+/// `Content-Length` and can follow a 307 or 308 with it. A provider names its request body
+/// type after its client's; this client takes one, [`Full<Bytes>`], so the compiler infers it.
 #[derive(Clone)]
 pub struct ClientService {
     client: ::reqwest::Client,
@@ -55,26 +56,24 @@ impl fmt::Debug for ClientService {
     }
 }
 
-impl<B> Service<http::Request<B>> for ClientService
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+impl Service<http::Request<Full<Bytes>>> for ClientService {
     type Response = http::Response<::reqwest::Body>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Error = ::reqwest::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // reqwest's client has no backpressure of its own.
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: http::Request<Full<Bytes>>) -> Self::Future {
         let client = self.client.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let body = body.collect().await.map_err(Into::into)?.to_bytes();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
             let request = ::reqwest::Request::try_from(http::Request::from_parts(parts, body))?;
             Ok(client.execute(request).await?.into())
         })
