@@ -157,21 +157,13 @@ impl Middleware for BearerAuthMiddleware {
         drop(entry);
         request.headers_mut().insert(AUTHORIZATION, authorization);
 
-        let retry = if self.retry {
-            request.try_clone()
-        } else {
-            None
-        };
-        // Whether the answer came from where the token went needs the request's URL: the
-        // retry's copy has it; otherwise it is kept alone.
-        let sent_to = match retry {
-            Some(_) => None,
-            None => Some(request.url().clone()),
+        let kept = match self.retry.then(|| request.try_clone()).flatten() {
+            Some(copy) => Kept::Copy(copy),
+            None => Kept::Url(request.url().clone()),
         };
         let response = next.clone().run(request, extensions).await?;
 
-        let sent_to = retry.as_ref().map(Request::url).or(sent_to.as_ref());
-        if sent_to.is_some_and(|url| !same_origin(url, response.url())) {
+        if !same_origin(kept.url(), response.url()) {
             // reqwest followed a redirect to another origin, and left the token behind (see
             // the module documentation): whatever that origin says is not about the token.
             return Ok(response);
@@ -181,9 +173,9 @@ impl Middleware for BearerAuthMiddleware {
             return Ok(response);
         }
         let rejection = self.cache.rejected(generation);
-        // Without a retry, the refresh started above still serves the requests that follow;
+        // Without a copy, the refresh started above still serves the requests that follow;
         // this one gets its refusal.
-        let (Some(mut retry), Rejection::RetryWith(acquire)) = (retry, rejection) else {
+        let (Kept::Copy(mut retry), Rejection::RetryWith(acquire)) = (kept, rejection) else {
             return Ok(response);
         };
         let entry = replacement(acquire.into_future(), response)
@@ -199,6 +191,24 @@ impl Middleware for BearerAuthMiddleware {
         );
         drop(entry);
         next.run(retry, extensions).await
+    }
+}
+
+/// What the middleware keeps of a request while it is in flight.
+enum Kept {
+    /// A copy to send again if the token is refused.
+    Copy(Request),
+    /// No copy (retries are off, or the body is a stream): the URL alone, to tell where the
+    /// answer came from.
+    Url(Url),
+}
+
+impl Kept {
+    fn url(&self) -> &Url {
+        match self {
+            Kept::Copy(request) => request.url(),
+            Kept::Url(url) => url,
+        }
     }
 }
 
