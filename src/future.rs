@@ -16,8 +16,9 @@ use tower::{BoxError, Service};
 
 use crate::ReplayBody;
 use crate::body::Replay;
-use crate::cache::{Acquire, Rejection, TokenCache, WaitFuture};
+use crate::cache::{Acquire, Entry, Rejection, TokenCache, WaitFuture};
 use crate::head::SavedHead;
+use crate::proving::{self, Proven};
 use crate::verdict::{TokenVerdict, VerdictRule};
 
 /// How much of a 401's body is read, while the replacement token is fetched, so that its
@@ -43,17 +44,21 @@ pin_project! {
     enum State<F, S, B, ResBody> {
         // A request the layer does not touch.
         Passthrough { #[pin] future: F },
+        // A request that cannot be sent: its token's proof could not be made.
+        Failed { error: Option<BoxError> },
         // Waiting for a token before the first attempt.
         WaitingForToken { token: WaitFuture, unsent: Option<Unsent<S, B>> },
-        // An attempt is in flight; `retry` is what a 401 needs to send it again.
+        // An attempt is in flight; `retry` is what a refusal needs to send it again.
         WaitingForResponse {
             #[pin] future: F,
             generation: u64,
             cache: TokenCache,
             verdict: VerdictRule,
+            proven: Option<Proven>,
             retry: Option<SavedRequest<S, B>>,
         },
-        // After a 401: waiting for the token to retry with, reading the 401's body meanwhile.
+        // After a rejected token: waiting for the token to retry with, reading the refusal's
+        // body meanwhile.
         WaitingForReplacement {
             token: WaitFuture,
             unauthorized: Option<Pin<Box<ResBody>>>,
@@ -68,6 +73,7 @@ pin_project! {
             generation: u64,
             cache: TokenCache,
             verdict: VerdictRule,
+            proven: Option<Proven>,
         },
     }
 }
@@ -89,7 +95,7 @@ struct SavedRequest<S, B> {
     body: Replay<B>,
 }
 
-/// The second attempt, once a 401 has claimed what the first one kept.
+/// The second attempt, once a refusal has claimed what the first one kept.
 struct RetryRequest<S, B> {
     service: S,
     parts: Parts,
@@ -102,6 +108,31 @@ pub(crate) struct RequestSettings {
     pub(crate) retry: bool,
     pub(crate) replay_limit: usize,
     pub(crate) verdict: VerdictRule,
+}
+
+/// A request with its token attached, as it is sent.
+pub(crate) struct Attached<B> {
+    pub(crate) request: Request<B>,
+    pub(crate) generation: u64,
+    /// Its proof, if the token is bound to a key.
+    pub(crate) proven: Option<Proven>,
+}
+
+impl<B> Attached<B> {
+    /// Attaches `entry`'s token to `request`, and its proof if it needs one.
+    pub(crate) fn new(request: Request<B>, entry: &Entry) -> Result<Self, BoxError> {
+        let token = &entry.token;
+        let (mut parts, body) = request.into_parts();
+        parts
+            .headers
+            .insert(AUTHORIZATION, token.authorization().clone());
+        let proven = proving::prove(token, &parts.method, &parts.uri, &mut parts.headers)?;
+        Ok(Attached {
+            request: Request::from_parts(parts, body),
+            generation: entry.generation,
+            proven,
+        })
+    }
 }
 
 impl<S, B, ResBody> ResponseFuture<S, B, ResBody>
@@ -118,6 +149,13 @@ where
         }
     }
 
+    /// Fails without sending anything.
+    pub(crate) fn failed(error: BoxError) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+
     pub(crate) fn waiting(token: WaitFuture, unsent: Unsent<S, B>) -> Self {
         ResponseFuture {
             state: State::WaitingForToken {
@@ -127,25 +165,23 @@ where
         }
     }
 
-    /// Sends `request`, which carries the token of `generation`, keeping what a retry needs
-    /// if the settings want one and the body allows it.
+    /// Sends a request with its token attached, keeping what a retry needs if the settings
+    /// want one and the body allows it.
     pub(crate) fn send(
         service: &mut S,
-        request: Request<B>,
-        generation: u64,
+        attached: Attached<B>,
         cache: TokenCache,
         settings: RequestSettings,
     ) -> Self {
         ResponseFuture {
-            state: send(service, request, generation, cache, settings),
+            state: send(service, attached, cache, settings),
         }
     }
 }
 
 fn send<S, B, ResBody>(
     service: &mut S,
-    request: Request<B>,
-    generation: u64,
+    attached: Attached<B>,
     cache: TokenCache,
     settings: RequestSettings,
 ) -> State<S::Future, S, B, ResBody>
@@ -153,12 +189,18 @@ where
     S: Service<Request<ReplayBody<B>>> + Clone,
     B: Body,
 {
+    let Attached {
+        request,
+        generation,
+        proven,
+    } = attached;
     if !settings.retry {
         return State::WaitingForResponse {
             future: service.call(request.map(ReplayBody::new)),
             generation,
             cache,
             verdict: settings.verdict,
+            proven,
             retry: None,
         };
     }
@@ -166,7 +208,7 @@ where
     let (body, replay) = ReplayBody::recorded(body, settings.replay_limit);
     let retry = replay.and_then(|replay| {
         Some(SavedRequest {
-            head: SavedHead::save(&parts)?,
+            head: SavedHead::save(&parts, proven.is_some())?,
             service: service.clone(),
             body: replay,
         })
@@ -176,6 +218,7 @@ where
         generation,
         cache,
         verdict: settings.verdict,
+        proven,
         retry,
     }
 }
@@ -194,17 +237,19 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Passthrough { future } => return future.poll(cx).map_err(Into::into),
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().expect("polled after completion")));
+                }
                 StateProj::WaitingForToken { token, unsent } => {
                     let entry = ready!(token.as_mut().poll(cx))?;
                     let Unsent {
-                        mut request,
+                        request,
                         mut service,
                         cache,
                         settings,
                     } = unsent.take().expect("polled after completion");
-                    let authorization = entry.token.authorization().clone();
-                    request.headers_mut().insert(AUTHORIZATION, authorization);
-                    let next = send(&mut service, request, entry.generation, cache, settings);
+                    let attached = Attached::new(request, &entry)?;
+                    let next = send(&mut service, attached, cache, settings);
                     state.set(next);
                 }
                 StateProj::WaitingForResponse {
@@ -212,12 +257,46 @@ where
                     generation,
                     cache,
                     verdict,
+                    proven,
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    // Every answer may carry the server's next nonce.
+                    let new_nonce = proving::learn(proven.as_ref(), response.headers());
                     let (status, headers) = (response.status(), response.headers());
-                    if verdict.judge(status, headers, *generation) != TokenVerdict::Rejected {
-                        return Poll::Ready(Ok(response));
+                    match verdict.judge(status, headers, *generation) {
+                        TokenVerdict::Rejected => {}
+                        TokenVerdict::UseDpopNonce if new_nonce => {
+                            // Not the token's fault: the same token again, with a new proof
+                            // that carries the nonce. It uses up the request's one retry.
+                            let (Some(proven), Some(mut retry)) =
+                                (proven.take(), retry.take().and_then(SavedRequest::claim))
+                            else {
+                                return Poll::Ready(Ok(response));
+                            };
+                            let parts = &mut retry.parts;
+                            let proven = proving::prove_again(
+                                &proven,
+                                &parts.method,
+                                &parts.uri,
+                                &mut parts.headers,
+                            )?;
+                            cache.count_nonce_retry();
+                            tracing::debug!(
+                                generation = *generation,
+                                "retrying with the server's new DPoP nonce"
+                            );
+                            let next = State::WaitingForRetryService {
+                                retry: Some(retry),
+                                generation: *generation,
+                                cache: cache.clone(),
+                                verdict: mem::take(verdict),
+                                proven: Some(proven),
+                            };
+                            state.set(next);
+                            continue;
+                        }
+                        _ => return Poll::Ready(Ok(response)),
                     }
                     let rejection = cache.rejected(*generation);
                     let retry = retry.take().and_then(SavedRequest::claim);
@@ -255,10 +334,13 @@ where
                     let entry = ready!(token.as_mut().poll(cx))?;
                     *unauthorized = None;
                     let mut retry = retry.take().expect("polled after completion");
-                    retry
-                        .parts
+                    let parts = &mut retry.parts;
+                    let token = &entry.token;
+                    parts
                         .headers
-                        .insert(AUTHORIZATION, entry.token.authorization().clone());
+                        .insert(AUTHORIZATION, token.authorization().clone());
+                    let proven =
+                        proving::prove(token, &parts.method, &parts.uri, &mut parts.headers)?;
                     cache.count_retry();
                     tracing::debug!(
                         generation = entry.generation,
@@ -269,6 +351,7 @@ where
                         generation: entry.generation,
                         cache: cache.clone(),
                         verdict: mem::take(verdict),
+                        proven,
                     };
                     state.set(next);
                 }
@@ -277,6 +360,7 @@ where
                     generation,
                     cache,
                     verdict,
+                    proven,
                 } => {
                     let service = &mut retry.as_mut().expect("polled after completion").service;
                     ready!(service.poll_ready(cx)).map_err(Into::into)?;
@@ -290,6 +374,7 @@ where
                         generation: *generation,
                         cache: cache.clone(),
                         verdict: mem::take(verdict),
+                        proven: proven.take(),
                         retry: None,
                     };
                     state.set(next);
@@ -339,6 +424,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Passthrough { .. } => "passthrough",
+            State::Failed { .. } => "failed",
             State::WaitingForToken { .. } => "waiting for a token",
             State::WaitingForResponse { retry: Some(_), .. } => "sent",
             State::WaitingForResponse { retry: None, .. } => "sent, no retry",

@@ -1,6 +1,8 @@
 //! A request's head, kept for a retry: what a 401 needs to send the request again.
 
 use http::header::AUTHORIZATION;
+
+use crate::proving;
 use http::request::Parts;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
@@ -26,14 +28,15 @@ pub(crate) struct SavedHead {
 const ENTRY_HEAD: usize = 7;
 
 impl SavedHead {
-    /// Saves `parts`, or `None` for a header value longer than 4 GiB.
-    pub(crate) fn save(parts: &Parts) -> Option<SavedHead> {
+    /// Saves `parts`, or `None` for a header value longer than 4 GiB; less its proof header
+    /// too if `proven` (a retry carries a new proof).
+    pub(crate) fn save(parts: &Parts, proven: bool) -> Option<SavedHead> {
         // One pass, into a buffer sized for typical headers: a reallocation is rarer than a
         // second walk of the map is costly.
         let mut headers = Vec::with_capacity(parts.headers.len() * 48);
         let mut count = 0;
         for (name, value) in &parts.headers {
-            if name == AUTHORIZATION {
+            if name == AUTHORIZATION || (proven && proving::is_proof_header(name)) {
                 continue;
             }
             let name = name.as_str().as_bytes();
@@ -116,7 +119,10 @@ mod tests {
         request.extensions_mut().insert(42u32);
         let original = parts(request);
 
-        let restored = SavedHead::save(&original).unwrap().restore().unwrap();
+        let restored = SavedHead::save(&original, false)
+            .unwrap()
+            .restore()
+            .unwrap();
 
         assert_eq!(restored.method, Method::POST);
         assert_eq!(restored.uri, original.uri);
@@ -137,7 +143,10 @@ mod tests {
     #[test]
     fn a_head_without_headers_comes_back_empty() {
         let original = parts(Request::get("/").body(()).unwrap());
-        let restored = SavedHead::save(&original).unwrap().restore().unwrap();
+        let restored = SavedHead::save(&original, false)
+            .unwrap()
+            .restore()
+            .unwrap();
         assert!(restored.headers.is_empty());
         assert_eq!(restored.uri, "/");
     }

@@ -85,6 +85,7 @@ mod error;
 mod future;
 mod head;
 mod layer;
+mod proving;
 mod scope;
 mod service;
 pub mod store;
@@ -112,7 +113,7 @@ pub use future::ResponseFuture;
 pub use layer::BearerAuthLayer;
 pub use scope::{InvalidOrigin, Scope};
 pub use service::BearerAuth;
-pub use token::{InvalidToken, RefreshReason, Token, TokenRequest};
+pub use token::{InvalidToken, RefreshReason, Token, TokenRequest, TokenType};
 pub use verdict::TokenVerdict;
 
 /// What the fuzz targets under `fuzz/` call (`cargo fuzz` builds with `--cfg fuzzing`): not part

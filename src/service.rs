@@ -9,7 +9,8 @@ use http_body::Body;
 use tower::{BoxError, Layer, Service};
 
 use crate::cache::Reader;
-use crate::future::{RequestSettings, ResponseFuture, Unsent};
+use crate::future::{Attached, RequestSettings, ResponseFuture, Unsent};
+use crate::proving;
 use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
 
 /// Middleware that authenticates requests with the [`TokenCache`]'s bearer token.
@@ -81,17 +82,29 @@ where
         if !self.scope.allows(request.uri()) {
             return ResponseFuture::passthrough(&mut self.inner, request);
         }
-        if let Some((authorization, generation)) = self.cache.header_as_is(&mut self.reader) {
+        if let Some(entry) = self.cache.entry_as_is(&mut self.reader) {
+            let token = &entry.token;
             // One lookup adds the token and tells (true: the key was there) whether the
             // caller brought its own `Authorization`, which then goes through as it came.
-            if request.headers_mut().append(AUTHORIZATION, authorization) {
+            if request
+                .headers_mut()
+                .append(AUTHORIZATION, token.authorization().clone())
+            {
                 take_back_token(request.headers_mut());
                 return ResponseFuture::passthrough(&mut self.inner, request);
             }
+            let proven = match proving::prove_request(token, &mut request) {
+                Ok(proven) => proven,
+                Err(error) => return ResponseFuture::failed(error),
+            };
+            let attached = Attached {
+                request,
+                generation: entry.generation,
+                proven,
+            };
             return ResponseFuture::send(
                 &mut self.inner,
-                request,
-                generation,
+                attached,
                 self.cache.clone(),
                 self.settings.clone(),
             );

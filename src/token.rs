@@ -33,11 +33,42 @@ use tokio::time::Instant;
 #[derive(Clone)]
 pub struct Token {
     authorization: HeaderValue,
+    token_type: TokenType,
     expires_at: Option<Instant>,
     refresh_token: Option<SecretString>,
+    /// The key a DPoP token is bound to, and what each of its proofs needs.
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::Binding>,
 }
 
-const BEARER: &[u8] = b"Bearer ";
+/// How a token is sent: its `token_type` in the provider's answer, and the scheme of the
+/// `Authorization` header that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// `Authorization: Bearer <token>` (RFC 6750): whoever holds the token can use it.
+    Bearer,
+    /// `Authorization: DPoP <token>` with a `DPoP` proof made with the client's key for each
+    /// request (RFC 9449): the token is useless without the key. See the `dpop` module
+    /// (feature `dpop`).
+    Dpop,
+}
+
+impl TokenType {
+    /// The scheme as it is written in the `Authorization` header: `Bearer` or `DPoP`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Bearer => "Bearer",
+            TokenType::Dpop => "DPoP",
+        }
+    }
+}
+
+impl fmt::Display for TokenType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl Token {
     /// A token from the access token string the provider issued.
@@ -50,23 +81,48 @@ impl Token {
     /// [`expires_at`](Self::expires_at) sets one; a token without one is used until a server
     /// rejects it.
     pub fn bearer(access_token: impl AsRef<str>) -> Result<Self, InvalidToken> {
-        let access_token = access_token.as_ref().as_bytes();
+        Token::of_type(TokenType::Bearer, access_token.as_ref())
+    }
+
+    /// A DPoP token (RFC 9449) the provider issued bound to `key`: sent as
+    /// `Authorization: DPoP <token>`, each request with a new proof made with `key`.
+    ///
+    /// The access token must be what [`bearer`](Self::bearer) accepts. The token keeps the
+    /// key (a cheap clone): the layer signs every request's proof with it.
+    #[cfg(feature = "dpop")]
+    pub fn dpop(
+        access_token: impl AsRef<str>,
+        key: &crate::dpop::DpopKey,
+    ) -> Result<Self, InvalidToken> {
+        let access_token = access_token.as_ref();
+        let mut token = Token::of_type(TokenType::Dpop, access_token)?;
+        token.dpop = Some(crate::dpop::Binding::new(key, access_token));
+        Ok(token)
+    }
+
+    fn of_type(token_type: TokenType, access_token: &str) -> Result<Self, InvalidToken> {
+        let access_token = access_token.as_bytes();
         if access_token.is_empty() {
             return Err(InvalidToken::Empty);
         }
         if let Some(at) = access_token.iter().position(|b| !b.is_ascii_graphic()) {
             return Err(InvalidToken::Character { at });
         }
-        let mut value = BytesMut::with_capacity(BEARER.len() + access_token.len());
-        value.put_slice(BEARER);
+        let scheme = token_type.as_str().as_bytes();
+        let mut value = BytesMut::with_capacity(scheme.len() + 1 + access_token.len());
+        value.put_slice(scheme);
+        value.put_u8(b' ');
         value.put_slice(access_token);
         let mut authorization = HeaderValue::from_maybe_shared(value.freeze())
             .expect("visible ASCII is always a valid header value");
         authorization.set_sensitive(true);
         Ok(Token {
             authorization,
+            token_type,
             expires_at: None,
             refresh_token: None,
+            #[cfg(feature = "dpop")]
+            dpop: None,
         })
     }
 
@@ -90,9 +146,27 @@ impl Token {
         self
     }
 
-    /// The `Authorization` header value, `Bearer <token>`, marked sensitive.
+    /// The `Authorization` header value, `Bearer <token>` (or `DPoP <token>`), marked
+    /// sensitive.
     pub fn authorization(&self) -> &HeaderValue {
         &self.authorization
+    }
+
+    /// How the token is sent: [`TokenType::Bearer`], or [`TokenType::Dpop`] with a proof per
+    /// request.
+    pub fn token_type(&self) -> TokenType {
+        self.token_type
+    }
+
+    /// The key a DPoP token is bound to; `None` for a bearer token.
+    #[cfg(feature = "dpop")]
+    pub fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop.as_ref().map(crate::dpop::Binding::key)
+    }
+
+    #[cfg(feature = "dpop")]
+    pub(crate) fn dpop_binding(&self) -> Option<&crate::dpop::Binding> {
+        self.dpop.as_ref()
     }
 
     /// The access token itself, for protocols that do not carry it in an HTTP header
@@ -102,7 +176,7 @@ impl Token {
             .authorization
             .to_str()
             .expect("built from visible ASCII");
-        &value[BEARER.len()..]
+        &value[self.token_type.as_str().len() + 1..]
     }
 
     /// When the token stops being valid, if the provider said.
@@ -121,6 +195,7 @@ impl Token {
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Token")
+            .field("token_type", &self.token_type)
             .field("access_token", &"[REDACTED]")
             .field(
                 "expires_in",

@@ -44,6 +44,11 @@ pub enum TokenVerdict {
     /// The token was refused for its scope (RFC 6750's `insufficient_scope`): a new token of
     /// the same scope would not help, so it is not replaced and the request is not sent again.
     InsufficientScope,
+    /// The server wants a DPoP proof that carries its nonce (RFC 9449 §9, `use_dpop_nonce`),
+    /// which it sent in `DPoP-Nonce`: not the token's fault, so the token is kept, and the
+    /// request is sent again, once, with a new proof, if the answer brought a nonce its proof
+    /// did not have.
+    UseDpopNonce,
 }
 
 impl TokenVerdict {
@@ -51,6 +56,7 @@ impl TokenVerdict {
     ///
     /// | the response | verdict |
     /// | --- | --- |
+    /// | 401 with a `DPoP` challenge whose `error` is `use_dpop_nonce` | [`UseDpopNonce`](Self::UseDpopNonce) |
     /// | 401 with a `Bearer` or `DPoP` challenge whose `error` is `insufficient_scope` | [`InsufficientScope`](Self::InsufficientScope) |
     /// | any other 401: no `WWW-Authenticate`, `error="invalid_token"`, other schemes, or a `WWW-Authenticate` that cannot be read | [`Rejected`](Self::Rejected) |
     /// | 403 with a `Bearer` or `DPoP` challenge whose `error` is `insufficient_scope` | [`InsufficientScope`](Self::InsufficientScope) |
@@ -146,7 +152,12 @@ fn unauthorized(headers: &HeaderMap) -> TokenVerdict {
     for challenge in challenges(headers) {
         match challenge {
             Err(_) => return TokenVerdict::Rejected,
-            Ok(challenge) if is_insufficient_scope(&challenge) => {
+            Ok(challenge) if is_use_dpop_nonce(&challenge) => {
+                verdict = TokenVerdict::UseDpopNonce;
+            }
+            Ok(challenge)
+                if is_insufficient_scope(&challenge) && verdict != TokenVerdict::UseDpopNonce =>
+            {
                 verdict = TokenVerdict::InsufficientScope;
             }
             Ok(_) => {}
@@ -172,6 +183,12 @@ fn is_insufficient_scope(challenge: &Challenge<'_>) -> bool {
     let scheme = challenge.scheme();
     (scheme.eq_ignore_ascii_case("Bearer") || scheme.eq_ignore_ascii_case("DPoP"))
         && challenge.param("error").as_deref() == Some("insufficient_scope")
+}
+
+/// RFC 9449 §9: a resource server that wants its nonce in the proof.
+fn is_use_dpop_nonce(challenge: &Challenge<'_>) -> bool {
+    challenge.scheme().eq_ignore_ascii_case("DPoP")
+        && challenge.param("error").as_deref() == Some("use_dpop_nonce")
 }
 
 fn is_unauthenticated(grpc_status: &HeaderValue) -> bool {
@@ -236,7 +253,8 @@ fn log(verdict: TokenVerdict, status: StatusCode, generation: u64) {
             status,
             "the token's scope is insufficient: a new one would not help"
         ),
-        TokenVerdict::Unrelated => {}
+        // Said where the request is sent again with the nonce, if it is.
+        TokenVerdict::UseDpopNonce | TokenVerdict::Unrelated => {}
     }
 }
 

@@ -38,7 +38,7 @@ pub use stats::{RefreshCounts, Stats};
 pub(crate) use wait::{Acquire, Rejection, WaitFuture};
 
 use builder::Settings;
-use entry::Entry;
+pub(crate) use entry::Entry;
 use flight::RefreshState;
 use stats::StatCounters;
 use store_link::StoreLink;
@@ -188,6 +188,7 @@ impl TokenCache {
             unauthorized: self.shared.counters.unauthorized.load(Ordering::Relaxed),
             retried: self.shared.counters.retried.load(Ordering::Relaxed),
             not_replaced: self.shared.counters.not_replaced.load(Ordering::Relaxed),
+            nonce_retried: self.shared.counters.nonce_retried.load(Ordering::Relaxed),
             generation: current.as_ref().map_or(0, |e| e.generation),
             age: current
                 .as_ref()

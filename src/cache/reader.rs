@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwapOption;
-use http::HeaderValue;
 use tokio::time::Instant;
 
 use super::entry::{CLAIMED, Entry};
@@ -46,14 +45,13 @@ impl TokenCache {
         Reader(arc_swap::Cache::new(Current(self.shared.clone())))
     }
 
-    /// The current token's header and generation, if a request may send it as it is.
+    /// The current token, if a request may send it as it is.
     ///
     /// Starts the background refresh when the token has entered the refresh-ahead window.
     #[inline]
-    pub(crate) fn header_as_is(&self, reader: &mut Reader) -> Option<(HeaderValue, u64)> {
+    pub(crate) fn entry_as_is<'r>(&self, reader: &'r mut Reader) -> Option<&'r Entry> {
         let entry = reader.0.load().as_ref()?;
-        self.as_is(entry)
-            .then(|| (entry.token.authorization().clone(), entry.generation))
+        self.as_is(entry).then_some(&**entry)
     }
 
     /// The current entry, if a request may send it as it is.

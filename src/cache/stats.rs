@@ -20,6 +20,7 @@ pub(super) struct StatCounters {
     pub(super) unauthorized: AtomicU64,
     pub(super) retried: AtomicU64,
     pub(super) not_replaced: AtomicU64,
+    pub(super) nonce_retried: AtomicU64,
 }
 
 impl StatCounters {
@@ -52,6 +53,13 @@ impl TokenCache {
     pub(crate) fn count_retry(&self) {
         self.shared.counters.retried.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A request is being sent again, with the same token, because the server asked for a
+    /// DPoP proof with its new nonce.
+    pub(crate) fn count_nonce_retry(&self) {
+        let counters = &self.shared.counters;
+        counters.nonce_retried.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What a [`TokenCache`] has done so far, from [`TokenCache::stats`].
@@ -73,6 +81,9 @@ pub struct Stats {
     pub retried: u64,
     /// 401s for a token younger than the minimum age, which therefore was not replaced.
     pub not_replaced: u64,
+    /// Requests sent a second time with the same DPoP token and a new proof, because the
+    /// server asked for its new nonce (`use_dpop_nonce`): no refresh.
+    pub nonce_retried: u64,
     /// How many tokens the cache has obtained; 0 before the first.
     pub generation: u64,
     /// Time since the current token was obtained (a 401 replaces it only past the
@@ -134,6 +145,9 @@ impl fmt::Display for Stats {
         if self.not_replaced > 0 {
             write!(f, ", {} too young to replace", self.not_replaced)?;
         }
+        if self.nonce_retried > 0 {
+            write!(f, ", {} sent again for a DPoP nonce", self.nonce_retried)?;
+        }
         write!(f, "; generation {}", self.generation)?;
         if let Some(left) = self.expires_in {
             write!(f, ", expires in {:.1} s", left.as_secs_f64())?;
@@ -177,6 +191,7 @@ impl fmt::Debug for Stats {
             .field("unauthorized", &self.unauthorized)
             .field("retried", &self.retried)
             .field("not_replaced", &self.not_replaced)
+            .field("nonce_retried", &self.nonce_retried)
             .field("generation", &self.generation)
             .field("age", &self.age)
             .field("expires_in", &self.expires_in)
@@ -219,6 +234,7 @@ mod tests {
             unauthorized: 2,
             retried: 1,
             not_replaced: 0,
+            nonce_retried: 0,
             generation: 5,
             age: Some(Duration::from_millis(600)),
             expires_in: Some(Duration::from_millis(1400)),

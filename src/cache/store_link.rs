@@ -236,6 +236,12 @@ impl StoreLink {
                     tracing::info!("token store reachable again; sharing tokens through it");
                 }
             }
+            Err(error) if error.is_misconfigured() => {
+                tracing::error!(
+                    error = %error,
+                    "the token store cannot hold this cache's tokens; refreshing alone"
+                );
+            }
             Err(error) => {
                 if self.counters.failed() {
                     tracing::warn!(

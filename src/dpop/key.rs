@@ -7,7 +7,7 @@ use http::{HeaderValue, Method, Uri};
 use serde_json::Value;
 
 use super::error::{ProofError, ProofErrorKind};
-use super::nonce::{self, DpopNonce};
+use super::nonce::{self, DpopNonce, NonceStore};
 use super::proof::{self, AccessTokenHash};
 use crate::jose::{self, Algorithm, KeyError, SigningKey};
 
@@ -43,6 +43,9 @@ struct Inner {
     key: SigningKey,
     /// base64url of `{"typ":"dpop+jwt","alg":…,"jwk":{…}}`.
     encoded_header: String,
+    /// The latest nonce each server gave this key's proofs: the token endpoint's and every
+    /// API's, shared by the provider and every layer that sends a token bound to this key.
+    nonces: NonceStore,
 }
 
 impl DpopKey {
@@ -97,6 +100,7 @@ impl DpopKey {
         let Inner {
             key,
             encoded_header,
+            ..
         } = &*self.inner;
         proof::proof(key, encoded_header, method, uri, ath.as_ref(), nonce)
     }
@@ -113,6 +117,7 @@ impl DpopKey {
         let Inner {
             key,
             encoded_header,
+            ..
         } = &*self.inner;
         proof::proof(
             key,
@@ -122,6 +127,13 @@ impl DpopKey {
             ath,
             nonce.map(DpopNonce::as_str),
         )
+    }
+}
+
+impl DpopKey {
+    /// The latest nonce each origin gave this key's proofs.
+    pub(crate) fn nonces(&self) -> &NonceStore {
+        &self.inner.nonces
     }
 }
 
@@ -144,6 +156,7 @@ impl From<SigningKey> for DpopKey {
             inner: Arc::new(Inner {
                 encoded_header: jose::base64url(header.as_bytes()),
                 key,
+                nonces: NonceStore::new(),
             }),
         }
     }

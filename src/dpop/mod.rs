@@ -23,6 +23,7 @@
 // the mock servers to call it; the tests do already.
 #![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
+mod binding;
 mod error;
 mod htu;
 mod key;
@@ -31,6 +32,7 @@ mod proof;
 #[cfg(any(test, feature = "mock"))]
 mod verifier;
 
+pub(crate) use binding::{Binding, DPOP, Proven};
 pub use error::ProofError;
 pub use key::DpopKey;
 

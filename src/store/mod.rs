@@ -173,6 +173,7 @@ pub enum Publish {
 pub struct StoreError {
     message: &'static str,
     source: Option<BoxError>,
+    misconfigured: bool,
 }
 
 impl StoreError {
@@ -183,6 +184,7 @@ impl StoreError {
         StoreError {
             message,
             source: Some(source.into()),
+            misconfigured: false,
         }
     }
 
@@ -191,7 +193,24 @@ impl StoreError {
         StoreError {
             message,
             source: None,
+            misconfigured: false,
         }
+    }
+
+    /// An error that trying again will not fix: the store and the cache's tokens do not fit
+    /// (a DPoP token, and a store without its key). The cache logs it as an error rather than
+    /// an outage, and refreshes on its own.
+    pub fn misconfigured(message: &'static str) -> Self {
+        StoreError {
+            message,
+            source: None,
+            misconfigured: true,
+        }
+    }
+
+    /// Whether this is a [configuration error](Self::misconfigured).
+    pub fn is_misconfigured(&self) -> bool {
+        self.misconfigured
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use super::{Notifications, Notifier, Publish, SharedToken, StoreError, StoreFuture, TokenStore};
-use crate::Token;
+use crate::{Token, TokenType};
 
 /// A [`TokenStore`] on Redis: replicas with the same credential share one token and one
 /// refresh.
@@ -99,6 +99,9 @@ struct Inner {
     listener: JoinHandle<()>,
     #[cfg(feature = "redis-encryption")]
     cipher: Option<chacha20poly1305::XChaCha20Poly1305>,
+    /// The key DPoP tokens in this store are bound to.
+    #[cfg(feature = "dpop")]
+    dpop_key: Option<crate::dpop::DpopKey>,
 }
 
 #[derive(Clone, Debug)]
@@ -119,6 +122,8 @@ pub struct RedisStoreBuilder {
     encryption_key: Option<secrecy::SecretBox<[u8; 32]>>,
     #[cfg(feature = "redis-tls")]
     tls_root: Option<Vec<u8>>,
+    #[cfg(feature = "dpop")]
+    dpop_key: Option<crate::dpop::DpopKey>,
 }
 
 /// A value prefix: the stored value is in the clear.
@@ -151,6 +156,8 @@ impl RedisStore {
             encryption_key: None,
             #[cfg(feature = "redis-tls")]
             tls_root: None,
+            #[cfg(feature = "dpop")]
+            dpop_key: None,
         }
     }
 
@@ -183,7 +190,34 @@ impl RedisStore {
             }
             None => plain.extend_from_slice(&u32::MAX.to_be_bytes()),
         }
+        // Last, so that a value written before token types were stored reads as a bearer
+        // token.
+        plain.push(match token.token_type() {
+            TokenType::Bearer => BEARER,
+            _ => {
+                self.check_dpop_key(token)?;
+                DPOP
+            }
+        });
         self.seal(plain, generation)
+    }
+
+    /// A DPoP token is only worth sharing with replicas that hold its key: the store must
+    /// have been given that key.
+    fn check_dpop_key(&self, token: &Token) -> Result<(), StoreError> {
+        #[cfg(feature = "dpop")]
+        {
+            let ours = self.inner.dpop_key.as_ref().map(|key| key.thumbprint());
+            let its = token.dpop_key().map(|key| key.thumbprint());
+            if ours.is_some() && ours == its {
+                return Ok(());
+            }
+        }
+        let _ = token;
+        Err(StoreError::misconfigured(
+            "a DPoP token is bound to a key this store was not given: build the RedisStore \
+             with .dpop_key(&key), the same key in every replica",
+        ))
     }
 
     #[cfg(feature = "redis-encryption")]
@@ -286,11 +320,17 @@ impl RedisStore {
         let issued = u64_at(take(8)?);
         let access_len = u32_at(take(4)?) as usize;
         let access = std::str::from_utf8(take(access_len)?).map_err(|_| malformed())?;
-        let mut token = Token::bearer(access).map_err(|_| malformed())?;
         let refresh_len = u32_at(take(4)?);
-        if refresh_len != u32::MAX {
-            let refresh = take(refresh_len as usize)?;
-            let refresh = std::str::from_utf8(refresh).map_err(|_| malformed())?;
+        let refresh = match refresh_len {
+            u32::MAX => None,
+            len => Some(std::str::from_utf8(take(len as usize)?).map_err(|_| malformed())?),
+        };
+        let mut token = match rest.first() {
+            None | Some(&BEARER) => Token::bearer(access).map_err(|_| malformed())?,
+            Some(&DPOP) => self.dpop_token(access)?,
+            Some(_) => return Err(malformed()),
+        };
+        if let Some(refresh) = refresh {
             token = token.with_refresh_token(refresh);
         }
         let now = Instant::now();
@@ -312,6 +352,26 @@ impl RedisStore {
         })
     }
 }
+
+impl RedisStore {
+    /// A stored DPoP token, bound to this store's key.
+    fn dpop_token(&self, access: &str) -> Result<Token, StoreError> {
+        #[cfg(feature = "dpop")]
+        if let Some(key) = &self.inner.dpop_key {
+            return Token::dpop(access, key)
+                .map_err(|_| StoreError::msg("the stored token is malformed"));
+        }
+        let _ = access;
+        Err(StoreError::misconfigured(
+            "the stored token is a DPoP token, and this store has no DPoP key: build the \
+             RedisStore with .dpop_key(&key), the same key in every replica",
+        ))
+    }
+}
+
+/// The last byte of a stored value: the token's type.
+const BEARER: u8 = 0;
+const DPOP: u8 = 1;
 
 fn wall_ms() -> u64 {
     SystemTime::now()
@@ -513,6 +573,20 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// The DPoP key the shared tokens are bound to (feature `dpop`).
+    ///
+    /// A DPoP token is useless without its key, so replicas that share DPoP tokens must share
+    /// the key too: load the same one in each (`DpopKey::from_pem`), and give it to the
+    /// provider and to this store. The key's thumbprint is part of the store's key names, so
+    /// replicas with different keys never exchange tokens. A store without a key refuses to
+    /// publish or load a DPoP token, with an error that says so, and the cache then refreshes
+    /// on its own.
+    #[cfg(feature = "dpop")]
+    pub fn dpop_key(mut self, key: &crate::dpop::DpopKey) -> Self {
+        self.dpop_key = Some(key.clone());
+        self
+    }
+
     /// Trusts the certificate authority in `pem` (PEM-encoded) for `rediss://`, in place of
     /// the webpki roots: for a Redis with a certificate from a private CA.
     ///
@@ -563,7 +637,13 @@ impl RedisStoreBuilder {
             .set_max_delay(Duration::from_secs(1));
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(redis_error("the redis connection cannot be set up"))?;
-        let prefix = format!("{}:{{{}}}", self.namespace, self.account);
+        #[allow(unused_mut)]
+        let mut prefix = format!("{}:{{{}}}", self.namespace, self.account);
+        // Tokens bound to another key are of no use here: each key has keys of its own.
+        #[cfg(feature = "dpop")]
+        if let Some(key) = &self.dpop_key {
+            prefix = format!("{prefix}:jkt-{}", key.thumbprint());
+        }
         let keys = Keys {
             token: format!("{prefix}:token"),
             lease: format!("{prefix}:lease"),
@@ -591,6 +671,8 @@ impl RedisStoreBuilder {
                 listener,
                 #[cfg(feature = "redis-encryption")]
                 cipher,
+                #[cfg(feature = "dpop")]
+                dpop_key: self.dpop_key,
             }),
         })
     }
@@ -695,8 +777,68 @@ mod tests {
             assert!(store.decode(value, 1).is_err(), "{value:?}");
         }
         let mut truncated = store.encode(&Token::bearer("abc").unwrap(), 1).unwrap();
-        truncated.pop();
+        // Into the refresh token's length (the last byte, the token's type, may be absent).
+        truncated.truncate(truncated.len() - 2);
         assert!(store.decode(&truncated, 1).is_err());
+        let mut unknown_type = store.encode(&Token::bearer("abc").unwrap(), 1).unwrap();
+        *unknown_type.last_mut().unwrap() = 7;
+        assert!(store.decode(&unknown_type, 1).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_value_stored_before_token_types_reads_as_a_bearer_token() {
+        let store = store(Duration::from_secs(2));
+        let mut old = store.encode(&Token::bearer("old").unwrap(), 1).unwrap();
+        old.pop();
+        let back = store.decode(&old, 1).unwrap();
+        assert_eq!(back.token.authorization(), "Bearer old");
+    }
+
+    #[tokio::test]
+    async fn a_dpop_token_needs_a_store_with_its_key() {
+        let store = store(Duration::from_secs(2));
+        #[cfg(feature = "dpop")]
+        {
+            use crate::dpop::DpopKey;
+            use crate::jose::Algorithm;
+
+            let key = DpopKey::generate(Algorithm::Es256).unwrap();
+            let token = Token::dpop("bound", &key).unwrap();
+            let error = store.encode(&token, 1).unwrap_err();
+            assert!(error.is_misconfigured(), "{error}");
+
+            let with_key = RedisStore::builder("redis://127.0.0.1:1/", "the-api-key")
+                .namespace("ns")
+                .dpop_key(&key)
+                .build()
+                .unwrap();
+            // The key's thumbprint names the keys, inside the shared hash tag's slot.
+            assert!(
+                with_key
+                    .token_key()
+                    .ends_with(&format!("}}:jkt-{}:token", key.thumbprint()))
+            );
+            assert_ne!(with_key.token_key(), store.token_key());
+            let value = with_key.encode(&token, 1).unwrap();
+            let back = with_key.decode(&value, 1).unwrap();
+            assert_eq!(back.token.authorization(), "DPoP bound");
+            assert_eq!(
+                back.token.dpop_key().unwrap().thumbprint(),
+                key.thumbprint()
+            );
+            assert!(store.decode(&value, 1).unwrap_err().is_misconfigured());
+
+            let other = DpopKey::generate(Algorithm::Es256).unwrap();
+            let foreign = Token::dpop("foreign", &other).unwrap();
+            assert!(with_key.encode(&foreign, 1).unwrap_err().is_misconfigured());
+        }
+        // A DPoP token read by a build without the `dpop` feature is refused, not sent as a
+        // bearer token.
+        let mut value = store.encode(&Token::bearer("x").unwrap(), 1).unwrap();
+        *value.last_mut().unwrap() = DPOP;
+        #[cfg(not(feature = "dpop"))]
+        assert!(store.decode(&value, 1).unwrap_err().is_misconfigured());
+        let _ = value;
     }
 
     #[test]
