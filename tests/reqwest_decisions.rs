@@ -174,6 +174,31 @@ async fn insufficient_scope_goes_back_without_a_refresh() {
     assert_eq!(cache.stats().unauthorized, 0);
 }
 
+/// A request is sent at most twice; when the second answer refuses the new token too, it
+/// goes back, and the cache still learns: the next request waits for another token rather
+/// than try the refused one.
+#[tokio::test]
+async fn a_refused_retry_goes_back_and_still_tells_the_cache() {
+    let api = Server::start(accepts("t3")).await;
+    let (refresher, issued) = numbered_tokens();
+    let client = client(
+        BearerAuthMiddleware::from_cache(believing(refresher)),
+        &Below::default(),
+    );
+
+    let refused = client.get(api.url("/a")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(authorizations(&api), [bearer("t1"), bearer("t2")]);
+
+    let next = client.get(api.url("/b")).send().await.unwrap();
+    assert_eq!(next.status(), StatusCode::OK);
+    assert_eq!(
+        authorizations(&api),
+        [bearer("t1"), bearer("t2"), bearer("t3")]
+    );
+    assert_eq!(issued.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
 /// An API that answers 419 for an expired token, told through `verdict`; and the same
 /// settings taken from a `BearerAuthLayer`.
 #[tokio::test]

@@ -5,13 +5,15 @@ use std::pin::pin;
 
 use ::reqwest::header::AUTHORIZATION;
 use ::reqwest::{Request, Response, Url};
-use http::{Extensions, HeaderMap, StatusCode};
+use http::{Extensions, HeaderMap, StatusCode, Uri};
 use reqwest_middleware::{Middleware, Next};
+use tower::BoxError;
 
 use crate::cache::Rejection;
 use crate::future::DRAIN_LIMIT;
+use crate::proving::{self, Proven};
 use crate::verdict::VerdictRule;
-use crate::{BearerAuthLayer, Refresher, Scope, TokenCache, TokenError, TokenVerdict};
+use crate::{BearerAuthLayer, Refresher, Scope, Token, TokenCache, TokenError, TokenVerdict};
 
 /// A [`reqwest_middleware::Middleware`] that authenticates requests with the [`TokenCache`]'s
 /// bearer token: the tower layer's decisions, for a reqwest client.
@@ -153,45 +155,103 @@ impl Middleware for BearerAuthMiddleware {
             None => self.cache.acquire().into_future().await.map_err(not_sent)?,
         };
         let generation = entry.generation;
-        let authorization = entry.token.authorization().clone();
+        let proven = attach(&mut request, &entry.token)?;
         drop(entry);
-        request.headers_mut().insert(AUTHORIZATION, authorization);
-
         let kept = match self.retry.then(|| request.try_clone()).flatten() {
             Some(copy) => Kept::Copy(copy),
             None => Kept::Url(request.url().clone()),
         };
         let response = next.clone().run(request, extensions).await?;
 
-        if !same_origin(kept.url(), response.url()) {
-            // reqwest followed a redirect to another origin, and left the token behind (see
-            // the module documentation): whatever that origin says is not about the token.
-            return Ok(response);
+        let verdict = self.judge(&response, kept.url(), generation, proven.as_ref());
+        let (retry, generation, proven) = match (verdict, kept, proven) {
+            (TokenVerdict::Rejected, kept, _) => {
+                let rejection = self.cache.rejected(generation);
+                // Without a copy, the refresh started above still serves the requests that
+                // follow; this one gets its refusal.
+                let (Kept::Copy(mut retry), Rejection::RetryWith(acquire)) = (kept, rejection)
+                else {
+                    return Ok(response);
+                };
+                let entry = replacement(acquire.into_future(), response)
+                    .await
+                    .map_err(not_sent)?;
+                let proven = attach(&mut retry, &entry.token)?;
+                self.cache.count_retry();
+                tracing::debug!(
+                    generation = entry.generation,
+                    "retrying with a new token after the server rejected the old one"
+                );
+                (retry, entry.generation, proven)
+            }
+            (TokenVerdict::UseDpopNonce, Kept::Copy(mut retry), Some(proven)) => {
+                // Not the token's fault: the same token again, with a new proof that carries
+                // the nonce. It uses up the request's one retry.
+                let uri = uri_of(retry.url())?;
+                let method = retry.method().clone();
+                let proven = proving::prove_again(&proven, &method, &uri, retry.headers_mut())
+                    .map_err(proof_failed)?;
+                self.cache.count_nonce_retry();
+                tracing::debug!(generation, "retrying with the server's new DPoP nonce");
+                (retry, generation, Some(proven))
+            }
+            _ => return Ok(response),
+        };
+
+        let sent_to = retry.url().clone();
+        let response = next.run(retry, extensions).await?;
+        // The second answer goes back whatever it is; a refusal still tells the cache, so
+        // that the requests that follow get a new token.
+        let verdict = self.judge(&response, &sent_to, generation, proven.as_ref());
+        if verdict == TokenVerdict::Rejected {
+            let _ = self.cache.rejected(generation);
+        }
+        Ok(response)
+    }
+}
+
+impl BearerAuthMiddleware {
+    /// What `response` says about the token of `generation` its request carried, learning the
+    /// server's DPoP nonce on the way. Nothing, if it came from another origin than the request
+    /// was sent to: reqwest followed a redirect and left the token behind (see the module
+    /// documentation). A nonce challenge counts only if the answer brought a nonce the proof
+    /// did not have.
+    fn judge(
+        &self,
+        response: &Response,
+        sent_to: &Url,
+        generation: u64,
+        proven: Option<&Proven>,
+    ) -> TokenVerdict {
+        if !same_origin(sent_to, response.url()) {
+            return TokenVerdict::Unrelated;
         }
         let (status, headers) = (response.status(), response.headers());
-        if self.verdict.judge(status, headers, generation) != TokenVerdict::Rejected {
-            return Ok(response);
+        let new_nonce = proving::learn(proven, headers);
+        match self.verdict.judge(status, headers, generation) {
+            TokenVerdict::UseDpopNonce if !new_nonce => TokenVerdict::Unrelated,
+            verdict => verdict,
         }
-        let rejection = self.cache.rejected(generation);
-        // Without a copy, the refresh started above still serves the requests that follow;
-        // this one gets its refusal.
-        let (Kept::Copy(mut retry), Rejection::RetryWith(acquire)) = (kept, rejection) else {
-            return Ok(response);
-        };
-        let entry = replacement(acquire.into_future(), response)
-            .await
-            .map_err(not_sent)?;
-        retry
-            .headers_mut()
-            .insert(AUTHORIZATION, entry.token.authorization().clone());
-        self.cache.count_retry();
-        tracing::debug!(
-            generation = entry.generation,
-            "retrying with a new token after the server rejected the old one"
-        );
-        drop(entry);
-        next.run(retry, extensions).await
     }
+}
+
+/// Attaches `token` to `request`, with a proof if it is bound to a key.
+fn attach(request: &mut Request, token: &Token) -> reqwest_middleware::Result<Option<Proven>> {
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, token.authorization().clone());
+    if !proving::needs_proof(token) {
+        return Ok(None);
+    }
+    let (method, uri) = (request.method().clone(), uri_of(request.url())?);
+    proving::prove(token, &method, &uri, request.headers_mut()).map_err(proof_failed)
+}
+
+/// The URI a proof names, as reqwest itself turns the URL into one to send it.
+fn uri_of(url: &Url) -> reqwest_middleware::Result<Uri> {
+    url.as_str()
+        .parse()
+        .map_err(|error: http::uri::InvalidUri| proof_failed(error.into()))
 }
 
 /// What the middleware keeps of a request while it is in flight.
@@ -241,6 +301,13 @@ async fn drain(mut response: Response) {
             return;
         }
     }
+}
+
+/// The error of a request whose token's proof could not be made: it was not sent.
+fn proof_failed(error: BoxError) -> reqwest_middleware::Error {
+    reqwest_middleware::Error::Middleware(
+        anyhow::Error::from_boxed(error).context("request not sent"),
+    )
 }
 
 /// The error of a request that no token could be had for: it was not sent (or, after a

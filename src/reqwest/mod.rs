@@ -46,9 +46,11 @@
 //! | any other | attaches the cache's token (an atomic load and a reference count when it is valid; else it waits for the one refresh in flight) |
 //! | answered with a refusal (a 401, by default: see [`verdict`](BearerAuthMiddleware::verdict)) | tells the cache which token was refused (one refresh, however many requests were refused with it), then sends the request once more with the new token, if `Request::try_clone` could copy it |
 //! | answered 401 or 403 with `error="insufficient_scope"` | gives the answer back: a new token of the same scope would not help |
+//! | with a DPoP-bound token | also gets a new proof for each attempt; a `use_dpop_nonce` answer with a new nonce sends it once more with the same token |
 //!
-//! A request is sent at most twice. One whose body is a stream has no copy to send again: its
-//! refusal goes back to the caller, and the token is replaced all the same for the requests
+//! A request is sent at most twice; if the second answer refuses the new token too, it goes
+//! back, and the cache learns of it all the same. One whose body is a stream has no copy to
+//! send again: its refusal goes back to the caller, and the token is replaced for the requests
 //! that follow. Header values carrying the token are marked sensitive.
 //!
 //! # Where it goes in a stack
@@ -115,3 +117,6 @@ mod middleware;
 
 pub use client::ClientService;
 pub use middleware::BearerAuthMiddleware;
+
+#[cfg(all(test, feature = "dpop"))]
+mod dpop_tests;
