@@ -13,6 +13,16 @@
 //! round, then interleaved (every variant in turn, 1,000 requests at a time, sixty times),
 //! which a machine loaded from elsewhere disturbs least. The server checks the token on every
 //! request, as an API would.
+//!
+//! Instruction counts do not move with the machine's load. In the profile mode the client's
+//! chain ends in a middleware that answers 200 on the spot (no sockets), and one variant sends
+//! 10,000 requests; the count divided by 10,000 is its cost per request:
+//!
+//! ```text
+//! cargo bench --features reqwest --bench reqwest --no-run
+//! REQWEST_PROFILE=bearer_defaults valgrind --tool=callgrind \
+//!     --toggle-collect='*profiled_send*' target/release/deps/reqwest-<hash>
+//! ```
 
 mod common;
 
@@ -28,6 +38,7 @@ use http::{Extensions, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use reqwest::ResponseBuilderExt;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
@@ -147,18 +158,23 @@ fn reqwest_client() -> reqwest::Client {
         .expect("a reqwest client")
 }
 
-fn variants(cache: &TokenCache) -> [(&'static str, ClientWithMiddleware); 4] {
-    let client = || ClientBuilder::new(reqwest_client());
+/// The clients compared; with `canned`, each ends in [`Canned`] instead of the network.
+fn variants(cache: &TokenCache, canned: bool) -> [(&'static str, ClientWithMiddleware); 4] {
     let token = authorization(&access_token());
     let auth = || BearerAuthMiddleware::from_cache(cache.clone());
+    let build = |builder: ClientBuilder| match canned {
+        true => builder.with(Canned).build(),
+        false => builder.build(),
+    };
+    let client = || ClientBuilder::new(reqwest_client());
     [
-        ("bare", client().build()),
-        ("static_header", client().with(StaticHeader(token)).build()),
+        ("bare", build(client())),
+        ("static_header", build(client().with(StaticHeader(token)))),
         (
             "bearer_retry_off",
-            client().with(auth().retry_unauthorized(false)).build(),
+            build(client().with(auth().retry_unauthorized(false))),
         ),
-        ("bearer_defaults", client().with(auth()).build()),
+        ("bearer_defaults", build(client().with(auth()))),
     ]
 }
 
@@ -203,7 +219,7 @@ fn reqwest_loopback(c: &mut Criterion) {
         .build()
         .expect("a client runtime");
     let cache = warm_cache();
-    let clients = variants(&cache);
+    let clients = variants(&cache, false);
 
     let recorder = Recorder::default();
     let mut group = c.benchmark_group("reqwest");
@@ -300,7 +316,70 @@ fn print_throughput(recorder: &Recorder) {
     println!();
 }
 
+// ===== the profile mode: one variant, in process, for callgrind =====
+
+/// The end of the chain in the profile mode: a 200 for every request, made on the spot, so
+/// that what is counted is the client's and the middleware's work, not the network's.
+struct Canned;
+
+#[async_trait::async_trait]
+impl Middleware for Canned {
+    async fn handle(
+        &self,
+        request: reqwest::Request,
+        _: &mut Extensions,
+        _: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let response = http::Response::builder()
+            .url(request.url().clone())
+            .body(Bytes::new())
+            .expect("a response");
+        Ok(reqwest::Response::from(response))
+    }
+}
+
+/// `REQWEST_PROFILE=<variant>`: sends 10,000 requests of that variant to [`Canned`] inside
+/// `profiled_send`, and nothing else (see the module documentation).
+fn profile(variant: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let cache = warm_cache();
+    let clients = variants(&cache, true);
+    let Some((_, client)) = clients.iter().find(|(name, _)| *name == variant) else {
+        panic!("REQWEST_PROFILE: one of {VARIANTS:?}");
+    };
+    let url = "http://127.0.0.1:8080/videos?currentPage=1&pageSize=25";
+    // Warm: the first requests fill the allocator's caches and the client's.
+    runtime.block_on(send(client, url, 1_000));
+    profiled_send(&runtime, client, url, 10_000);
+}
+
+#[inline(never)]
+fn profiled_send(runtime: &Runtime, client: &ClientWithMiddleware, url: &str, n: u64) {
+    runtime.block_on(send(client, url, n));
+}
+
+async fn send(client: &ClientWithMiddleware, url: &str, n: u64) {
+    for _ in 0..n {
+        let response = client
+            .get(url)
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, "tower-bearer-bench/0.1")
+            .header(ACCEPT_ENCODING, "gzip, br")
+            .send()
+            .await
+            .expect("a response");
+        std::hint::black_box(response);
+    }
+}
+
 fn main() {
+    if let Ok(variant) = std::env::var("REQWEST_PROFILE") {
+        profile(&variant);
+        return;
+    }
     // No plots: drawing them takes longer than measuring (`--plotting-backend plotters`
     // brings them back).
     let mut criterion = Criterion::default().without_plots().configure_from_args();

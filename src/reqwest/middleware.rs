@@ -11,6 +11,7 @@ use tower::BoxError;
 
 use crate::cache::Rejection;
 use crate::future::DRAIN_LIMIT;
+use crate::head::SavedHeaders;
 use crate::proving::{self, Proven};
 use crate::verdict::VerdictRule;
 use crate::{BearerAuthLayer, Refresher, Scope, Token, TokenCache, TokenError, TokenVerdict};
@@ -157,20 +158,68 @@ impl Middleware for BearerAuthMiddleware {
         let generation = entry.generation;
         let proven = attach(&mut request, &entry.token)?;
         drop(entry);
-        let kept = match self.retry.then(|| request.try_clone()).flatten() {
-            Some(copy) => Kept::Copy(copy),
+        let kept = match self
+            .retry
+            .then(|| Saved::save(&mut request, &proven))
+            .flatten()
+        {
+            Some(saved) => Kept::Copy(saved),
             None => Kept::Url(request.url().clone()),
         };
         let response = next.clone().run(request, extensions).await?;
 
         let verdict = self.judge(&response, kept.url(), generation, proven.as_ref());
+        if matches!(verdict, TokenVerdict::Rejected | TokenVerdict::UseDpopNonce) {
+            // Boxed: few requests come here, and its state would make every request's future
+            // larger.
+            let refused = Refused {
+                response,
+                verdict,
+                kept,
+                generation,
+                proven,
+            };
+            return Box::pin(self.after_refusal(refused, extensions, next)).await;
+        }
+        Ok(response)
+    }
+}
+
+/// An answer that refused the request's token, with what the middleware kept of the request.
+struct Refused {
+    response: Response,
+    verdict: TokenVerdict,
+    kept: Kept,
+    generation: u64,
+    proven: Option<Proven>,
+}
+
+impl BearerAuthMiddleware {
+    /// Replaces a refused token, or proves it again with the server's nonce, and sends the
+    /// request a second time if there is a copy to send; the second answer goes back whatever
+    /// it is.
+    async fn after_refusal(
+        &self,
+        refused: Refused,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let Refused {
+            response,
+            verdict,
+            kept,
+            generation,
+            proven,
+        } = refused;
         let (retry, generation, proven) = match (verdict, kept, proven) {
             (TokenVerdict::Rejected, kept, _) => {
                 let rejection = self.cache.rejected(generation);
                 // Without a copy, the refresh started above still serves the requests that
                 // follow; this one gets its refusal.
-                let (Kept::Copy(mut retry), Rejection::RetryWith(acquire)) = (kept, rejection)
-                else {
+                let (Kept::Copy(saved), Rejection::RetryWith(acquire)) = (kept, rejection) else {
+                    return Ok(response);
+                };
+                let Some(mut retry) = saved.restore() else {
                     return Ok(response);
                 };
                 let entry = replacement(acquire.into_future(), response)
@@ -184,9 +233,12 @@ impl Middleware for BearerAuthMiddleware {
                 );
                 (retry, entry.generation, proven)
             }
-            (TokenVerdict::UseDpopNonce, Kept::Copy(mut retry), Some(proven)) => {
+            (TokenVerdict::UseDpopNonce, Kept::Copy(saved), Some(proven)) => {
                 // Not the token's fault: the same token again, with a new proof that carries
                 // the nonce. It uses up the request's one retry.
+                let Some(mut retry) = saved.restore() else {
+                    return Ok(response);
+                };
                 let uri = uri_of(retry.url())?;
                 let method = retry.method().clone();
                 let proven = proving::prove_again(&proven, &method, &uri, retry.headers_mut())
@@ -200,8 +252,8 @@ impl Middleware for BearerAuthMiddleware {
 
         let sent_to = retry.url().clone();
         let response = next.run(retry, extensions).await?;
-        // The second answer goes back whatever it is; a refusal still tells the cache, so
-        // that the requests that follow get a new token.
+        // A refusal of the second attempt still tells the cache, so that the requests that
+        // follow get a new token.
         let verdict = self.judge(&response, &sent_to, generation, proven.as_ref());
         if verdict == TokenVerdict::Rejected {
             let _ = self.cache.rejected(generation);
@@ -255,9 +307,12 @@ fn uri_of(url: &Url) -> reqwest_middleware::Result<Uri> {
 }
 
 /// What the middleware keeps of a request while it is in flight.
+// Boxing the copy would cost every request that may be retried one more allocation; a `Kept`
+// lives once, in the request's future.
+#[allow(clippy::large_enum_variant)]
 enum Kept {
     /// A copy to send again if the token is refused.
-    Copy(Request),
+    Copy(Saved),
     /// No copy (retries are off, or the body is a stream): the URL alone, to tell where the
     /// answer came from.
     Url(Url),
@@ -266,9 +321,41 @@ enum Kept {
 impl Kept {
     fn url(&self) -> &Url {
         match self {
-            Kept::Copy(request) => request.url(),
+            Kept::Copy(saved) => saved.rest.url(),
             Kept::Url(url) => url,
         }
+    }
+}
+
+/// A copy of a request, for a retry: what `Request::try_clone` makes, but with its headers
+/// kept as the tower layer keeps them (see [`SavedHeaders`]), which every request that may be
+/// retried pays for, less its token and proof, which a retry replaces.
+struct Saved {
+    /// The request less its headers.
+    rest: Request,
+    headers: SavedHeaders,
+}
+
+impl Saved {
+    /// A copy of `request`, or `None` if its body is a stream (or a header value is over
+    /// 4 GiB).
+    fn save(request: &mut Request, proven: &Option<Proven>) -> Option<Saved> {
+        // reqwest copies the rest (its extensions, which hold its per-request settings, are
+        // its own), and knows which bodies it can. With the headers out of the way, its copy
+        // of them is an empty map, which allocates nothing.
+        let headers = std::mem::take(request.headers_mut());
+        let rest = request.try_clone();
+        *request.headers_mut() = headers;
+        Some(Saved {
+            rest: rest?,
+            headers: SavedHeaders::save(request.headers(), proven.is_some())?,
+        })
+    }
+
+    fn restore(self) -> Option<Request> {
+        let mut request = self.rest;
+        *request.headers_mut() = self.headers.restore()?;
+        Some(request)
     }
 }
 
