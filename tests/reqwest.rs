@@ -20,7 +20,7 @@ use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::{Jitter, RetryTransientMiddleware};
 use reqwest_support::*;
 use reqwest_tracing::TracingMiddleware;
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, watch};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::apivideo::mock::MockServer;
 use tower_bearer::reqwest::BearerAuthMiddleware;
@@ -111,9 +111,12 @@ async fn a_hundred_concurrent_refusals_cost_one_refresh() {
     all(&client).await;
     assert_eq!(server.counters().api_key_logins, 1);
 
-    // A hundred requests all sent with the token the server has just revoked.
+    // A hundred requests all sent with the token the server has just revoked; all but the
+    // first read their refusal once the first has a new token and has sent its retry:
+    // refusals of a token the cache has replaced already must not replace the new one.
     server.revoke_all();
     below.hold(N);
+    below.stagger_answers(N);
     all(&client).await;
 
     let counters = server.counters();
@@ -186,7 +189,8 @@ async fn with_retry_off_a_refusal_goes_back_and_the_token_is_replaced() {
 }
 
 /// A tower client and a reqwest client of one process, one cache: one login, and when both
-/// meet a revoked token at once, one refresh between them.
+/// meet a revoked token at once, one refresh between them, even when one side hears its
+/// refusal only after the other has replaced the token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tower_client_and_a_reqwest_client_share_one_cache() {
     let server = mock().await;
@@ -195,18 +199,28 @@ async fn a_tower_client_and_a_reqwest_client_share_one_cache() {
     let cache = believing(api);
 
     // The tower side: BearerAuth over a hyper-util client, below it a gate of its own that
-    // holds its next request until the reqwest side's is sent too.
+    // holds its next request until the reqwest side's is sent too, and tells when the
+    // request after that (the retry, with a new token) goes out.
+    const SENDING: usize = 0;
+    const HOLD_NEXT: usize = 1;
+    const HELD: usize = 2;
     let gate = Arc::new(Barrier::new(2));
-    let armed = Arc::new(AtomicUsize::new(0));
+    let phase = Arc::new(AtomicUsize::new(SENDING));
+    let (retried, tower_retried) = watch::channel(false);
     let hyper: Client<_, ReplayBody<Full<Bytes>>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let (g, a) = (gate.clone(), armed.clone());
+    let (g, p) = (gate.clone(), phase.clone());
     let gated = tower::service_fn(move |request| {
-        let (hyper, gate, armed) = (hyper.clone(), g.clone(), a.clone());
+        let (hyper, gate, phase, retried) = (hyper.clone(), g.clone(), p.clone(), retried.clone());
         async move {
-            let held = armed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            if held.is_ok() {
-                gate.wait().await;
+            match phase.compare_exchange(HOLD_NEXT, HELD, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    gate.wait().await;
+                }
+                Err(HELD) => {
+                    retried.send_replace(true);
+                }
+                Err(_) => {}
             }
             hyper.request(request).await
         }
@@ -235,10 +249,13 @@ async fn a_tower_client_and_a_reqwest_client_share_one_cache() {
     assert_eq!(server.counters().api_key_logins, 1, "one login for both");
 
     // Both sent with the revoked token before either answer is read: each side holds its
-    // request at the same barrier.
+    // request at the same barrier. The reqwest side reads its refusal once the tower side has
+    // replaced the token and sent its retry: a refusal of a token the cache has replaced
+    // already must not replace the new one.
     server.revoke_all();
-    armed.store(1, Ordering::SeqCst);
+    phase.store(HOLD_NEXT, Ordering::SeqCst);
     below.hold_at(1, gate);
+    below.hold_answer_until(tower_retried);
     let (tower_status, reqwest_response) = tokio::join!(tower_get(), reqwest_get());
 
     assert_eq!(tower_status, StatusCode::OK);

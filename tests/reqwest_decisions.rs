@@ -6,6 +6,7 @@
 mod reqwest_support;
 
 use std::error::Error;
+use std::time::Duration;
 
 use http::header::{LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
@@ -16,7 +17,7 @@ use reqwest_support::*;
 use tower::BoxError;
 use tower_bearer::reqwest::BearerAuthMiddleware;
 use tower_bearer::{
-    BearerAuthLayer, Scope, TokenError, TokenErrorKind, TokenRequest, TokenVerdict,
+    BearerAuthLayer, Scope, TokenCache, TokenError, TokenErrorKind, TokenRequest, TokenVerdict,
 };
 
 fn client(auth: BearerAuthMiddleware, below: &Below) -> reqwest_middleware::ClientWithMiddleware {
@@ -251,7 +252,11 @@ async fn without_a_token_the_request_is_not_sent() {
     let down = tower::service_fn(|_: TokenRequest| async {
         Err::<tower_bearer::Token, BoxError>("the auth server is down".into())
     });
-    let auth = BearerAuthMiddleware::new(down);
+    // A backoff longer than the test, so that the second request surely meets it.
+    let cache = TokenCache::builder(down)
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .build();
+    let auth = BearerAuthMiddleware::from_cache(cache);
 
     let alone = client(auth.clone(), &Below::default());
     let error = alone.get(api.url("/a")).send().await.unwrap_err();

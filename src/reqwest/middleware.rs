@@ -158,11 +158,12 @@ impl Middleware for BearerAuthMiddleware {
         let generation = entry.generation;
         let proven = attach(&mut request, &entry.token)?;
         drop(entry);
-        let kept = match self
-            .retry
-            .then(|| Saved::save(&mut request, &proven))
-            .flatten()
-        {
+        let saved = if self.retry {
+            Saved::save(&mut request, &proven)
+        } else {
+            None
+        };
+        let kept = match saved {
             Some(saved) => Kept::Copy(saved),
             None => Kept::Url(request.url().clone()),
         };

@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use reqwest_middleware::{Middleware, Next};
 use tokio::net::TcpListener;
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, watch};
 use tower::BoxError;
 use tower_bearer::apivideo::ApiVideo;
 use tower_bearer::apivideo::mock::MockServer;
@@ -188,8 +188,9 @@ pub async fn mock() -> MockServer {
 // ===== below the middleware =====
 
 /// A middleware to put below the one under test: it records the `Authorization` each request
-/// left with (and whether the value was marked sensitive), and holds the first `hold(n)`
-/// requests until all `n` have come, so that they are all sent before any answer is read.
+/// left with (and whether the value was marked sensitive); it can hold the next requests until
+/// all of them have come, so that they are all sent before any answer is read, and hold
+/// answers back, so that the middleware reads them in an order the test chooses.
 #[derive(Clone, Default)]
 pub struct Below {
     inner: Arc<BelowInner>,
@@ -199,6 +200,18 @@ pub struct Below {
 struct BelowInner {
     sent: Mutex<Vec<(Option<String>, bool)>>,
     hold: Mutex<Option<(usize, Arc<Barrier>)>>,
+    answers: Mutex<Option<HeldAnswers>>,
+}
+
+/// Answers held back until `release` says so.
+struct HeldAnswers {
+    /// How many more answers to hold.
+    left: usize,
+    /// Let the first answer through (and set `release` on a request with another token).
+    first_through: Option<watch::Sender<bool>>,
+    /// The token of the first answer let through.
+    token: Option<String>,
+    release: watch::Receiver<bool>,
 }
 
 impl Below {
@@ -212,13 +225,36 @@ impl Below {
         *lock(&self.inner.hold) = Some((n, barrier));
     }
 
+    /// Of the next `n` answers, the first goes up at once; the others wait until a request
+    /// with another token has been sent (the first one's retry, once the middleware has a new
+    /// token), so that they report their refusal after the replacement is in the cache.
+    pub fn stagger_answers(&self, n: usize) {
+        let (release, released) = watch::channel(false);
+        *lock(&self.inner.answers) = Some(HeldAnswers {
+            left: n,
+            first_through: Some(release),
+            token: None,
+            release: released,
+        });
+    }
+
+    /// The next answer waits until `release` is true.
+    pub fn hold_answer_until(&self, release: watch::Receiver<bool>) {
+        *lock(&self.inner.answers) = Some(HeldAnswers {
+            left: 1,
+            first_through: None,
+            token: None,
+            release,
+        });
+    }
+
     /// Each request sent: its `Authorization`, and whether that value was sensitive.
     pub fn sent(&self) -> Vec<(Option<String>, bool)> {
         lock(&self.inner.sent).clone()
     }
 
     /// A barrier to wait at, if this request is one of those held.
-    pub fn barrier(&self) -> Option<Arc<Barrier>> {
+    fn barrier(&self) -> Option<Arc<Barrier>> {
         let mut hold = lock(&self.inner.hold);
         let (left, barrier) = hold.as_mut()?;
         let barrier = barrier.clone();
@@ -227,6 +263,41 @@ impl Below {
             *hold = None;
         }
         Some(barrier)
+    }
+
+    /// A request with `authorization` is being sent: the retry that releases staggered answers?
+    fn sending(&self, authorization: Option<&str>) {
+        let held = lock(&self.inner.answers);
+        if let Some(HeldAnswers {
+            first_through: Some(release),
+            token: Some(token),
+            ..
+        }) = held.as_ref()
+        {
+            if authorization != Some(token.as_str()) {
+                release.send_replace(true);
+            }
+        }
+    }
+
+    /// What the answer to a request with `authorization` waits for, if it is held.
+    fn answer_waits(&self, authorization: Option<&str>) -> Option<watch::Receiver<bool>> {
+        let mut answers = lock(&self.inner.answers);
+        let held = answers.as_mut().filter(|held| held.left > 0)?;
+        if held.first_through.is_some() {
+            match &held.token {
+                None => {
+                    held.token = authorization.map(str::to_owned);
+                    held.left -= 1;
+                    return None;
+                }
+                // A retry's answer.
+                Some(token) if authorization != Some(token.as_str()) => return None,
+                Some(_) => {}
+            }
+        }
+        held.left -= 1;
+        Some(held.release.clone())
     }
 }
 
@@ -243,10 +314,19 @@ impl Middleware for Below {
             authorization.map(|v| v.to_str().unwrap().to_owned()),
             authorization.is_some_and(|v| v.is_sensitive()),
         );
+        let authorization = record.0.clone();
         lock(&self.inner.sent).push(record);
+        self.sending(authorization.as_deref());
         if let Some(barrier) = self.barrier() {
             barrier.wait().await;
         }
-        next.run(request, extensions).await
+        let response = next.run(request, extensions).await;
+        if let Some(mut release) = self.answer_waits(authorization.as_deref()) {
+            // Bounded: a middleware that never sends what releases the answer (no retry at
+            // all) fails its test on what it did, rather than hanging it.
+            let released = release.wait_for(|released| *released);
+            let _ = tokio::time::timeout(Duration::from_secs(5), released).await;
+        }
+        response
     }
 }
