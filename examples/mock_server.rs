@@ -4,12 +4,16 @@
 //! cargo run --example mock_server -- [--addr 127.0.0.1:8080] [--api-key KEY] [--ttl SECS]
 //! ```
 //!
-//! Prints `listening on http://ADDR` once it accepts connections, then one line per answered
-//! request (`METHOD PATH STATUS`), until Ctrl-C. Then, for instance:
+//! Prints `listening on http://ADDR` once it accepts connections, then the API key it accepts
+//! and two curl lines to try (log in, then list with the token), a blank line, and one line
+//! per answered request (`METHOD PATH STATUS`), until Ctrl-C:
 //!
 //! ```text
-//! curl -s -X POST http://ADDR/auth/api-key -H 'content-type: application/json' -d '{"apiKey":"mock-api-key"}'
-//! curl -s http://ADDR/videos -H "authorization: Bearer $ACCESS_TOKEN"
+//! listening on http://127.0.0.1:8080
+//! api key: mock-api-key
+//! log in:  curl -s -X POST http://127.0.0.1:8080/auth/api-key -H 'content-type: application/json' -d '{"apiKey":"mock-api-key"}'
+//! list:    curl -s http://127.0.0.1:8080/videos -H "authorization: Bearer $ACCESS_TOKEN"
+//!          (ACCESS_TOKEN: the login's "access_token")
 //! ```
 
 use std::fmt;
@@ -120,19 +124,19 @@ where
 {
     let out = Arc::new(Mutex::new(out));
     let log = Arc::clone(&out);
-    let mut builder = MockServer::builder()
-        .api_key(
-            options
-                .api_key
-                .unwrap_or_else(|| DEFAULT_API_KEY.to_owned()),
-        )
-        .on_request(move |request: &RequestLog| {
-            // A closed stdout is no reason to stop serving.
-            let _ = write_line(
-                &log,
-                format_args!("{} {} {}", request.method, request.path, request.status),
-            );
-        });
+    let api_key = options
+        .api_key
+        .unwrap_or_else(|| DEFAULT_API_KEY.to_owned());
+    let mut builder =
+        MockServer::builder()
+            .api_key(api_key.clone())
+            .on_request(move |request: &RequestLog| {
+                // A closed stdout is no reason to stop serving.
+                let _ = write_line(
+                    &log,
+                    format_args!("{} {} {}", request.method, request.path, request.status),
+                );
+            });
     if let Some(addr) = options.addr {
         builder = builder.addr(addr);
     }
@@ -140,7 +144,23 @@ where
         builder = builder.token_ttl(ttl);
     }
     let server = builder.start().await?;
-    write_line(&out, format_args!("listening on http://{}", server.addr()))?;
+    let base = server.uri();
+    write_line(&out, format_args!("listening on {base}"))?;
+    // The key is printed on purpose: it is the mock's, and the curl lines need it.
+    write_line(&out, format_args!("api key: {api_key}"))?;
+    let login_body = serde_json::json!({ "apiKey": api_key }).to_string();
+    write_line(
+        &out,
+        format_args!(
+            "log in:  curl -s -X POST {base}/auth/api-key -H 'content-type: application/json' -d '{login_body}'"
+        ),
+    )?;
+    write_line(
+        &out,
+        format_args!(
+            "list:    curl -s {base}/videos -H \"authorization: Bearer $ACCESS_TOKEN\"\n         (ACCESS_TOKEN: the login's \"access_token\")\n"
+        ),
+    )?;
     stop.await;
     server.shutdown().await;
     Ok(())

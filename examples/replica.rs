@@ -137,7 +137,7 @@ pub async fn run(plan: Plan) -> Result<Report, BoxError> {
     let failed = Arc::new(AtomicU64::new(0));
     let start = tokio::time::Instant::now();
     let interval = plan.duration / plan.requests.max(1) as u32;
-    let uri = format!("{}videos?pageSize=1", plan.base);
+    let uri = format!("{}/videos?pageSize=1", plan.base.trim_end_matches('/'));
     let tasks: Vec<_> = (0..plan.concurrency)
         .map(|task| {
             let (service, ok, failed, uri) =

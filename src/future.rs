@@ -54,7 +54,7 @@ pin_project! {
             generation: u64,
             cache: TokenCache,
             verdict: VerdictRule,
-            proven: Option<Proven>,
+            proven: Option<Box<Proven>>,
             retry: Option<SavedRequest<S, B>>,
         },
         // After a rejected token: waiting for the token to retry with, reading the refusal's
@@ -73,7 +73,7 @@ pin_project! {
             generation: u64,
             cache: TokenCache,
             verdict: VerdictRule,
-            proven: Option<Proven>,
+            proven: Option<Box<Proven>>,
         },
     }
 }
@@ -115,7 +115,7 @@ pub(crate) struct Attached<B> {
     pub(crate) request: Request<B>,
     pub(crate) generation: u64,
     /// Its proof, if the token is bound to a key.
-    pub(crate) proven: Option<Proven>,
+    pub(crate) proven: Option<Box<Proven>>,
 }
 
 impl<B> Attached<B> {
@@ -262,7 +262,7 @@ where
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     // Every answer may carry the server's next nonce.
-                    let new_nonce = proving::learn(proven.as_ref(), response.headers());
+                    let new_nonce = proving::learn(proven.as_deref(), response.headers());
                     let (status, headers) = (response.status(), response.headers());
                     match verdict.judge(status, headers, *generation) {
                         TokenVerdict::Rejected => {}

@@ -8,8 +8,9 @@
 //!
 //! - refreshes a token in the background before it expires, while requests keep using it;
 //! - makes every request that has to wait for a token share one refresh, however many there are;
-//! - when a server answers 401, replaces the token once (however many requests were refused
-//!   with it) and sends the request again, once;
+//! - when a server rejects the token (a 401, or what a [`TokenVerdict`] of your own says),
+//!   replaces it once (however many requests were rejected with it) and sends the request
+//!   again, once;
 //! - after a failed refresh, backs off before calling the refresher again, and fails the
 //!   requests that need a token in the meantime at once, with a [`TokenError`];
 //! - never attaches the token to a request that already has an `Authorization` header, or to
@@ -18,6 +19,11 @@
 //! Replicas of a service can share one token, and one refresh, through a
 //! [`TokenStore`](store::TokenStore) (with the `redis` feature, `store::RedisStore`): see the
 //! [`store`] module.
+//!
+//! Refreshers for real servers: `oauth2::OAuth2` for any OAuth 2.0 authorization server
+//! (feature `oauth2`, on by default) and `apivideo::ApiVideo` (feature `apivideo`), each with an
+//! embedded mock server (feature `mock`). Tokens bound to a key (DPoP, RFC 9449) get a proof
+//! per request with the `dpop` feature.
 //!
 //! When the token is valid, a request costs an atomic load and the header insert: no lock, and
 //! no allocation when retries are off. The clock is not read until a second before the token's
@@ -75,6 +81,16 @@
 //!
 //! Tokens never appear in `Debug` output, errors or `tracing` events, and the header values
 //! carrying them are marked [sensitive](http::HeaderValue::set_sensitive).
+//!
+//! # Where things are
+//!
+//! For a reader of the source, the layer's path from the outside in: `layer.rs` (settings) →
+//! `service.rs` (attaches the token) → `future.rs` (sends, judges the answer, retries once) →
+//! `cache/` (the shared token: `cache/reader.rs` is the hot path, `cache/flight.rs` the single
+//! flight) → `token.rs`, `body/` (the replayed body), `scope.rs`, `verdict.rs` (what an answer
+//! says about its token, over `www_authenticate/`), `proving.rs` (DPoP proofs), `error.rs`.
+//! Providers (`apivideo/`, `oauth2/`) share `http_client.rs`; their mocks share
+//! `mock_server/`.
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -84,7 +100,11 @@ mod cache;
 mod error;
 mod future;
 mod head;
+#[cfg(any(feature = "apivideo", feature = "oauth2"))]
+mod http_client;
 mod layer;
+#[cfg(all(feature = "mock", any(feature = "apivideo", feature = "oauth2")))]
+mod mock_server;
 mod proving;
 mod scope;
 mod service;
@@ -102,6 +122,9 @@ pub mod dpop;
 #[cfg(feature = "jose")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
 pub mod jose;
+#[cfg(feature = "oauth2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
+pub mod oauth2;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
@@ -110,6 +133,8 @@ pub use body::ReplayBody;
 pub use cache::{RefreshCounts, Refresher, Stats, TokenCache, TokenCacheBuilder};
 pub use error::{RetryAfter, TokenError, TokenErrorKind};
 pub use future::ResponseFuture;
+#[cfg(any(feature = "apivideo", feature = "oauth2"))]
+pub use http_client::{HttpClient, RequestBody};
 pub use layer::BearerAuthLayer;
 pub use scope::{InvalidOrigin, Scope};
 pub use service::BearerAuth;

@@ -9,7 +9,8 @@ use tower::BoxError;
 use crate::Token;
 
 /// What an attempt sent with a key-bound token proved; uninhabited without the `dpop`
-/// feature, so that `Option<Proven>` is always `None` and costs nothing.
+/// feature, so that `Option<Proven>` is always `None` and costs nothing. Futures keep it boxed:
+/// it is large, and every request's future would otherwise carry (and copy) its room.
 #[cfg(feature = "dpop")]
 pub(crate) use crate::dpop::Proven;
 
@@ -24,11 +25,11 @@ pub(crate) fn prove(
     method: &Method,
     uri: &Uri,
     headers: &mut HeaderMap,
-) -> Result<Option<Proven>, BoxError> {
+) -> Result<Option<Box<Proven>>, BoxError> {
     #[cfg(feature = "dpop")]
     if let Some(binding) = token.dpop_binding() {
         let proven = binding.prove(token.authorization(), method, uri, headers)?;
-        return Ok(Some(proven));
+        return Ok(Some(Box::new(proven)));
     }
     let _ = (token, method, uri, headers);
     Ok(None)
@@ -53,7 +54,7 @@ pub(crate) fn needs_proof(token: &Token) -> bool {
 pub(crate) fn prove_request<B>(
     token: &Token,
     request: &mut http::Request<B>,
-) -> Result<Option<Proven>, BoxError> {
+) -> Result<Option<Box<Proven>>, BoxError> {
     #[cfg(feature = "dpop")]
     if token.dpop_binding().is_some() {
         // The headers change while the method and URI are read: copies, which only requests
@@ -100,9 +101,9 @@ pub(crate) fn prove_again(
     method: &Method,
     uri: &Uri,
     headers: &mut HeaderMap,
-) -> Result<Proven, BoxError> {
+) -> Result<Box<Proven>, BoxError> {
     #[cfg(feature = "dpop")]
-    return Ok(proven.prove_again(method, uri, headers)?);
+    return Ok(Box::new(proven.prove_again(method, uri, headers)?));
     #[cfg(not(feature = "dpop"))]
     {
         let _ = (method, uri, headers);

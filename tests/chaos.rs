@@ -396,14 +396,12 @@ async fn chaos_soak() {
         tasks: 64,
         requests: 20_000,
         token_ttl: Duration::from_secs(2),
-        chaos: Chaos {
-            auth_error_rate: 0.10,
-            auth_slow_rate: 0.05,
-            auth_slow_delay: Duration::from_millis(400),
-            auth_malformed_rate: 0.02,
-            spurious_unauthorized_rate: 0.01,
-            seed: 5,
-        },
+        chaos: Chaos::default()
+            .auth_error_rate(0.10)
+            .auth_slow(0.05, Duration::from_millis(400))
+            .auth_malformed_rate(0.02)
+            .spurious_unauthorized_rate(0.01)
+            .seed(5),
         revoke_every: Some(Duration::from_secs(1)),
         drop_rate: 0.05,
         auth_timeout: Duration::from_millis(200),
@@ -424,11 +422,7 @@ async fn soak_over_token_lifetimes() {
         tasks: 16,
         requests: 8_000,
         token_ttl: Duration::from_secs(1),
-        chaos: Chaos {
-            auth_error_rate: 0.25,
-            seed: 6,
-            ..Chaos::default()
-        },
+        chaos: Chaos::default().auth_error_rate(0.25).seed(6),
         revoke_every: None,
         drop_rate: 0.0,
         auth_timeout: Duration::from_millis(500),

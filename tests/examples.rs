@@ -26,6 +26,9 @@ mod stack;
 #[allow(dead_code)]
 mod axum_upstream;
 
+#[path = "../examples/oauth2.rs"]
+#[allow(dead_code)]
+mod oauth2_example;
 #[cfg(feature = "reqwest")]
 #[path = "../examples/reqwest.rs"]
 #[allow(dead_code)]
@@ -190,6 +193,84 @@ async fn axum_app_calls_the_upstream_with_a_shared_client() {
         "{body}"
     );
     assert!(!body.contains("wrong-key"), "{body}");
+}
+
+/// `cargo run --example oauth2` as it runs with no environment: every call succeeds across
+/// token lifetimes and two revocations, with refresh tokens used and never reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_against_the_mock() {
+    let settings = oauth2_example::Settings::from_lookup(|_| None).unwrap();
+    assert_eq!(settings.requests, 200);
+    let mut out = Vec::new();
+    let report = oauth2_example::run(settings, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert!(report.success(200), "{out}");
+    assert_eq!((report.ok, report.failed), (200, 0), "{out}");
+    assert_eq!(report.revocations, 2, "{out}");
+    // The first grant, and one after each revocation (whose refresh token was revoked too).
+    assert_eq!(report.client_credentials, 3, "{out}");
+    // At least one refresh per lifetime that ended without a revocation.
+    assert!(report.refresh_token >= 2, "{out}");
+    assert!(report.retried >= 2, "{out}");
+    assert_eq!((report.reuses, report.expired_sent), (0, 0), "{out}");
+    assert!(out.contains("200 ok, 0 failed"), "{out}");
+    assert!(out.contains("the server revoked every token"), "{out}");
+}
+
+/// The mock registers the client with `OAUTH2_AUTH_METHOD`, and checks it on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_against_the_mock_with_each_auth_method() {
+    for method in ["client_secret_post", "private_key_jwt"] {
+        let settings = oauth2_example::Settings::from_lookup(|name| match name {
+            "OAUTH2_AUTH_METHOD" => Some(method.to_owned()),
+            "REQUESTS" => Some("40".to_owned()),
+            "PACE_MS" => Some("0".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let mut out = Vec::new();
+        let report = oauth2_example::run(settings, &mut out).await.unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(report.success(40), "{method}: {out}");
+        assert_eq!(report.client_credentials, 1, "{out}");
+        assert!(out.contains(method), "{out}");
+    }
+}
+
+#[test]
+fn oauth2_settings_are_checked() {
+    let lookup = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    };
+    let error = |vars| {
+        oauth2_example::Settings::from_lookup(lookup(vars))
+            .err()
+            .unwrap()
+    };
+    assert!(error(&[("REQUESTS", "many")]).contains("REQUESTS"));
+    assert!(error(&[("OAUTH2_AUTH_METHOD", "client_secret_jwt")]).contains("client_secret_jwt"));
+    assert!(error(&[("OAUTH2_ISSUER", "https://as.example")]).contains("OAUTH2_CLIENT_ID"));
+    assert!(
+        error(&[
+            ("OAUTH2_TOKEN_URL", "https://as.example/t"),
+            ("OAUTH2_CLIENT_ID", "c")
+        ])
+        .contains("API_URL")
+    );
+    assert!(error(&[("OAUTH2_PRIVATE_KEY", "/nonexistent/key.pem")]).contains("/nonexistent"));
+    let settings = oauth2_example::Settings::from_lookup(lookup(&[
+        ("OAUTH2_TOKEN_URL", "https://as.example/t"),
+        ("OAUTH2_CLIENT_ID", "c"),
+        ("API_URL", "https://api.example/x"),
+        ("REQUESTS", "7"),
+    ]))
+    .unwrap();
+    assert_eq!(settings.requests, 7);
 }
 
 /// Serves `state`'s app on a loopback port until the returned sender is dropped.

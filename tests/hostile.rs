@@ -4,150 +4,25 @@
 //! the server again. The README's "Reliability" section has the same table (run with
 //! `--nocapture` to print it).
 //!
-//! Then the parsers alone, fed arbitrary bytes.
+//! The parsers alone, fed arbitrary bytes, are property-tested beside them
+//! (`src/apivideo/wire_properties.rs`).
 
-use std::convert::Infallible;
+mod common;
+
 use std::error::Error;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use common::answering_server::{Answer, AnsweringServer as Server};
+use http::StatusCode;
+use http::header::RETRY_AFTER;
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use proptest::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tower_bearer::apivideo::{ApiVideo, ApiVideoError, parse};
+use hyper_util::rt::TokioExecutor;
+use tower_bearer::apivideo::{ApiVideo, ApiVideoError};
 use tower_bearer::{RefreshReason, Token, TokenCache, TokenError, TokenErrorKind};
 
 const KEY: &str = "hostile-test-KEY-8f3a9c";
-
-/// What the auth server answers, to every request.
-#[derive(Clone)]
-enum Answer {
-    /// This status, content type and body.
-    Full(StatusCode, &'static str, Bytes),
-    /// A 429 with this `X-RateLimit-Retry-After`.
-    RateLimited(&'static str),
-    /// 200 with a `Content-Length` of twice `body`, then `body`, then the connection closes
-    /// (written below HTTP, on the socket).
-    Truncated(&'static str),
-    /// Reads the request, then never answers.
-    Silent,
-}
-
-/// A hyper server on 127.0.0.1 answering every request with `answer`.
-struct Server {
-    addr: SocketAddr,
-    requests: Arc<AtomicUsize>,
-}
-
-impl Server {
-    async fn start(answer: Answer) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counted = requests.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (answer, counted) = (answer.clone(), counted.clone());
-                if let Answer::Truncated(body) = answer {
-                    // Below HTTP: hyper will not send a head whose body it then breaks.
-                    tokio::spawn(truncate(stream, body, counted));
-                    continue;
-                }
-                let handler = service_fn(move |request: Request<Incoming>| {
-                    let (answer, counted) = (answer.clone(), counted.clone());
-                    async move {
-                        // The whole request, as a server would, before answering.
-                        let _ = request.into_body().collect().await;
-                        counted.fetch_add(1, Ordering::SeqCst);
-                        respond(answer).await
-                    }
-                });
-                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), handler));
-            }
-        });
-        Server { addr, requests }
-    }
-
-    fn uri(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
-
-    fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
-
-/// Reads one request, answers 200 with a `Content-Length` of twice `body`, sends `body`, and
-/// closes the connection.
-async fn truncate(mut stream: TcpStream, body: &'static str, counted: Arc<AtomicUsize>) {
-    let mut request = Vec::new();
-    let mut buf = [0; 4096];
-    // The head, then as much body as it announces.
-    let (head_end, length) = loop {
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the client hung up");
-        request.extend_from_slice(&buf[..n]);
-        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-            break (end + 4, length);
-        }
-    };
-    while request.len() < head_end + length {
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the client hung up");
-        request.extend_from_slice(&buf[..n]);
-    }
-    counted.fetch_add(1, Ordering::SeqCst);
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len() * 2
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    stream.shutdown().await.unwrap();
-}
-
-type ServerBody = BoxBody<Bytes, std::io::Error>;
-
-async fn respond(answer: Answer) -> Result<Response<ServerBody>, Infallible> {
-    let full = |body: Bytes| Full::new(body).map_err(|never| match never {}).boxed();
-    let response = match answer {
-        Answer::Full(status, content_type, body) => Response::builder()
-            .status(status)
-            .header(CONTENT_TYPE, content_type)
-            .body(full(body)),
-        Answer::RateLimited(wait) => Response::builder()
-            .status(StatusCode::TOO_MANY_REQUESTS)
-            .header(CONTENT_TYPE, "application/problem+json")
-            .header("x-ratelimit-retry-after", wait)
-            .header(RETRY_AFTER, wait)
-            .body(full(Bytes::from_static(
-                br#"{"type":"https://docs.api.video/reference/too-many-requests","title":"Too many requests.","status":429}"#,
-            ))),
-        Answer::Truncated(_) => unreachable!("answered below HTTP"),
-        Answer::Silent => std::future::pending().await,
-    };
-    Ok(response.unwrap())
-}
 
 /// What a row must give.
 enum Expect {
@@ -164,7 +39,7 @@ struct Row {
 }
 
 fn ok_json(body: impl Into<String>) -> Answer {
-    Answer::Full(StatusCode::OK, "application/json", Bytes::from(body.into()))
+    Answer::full(StatusCode::OK, "application/json", body.into())
 }
 
 /// A token response with these raw JSON values (`None`: the field is left out).
@@ -203,7 +78,18 @@ fn with(field: &str, value: &str) -> Answer {
 }
 
 fn problem(status: StatusCode, body: impl Into<String>) -> Answer {
-    Answer::Full(status, "application/problem+json", Bytes::from(body.into()))
+    Answer::full(status, "application/problem+json", body.into())
+}
+
+/// A 429 with this `X-RateLimit-Retry-After` (and `Retry-After`).
+fn rate_limited(wait: &'static str) -> Answer {
+    Answer::full(
+        StatusCode::TOO_MANY_REQUESTS,
+        "application/problem+json",
+        r#"{"type":"https://docs.api.video/reference/too-many-requests","title":"Too many requests.","status":429}"#,
+    )
+    .header("x-ratelimit-retry-after", wait)
+    .header(RETRY_AFTER.as_str(), wait)
 }
 
 fn rows() -> Vec<Row> {
@@ -355,7 +241,7 @@ fn rows() -> Vec<Row> {
         // the body
         row(
             "10 MB body",
-            Answer::Full(StatusCode::OK, "application/json", ten_mb.clone()),
+            Answer::full(StatusCode::OK, "application/json", ten_mb.clone()),
             Error("TooLarge { limit: 65536 }"),
         ),
         row(
@@ -370,7 +256,7 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "HTML page with status 200",
-            Answer::Full(
+            Answer::full(
                 StatusCode::OK,
                 "text/html",
                 Bytes::from_static(b"<!doctype html><title>Wi-Fi login</title>"),
@@ -429,7 +315,7 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "502 HTML page",
-            Answer::Full(
+            Answer::full(
                 StatusCode::BAD_GATEWAY,
                 "text/html",
                 Bytes::from_static(b"<html><body>Bad gateway</body></html>"),
@@ -438,22 +324,22 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "503 with a 10 MB body",
-            Answer::Full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", ten_mb),
+            Answer::full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", ten_mb),
             Error("Status(Problem { status: 503, type_uri: None, title: None })"),
         ),
         row(
             "429, X-RateLimit-Retry-After 7",
-            Answer::RateLimited("7"),
+            rate_limited("7"),
             Error("RateLimited { retry_after: Some(RetryAfter { delay: 7s"),
         ),
         row(
             "429, X-RateLimit-Retry-After 10^15",
-            Answer::RateLimited("1000000000000000"),
+            rate_limited("1000000000000000"),
             Error("RateLimited { retry_after: Some(RetryAfter { delay: 600s"),
         ),
         row(
             "429, X-RateLimit-Retry-After -5",
-            Answer::RateLimited("-5"),
+            rate_limited("-5"),
             Error("RateLimited { retry_after: None"),
         ),
     ]
@@ -564,98 +450,4 @@ async fn hostile_auth_answers() {
         table.push(run.await.expect("no panic"));
     }
     println!("{count} rows\n{}", table.join("\n"));
-}
-
-// ===== the parsers alone =====
-
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 2048,
-        // A failing input is printed; these parsers need no replay file.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
-
-    /// Any bytes: a token or a typed error, never a panic; a token is always sendable.
-    #[test]
-    fn token_parser_takes_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-        if let Ok(token) = parse::token(&body) {
-            prop_assert!(token.authorization().is_sensitive());
-            prop_assert!(token.expiry().is_some());
-        }
-    }
-
-    /// JSON objects shaped almost like a token: fields of any type, any value.
-    #[test]
-    fn token_parser_takes_any_field_values(
-        token_type in json_value(),
-        expires_in in json_value(),
-        access_token in json_value(),
-        refresh_token in json_value(),
-    ) {
-        let body = format!(
-            r#"{{"token_type":{token_type},"expires_in":{expires_in},"access_token":{access_token},"refresh_token":{refresh_token}}}"#
-        );
-        match parse::token(body.as_bytes()) {
-            Ok(token) => {
-                prop_assert!(token_type.eq_ignore_ascii_case(r#""bearer""#));
-                let lifetime = token.expiry().unwrap() - tokio::time::Instant::now();
-                prop_assert!(lifetime <= Duration::from_secs(86_400));
-            }
-            Err(error) => {
-                // Names the field, never quotes the value.
-                let printed = format!("{error} {error:?}");
-                prop_assert!(!printed.contains("SECRET"), "{}", printed);
-            }
-        }
-    }
-
-    /// Any bytes and any status: a problem with bounded, clean texts and no secret.
-    #[test]
-    fn problem_parser_takes_any_bytes(
-        status in 400u16..600,
-        body in proptest::collection::vec(any::<u8>(), 0..512),
-    ) {
-        let status = StatusCode::from_u16(status).unwrap();
-        let problem = parse::problem(status, &body, "SECRET");
-        prop_assert_eq!(problem.status(), status);
-        for text in [problem.title(), problem.type_uri()].into_iter().flatten() {
-            prop_assert!(text.chars().count() <= 200);
-            prop_assert!(!text.chars().any(char::is_control));
-        }
-    }
-
-    /// Problem documents whose texts may hold the secret, control characters and anything.
-    #[test]
-    fn problem_texts_never_show_the_secret(
-        before in "[ -~\\n\\t\u{7f}é]{0,300}",
-        after in "[ -~\\n\\t]{0,300}",
-        secret in "[A-Za-z0-9]{8,64}",
-    ) {
-        let title = serde_json::to_string(&format!("{before}{secret}{after}")).unwrap();
-        let body = format!(r#"{{"title":{title},"type":{title},"status":401}}"#);
-        let problem = parse::problem(StatusCode::UNAUTHORIZED, body.as_bytes(), &secret);
-        let printed = format!("{problem} {problem:?}");
-        prop_assert!(!printed.contains(&secret), "{}", printed);
-    }
-}
-
-/// Any JSON value, with a secret-looking string among the choices.
-fn json_value() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just("null".to_owned()),
-        Just(r#""Bearer""#.to_owned()),
-        Just(r#""bearer""#.to_owned()),
-        Just(r#""SECRET value""#.to_owned()),
-        Just(r#""SECRET-ok""#.to_owned()),
-        any::<i64>().prop_map(|n| n.to_string()),
-        any::<u64>().prop_map(|n| n.to_string()),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(|f| format!("{f:e}")),
-        any::<bool>().prop_map(|b| b.to_string()),
-        "[ -~]{0,40}".prop_map(|s| serde_json::to_string(&s).unwrap()),
-        Just("[]".to_owned()),
-        Just(r#"{"SECRET":1}"#.to_owned()),
-    ]
 }

@@ -614,6 +614,34 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
     assert_eq!(api.server.counters(), Counters::default());
 }
 
+/// Bug: the base URI ended in `/`, so `format!("{base}/videos")` asked for `//videos` and
+/// got a bare 404. The base URL has no trailing slash now, and a doubled one says why.
+#[tokio::test]
+async fn the_base_url_joins_with_a_path_and_a_doubled_slash_says_why() {
+    let api = Api::default().await;
+    let base = api.server.uri();
+    assert!(!base.ends_with('/'), "{base}");
+    let token = api.login().await.access;
+    let list = Request::get(format!("{base}/videos"))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(api.send(list).await.status, StatusCode::OK);
+    assert_eq!(api.server.uri_for("videos"), api.server.uri_for("/videos"));
+
+    let doubled = api
+        .get("//videos", None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "Unrecognized request URL.");
+    let detail = doubled["detail"].as_str().unwrap();
+    assert!(detail.contains("trailing slash"), "{detail}");
+    let unknown = api
+        .get("/nowhere", None)
+        .await
+        .problem(StatusCode::NOT_FOUND, "Unrecognized request URL.");
+    assert!(unknown.get("detail").is_none(), "{unknown}");
+}
+
 // ===== control =====
 
 #[tokio::test]
@@ -766,14 +794,12 @@ async fn a_hung_auth_request_is_never_answered_until_shutdown() {
 
 #[tokio::test]
 async fn chaos_with_a_seed_is_reproducible() {
-    let chaos = Chaos {
-        auth_error_rate: 0.3,
-        auth_slow_rate: 0.2,
-        auth_slow_delay: Duration::from_millis(1),
-        auth_malformed_rate: 0.2,
-        spurious_unauthorized_rate: 0.3,
-        seed: 0x5EED,
-    };
+    let chaos = Chaos::default()
+        .auth_error_rate(0.3)
+        .auth_slow(0.2, Duration::from_millis(1))
+        .auth_malformed_rate(0.2)
+        .spurious_unauthorized_rate(0.3)
+        .seed(0x5EED);
     let run = |chaos: Chaos| async move {
         let api = Api::default().await;
         let token = api.login().await.access;
@@ -927,10 +953,7 @@ async fn defaults_match_the_documentation() {
     let server = MockServer::start().await.unwrap();
     assert_eq!(server.api_key(), "mock-api-key");
     assert!(server.addr().ip().is_loopback());
-    assert_eq!(
-        server.uri().to_string(),
-        format!("http://{}/", server.addr())
-    );
+    assert_eq!(server.uri(), format!("http://{}", server.addr()));
     let api = Api {
         server,
         client: Client::builder(TokioExecutor::new()).build_http(),
@@ -1069,6 +1092,22 @@ async fn example_prints_listening_then_one_line_per_request() {
         .expect(&first)
         .parse()
         .unwrap();
+    // Then what a curl user needs: the key, a login and a list, and a blank line.
+    assert_eq!(next_line().await, "api key: example-key");
+    let login = next_line().await;
+    assert!(
+        login.contains(&format!("curl -s -X POST http://{addr}/auth/api-key"))
+            && login.contains(r#"-d '{"apiKey":"example-key"}'"#),
+        "{login}"
+    );
+    let list = next_line().await;
+    assert!(
+        list.contains(&format!("curl -s http://{addr}/videos"))
+            && list.contains("Bearer $ACCESS_TOKEN"),
+        "{list}"
+    );
+    assert!(next_line().await.contains("access_token"));
+    assert_eq!(next_line().await, "");
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let login = Request::post(format!("http://{addr}/auth/api-key"))
         .body(Full::from(r#"{"apiKey":"example-key"}"#))

@@ -194,7 +194,7 @@ async fn no_secret_through_the_api_video_flows() {
         .backoff(Duration::ZERO, Duration::ZERO)
         .build();
     let layer = BearerAuthLayer::from_cache(cache.clone())
-        .scope(Scope::origins([server.uri(), redirecting.clone()]).unwrap());
+        .scope(Scope::origins([server.uri_for("/"), redirecting.clone()]).unwrap());
     let service = ServiceBuilder::new()
         .layer(FollowRedirectLayer::new())
         .layer(layer.clone())
@@ -227,10 +227,7 @@ async fn no_secret_through_the_api_video_flows() {
     assert_eq!(send(server.uri_for("/videos")).await, StatusCode::OK);
     remember(&cache.token().await.unwrap(), &mut printed);
     // A refused valid token: a forced refresh by the refresh-token grant, the retry refused too.
-    server.set_chaos(Chaos {
-        spurious_unauthorized_rate: 1.0,
-        ..Chaos::default()
-    });
+    server.set_chaos(Chaos::default().spurious_unauthorized_rate(1.0));
     assert_eq!(
         send(server.uri_for("/videos")).await,
         StatusCode::UNAUTHORIZED
@@ -347,5 +344,227 @@ async fn no_secret_through_the_api_video_flows() {
     }
     let sensitive = sensitive.lock().unwrap();
     assert!(sensitive.len() >= 5, "{}", sensitive.len());
+    assert!(sensitive.iter().all(|s| *s));
+}
+
+// ===== OAuth 2.0, over loopback =====
+
+const CLIENT_SECRET: &str = "CLIENT-s3cr3t+with %reserved";
+const SUBJECT_TOKEN: &str = "SUBJECT-eyJhbGciOiJSUzI1NiJ9.workload";
+
+/// Every grant and client authentication method, rotation, a revocation recovered by a
+/// retry, and failures: no client secret, private key, assertion, subject token, access or
+/// refresh token in the `Debug` or `Display` of any public type or error, nor in anything
+/// logged at TRACE; the provider's `Authorization: Basic` is sensitive, as is every bearer
+/// header the layer sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_through_the_oauth2_flows() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tower::ServiceBuilder;
+    use tower_bearer::jose::SigningKey;
+    use tower_bearer::oauth2::mock::{Fault, MockAuthServer, MockClient};
+    use tower_bearer::oauth2::{AuthMethod, Grant, JwtBearer, OAuth2, SubjectToken};
+    use tower_bearer::{RefreshReason, Scope, TokenRequest};
+
+    let logs = capture_globally();
+    let pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/keys/es256.pkcs8.pem"
+    ))
+    .unwrap();
+    let key = SigningKey::from_pem(&pem).unwrap().with_key_id("k1");
+    let server = MockAuthServer::builder()
+        .register(MockClient::secret_basic("basic", CLIENT_SECRET))
+        .register(MockClient::secret_post("post", CLIENT_SECRET))
+        .register(MockClient::private_key_jwt("jwt", key.public_jwk()))
+        .register(MockClient::public("public"))
+        .assertion_issuer("svc@example", key.public_jwk())
+        .subject_token(SUBJECT_TOKEN)
+        .refresh_tokens(true)
+        .start()
+        .await
+        .unwrap();
+
+    let client =
+        Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<bytes::Bytes>>>();
+    let sensitive = Arc::new(Mutex::new(Vec::new()));
+    let recording = {
+        let (sensitive, client) = (sensitive.clone(), client.clone());
+        tower::service_fn(move |request: Request<ReplayBody<Full<bytes::Bytes>>>| {
+            if let Some(value) = request.headers().get(AUTHORIZATION) {
+                sensitive.lock().unwrap().push(value.is_sensitive());
+            }
+            client.request(request)
+        })
+    };
+    let builder = || {
+        OAuth2::builder()
+            .token_endpoint(server.token_endpoint())
+            .timeout(Duration::from_secs(5))
+    };
+    let held = server.issue_refresh_token("public");
+    // Each provider, and whether a revocation can be recovered from (a held refresh token
+    // has no other grant to fall back to: it goes first, before any revocation).
+    let providers = [
+        (
+            builder()
+                .client_id("public")
+                .grant(Grant::refresh_token(held.clone())),
+            false,
+        ),
+        (
+            builder().client_id("basic").client_secret(CLIENT_SECRET),
+            true,
+        ),
+        (
+            builder()
+                .client_id("post")
+                .client_secret(CLIENT_SECRET)
+                .auth_method(AuthMethod::ClientSecretPost),
+            true,
+        ),
+        (builder().client_id("jwt").private_key(key.clone()), true),
+        (
+            builder().grant(Grant::jwt_bearer(JwtBearer::new(
+                key.clone(),
+                "svc@example",
+            ))),
+            true,
+        ),
+        (
+            builder()
+                .client_id("basic")
+                .client_secret(CLIENT_SECRET)
+                .grant(Grant::token_exchange(SubjectToken::from_fn(|| {
+                    Ok(SUBJECT_TOKEN.to_owned())
+                }))),
+            true,
+        ),
+    ];
+    let mut secrets = vec![CLIENT_SECRET.to_owned(), SUBJECT_TOKEN.to_owned(), held];
+    // The private key's PEM body, line by line.
+    secrets.extend(
+        pem.lines()
+            .filter(|line| !line.starts_with("-----"))
+            .map(str::to_owned),
+    );
+    let mut printed = String::new();
+
+    for (builder, revocable) in providers {
+        printed.push_str(&format!("{builder:?}\n"));
+        let provider = builder.build(recording.clone()).unwrap();
+        printed.push_str(&format!("{provider:?}\n"));
+        let cache = TokenCache::builder(provider.clone())
+            .min_token_age(Duration::ZERO)
+            .build();
+        let layer =
+            BearerAuthLayer::from_cache(cache.clone()).scope(Scope::origin(server.uri()).unwrap());
+        let api = ServiceBuilder::new()
+            .layer(layer)
+            .service(recording.clone());
+        let call = || {
+            let api = api.clone();
+            let uri = server.uri_for("/api/secrets");
+            async move {
+                let request = Request::get(uri).body(Full::default()).unwrap();
+                api.oneshot(request).await.unwrap().status()
+            }
+        };
+        assert_eq!(call().await, StatusCode::OK);
+        let token = cache.token().await.unwrap();
+        secrets.push(token.expose_access_token().to_owned());
+        secrets.extend(token.expose_refresh_token().map(str::to_owned));
+        // A refresh (rotation), then a revocation recovered by one retry.
+        let refreshed = tower::ServiceExt::oneshot(
+            provider.clone(),
+            TokenRequest::new(RefreshReason::Expired, Some(token.clone())),
+        )
+        .await
+        .unwrap();
+        secrets.push(refreshed.expose_access_token().to_owned());
+        secrets.extend(refreshed.expose_refresh_token().map(str::to_owned));
+        printed.push_str(&format!(
+            "{token:?} {refreshed:?} {:?}\n",
+            TokenRequest::new(RefreshReason::Ahead, Some(refreshed.clone()))
+        ));
+        if revocable {
+            server.revoke_all();
+            assert_eq!(call().await, StatusCode::OK);
+            let token = cache.token().await.unwrap();
+            secrets.push(token.expose_access_token().to_owned());
+            secrets.extend(token.expose_refresh_token().map(str::to_owned));
+        }
+    }
+
+    // Failures, straight from a provider: each error with its whole source chain.
+    let provider = builder()
+        .client_id("basic")
+        .client_secret(CLIENT_SECRET)
+        .build(recording.clone())
+        .unwrap();
+    for fault in [
+        Fault::Malformed,
+        Fault::Status(StatusCode::BAD_GATEWAY),
+        Fault::Error {
+            status: StatusCode::UNAUTHORIZED,
+            code: "invalid_client",
+        },
+        Fault::RateLimited {
+            retry_after: Duration::from_secs(3),
+        },
+    ] {
+        server.fail_next_token_requests(1, fault);
+        let error = tower::ServiceExt::oneshot(
+            provider.clone(),
+            TokenRequest::new(RefreshReason::Initial, None),
+        )
+        .await
+        .unwrap_err();
+        printed.push_str(&describe(&error));
+    }
+    let wrong = builder()
+        .client_id("basic")
+        .client_secret("WRONG-s3cr3t")
+        .build(recording.clone())
+        .unwrap();
+    secrets.push("WRONG-s3cr3t".to_owned());
+    let refused =
+        tower::ServiceExt::oneshot(wrong, TokenRequest::new(RefreshReason::Initial, None))
+            .await
+            .unwrap_err();
+    printed.push_str(&describe(&refused));
+
+    printed.push_str(&format!(
+        "{server:?} {:?} {:?} {:?} {:?} {key:?} {:?} {:?}\n",
+        server.counters(),
+        server.token_requests(),
+        MockAuthServer::builder().register(MockClient::secret_basic("x", CLIENT_SECRET)),
+        MockClient::secret_post("y", CLIENT_SECRET),
+        Grant::refresh_token("REFRESH-held-0001"),
+        SubjectToken::from_file("/var/run/secrets/tokens/sa"),
+    ));
+    secrets.push("REFRESH-held-0001".to_owned());
+
+    let logs = logs.text();
+    for event in [
+        "OAuth 2.0 token request",
+        "mock OAuth 2.0 server request",
+        "the authorization server refused the refresh token; using the grant again",
+        "mock OAuth 2.0 server: token request refused",
+    ] {
+        assert!(logs.contains(event), "no {event:?} in the logs");
+    }
+    assert!(printed.contains("[REDACTED]"), "{printed}");
+    for secret in &secrets {
+        assert!(
+            !printed.contains(secret.as_str()),
+            "{secret} printed: {printed}"
+        );
+        assert!(!logs.contains(secret.as_str()), "{secret} was logged");
+    }
+    let sensitive = sensitive.lock().unwrap();
+    // Bearer headers from the layer, and the provider's own Basic headers.
+    assert!(sensitive.len() >= 20, "{}", sensitive.len());
     assert!(sensitive.iter().all(|s| *s));
 }

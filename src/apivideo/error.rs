@@ -195,16 +195,7 @@ impl Problem {
         title: Option<&str>,
         secret: &str,
     ) -> Self {
-        // A server's text ends up in logs: no control characters (no forged log lines), no
-        // echo of the credential, and a bounded length. Cut last, so that no prefix of a
-        // long secret survives the redaction.
-        let clean = |text: &str| -> String {
-            let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
-            if !secret.is_empty() {
-                text = text.replace(secret, "[REDACTED]");
-            }
-            text.chars().take(MAX_TEXT).collect()
-        };
+        let clean = |text: &str| crate::http_client::server_text(text, &[secret], MAX_TEXT);
         Problem {
             status,
             type_uri: type_uri.map(clean),

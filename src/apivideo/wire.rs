@@ -1,101 +1,84 @@
 //! api.video's auth endpoints on the wire: the request both grants send, and what their
 //! answers mean.
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use http::{Method, Request, StatusCode, Uri};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
-use tower::BoxError;
 
 use super::error::{ApiVideoError, Malformed, Problem};
-use super::provider::RequestBody;
-use crate::{RetryAfter, Token};
+use crate::http_client::{self, Answer, MAX_ANSWER_BYTES, ReadError};
+use crate::{RequestBody, RetryAfter, Token};
 
-/// The most bytes of a response read. A token pair is under 2 KiB; anything near this is not
-/// one, and a hostile or broken server cannot make the provider buffer more.
-pub(super) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// The longest lifetime believed: a longer `expires_in` is cut to this, so a token is
-/// refreshed at least daily whatever the server says (and no arithmetic overflows).
-pub(super) const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The longest wait a 429 may impose on the cache; a longer hint is cut to this (the next
-/// attempt will hear a fresh one).
-pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
-
-const USER_AGENT_VALUE: HeaderValue =
-    HeaderValue::from_static(concat!("tower-bearer/", env!("CARGO_PKG_VERSION")));
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The headers that say how long a 429 asks to wait: api.video's own, then the standard one.
+const RETRY_AFTER_HEADERS: [&str; 2] = ["x-ratelimit-retry-after", "retry-after"];
 
 /// The credential a request trades for a token pair, serialized as its JSON body
 /// (`{"apiKey":…}` or `{"refreshToken":…}`).
 #[derive(Serialize)]
-pub(super) enum Grant<'a> {
+pub(super) enum Credential<'a> {
     #[serde(rename = "apiKey")]
     ApiKey(&'a str),
     #[serde(rename = "refreshToken")]
     RefreshToken(&'a str),
 }
 
-impl Grant<'_> {
+impl Credential<'_> {
     /// A name for logs.
     pub(super) fn name(&self) -> &'static str {
         match self {
-            Grant::ApiKey(_) => "api-key",
-            Grant::RefreshToken(_) => "refresh-token",
+            Credential::ApiKey(_) => "api-key",
+            Credential::RefreshToken(_) => "refresh-token",
         }
     }
 
     /// The credential itself, to redact from what the server answers.
     pub(super) fn secret(&self) -> &str {
         match self {
-            Grant::ApiKey(secret) | Grant::RefreshToken(secret) => secret,
+            Credential::ApiKey(secret) | Credential::RefreshToken(secret) => secret,
         }
     }
 }
 
-/// `POST uri` with the grant as its JSON body.
-pub(super) fn request<B: RequestBody>(uri: &Uri, grant: &Grant<'_>) -> Request<B> {
-    let json = serde_json::to_vec(grant).expect("a map of one string always serializes");
-    let mut request = Request::new(B::from_json(Bytes::from(json)));
+/// `POST uri` with the credential as its JSON body.
+pub(super) fn request<B: RequestBody>(uri: &Uri, credential: &Credential<'_>) -> Request<B> {
+    let json = serde_json::to_vec(credential).expect("a map of one string always serializes");
+    let mut request = Request::new(http_client::body::<B>(Bytes::from(json)));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri.clone();
     let headers = request.headers_mut();
     headers.insert(CONTENT_TYPE, JSON);
     headers.insert(ACCEPT, JSON);
-    headers.insert(USER_AGENT, USER_AGENT_VALUE);
+    headers.insert(USER_AGENT, http_client::USER_AGENT);
     request
 }
 
 /// What an auth endpoint's answer means: a token, or why there is none.
 ///
-/// The token's expiry counts from `sent_at`, when the request left, not from when the answer
-/// arrived: the server's clock started somewhere in between, and erring early is safe.
 /// `secret` is the credential the request sent: a server's text that echoes it is redacted.
-pub(super) async fn token_from<ResBody>(
-    response: Response<ResBody>,
-    sent_at: Instant,
-    secret: &str,
-) -> Result<Token, ApiVideoError>
-where
-    ResBody: Body,
-    ResBody::Error: Into<BoxError>,
-{
-    let (parts, body) = response.into_parts();
-    let status = parts.status;
+pub(super) fn token_from(answer: Answer, secret: &str) -> Result<Token, ApiVideoError> {
+    let Answer {
+        status,
+        headers,
+        body,
+        sent_at,
+    } = answer;
     if status.is_success() {
-        let body = read(body).await?;
+        let body = body.map_err(|error| match error {
+            ReadError::TooLarge => ApiVideoError::TooLarge {
+                limit: MAX_ANSWER_BYTES,
+            },
+            ReadError::Body(error) => ApiVideoError::Body(error),
+        })?;
         return parse_token(&body, sent_at).map_err(ApiVideoError::Malformed);
     }
     // The body only adds detail to the status: a body that cannot be read loses the detail,
     // not the status.
-    let problem = match read(body).await {
+    let problem = match body {
         Ok(body) => parse_problem(status, &body, secret),
         Err(_) => Problem::new(status, None, None, ""),
     };
@@ -104,27 +87,12 @@ where
         // credential was refused.
         StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => ApiVideoError::Rejected(problem),
         StatusCode::TOO_MANY_REQUESTS => ApiVideoError::RateLimited {
-            retry_after: retry_after(&parts.headers)
+            retry_after: http_client::retry_after(&headers, &RETRY_AFTER_HEADERS)
                 .map(|delay| RetryAfter::new(delay, "api.video asked to wait")),
             problem,
         },
         _ => ApiVideoError::Status(problem),
     })
-}
-
-/// The body, read to its end but no further than [`MAX_RESPONSE_BYTES`].
-async fn read<ResBody>(body: ResBody) -> Result<Bytes, ApiVideoError>
-where
-    ResBody: Body,
-    ResBody::Error: Into<BoxError>,
-{
-    match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(ApiVideoError::TooLarge {
-            limit: MAX_RESPONSE_BYTES,
-        }),
-        Err(error) => Err(ApiVideoError::Body(error)),
-    }
 }
 
 /// The `access-token` schema: `token_type`, `expires_in`, `access_token`, `refresh_token`.
@@ -145,10 +113,9 @@ pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malfor
         Value::Number(n) => n.as_u64().filter(|&s| s > 0).ok_or(Malformed::ExpiresIn)?,
         _ => return Err(Malformed::ExpiresIn),
     };
-    let lifetime = Duration::from_secs(expires_in).min(MAX_LIFETIME);
     let token = Token::bearer(string(&fields, "access_token")?)
         .map_err(Malformed::AccessToken)?
-        .expires_at(sent_at + lifetime);
+        .expires_at(http_client::expiry(sent_at, expires_in));
     // Optional in the schema; an empty one is no refresh token. Moved, not copied, into the
     // token's secret.
     match fields.remove("refresh_token") {
@@ -186,20 +153,14 @@ pub(super) fn parse_problem(status: StatusCode, body: &[u8], secret: &str) -> Pr
     Problem::new(status, text("type"), text("title"), secret)
 }
 
-/// A 429's wait: api.video's `X-RateLimit-Retry-After`, else the standard `Retry-After`, both
-/// in whole seconds (an HTTP-date `Retry-After` is not understood, and ignored), at most
-/// [`MAX_RETRY_AFTER`].
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    ["x-ratelimit-retry-after", RETRY_AFTER.as_str()]
-        .into_iter()
-        .find_map(|name| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok())
-        .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use http_body_util::Full;
+    use crate::http_client::MAX_LIFETIME;
+    use http::header::{HeaderMap, RETRY_AFTER};
+    use http_body_util::{BodyExt, Full};
 
     fn parse(json: &str) -> Result<Token, Malformed> {
         parse_token(json.as_bytes(), Instant::now())
@@ -208,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn request_carries_the_grant_and_the_headers() {
         let uri: Uri = "https://ws.api.video/auth/refresh".parse().unwrap();
-        let request: Request<Full<Bytes>> = request(&uri, &Grant::RefreshToken("r\"1"));
+        let request: Request<Full<Bytes>> = request(&uri, &Credential::RefreshToken("r\"1"));
         assert_eq!(request.method(), Method::POST);
         assert_eq!(request.uri(), &uri);
         assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
@@ -365,6 +326,20 @@ mod tests {
 
     #[test]
     fn retry_after_headers() {
+        let retry_after = |headers: &HeaderMap| {
+            let answer = Answer {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                headers: headers.clone(),
+                body: Ok(Bytes::new()),
+                sent_at: Instant::now(),
+            };
+            match token_from(answer, "") {
+                Err(ApiVideoError::RateLimited { retry_after, .. }) => {
+                    retry_after.and_then(|hint| hint.delay())
+                }
+                other => panic!("{other:?}"),
+            }
+        };
         let mut headers = HeaderMap::new();
         assert_eq!(retry_after(&headers), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
@@ -372,7 +347,7 @@ mod tests {
         headers.insert("x-ratelimit-retry-after", HeaderValue::from_static("3"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
         headers.insert("x-ratelimit-retry-after", HeaderValue::from_static("99999"));
-        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(&headers), Some(http_client::MAX_RETRY_AFTER));
         headers.insert(
             "x-ratelimit-retry-after",
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),

@@ -169,7 +169,7 @@ impl Middleware for BearerAuthMiddleware {
         };
         let response = next.clone().run(request, extensions).await?;
 
-        let verdict = self.judge(&response, kept.url(), generation, proven.as_ref());
+        let verdict = self.judge(&response, kept.url(), generation, proven.as_deref());
         if matches!(verdict, TokenVerdict::Rejected | TokenVerdict::UseDpopNonce) {
             // Boxed: few requests come here, and its state would make every request's future
             // larger.
@@ -192,7 +192,7 @@ struct Refused {
     verdict: TokenVerdict,
     kept: Kept,
     generation: u64,
-    proven: Option<Proven>,
+    proven: Option<Box<Proven>>,
 }
 
 impl BearerAuthMiddleware {
@@ -255,7 +255,7 @@ impl BearerAuthMiddleware {
         let response = next.run(retry, extensions).await?;
         // A refusal of the second attempt still tells the cache, so that the requests that
         // follow get a new token.
-        let verdict = self.judge(&response, &sent_to, generation, proven.as_ref());
+        let verdict = self.judge(&response, &sent_to, generation, proven.as_deref());
         if verdict == TokenVerdict::Rejected {
             let _ = self.cache.rejected(generation);
         }
@@ -289,7 +289,7 @@ impl BearerAuthMiddleware {
 }
 
 /// Attaches `token` to `request`, with a proof if it is bound to a key.
-fn attach(request: &mut Request, token: &Token) -> reqwest_middleware::Result<Option<Proven>> {
+fn attach(request: &mut Request, token: &Token) -> reqwest_middleware::Result<Option<Box<Proven>>> {
     request
         .headers_mut()
         .insert(AUTHORIZATION, token.authorization().clone());
@@ -340,7 +340,7 @@ struct Saved {
 impl Saved {
     /// A copy of `request`, or `None` if its body is a stream (or a header value is over
     /// 4 GiB).
-    fn save(request: &mut Request, proven: &Option<Proven>) -> Option<Saved> {
+    fn save(request: &mut Request, proven: &Option<Box<Proven>>) -> Option<Saved> {
         // reqwest copies the rest (its extensions, which hold its per-request settings, are
         // its own), and knows which bodies it can. With the headers out of the way, its copy
         // of them is an empty map, which allocates nothing.

@@ -18,6 +18,9 @@ use tower::{BoxError, Service};
 use tower_bearer::{ReplayBody, Token, TokenRequest};
 use tower_test::mock;
 
+pub mod answering_server;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 #[cfg(feature = "interop-tests")]
 pub mod oidc_provider;
 

@@ -14,22 +14,22 @@ use tokio::time::Instant;
 
 use super::faults::{AuthPlan, Injected};
 use super::payload;
-use super::response::{self, Body, Problem};
-use super::server::{ShutdownSignal, ShuttingDown};
-use super::state::{Counters, Shared, State};
+use super::response::{self, ProblemJson};
+use super::state::{Counters, ServerState, SharedServer};
 use super::tokens::{IssuedPair, RefreshRejection};
+use crate::mock_server::{MockBody, ShutdownSignal, ShuttingDown};
 
 /// What `X-RateLimit-Limit` reports on an injected 429 (requests per minute).
 const RATE_LIMIT: u64 = 600;
 
 /// The two ways to get a token pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Grant {
+pub(super) enum AuthEndpoint {
     ApiKey,
     RefreshToken,
 }
 
-impl Grant {
+impl AuthEndpoint {
     /// The body attribute carrying the credential.
     fn field(self) -> &'static str {
         match self {
@@ -61,11 +61,11 @@ impl<'a> From<&'a IssuedPair> for AccessTokenBody<'a> {
 
 /// Reads the request, applies any injected fault, then handles the grant.
 pub(super) async fn serve(
-    shared: &Shared,
+    shared: &SharedServer,
     shutdown: &mut ShutdownSignal,
-    grant: Grant,
+    grant: AuthEndpoint,
     request: Request<Incoming>,
-) -> Result<Response<Body>, ShuttingDown> {
+) -> Result<Response<MockBody>, ShuttingDown> {
     let (parts, body) = request.into_parts();
     let body = payload::read_body(body).await;
     let plan = begin(&mut shared.lock(), parts.headers);
@@ -79,7 +79,7 @@ pub(super) async fn serve(
 }
 
 /// Counts and records the request, and decides which fault (if any) it meets.
-fn begin(state: &mut State, mut headers: HeaderMap) -> AuthPlan {
+fn begin(state: &mut ServerState, mut headers: HeaderMap) -> AuthPlan {
     // An auth request has no business carrying these, but if one does, a test printing the
     // recorded headers must not print it.
     for (name, value) in &mut headers {
@@ -97,14 +97,14 @@ fn begin(state: &mut State, mut headers: HeaderMap) -> AuthPlan {
 
 async fn injected_answer(
     shutdown: &mut ShutdownSignal,
-    grant: Grant,
+    grant: AuthEndpoint,
     injected: Injected,
-) -> Result<Response<Body>, ShuttingDown> {
+) -> Result<Response<MockBody>, ShuttingDown> {
     Ok(match injected {
         Injected::Status(status @ (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED)) => {
             credentials_rejected(grant, status).into_response()
         }
-        Injected::Status(status) => Problem::generic(status).into_response(),
+        Injected::Status(status) => ProblemJson::generic(status).into_response(),
         Injected::RateLimited(retry_after) => rate_limited(retry_after),
         Injected::Malformed => response::broken_json(),
         Injected::Hang => {
@@ -115,7 +115,11 @@ async fn injected_answer(
 }
 
 /// The real work: check the credential, issue a pair or refuse.
-fn authenticate(shared: &Shared, grant: Grant, body: Result<Bytes, Problem>) -> Response<Body> {
+fn authenticate(
+    shared: &SharedServer,
+    grant: AuthEndpoint,
+    body: Result<Bytes, ProblemJson>,
+) -> Response<MockBody> {
     let config = &shared.config;
     let credential = match body.and_then(|body| credential(&body, grant)) {
         Ok(credential) => credential,
@@ -128,11 +132,11 @@ fn authenticate(shared: &Shared, grant: Grant, body: Result<Bytes, Problem>) -> 
     let mut state = shared.lock();
     let ttl = state.token_ttl;
     let issued = match grant {
-        Grant::ApiKey if credential == config.api_key.expose_secret() => {
+        AuthEndpoint::ApiKey if credential == config.api_key.expose_secret() => {
             Ok(state.tokens.login(now, ttl))
         }
-        Grant::ApiKey => Err("wrong API key"),
-        Grant::RefreshToken => state
+        AuthEndpoint::ApiKey => Err("wrong API key"),
+        AuthEndpoint::RefreshToken => state
             .tokens
             .refresh(&credential, now, ttl, config.revoke_access_on_refresh)
             .map_err(RefreshRejection::describe),
@@ -148,30 +152,30 @@ fn authenticate(shared: &Shared, grant: Grant, body: Result<Bytes, Problem>) -> 
     }
 }
 
-fn credential(body: &[u8], grant: Grant) -> Result<String, Problem> {
+fn credential(body: &[u8], grant: AuthEndpoint) -> Result<String, ProblemJson> {
     let object = payload::json_object(body)?;
     payload::required_string(&object, grant.field()).map(str::to_owned)
 }
 
-fn count(counters: &mut Counters, grant: Grant, accepted: bool) {
+fn count(counters: &mut Counters, grant: AuthEndpoint, accepted: bool) {
     let counter = match (grant, accepted) {
-        (Grant::ApiKey, true) => &mut counters.api_key_logins,
-        (Grant::ApiKey, false) => &mut counters.rejected_api_keys,
-        (Grant::RefreshToken, true) => &mut counters.refreshes,
-        (Grant::RefreshToken, false) => &mut counters.rejected_refresh_tokens,
+        (AuthEndpoint::ApiKey, true) => &mut counters.api_key_logins,
+        (AuthEndpoint::ApiKey, false) => &mut counters.rejected_api_keys,
+        (AuthEndpoint::RefreshToken, true) => &mut counters.refreshes,
+        (AuthEndpoint::RefreshToken, false) => &mut counters.rejected_refresh_tokens,
     };
     *counter += 1;
 }
 
 /// api.video's two documented answers to bad credentials: the OpenAPI document's 400, and the
 /// error reference's 401 wording.
-fn credentials_rejected(grant: Grant, status: StatusCode) -> Problem {
+fn credentials_rejected(grant: AuthEndpoint, status: StatusCode) -> ProblemJson {
     let title = match (status, grant) {
-        (StatusCode::UNAUTHORIZED, Grant::ApiKey) => "The API key is invalid.",
-        (StatusCode::UNAUTHORIZED, Grant::RefreshToken) => "The refresh token is invalid.",
+        (StatusCode::UNAUTHORIZED, AuthEndpoint::ApiKey) => "The API key is invalid.",
+        (StatusCode::UNAUTHORIZED, AuthEndpoint::RefreshToken) => "The refresh token is invalid.",
         _ => "The user credentials were incorrect.",
     };
-    Problem::new(
+    ProblemJson::new(
         status,
         "https://docs.api.video/reference/authentication-invalid-user-credentials",
         title,
@@ -179,10 +183,10 @@ fn credentials_rejected(grant: Grant, status: StatusCode) -> Problem {
     .name("")
 }
 
-fn rate_limited(retry_after: Duration) -> Response<Body> {
+fn rate_limited(retry_after: Duration) -> Response<MockBody> {
     // Headers carry whole seconds; rounding down could tell a client to retry too early.
     let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    let mut response = Problem::new(
+    let mut response = ProblemJson::new(
         StatusCode::TOO_MANY_REQUESTS,
         "https://docs.api.video/reference/too-many-requests",
         "Too many requests.",

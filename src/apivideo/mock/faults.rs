@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use super::rng::SplitMix64;
+use crate::mock_server::rng::SplitMix64;
 
 /// How the auth endpoints fail, for [`MockServer::fail_next_auth`](super::MockServer::fail_next_auth).
 ///
@@ -35,7 +35,8 @@ pub enum Failure {
     Hang,
 }
 
-/// Random faults, for chaos tests. [`Chaos::default()`] injects none.
+/// Random faults, for chaos tests. [`Chaos::default()`] injects none; each setter adds one
+/// kind.
 ///
 /// Rates are probabilities in `0.0..=1.0` (values outside are clamped, NaN counts as 0).
 /// The dice are seeded: the same seed and the same sequence of requests give the same faults,
@@ -44,22 +45,59 @@ pub enum Failure {
 ///
 /// Scripted failures ([`MockServer::fail_next_auth`](super::MockServer::fail_next_auth))
 /// take precedence; while any are pending the auth dice are not rolled.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::apivideo::mock::Chaos;
+///
+/// let chaos = Chaos::default()
+///     .auth_error_rate(0.1)
+///     .auth_slow(0.05, Duration::from_millis(400))
+///     .seed(7);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Chaos {
-    /// Share of auth requests answered 500 with a problem+json body.
-    pub auth_error_rate: f64,
-    /// Share of auth requests delayed by `auth_slow_delay` before being handled.
-    /// A slow request may then also fail.
-    pub auth_slow_rate: f64,
-    /// The delay for slow auth requests.
-    pub auth_slow_delay: Duration,
-    /// Share of auth requests answered 200 with a broken JSON body.
-    pub auth_malformed_rate: f64,
-    /// Share of resource requests (`/videos`) carrying a valid token that are answered 401
-    /// all the same.
-    pub spurious_unauthorized_rate: f64,
-    /// The seed for the dice.
-    pub seed: u64,
+    auth_error_rate: f64,
+    auth_slow_rate: f64,
+    auth_slow_delay: Duration,
+    auth_malformed_rate: f64,
+    spurious_unauthorized_rate: f64,
+    seed: u64,
+}
+
+impl Chaos {
+    /// The share of auth requests answered 500 with a problem+json body.
+    pub fn auth_error_rate(mut self, rate: f64) -> Self {
+        self.auth_error_rate = rate;
+        self
+    }
+
+    /// The share of auth requests held `delay` before being handled. A slow request may then
+    /// also fail.
+    pub fn auth_slow(mut self, rate: f64, delay: Duration) -> Self {
+        self.auth_slow_rate = rate;
+        self.auth_slow_delay = delay;
+        self
+    }
+
+    /// The share of auth requests answered 200 with a broken JSON body.
+    pub fn auth_malformed_rate(mut self, rate: f64) -> Self {
+        self.auth_malformed_rate = rate;
+        self
+    }
+
+    /// The share of resource requests (`/videos`) carrying a valid token that are answered
+    /// 401 all the same.
+    pub fn spurious_unauthorized_rate(mut self, rate: f64) -> Self {
+        self.spurious_unauthorized_rate = rate;
+        self
+    }
+
+    /// The seed for the dice. Default: 0.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
 }
 
 /// What an injected fault answers instead of the real thing.
@@ -205,11 +243,11 @@ mod tests {
     #[test]
     fn chaos_rates_are_clamped() {
         let mut faults = Faults::new();
-        faults.set_chaos(Chaos {
-            auth_error_rate: 7.0,
-            auth_malformed_rate: f64::NAN,
-            ..Chaos::default()
-        });
+        faults.set_chaos(
+            Chaos::default()
+                .auth_error_rate(7.0)
+                .auth_malformed_rate(f64::NAN),
+        );
         assert!((0..50).all(|_| matches!(
             faults.plan_auth().answer,
             Some(Injected::Status(StatusCode::INTERNAL_SERVER_ERROR))

@@ -66,8 +66,7 @@ mod faults;
 mod payload;
 mod resources;
 mod response;
-mod rng;
-mod server;
+mod routes;
 mod state;
 mod tokens;
 mod videos;
@@ -79,19 +78,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{HeaderMap, StatusCode, Uri};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use faults::{Chaos, Failure};
-pub use state::Counters;
+pub use state::{Counters, RequestLog};
 
+use crate::mock_server::RunningServer;
 use faults::Faults;
-use server::ShutdownSignal;
-use state::{Config, RequestHook, Shared, State};
-use tokens::TokenStore;
+use state::{RequestHook, ServerConfig, ServerState, SharedServer};
+use tokens::IssuedTokens;
 use videos::VideoStore;
 
 /// The API key a server accepts unless [`MockServerBuilder::api_key`] says otherwise.
@@ -160,11 +157,8 @@ pub const DEFAULT_SEED_VIDEOS: usize = 5;
 /// # }
 /// ```
 pub struct MockServer {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    /// Taken by `shutdown`, so that `Drop` knows there is nothing left to wait for.
-    task: Option<JoinHandle<()>>,
+    server: RunningServer,
+    shared: Arc<SharedServer>,
 }
 
 impl MockServer {
@@ -181,28 +175,26 @@ impl MockServer {
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
-    /// The base URI, `http://127.0.0.1:PORT/`: what a client uses in place of
-    /// `https://ws.api.video`.
-    pub fn uri(&self) -> Uri {
-        self.uri_for("/")
+    /// The base URL, `http://127.0.0.1:PORT` with no trailing slash: what a client uses in
+    /// place of `https://ws.api.video`. Append a path that starts with `/`
+    /// (`format!("{}/videos", server.uri())`), or use [`uri_for`](Self::uri_for).
+    ///
+    /// A path with an empty segment (`//videos`) is answered 404 with a `detail` saying so.
+    pub fn uri(&self) -> String {
+        self.server.base_url()
     }
 
-    /// The URI of `path_and_query` (such as `/videos?currentPage=2`) on this server.
+    /// The URI of `path_and_query` (such as `/videos?currentPage=2`, or `videos`: a missing
+    /// leading `/` is added) on this server.
     ///
     /// # Panics
     ///
-    /// If `path_and_query` is not a valid URI path and query (for instance, does not start
-    /// with `/`).
+    /// If `path_and_query` is not a valid URI path and query.
     pub fn uri_for(&self, path_and_query: &str) -> Uri {
-        Uri::builder()
-            .scheme("http")
-            .authority(self.addr.to_string())
-            .path_and_query(path_and_query)
-            .build()
-            .expect("a socket address and a path make a valid URI")
+        self.server.uri_for(path_and_query)
     }
 
     /// The API key the server accepts.
@@ -258,29 +250,15 @@ impl MockServer {
     /// # Panics
     ///
     /// If the server's task panicked (a bug in the mock): the panic is resumed here.
-    pub async fn shutdown(mut self) {
-        self.shutdown.send_replace(true);
-        if let Some(task) = self.task.take() {
-            if let Err(error) = task.await {
-                if error.is_panic() {
-                    std::panic::resume_unwind(error.into_panic());
-                }
-            }
-        }
-    }
-}
-
-impl Drop for MockServer {
-    fn drop(&mut self) {
-        // The accept loop sees this and winds down on its own; nothing to await here.
-        self.shutdown.send_replace(true);
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 
 impl fmt::Debug for MockServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MockServer")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .finish_non_exhaustive()
     }
 }
@@ -373,36 +351,27 @@ impl MockServerBuilder {
     /// If called outside a tokio runtime.
     pub async fn start(self) -> io::Result<MockServer> {
         let listener = TcpListener::bind(self.addr).await?;
-        let addr = listener.local_addr()?;
-        let config = Config {
+        let config = ServerConfig {
             api_key: self.api_key,
             revoke_access_on_refresh: self.revoke_access_on_refresh,
             credential_rejection_status: self.credential_rejection_status,
             on_request: self.on_request,
         };
-        let state = State {
+        let state = ServerState {
             token_ttl: self.token_ttl,
-            tokens: TokenStore::new(),
+            tokens: IssuedTokens::new(),
             videos: VideoStore::seeded(self.seed_videos),
             faults: Faults::new(),
             counters: Counters::default(),
             last_auth_headers: None,
             received_bodies: Vec::new(),
         };
-        let shared = Arc::new(Shared::new(config, state));
-        let (shutdown, signal) = watch::channel(false);
-        let task = tokio::spawn(server::accept_loop(
-            listener,
-            Arc::clone(&shared),
-            ShutdownSignal::new(signal),
-        ));
-        tracing::debug!(%addr, "mock api.video server listening");
-        Ok(MockServer {
-            addr,
-            shared,
-            shutdown,
-            task: Some(task),
-        })
+        let shared = Arc::new(SharedServer::new(config, state));
+        let for_requests = Arc::clone(&shared);
+        let server = RunningServer::start(listener, "api.video", move |request, shutdown| {
+            routes::handle(Arc::clone(&for_requests), shutdown, request)
+        })?;
+        Ok(MockServer { server, shared })
     }
 }
 
@@ -421,18 +390,4 @@ impl fmt::Debug for MockServerBuilder {
             .field("on_request", &self.on_request.as_ref().map(|_| ".."))
             .finish()
     }
-}
-
-/// One answered request, as told to [`MockServerBuilder::on_request`].
-///
-/// Only what is safe to print: never headers, query or body, where credentials travel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RequestLog {
-    /// The request's method.
-    pub method: Method,
-    /// The request's path, without the query.
-    pub path: String,
-    /// The status it was answered with.
-    pub status: StatusCode,
 }

@@ -6,29 +6,29 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
-use super::response::Problem;
+use super::response::ProblemJson;
 
 /// api.video's payloads are small; anything past this is a client bug, not a video.
 const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The whole request body, or the problem to answer instead.
-pub(super) async fn read_body(body: Incoming) -> Result<Bytes, Problem> {
+pub(super) async fn read_body(body: Incoming) -> Result<Bytes, ProblemJson> {
     match Limited::new(body, BODY_LIMIT).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => {
-            Err(Problem::generic(StatusCode::PAYLOAD_TOO_LARGE)
+            Err(ProblemJson::generic(StatusCode::PAYLOAD_TOO_LARGE)
                 .detail(format!("The body is larger than {BODY_LIMIT} bytes.")))
         }
         // The client broke off mid-body; it will not read this answer anyway.
-        Err(_) => Err(Problem::payload_invalid()),
+        Err(_) => Err(ProblemJson::payload_invalid()),
     }
 }
 
 /// The body as a JSON object.
-pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, Problem> {
+pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ProblemJson> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(object)) => Ok(object),
-        _ => Err(Problem::payload_invalid()),
+        _ => Err(ProblemJson::payload_invalid()),
     }
 }
 
@@ -37,11 +37,11 @@ pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, Problem> {
 pub(super) fn required_string<'a>(
     object: &'a Map<String, Value>,
     name: &'static str,
-) -> Result<&'a str, Problem> {
+) -> Result<&'a str, ProblemJson> {
     match object.get(name) {
-        None | Some(Value::Null) => Err(Problem::attribute_required(name)),
+        None | Some(Value::Null) => Err(ProblemJson::attribute_required(name)),
         Some(Value::String(value)) => Ok(value),
-        Some(_) => Err(Problem::attribute_invalid()
+        Some(_) => Err(ProblemJson::attribute_invalid()
             .name(name)
             .detail(format!("The \"{name}\" attribute must be a string."))),
     }

@@ -7,11 +7,12 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::payload;
-use super::response::{self, Body, Problem};
-use super::state::{Shared, State, Unauthorized};
+use super::response::{self, ProblemJson};
+use super::state::{ServerState, SharedServer, Unauthorized};
 use super::tokens::AccessState;
+use crate::mock_server::MockBody;
 
-pub(super) async fn serve(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
+pub(super) async fn serve(shared: &SharedServer, request: Request<Incoming>) -> Response<MockBody> {
     let (parts, body) = request.into_parts();
     let creating = parts.method == Method::POST;
     // The body is read (and recorded) before the token is checked: a test of the retry path
@@ -39,7 +40,11 @@ pub(super) async fn serve(shared: &Shared, request: Request<Incoming>) -> Respon
 }
 
 /// Checks the bearer token, counting a token that arrived already expired.
-fn authorize(state: &mut State, headers: &HeaderMap, now: Instant) -> Result<(), Unauthorized> {
+fn authorize(
+    state: &mut ServerState,
+    headers: &HeaderMap,
+    now: Instant,
+) -> Result<(), Unauthorized> {
     let token = bearer_token(headers).ok_or(Unauthorized::Missing)?;
     let AccessState::Known { expired, revoked } = state.tokens.access_state(token, now) else {
         return Err(Unauthorized::Unknown);
@@ -64,8 +69,8 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn unauthorized(reason: Unauthorized) -> Response<Body> {
-    let mut response = Problem::new(
+fn unauthorized(reason: Unauthorized) -> Response<MockBody> {
+    let mut response = ProblemJson::new(
         StatusCode::UNAUTHORIZED,
         "https://docs.api.video/reference/authentication-invalid-access-token",
         "The access token is invalid or expired.",
@@ -82,15 +87,15 @@ fn unauthorized(reason: Unauthorized) -> Response<Body> {
     response
 }
 
-fn list(state: &State, query: Option<&str>) -> Response<Body> {
+fn list(state: &ServerState, query: Option<&str>) -> Response<MockBody> {
     match state.videos.page(query) {
         Ok(page) => response::json(StatusCode::OK, &page),
         Err(problem) => problem.into_response(),
     }
 }
 
-fn create(state: &mut State, body: &[u8]) -> Response<Body> {
-    let State {
+fn create(state: &mut ServerState, body: &[u8]) -> Response<MockBody> {
+    let ServerState {
         videos, counters, ..
     } = state;
     match videos.create(body) {

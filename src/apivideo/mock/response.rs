@@ -4,17 +4,16 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use serde::{Serialize, Serializer};
 
-/// Every response body the mock sends is complete before it is sent.
-pub(super) type Body = Full<Bytes>;
+use crate::mock_server::MockBody;
+use serde::{Serialize, Serializer};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 
 /// A problem in api.video's shape: `type`, `title`, `status`, optional `name` and `detail`.
 #[derive(Serialize)]
-pub(super) struct Problem {
+pub(super) struct ProblemJson {
     #[serde(rename = "type")]
     type_uri: &'static str,
     title: &'static str,
@@ -26,7 +25,7 @@ pub(super) struct Problem {
     detail: Option<String>,
 }
 
-impl Problem {
+impl ProblemJson {
     pub(super) fn new(status: StatusCode, type_uri: &'static str, title: &'static str) -> Self {
         Self {
             type_uri,
@@ -82,18 +81,18 @@ impl Problem {
         )
     }
 
-    pub(super) fn into_response(self) -> Response<Body> {
+    pub(super) fn into_response(self) -> Response<MockBody> {
         with_body(self.status, PROBLEM_JSON, to_vec(&self))
     }
 }
 
 /// A JSON document with this status.
-pub(super) fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+pub(super) fn json(status: StatusCode, value: &impl Serialize) -> Response<MockBody> {
     with_body(status, JSON, to_vec(value))
 }
 
 /// A body that claims to be JSON and is not, for injected faults.
-pub(super) fn broken_json() -> Response<Body> {
+pub(super) fn broken_json() -> Response<MockBody> {
     with_body(
         StatusCode::OK,
         JSON,
@@ -101,7 +100,7 @@ pub(super) fn broken_json() -> Response<Body> {
     )
 }
 
-fn with_body(status: StatusCode, content_type: HeaderValue, body: Vec<u8>) -> Response<Body> {
+fn with_body(status: StatusCode, content_type: HeaderValue, body: Vec<u8>) -> Response<MockBody> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, content_type);

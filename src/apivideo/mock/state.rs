@@ -1,22 +1,35 @@
 //! What a running mock server holds: its fixed configuration and its mutable state.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use secrecy::SecretString;
 
-use super::RequestLog;
 use super::faults::Faults;
-use super::tokens::TokenStore;
+use super::tokens::IssuedTokens;
 use super::videos::VideoStore;
+
+/// One answered request, as told to [`MockServerBuilder::on_request`](super::MockServerBuilder::on_request).
+///
+/// Only what is safe to print: never headers, query or body, where credentials travel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestLog {
+    /// The request's method.
+    pub method: Method,
+    /// The request's path, without the query.
+    pub path: String,
+    /// The status it was answered with.
+    pub status: StatusCode,
+}
 
 /// A callback told of every answered request.
 pub(super) type RequestHook = Arc<dyn Fn(&RequestLog) + Send + Sync>;
 
 /// Settings fixed when the server starts.
-pub(super) struct Config {
+pub(super) struct ServerConfig {
     pub(super) api_key: SecretString,
     pub(super) revoke_access_on_refresh: bool,
     pub(super) credential_rejection_status: StatusCode,
@@ -25,9 +38,9 @@ pub(super) struct Config {
 
 /// Everything that changes while the server runs, behind one lock: requests are tiny, and
 /// one lock keeps [`Counters`] consistent with the tokens they count.
-pub(super) struct State {
+pub(super) struct ServerState {
     pub(super) token_ttl: Duration,
-    pub(super) tokens: TokenStore,
+    pub(super) tokens: IssuedTokens,
     pub(super) videos: VideoStore,
     pub(super) faults: Faults,
     pub(super) counters: Counters,
@@ -36,13 +49,13 @@ pub(super) struct State {
 }
 
 /// The configuration and state every connection task shares.
-pub(super) struct Shared {
-    pub(super) config: Config,
-    state: Mutex<State>,
+pub(super) struct SharedServer {
+    pub(super) config: ServerConfig,
+    state: Mutex<ServerState>,
 }
 
-impl Shared {
-    pub(super) fn new(config: Config, state: State) -> Self {
+impl SharedServer {
+    pub(super) fn new(config: ServerConfig, state: ServerState) -> Self {
         Self {
             config,
             state: Mutex::new(state),
@@ -50,10 +63,8 @@ impl Shared {
     }
 
     /// The state. Never held across an `.await`.
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic elsewhere cannot leave the state half-updated in a way that matters to a
-        // mock, and a poisoned lock would turn one test's failure into every later one's.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn lock(&self) -> MutexGuard<'_, ServerState> {
+        crate::sync::lock(&self.state)
     }
 }
 
@@ -62,7 +73,11 @@ impl Shared {
 ///
 /// Auth requests are those to `/auth/api-key` and `/auth/refresh`; resource requests are
 /// those to `/videos`. Requests answered 404 or 405 are in neither.
+///
+/// Counters may be added in later versions: read the fields, compare with
+/// `Counters::default()`, but do not build one field by field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counters {
     /// Auth requests received, whatever became of them.
     pub auth_requests: u64,

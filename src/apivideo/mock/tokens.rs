@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use super::rng::{self, SplitMix64};
+use crate::mock_server::rng::{self, SplitMix64};
 
 /// An RS256 signature is 256 bytes: 342 base64url characters.
 const SIGNATURE_LEN: usize = 342;
@@ -57,7 +57,7 @@ struct RefreshGrant {
 ///
 /// Refresh tokens carry the number of the login that started their chain: a newer login
 /// ends them all at once without walking the map.
-pub(super) struct TokenStore {
+pub(super) struct IssuedTokens {
     rng: SplitMix64,
     /// Counts issued pairs; its scrambled value starts every token, which makes each unique.
     serial: u64,
@@ -68,7 +68,7 @@ pub(super) struct TokenStore {
     refresh: HashMap<String, RefreshGrant>,
 }
 
-impl TokenStore {
+impl IssuedTokens {
     pub(super) fn new() -> Self {
         let mut rng = SplitMix64::from_entropy();
         Self {
@@ -140,7 +140,9 @@ impl TokenStore {
 
     fn issue(&mut self, now: Instant, ttl: Duration) -> IssuedPair {
         self.serial += 1;
-        let access_token = self.access_token(ttl);
+        // Whole seconds, rounded down, as api.video reports them; the claims say the same.
+        let expires_in = ttl.as_secs();
+        let access_token = self.access_token(expires_in);
         let refresh_token = self.refresh_token();
         // `checked_add` because a test may ask for an absurd ttl such as `Duration::MAX`.
         let expires_at = now.checked_add(ttl).unwrap_or_else(far_future);
@@ -163,7 +165,7 @@ impl TokenStore {
         IssuedPair {
             access_token,
             refresh_token,
-            expires_in: ttl.as_secs(),
+            expires_in,
         }
     }
 
@@ -171,13 +173,13 @@ impl TokenStore {
     ///
     /// The claims carry wall-clock `iat`/`exp` so the token decodes like a real one, but the
     /// server never reads them back: validity is kept on tokio's clock, which tests may pause.
-    fn access_token(&mut self, ttl: Duration) -> String {
+    fn access_token(&mut self, expires_in: u64) -> String {
         let jti = self.token_id();
         let issued_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let expires = issued_at.saturating_add(ttl.as_secs());
+        let expires = issued_at.saturating_add(expires_in);
         let header = format!(r#"{{"typ":"JWT","alg":"RS256","jti":"{jti}"}}"#);
         let claims = format!(
             r#"{{"aud":"library","jti":"{jti}","iat":{issued_at},"nbf":{issued_at},"exp":{expires},"sub":"usMockServer","scopes":["mock.api.video"],"context":{{"user":"usMockServer","project":"prMockServer","member":"meMockServer"}}}}"#
@@ -229,13 +231,13 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
-    fn refresh(store: &mut TokenStore, token: &str) -> Result<IssuedPair, RefreshRejection> {
+    fn refresh(store: &mut IssuedTokens, token: &str) -> Result<IssuedPair, RefreshRejection> {
         store.refresh(token, Instant::now(), HOUR, false)
     }
 
     #[test]
     fn access_tokens_look_like_rs256_jwts() {
-        let pair = TokenStore::new().login(Instant::now(), HOUR);
+        let pair = IssuedTokens::new().login(Instant::now(), HOUR);
         let segments: Vec<&str> = pair.access_token.split('.').collect();
         assert_eq!(segments.len(), 3);
         assert!(
@@ -259,7 +261,7 @@ mod tests {
 
     #[test]
     fn refresh_tokens_are_single_use_and_end_at_the_next_login() {
-        let mut store = TokenStore::new();
+        let mut store = IssuedTokens::new();
         let first = store.login(Instant::now(), HOUR);
         let second = refresh(&mut store, &first.refresh_token).ok().unwrap();
         assert!(matches!(
@@ -279,7 +281,7 @@ mod tests {
 
     #[test]
     fn tokens_are_unique() {
-        let mut store = TokenStore::new();
+        let mut store = IssuedTokens::new();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
             let pair = store.login(Instant::now(), HOUR);
@@ -289,7 +291,7 @@ mod tests {
 
     #[test]
     fn revoke_all_ends_everything() {
-        let mut store = TokenStore::new();
+        let mut store = IssuedTokens::new();
         let pair = store.login(Instant::now(), HOUR);
         store.revoke_all();
         assert!(matches!(
@@ -307,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_huge_ttl_does_not_overflow() {
-        let mut store = TokenStore::new();
+        let mut store = IssuedTokens::new();
         let pair = store.login(Instant::now(), Duration::MAX);
         assert!(matches!(
             store.access_state(&pair.access_token, Instant::now()),

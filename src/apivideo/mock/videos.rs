@@ -7,8 +7,8 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::payload;
-use super::response::Problem;
-use super::rng::{self, SplitMix64};
+use super::response::ProblemJson;
+use crate::mock_server::rng::{self, SplitMix64};
 
 const DEFAULT_PAGE_SIZE: usize = 25;
 /// api.video's documented bounds for `pageSize`.
@@ -135,16 +135,16 @@ impl VideoStore {
     }
 
     /// Creates a video from a `video-creation-payload` body.
-    pub(super) fn create(&mut self, body: &[u8]) -> Result<&Video, Problem> {
+    pub(super) fn create(&mut self, body: &[u8]) -> Result<&Video, ProblemJson> {
         let object = payload::json_object(body)?;
         payload::required_string(&object, "title")?;
         let creation: VideoCreation = serde_json::from_value(object.into())
-            .map_err(|error| Problem::attribute_invalid().detail(error.to_string()))?;
+            .map_err(|error| ProblemJson::attribute_invalid().detail(error.to_string()))?;
         Ok(self.insert(creation))
     }
 
     /// The page a `GET /videos` query asks for.
-    pub(super) fn page(&self, query: Option<&str>) -> Result<VideosPage<'_>, Problem> {
+    pub(super) fn page(&self, query: Option<&str>) -> Result<VideosPage<'_>, ProblemJson> {
         let current_page = int_param(query, "currentPage", 1, PAGES)?;
         let page_size = int_param(query, "pageSize", DEFAULT_PAGE_SIZE, PAGE_SIZES)?;
         let items_total = self.videos.len();
@@ -263,7 +263,7 @@ fn int_param(
     name: &'static str,
     default: usize,
     allowed: RangeInclusive<usize>,
-) -> Result<usize, Problem> {
+) -> Result<usize, ProblemJson> {
     let Some(raw) = query_param(query, name) else {
         return Ok(default);
     };
@@ -288,8 +288,8 @@ fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
         .map(|(_, value)| value)
 }
 
-fn query_problem(name: &'static str, title: &'static str) -> Problem {
-    Problem::new(
+fn query_problem(name: &'static str, title: &'static str) -> ProblemJson {
+    ProblemJson::new(
         StatusCode::BAD_REQUEST,
         "https://docs.api.video/reference/request-invalid-query-parameter",
         title,

@@ -5,54 +5,58 @@
 //! It is not a cryptographic generator: the mock's tokens only have to be unique and
 //! realistically shaped, never unguessable.
 
+// The OAuth 2.0 mock draws only opaque tokens; the api.video mock's ids, JWT-shaped tokens and
+// chaos dice use the rest.
+#![cfg_attr(not(feature = "apivideo"), allow(dead_code))]
+
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The URL-safe base64 alphabet (RFC 4648 §5), which JWT segments use.
-pub(super) const BASE64URL: &[u8; 64] =
+pub(crate) const BASE64URL: &[u8; 64] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Letters and digits: what api.video ids (`vi…`) are made of.
-pub(super) const ALPHANUMERIC: &[u8; 62] =
+pub(crate) const ALPHANUMERIC: &[u8; 62] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A SplitMix64 generator.
 #[derive(Clone)]
-pub(super) struct SplitMix64(u64);
+pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
-    pub(super) const fn new(seed: u64) -> Self {
+    pub(crate) const fn new(seed: u64) -> Self {
         Self(seed)
     }
 
     /// A generator seeded differently in every call, even within one process and one clock tick.
-    pub(super) fn from_entropy() -> Self {
+    pub(crate) fn from_entropy() -> Self {
         static CALLS: AtomicU64 = AtomicU64::new(0);
         // std's `RandomState` carries per-process random keys: a seed without a dependency.
         let seed = RandomState::new().hash_one(CALLS.fetch_add(1, Ordering::Relaxed));
         Self(seed)
     }
 
-    pub(super) fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         scramble(self.0)
     }
 
     /// Uniform in `[0, 1)`, from the top 53 bits (all an `f64` mantissa holds).
-    pub(super) fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// True with probability `rate` (0 never, 1 always).
-    pub(super) fn chance(&mut self, rate: f64) -> bool {
+    pub(crate) fn chance(&mut self, rate: f64) -> bool {
         self.next_f64() < rate
     }
 
     /// Appends `len` characters drawn from `alphabet`.
-    pub(super) fn push_chars(&mut self, out: &mut String, alphabet: &[u8], len: usize) {
+    pub(crate) fn push_chars(&mut self, out: &mut String, alphabet: &[u8], len: usize) {
         // The modulo bias over a 64-bit draw is far below anything a test could notice.
         let size = alphabet.len() as u64;
         out.extend((0..len).map(|_| char::from(alphabet[(self.next_u64() % size) as usize])));
@@ -62,14 +66,14 @@ impl SplitMix64 {
 /// SplitMix64's output function. Every step of it (xor-shift, multiplication by an odd
 /// constant) can be undone, so distinct inputs give distinct outputs: counters scrambled by
 /// it stay unique while looking random.
-pub(super) fn scramble(mut z: u64) -> u64 {
+pub(crate) fn scramble(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
 /// Appends `value` as 16 lowercase hex digits.
-pub(super) fn push_hex_u64(out: &mut String, value: u64) {
+pub(crate) fn push_hex_u64(out: &mut String, value: u64) {
     out.extend(
         (0..16)
             .rev()
@@ -78,7 +82,7 @@ pub(super) fn push_hex_u64(out: &mut String, value: u64) {
 }
 
 /// Appends `bytes` in unpadded URL-safe base64, as JWT segments are.
-pub(super) fn push_base64url(out: &mut String, bytes: &[u8]) {
+pub(crate) fn push_base64url(out: &mut String, bytes: &[u8]) {
     for chunk in bytes.chunks(3) {
         let mut group = [0u8; 3];
         group[..chunk.len()].copy_from_slice(chunk);

@@ -1,0 +1,596 @@
+//! OAuth 2.0 client credentials in front of an API, with tokens that look after themselves.
+//!
+//! ```text
+//! cargo run --example oauth2
+//! ```
+//!
+//! With no `OAUTH2_ISSUER` or `OAUTH2_TOKEN_URL`, it starts the embedded mock authorization
+//! server (tokens live 1 s, and come with refresh tokens) and its protected API, and sends 200
+//! calls from 8 tasks, 150 ms apart: about four token lifetimes, with the server revoking
+//! every token twice in the middle. It prints a progress line each second and a summary
+//! (calls ok and failed, token-endpoint calls by grant, 401s recovered), and exits 0 only if
+//! every call succeeded.
+//!
+//! Against a real authorization server, the same from these variables (a contract: tests
+//! and users depend on it):
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `OAUTH2_ISSUER` or `OAUTH2_TOKEN_URL` | discovery from the issuer, or the token endpoint directly |
+//! | `OAUTH2_CLIENT_ID`, `OAUTH2_CLIENT_SECRET` | the client |
+//! | `OAUTH2_AUTH_METHOD` | `client_secret_basic` (default), `client_secret_post`, `private_key_jwt` |
+//! | `OAUTH2_PRIVATE_KEY`, `OAUTH2_KEY_ID` | PEM file of the client's private key (EC P-256 or RSA), its `kid` |
+//! | `OAUTH2_SCOPE`, `OAUTH2_AUDIENCE`, `OAUTH2_RESOURCE` | optional parameters (`OAUTH2_RESOURCE` may list several, space-separated) |
+//! | `API_URL` | the protected URL each call GETs (must answer 2xx with a valid token) |
+//! | `REQUESTS` (default 200), `CONCURRENCY` (default 8), `PACE_MS` (default 0) | how many calls, from how many tasks, with what pause between a task's calls |
+//!
+//! ```text
+//! OAUTH2_ISSUER=https://login.example.com/realms/acme OAUTH2_CLIENT_ID=reports \
+//! OAUTH2_CLIENT_SECRET=… API_URL=https://api.example.com/reports cargo run --example oauth2
+//! ```
+//!
+//! Against the mock, `OAUTH2_AUTH_METHOD`, `REQUESTS`, `CONCURRENCY` and `PACE_MS` apply too
+//! (`PACE_MS` is 150 there unless set, so that the run spans several lifetimes).
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
+use tower::util::BoxCloneService;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower_bearer::jose::{Algorithm, SigningKey};
+use tower_bearer::oauth2::mock::{MockAuthServer, MockClient};
+use tower_bearer::oauth2::{AuthMethod, OAuth2};
+use tower_bearer::{ReplayBody, TokenCache};
+
+/// The mock's token lifetime: short, so that a few seconds span several.
+const MOCK_TTL: Duration = Duration::from_secs(1);
+const MOCK_PACE: Duration = Duration::from_millis(150);
+const MOCK_CLIENT_ID: &str = "example-client";
+const MOCK_CLIENT_SECRET: &str = "example-secret";
+
+/// The example's settings, from the environment (or, in tests, any lookup).
+#[derive(Clone)]
+pub(crate) struct Settings {
+    /// `None`: the embedded mock.
+    server: Option<Server>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    auth_method: AuthMethod,
+    /// From `OAUTH2_PRIVATE_KEY` (a PEM file) and `OAUTH2_KEY_ID`.
+    private_key: Option<SigningKey>,
+    scope: Option<String>,
+    audience: Option<String>,
+    resources: Vec<String>,
+    api_url: Option<String>,
+    pub(crate) requests: usize,
+    concurrency: usize,
+    pace: Option<Duration>,
+}
+
+#[derive(Clone)]
+enum Server {
+    Issuer(String),
+    TokenUrl(String),
+}
+
+impl Settings {
+    /// Reads the variables through `lookup` (empty counts as unset).
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let number = |name: &str, default: usize| -> Result<usize, String> {
+            var(name).map_or(Ok(default), |raw| {
+                raw.trim()
+                    .parse()
+                    .map_err(|_| format!("{name}: '{raw}' is not a whole number"))
+            })
+        };
+        let server = match (var("OAUTH2_ISSUER"), var("OAUTH2_TOKEN_URL")) {
+            (Some(issuer), _) => Some(Server::Issuer(issuer)),
+            (None, Some(url)) => Some(Server::TokenUrl(url)),
+            (None, None) => None,
+        };
+        let auth_method = match var("OAUTH2_AUTH_METHOD") {
+            Some(name) => name.parse::<AuthMethod>().map_err(|e| e.to_string())?,
+            None => AuthMethod::ClientSecretBasic,
+        };
+        let private_key = match var("OAUTH2_PRIVATE_KEY") {
+            Some(path) => {
+                let pem = std::fs::read_to_string(&path)
+                    .map_err(|error| format!("OAUTH2_PRIVATE_KEY {path}: {error}"))?;
+                let key = SigningKey::from_pem(pem)
+                    .map_err(|error| format!("OAUTH2_PRIVATE_KEY {path}: {error}"))?;
+                Some(match var("OAUTH2_KEY_ID") {
+                    Some(kid) => key.with_key_id(kid),
+                    None => key,
+                })
+            }
+            None => None,
+        };
+        let settings = Settings {
+            client_id: var("OAUTH2_CLIENT_ID"),
+            client_secret: var("OAUTH2_CLIENT_SECRET"),
+            auth_method,
+            private_key,
+            scope: var("OAUTH2_SCOPE"),
+            audience: var("OAUTH2_AUDIENCE"),
+            resources: var("OAUTH2_RESOURCE")
+                .map(|list| list.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            api_url: var("API_URL"),
+            requests: number("REQUESTS", 200)?,
+            concurrency: number("CONCURRENCY", 8)?.max(1),
+            pace: var("PACE_MS")
+                .map(|_| number("PACE_MS", 0).map(|ms| Duration::from_millis(ms as u64)))
+                .transpose()?,
+            server,
+        };
+        if settings.server.is_some() {
+            if settings.client_id.is_none() {
+                return Err("OAUTH2_CLIENT_ID is required".to_owned());
+            }
+            if settings.api_url.is_none() {
+                return Err("API_URL is required: the protected URL each call GETs".to_owned());
+            }
+        }
+        Ok(settings)
+    }
+
+    fn pace(&self) -> Duration {
+        self.pace.unwrap_or(if self.server.is_some() {
+            Duration::ZERO
+        } else {
+            MOCK_PACE
+        })
+    }
+}
+
+/// How it went.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    /// Token requests the provider sent, by grant.
+    pub(crate) client_credentials: u64,
+    pub(crate) refresh_token: u64,
+    /// 401s to requests with the cache's token, and those sent again.
+    pub(crate) unauthorized: u64,
+    pub(crate) retried: u64,
+    /// What the mock saw (mock only).
+    pub(crate) revocations: u64,
+    pub(crate) reuses: u64,
+    pub(crate) expired_sent: u64,
+}
+
+impl Report {
+    pub(crate) fn success(&self, requests: usize) -> bool {
+        self.failed == 0 && self.ok == requests as u64
+    }
+}
+
+// ===== the stack =====
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, ReplayBody<Full<Bytes>>>;
+type Api = BoxCloneService<Request<Full<Bytes>>, Response<Incoming>, BoxError>;
+
+fn http_client() -> HttpClient {
+    let https = HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// Counts the token requests the provider sends, by `grant_type`, for the summary: the
+/// provider's client, wrapped.
+#[derive(Default)]
+struct GrantCounts {
+    client_credentials: AtomicU64,
+    refresh_token: AtomicU64,
+}
+
+type ProviderClient =
+    BoxCloneService<Request<ReplayBody<Full<Bytes>>>, Response<Incoming>, BoxError>;
+
+fn counting(client: HttpClient, counts: Arc<GrantCounts>) -> ProviderClient {
+    let service = tower::service_fn(move |request: Request<ReplayBody<Full<Bytes>>>| {
+        let (client, counts) = (client.clone(), counts.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await?.to_bytes();
+            let grant = form_urlencoded::parse(&body)
+                .find(|(name, _)| name == "grant_type")
+                .map(|(_, value)| value.into_owned());
+            match grant.as_deref() {
+                Some("client_credentials") => {
+                    counts.client_credentials.fetch_add(1, Ordering::Relaxed)
+                }
+                Some("refresh_token") => counts.refresh_token.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+            let request = Request::from_parts(parts, ReplayBody::new(Full::new(body)));
+            Ok::<_, BoxError>(client.request(request).await?)
+        }
+    });
+    BoxCloneService::new(service)
+}
+
+/// The stack a user builds: a timeout around each call, bearer auth from the OAuth 2.0
+/// provider (scoped to the API's origin), on one hyper client.
+fn stack(
+    settings: &Settings,
+    server: &Server,
+    counts: Arc<GrantCounts>,
+) -> Result<(Api, TokenCache), BoxError> {
+    let client = http_client();
+    let mut builder = match server {
+        Server::Issuer(issuer) => OAuth2::builder().issuer(issuer),
+        Server::TokenUrl(url) => OAuth2::builder().token_endpoint(url),
+    }
+    .auth_method(settings.auth_method)
+    .timeout(Duration::from_secs(10));
+    if let Some(id) = &settings.client_id {
+        builder = builder.client_id(id);
+    }
+    if let Some(secret) = &settings.client_secret {
+        builder = builder.client_secret(secret);
+    }
+    if let Some(key) = &settings.private_key {
+        builder = builder.private_key(key.clone());
+    }
+    if let Some(scope) = &settings.scope {
+        builder = builder.scope(scope);
+    }
+    if let Some(audience) = &settings.audience {
+        builder = builder.audience(audience);
+    }
+    for resource in &settings.resources {
+        builder = builder.resource(resource);
+    }
+    let api_url: Uri = settings.api_url.as_deref().unwrap_or_default().parse()?;
+    let auth = builder
+        .build(counting(client.clone(), counts))?
+        .into_layer(api_url)?;
+    let cache = auth.cache().clone();
+    let api = ServiceBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .layer(auth)
+        .service(client);
+    Ok((BoxCloneService::new(api), cache))
+}
+
+// ===== the session =====
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    latencies: Mutex<Vec<Duration>>,
+    errors: Mutex<Vec<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One call: a GET of the API URL; a success is a 2xx answer read to its end.
+async fn call(api: Api, uri: Uri) -> Result<(), String> {
+    let request = Request::get(uri)
+        .body(Full::default())
+        .expect("a valid request");
+    let response = api.oneshot(request).await.map_err(|error| chain(&*error))?;
+    let status = response.status();
+    response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| format!("reading the body: {error}"))?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("GET: {status}"))
+    }
+}
+
+/// An error and its sources, `: `-separated: a `TokenError` says no token could be had, its
+/// source says why (the authorization server refused the client, or could not be reached).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(error) = source {
+        write!(text, ": {error}").expect("writing to a String");
+        source = error.source();
+    }
+    text
+}
+
+async fn task(api: Api, uri: Uri, id: usize, calls: usize, settings: Settings, tally: Arc<Tally>) {
+    let pace = settings.pace();
+    if !pace.is_zero() {
+        // Tasks start spread over one pace, so calls arrive evenly.
+        sleep(pace * id as u32 / settings.concurrency as u32).await;
+    }
+    let mut ticks = interval(pace.max(Duration::from_nanos(1)));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    for _ in 0..calls {
+        if !pace.is_zero() {
+            ticks.tick().await;
+        }
+        let started = Instant::now();
+        let result = call(api.clone(), uri.clone()).await;
+        lock(&tally.latencies).push(started.elapsed());
+        match result {
+            Ok(()) => tally.ok.fetch_add(1, Ordering::Relaxed),
+            Err(error) => {
+                lock(&tally.errors).push(error);
+                tally.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+/// Runs the calls, printing progress to `out`; with a mock `mock`, revokes every token twice,
+/// once a third and once two thirds of the way through.
+async fn session(
+    settings: &Settings,
+    server: &Server,
+    mock: Option<&MockAuthServer>,
+    out: &mut dyn Write,
+) -> Result<Report, BoxError> {
+    let counts = Arc::new(GrantCounts::default());
+    let (api, cache) = stack(settings, server, counts.clone())?;
+    let uri: Uri = settings.api_url.as_deref().unwrap_or_default().parse()?;
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for id in 0..settings.concurrency {
+        // The calls shared out as evenly as they go.
+        let calls = settings.requests / settings.concurrency
+            + usize::from(id < settings.requests % settings.concurrency);
+        tasks.spawn(task(
+            api.clone(),
+            uri.clone(),
+            id,
+            calls,
+            settings.clone(),
+            tally.clone(),
+        ));
+    }
+
+    let mut progress = interval(Duration::from_secs(1));
+    progress.tick().await;
+    let mut watch = interval(Duration::from_millis(10));
+    let mut report = Report::default();
+    let mut revocations_due = if mock.is_some() { 2 } else { 0 };
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(result) => result?,
+                None => break,
+            },
+            _ = progress.tick() => {
+                writeln!(out, "{}", progress_line(started, &tally, &cache))?;
+            }
+            _ = watch.tick(), if revocations_due > 0 => {
+                let done = tally.ok.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed);
+                let due_at = settings.requests as u64 * (3 - revocations_due) / 3;
+                // A 401 replaces only a token past its minimum age (a tenth of its life), and a
+                // revocation while a refresh is in flight is another story: revoke when the
+                // current token is well into its life.
+                let stats = cache.stats();
+                let settled = !stats.refreshing
+                    && stats.age.is_some_and(|age| age >= MOCK_TTL / 4)
+                    && stats.expires_in.is_some_and(|left| left >= MOCK_TTL / 3);
+                if done >= due_at && settled {
+                    if let Some(mock) = mock {
+                        mock.revoke_all();
+                    }
+                    revocations_due -= 1;
+                    report.revocations += 1;
+                    writeln!(out, "{:>5.1}s  the server revoked every token", secs(started))?;
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    writeln!(out, "{}", progress_line(started, &tally, &cache))?;
+
+    report.ok = tally.ok.load(Ordering::Relaxed);
+    report.failed = tally.failed.load(Ordering::Relaxed);
+    report.client_credentials = counts.client_credentials.load(Ordering::Relaxed);
+    report.refresh_token = counts.refresh_token.load(Ordering::Relaxed);
+    let stats = cache.stats();
+    report.unauthorized = stats.unauthorized;
+    report.retried = stats.retried;
+    if let Some(mock) = mock {
+        let counters = mock.counters();
+        report.reuses = counters.refresh_token_reuses;
+        report.expired_sent = counters.expired_token_requests;
+    }
+
+    let mut latencies = std::mem::take(&mut *lock(&tally.latencies));
+    latencies.sort();
+    let percentile = |p: usize| {
+        latencies
+            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let mut summary = String::new();
+    writeln!(summary, "done in {:.1} s", elapsed.as_secs_f64())?;
+    writeln!(
+        summary,
+        "  calls           {} ok, {} failed",
+        report.ok, report.failed
+    )?;
+    writeln!(
+        summary,
+        "  token endpoint  {} client_credentials, {} refresh_token requests ({} tokens)",
+        report.client_credentials,
+        report.refresh_token,
+        stats.total().succeeded
+    )?;
+    writeln!(
+        summary,
+        "  401s            {} answered, {} recovered by a retry",
+        report.unauthorized, report.retried
+    )?;
+    writeln!(
+        summary,
+        "  latency         p50 {:.1} ms, p99 {:.1} ms",
+        ms(percentile(50)),
+        ms(percentile(99))
+    )?;
+    if mock.is_some() {
+        writeln!(
+            summary,
+            "  server          {} revocations, {} refresh tokens reused, {} calls with an expired token",
+            report.revocations, report.reuses, report.expired_sent
+        )?;
+    }
+    for error in lock(&tally.errors).iter().take(5) {
+        writeln!(summary, "  error: {error}")?;
+    }
+    out.write_all(summary.as_bytes())?;
+    Ok(report)
+}
+
+fn progress_line(started: Instant, tally: &Tally, cache: &TokenCache) -> String {
+    let stats = cache.stats();
+    format!(
+        "{:>5.1}s  {:>4} ok  {} failed  token #{}  401s retried {}",
+        secs(started),
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+        stats.generation,
+        stats.retried,
+    )
+}
+
+fn secs(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+// ===== the two targets =====
+
+/// The session against the embedded mock authorization server and its API, the client
+/// registered with the authentication method the settings name.
+pub(crate) async fn run_mock(
+    mut settings: Settings,
+    out: &mut dyn Write,
+) -> Result<Report, BoxError> {
+    let client = match settings.auth_method {
+        AuthMethod::ClientSecretPost => {
+            settings.client_secret = Some(MOCK_CLIENT_SECRET.to_owned());
+            MockClient::secret_post(MOCK_CLIENT_ID, MOCK_CLIENT_SECRET)
+        }
+        AuthMethod::PrivateKeyJwt => {
+            let key = match settings.private_key.take() {
+                Some(key) => key,
+                None => SigningKey::generate(Algorithm::Es256)?.with_key_id("example-key"),
+            };
+            let client = MockClient::private_key_jwt(MOCK_CLIENT_ID, key.public_jwk());
+            settings.private_key = Some(key);
+            client
+        }
+        _ => {
+            settings.client_secret = Some(MOCK_CLIENT_SECRET.to_owned());
+            MockClient::secret_basic(MOCK_CLIENT_ID, MOCK_CLIENT_SECRET)
+        }
+    };
+    let server = MockAuthServer::builder()
+        .register(client)
+        .refresh_tokens(true)
+        .token_ttl(MOCK_TTL)
+        .start()
+        .await?;
+    settings.client_id = Some(MOCK_CLIENT_ID.to_owned());
+    settings.api_url = Some(server.uri_for("/api/items").to_string());
+    writeln!(
+        out,
+        "tower-bearer oauth2: {} calls from {} tasks against a mock authorization server at {} \
+         ({})",
+        settings.requests,
+        settings.concurrency,
+        server.uri(),
+        settings.auth_method,
+    )?;
+    writeln!(
+        out,
+        "(tokens live {} s; set OAUTH2_ISSUER or OAUTH2_TOKEN_URL to run against a real server)",
+        MOCK_TTL.as_secs()
+    )?;
+    let report = session(
+        &settings,
+        &Server::Issuer(server.issuer()),
+        Some(&server),
+        out,
+    )
+    .await;
+    server.shutdown().await;
+    report
+}
+
+/// The session against a real authorization server and API.
+pub(crate) async fn run_real(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
+    let Some(server) = settings.server.clone() else {
+        return Err("no OAUTH2_ISSUER or OAUTH2_TOKEN_URL".into());
+    };
+    let (Server::Issuer(at) | Server::TokenUrl(at)) = &server;
+    writeln!(
+        out,
+        "tower-bearer oauth2: {} calls from {} tasks to {} with tokens from {at} ({})",
+        settings.requests,
+        settings.concurrency,
+        settings.api_url.as_deref().unwrap_or_default(),
+        settings.auth_method,
+    )?;
+    session(&settings, &server, None, out).await
+}
+
+/// Whichever the settings ask for.
+pub(crate) async fn run(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
+    if settings.server.is_some() {
+        run_real(settings, out).await
+    } else {
+        run_mock(settings, out).await
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("oauth2: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let requests = settings.requests;
+    match run(settings, &mut io::stdout()).await {
+        Ok(report) if report.success(requests) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("oauth2: {}", chain(&*error));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! What every clone of a provider, and every call in flight, shares: where the token endpoint
+//! is, who the client is, what it asks for.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use http::Uri;
+use secrecy::SecretString;
+use tokio::sync::OnceCell;
+
+use super::client_auth::ClientAuth;
+use super::grant::GrantKind;
+
+/// The provider's settings, fixed when it is built, and the little it learns while it runs.
+pub(super) struct ProviderConfig {
+    pub(super) endpoint: EndpointSource,
+    pub(super) client_auth: ClientAuth,
+    pub(super) grant: GrantKind,
+    /// `scope` (joined), `audience`, `resource` and extra parameters, in that order: sent with
+    /// every grant, the refresh-token grant included.
+    pub(super) params: Vec<(String, String)>,
+    /// The lifetime of a token whose answer has no `expires_in`; `None`: until refused.
+    pub(super) default_lifetime: Option<Duration>,
+    /// For [`Grant::refresh_token`](super::Grant::refresh_token): the newest refresh token
+    /// issued, so that a call without a previous token (the cache lost it after a failure)
+    /// never presents one the server has rotated away, which a server with reuse detection
+    /// answers by revoking them all.
+    pub(super) newest_refresh_token: Mutex<Option<SecretString>>,
+}
+
+/// The token endpoint, as a URI to send to and as the text a client assertion's `aud` names.
+#[derive(Debug, Clone)]
+pub(super) struct TokenEndpoint {
+    pub(super) uri: Uri,
+    pub(super) url: String,
+}
+
+impl TokenEndpoint {
+    /// An absolute `http` or `https` URI with a host, or `None`.
+    pub(super) fn parse(url: &str) -> Option<Self> {
+        let uri: Uri = url.parse().ok()?;
+        let scheme = uri.scheme_str()?;
+        if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http"))
+            || uri.host().is_none_or(str::is_empty)
+        {
+            return None;
+        }
+        Some(TokenEndpoint {
+            uri,
+            url: url.to_owned(),
+        })
+    }
+}
+
+/// Where the token endpoint comes from.
+pub(super) enum EndpointSource {
+    /// Given.
+    Fixed(TokenEndpoint),
+    /// Discovered from the issuer's metadata on first use, then kept.
+    Discovered {
+        issuer: String,
+        endpoint: OnceCell<TokenEndpoint>,
+    },
+}

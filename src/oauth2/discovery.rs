@@ -1,0 +1,185 @@
+//! Finding the token endpoint from the issuer: RFC 8414 metadata, then OpenID Connect
+//! Discovery's.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, HeaderValue, USER_AGENT};
+use http::{Request, StatusCode, Uri};
+
+use super::answer;
+use super::config::TokenEndpoint;
+use super::error::{DiscoveryError, MAX_TEXT, MalformedAnswer, OAuth2Error};
+use crate::http_client;
+use crate::{HttpClient, RequestBody, RetryAfter};
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The URIs the issuer's metadata may be at, in the order they are tried: RFC 8414's
+/// (`/.well-known/oauth-authorization-server` inserted before the issuer's path), then
+/// OpenID Connect's (`/.well-known/openid-configuration` appended to it).
+pub(super) fn metadata_uris(issuer: &Uri) -> [String; 2] {
+    let scheme = issuer.scheme_str().unwrap_or("https");
+    let authority = issuer
+        .authority()
+        .map_or("", |authority| authority.as_str());
+    let path = issuer.path().trim_end_matches('/');
+    [
+        format!("{scheme}://{authority}/.well-known/oauth-authorization-server{path}"),
+        format!("{scheme}://{authority}{path}/.well-known/openid-configuration"),
+    ]
+}
+
+/// The issuer's token endpoint, from the first metadata document found.
+pub(super) async fn discover<C, B>(
+    client: &mut C,
+    issuer: &str,
+) -> Result<TokenEndpoint, OAuth2Error>
+where
+    C: HttpClient<B>,
+    B: RequestBody,
+{
+    let issuer_uri: Uri = issuer
+        .parse()
+        .expect("the builder checked the issuer is a URI");
+    let mut last_status = StatusCode::NOT_FOUND;
+    for uri in metadata_uris(&issuer_uri) {
+        let mut request = Request::new(http_client::body::<B>(Bytes::new()));
+        *request.uri_mut() = uri.parse().expect("built from a valid URI");
+        request.headers_mut().insert(ACCEPT, JSON);
+        request
+            .headers_mut()
+            .insert(USER_AGENT, http_client::USER_AGENT);
+        let answer = http_client::send(client, request)
+            .await
+            .map_err(|error| failed(DiscoveryError::Transport(error)))?;
+        if !answer.status.is_success() {
+            tracing::debug!(
+                uri,
+                status = answer.status.as_u16(),
+                "no authorization server metadata"
+            );
+            last_status = answer.status;
+            continue;
+        }
+        let body = answer
+            .body
+            .map_err(|error| failed(DiscoveryError::Transport(answer::read_error(error).into())))?;
+        return parse_metadata(&body, issuer).map_err(|error| {
+            // Metadata that names another issuer, or no usable endpoint, will say the same
+            // next time: only a change of configuration fixes it.
+            OAuth2Error::Discovery {
+                error,
+                retry_after: Some(RetryAfter::permanent(
+                    "the authorization server's metadata is unusable",
+                )),
+            }
+        });
+    }
+    Err(OAuth2Error::Discovery {
+        error: DiscoveryError::Status(last_status),
+        // A 404 at both URIs is a wrong issuer; a 5xx may pass.
+        retry_after: last_status
+            .is_client_error()
+            .then(|| RetryAfter::permanent("the issuer has no metadata")),
+    })
+}
+
+fn failed(error: DiscoveryError) -> OAuth2Error {
+    OAuth2Error::Discovery {
+        error,
+        retry_after: None,
+    }
+}
+
+/// The token endpoint of a metadata document, if its `issuer` is `expected` (RFC 8414 §3.3:
+/// identical, character for character).
+pub(super) fn parse_metadata(body: &[u8], expected: &str) -> Result<TokenEndpoint, DiscoveryError> {
+    let fields = answer::object(body).map_err(DiscoveryError::Malformed)?;
+    let issuer = answer::string(&fields, "issuer").map_err(DiscoveryError::Malformed)?;
+    if issuer != expected {
+        return Err(DiscoveryError::IssuerMismatch {
+            expected: expected.to_owned(),
+            found: http_client::server_text(issuer, &[], MAX_TEXT),
+        });
+    }
+    let token_endpoint =
+        answer::string(&fields, "token_endpoint").map_err(DiscoveryError::Malformed)?;
+    TokenEndpoint::parse(token_endpoint).ok_or(DiscoveryError::Malformed(MalformedAnswer::NotAUri(
+        "token_endpoint",
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_uris_for_issuers_with_and_without_a_path() {
+        let uris = |issuer: &str| metadata_uris(&issuer.parse().unwrap());
+        assert_eq!(
+            uris("https://as.example"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server",
+                "https://as.example/.well-known/openid-configuration",
+            ]
+        );
+        assert_eq!(uris("https://as.example/"), uris("https://as.example"));
+        assert_eq!(
+            uris("https://login.example:8443/realms/acme/"),
+            [
+                "https://login.example:8443/.well-known/oauth-authorization-server/realms/acme",
+                "https://login.example:8443/realms/acme/.well-known/openid-configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn metadata_must_name_the_same_issuer_and_a_token_endpoint() {
+        let doc = |issuer: &str, endpoint: &str| {
+            format!(r#"{{"issuer":"{issuer}","token_endpoint":"{endpoint}","jwks_uri":"x"}}"#)
+        };
+        let endpoint = parse_metadata(
+            doc("https://as.example", "https://as.example/oauth/token").as_bytes(),
+            "https://as.example",
+        )
+        .unwrap();
+        assert_eq!(endpoint.url, "https://as.example/oauth/token");
+
+        let mismatch = parse_metadata(
+            doc("https://evil.example", "https://evil.example/token").as_bytes(),
+            "https://as.example",
+        )
+        .unwrap_err();
+        assert!(matches!(
+            &mismatch,
+            DiscoveryError::IssuerMismatch { expected, found }
+                if expected == "https://as.example" && found == "https://evil.example"
+        ));
+        // A trailing slash is another issuer (RFC 8414 §3.3): said, not guessed.
+        assert!(matches!(
+            parse_metadata(
+                doc("https://as.example/", "https://as.example/t").as_bytes(),
+                "https://as.example"
+            ),
+            Err(DiscoveryError::IssuerMismatch { .. })
+        ));
+        assert!(matches!(
+            parse_metadata(
+                doc("https://as.example", "/relative").as_bytes(),
+                "https://as.example"
+            ),
+            Err(DiscoveryError::Malformed(MalformedAnswer::NotAUri(
+                "token_endpoint"
+            )))
+        ));
+        assert!(matches!(
+            parse_metadata(br#"{"issuer":"https://as.example"}"#, "https://as.example"),
+            Err(DiscoveryError::Malformed(MalformedAnswer::Missing(
+                "token_endpoint"
+            )))
+        ));
+        assert!(matches!(
+            parse_metadata(b"<html>", "https://as.example"),
+            Err(DiscoveryError::Malformed(MalformedAnswer::NotJson(_)))
+        ));
+    }
+}

@@ -1,0 +1,169 @@
+//! What a running mock authorization server holds: its fixed configuration, its mutable
+//! state, and what it tells tests (counters, a log of token requests).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::Value;
+
+use super::clients::MockClient;
+use super::faults::Faults;
+use super::ledger::TokenLedger;
+use crate::oauth2::AuthMethod;
+
+/// Which metadata documents the server publishes, for
+/// [`MockAuthServerBuilder::discovery`](super::MockAuthServerBuilder::discovery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Discovery {
+    /// RFC 8414's `/.well-known/oauth-authorization-server` and OpenID Connect's
+    /// `/.well-known/openid-configuration`. The default.
+    Both,
+    /// Only RFC 8414's.
+    OAuthOnly,
+    /// Only OpenID Connect's (as many servers do).
+    OpenIdOnly,
+    /// Neither.
+    None,
+}
+
+/// Settings fixed when the server starts.
+pub(super) struct AuthServerConfig {
+    pub(super) clients: HashMap<String, MockClient>,
+    /// Issuers whose JWT-bearer assertions are accepted, and their public keys.
+    pub(super) assertion_issuers: HashMap<String, Value>,
+    /// What the metadata's `issuer` says; the server's base URL unless overridden.
+    pub(super) issuer: String,
+    pub(super) token_endpoint: String,
+    pub(super) discovery: Discovery,
+    pub(super) refresh_tokens: bool,
+    pub(super) rotate_refresh_tokens: bool,
+}
+
+/// Everything that changes while the server runs, behind one lock: requests are tiny, and
+/// one lock keeps the counters consistent with the tokens they count.
+pub(super) struct AuthServerState {
+    pub(super) token_ttl: Duration,
+    pub(super) ledger: TokenLedger,
+    pub(super) faults: Faults,
+    pub(super) counters: AuthServerCounters,
+    pub(super) token_requests: Vec<TokenRequestLog>,
+    /// `jti`s of client assertions and grant assertions already used.
+    pub(super) seen_jtis: HashSet<String>,
+    pub(super) subject_tokens: HashSet<String>,
+}
+
+/// The configuration and state every connection shares.
+pub(super) struct SharedAuthServer {
+    pub(super) config: AuthServerConfig,
+    state: Mutex<AuthServerState>,
+}
+
+impl SharedAuthServer {
+    pub(super) fn new(config: AuthServerConfig, state: AuthServerState) -> Self {
+        SharedAuthServer {
+            config,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// The state. Never held across an `.await`.
+    pub(super) fn lock(&self) -> MutexGuard<'_, AuthServerState> {
+        crate::sync::lock(&self.state)
+    }
+}
+
+/// What a [`MockAuthServer`](super::MockAuthServer) has seen and done, for tests to assert
+/// on. Read it with [`MockAuthServer::counters`](super::MockAuthServer::counters).
+///
+/// Counters may be added in later versions: read the fields, compare with
+/// `AuthServerCounters::default()`, but do not build one field by field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthServerCounters {
+    /// Requests to the token endpoint, whatever became of them.
+    pub token_requests: u64,
+    /// Tokens issued for client credentials.
+    pub client_credentials_grants: u64,
+    /// Tokens issued for a refresh token.
+    pub refresh_token_grants: u64,
+    /// Tokens issued for a JWT-bearer assertion.
+    pub jwt_bearer_grants: u64,
+    /// Tokens issued for a token exchange.
+    pub token_exchange_grants: u64,
+    /// Requests whose client authenticated with `client_secret_basic`.
+    pub client_secret_basic: u64,
+    /// Requests whose client authenticated with `client_secret_post`.
+    pub client_secret_post: u64,
+    /// Requests whose client authenticated with `private_key_jwt`.
+    pub private_key_jwt: u64,
+    /// Requests from a public client (`none`).
+    pub public_client: u64,
+    /// Answers `invalid_client`: unknown client, wrong secret or key, an assertion expired,
+    /// replayed or for another audience, another method than the client's.
+    pub invalid_client: u64,
+    /// Answers `invalid_grant`: a refresh token unknown, used, revoked or another client's;
+    /// an assertion or subject token refused.
+    pub invalid_grant: u64,
+    /// Answers `invalid_request` or `unsupported_grant_type`.
+    pub invalid_request: u64,
+    /// Refresh tokens presented again after use: each revoked its whole family (every
+    /// refresh and access token descending from the same grant).
+    pub refresh_token_reuses: u64,
+    /// Token requests answered with an injected [`Fault`](super::Fault) instead of being
+    /// handled (delays excepted).
+    pub faults_injected: u64,
+    /// Token requests held back by an injected delay (then handled as usual).
+    pub delays_injected: u64,
+    /// Requests for a metadata document, published or not.
+    pub discovery_requests: u64,
+    /// Requests to the protected API (`/api/...`).
+    pub resource_requests: u64,
+    /// API requests answered 401: no token, an unknown, expired or revoked one.
+    pub resource_unauthorized: u64,
+    /// API requests whose token was already past its expiry when they arrived: a client that
+    /// tracks expiry should keep this at zero.
+    pub expired_token_requests: u64,
+}
+
+/// One request to the token endpoint, as
+/// [`MockAuthServer::token_requests`](super::MockAuthServer::token_requests) tells it.
+///
+/// The values of the parameters that carry secrets (`client_secret`, `client_assertion`,
+/// `refresh_token`, `assertion`, `subject_token`) read `[REDACTED]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenRequestLog {
+    /// The `grant_type` parameter, empty if there was none.
+    pub grant_type: String,
+    /// The client that authenticated, if one did.
+    pub client_id: Option<String>,
+    /// How it authenticated, if it did.
+    pub auth_method: Option<AuthMethod>,
+    /// Every form parameter, in order, secrets redacted.
+    pub params: Vec<(String, String)>,
+    /// The status of the answer.
+    pub status: StatusCode,
+}
+
+impl TokenRequestLog {
+    /// The values of parameter `name`, in order.
+    pub fn param(&self, name: &str) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+}
+
+/// The parameters whose values a log never shows.
+pub(super) const SECRET_PARAMS: [&str; 5] = [
+    "client_secret",
+    "client_assertion",
+    "refresh_token",
+    "assertion",
+    "subject_token",
+];
