@@ -10,8 +10,8 @@ use http_body_util::{BodyExt, Full};
 use tower::Service;
 
 /// A [`reqwest::Client`] as a tower service from `http::Request<Full<Bytes>>` to
-/// `http::Response<reqwest::Body>`: what a token provider (api.video's `ApiVideo`, any other
-/// generic over a tower HTTP client) sends its token requests through.
+/// `http::Response<reqwest::Body>`: what a token provider (`oauth2::OAuth2`, api.video's
+/// `ApiVideo`, any other generic over a tower HTTP client) sends its token requests through.
 ///
 /// A provider is generic over any tower HTTP client; with this, an application built on
 /// reqwest gets its tokens over the same connection pool, TLS and proxy settings as its API
