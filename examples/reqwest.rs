@@ -182,9 +182,9 @@ pub(crate) async fn run(out: &mut dyn Write) -> Result<Report, BoxError> {
 }
 
 async fn session(server: &MockServer, out: &mut dyn Write) -> Result<Report, BoxError> {
-    let base_uri = server.uri().to_string();
+    let base_uri = server.uri();
     let (client, cache) = stack(&base_uri)?;
-    let base: Arc<str> = base_uri.trim_end_matches('/').into();
+    let base: Arc<str> = base_uri.into();
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
     let mut tasks = JoinSet::new();

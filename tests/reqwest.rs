@@ -278,7 +278,7 @@ async fn a_tower_client_and_a_reqwest_client_share_one_cache() {
 /// A proxy to `server` that answers 503 the first time it sees a path and query, and passes
 /// every other request on: each call meets one transient failure.
 async fn flaky_proxy(server: &MockServer) -> Server {
-    let upstream = server.uri().to_string();
+    let upstream = server.uri();
     let seen_before = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let http = reqwest::Client::new();
     Server::start_async(move |seen: Seen| {
@@ -288,7 +288,7 @@ async fn flaky_proxy(server: &MockServer) -> Server {
             if first {
                 return answer(StatusCode::SERVICE_UNAVAILABLE);
             }
-            let url = format!("{}{}", upstream.trim_end_matches('/'), seen.target);
+            let url = format!("{upstream}{}", seen.target);
             let mut request = http.request(seen.method, url).body(seen.body);
             if let Some(auth) = seen.authorization {
                 request = request.header(http::header::AUTHORIZATION, auth);

@@ -19,7 +19,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! # let server = MockServer::builder().api_key("my-api-key").start().await?;
-//! # let base = server.uri().to_string();
+//! # let base = server.uri();
 //! // In production: ApiVideo::production(api_key, …) and https://ws.api.video.
 //! let http = reqwest::Client::new();
 //! let api = ApiVideo::with_base_uri(&*base, "my-api-key", ClientService::new(http.clone()))?;
@@ -28,7 +28,7 @@
 //! let cache = auth.cache().clone(); // to see what it did
 //! let client = ClientBuilder::new(http).with(auth).build();
 //!
-//! let videos = client.get(format!("{base}videos")).send().await?;
+//! let videos = client.get(format!("{base}/videos")).send().await?;
 //! assert_eq!(videos.status(), 200);
 //! println!("{}", cache.stats()); // 1 token obtained (initial 1, …), …
 //! # assert_eq!(server.counters().api_key_logins, 1);
