@@ -23,14 +23,22 @@
 //! | `OAUTH2_SCOPE`, `OAUTH2_AUDIENCE`, `OAUTH2_RESOURCE` | optional parameters (`OAUTH2_RESOURCE` may list several, space-separated) |
 //! | `API_URL` | the protected URL each call GETs (must answer 2xx with a valid token) |
 //! | `REQUESTS` (default 200), `CONCURRENCY` (default 8), `PACE_MS` (default 0) | how many calls, from how many tasks, with what pause between a task's calls |
+//! | `OAUTH2_DPOP=1`, or `OAUTH2_DPOP_KEY` | DPoP-bound tokens (RFC 9449; build with `--features dpop`): a fresh ES256 key per run, or the key in this PEM file (EC P-256, Ed25519 or RSA) |
 //!
 //! ```text
 //! OAUTH2_ISSUER=https://login.example.com/realms/acme OAUTH2_CLIENT_ID=reports \
 //! OAUTH2_CLIENT_SECRET=… API_URL=https://api.example.com/reports cargo run --example oauth2
 //! ```
 //!
-//! Against the mock, `OAUTH2_AUTH_METHOD`, `REQUESTS`, `CONCURRENCY` and `PACE_MS` apply too
-//! (`PACE_MS` is 150 there unless set, so that the run spans several lifetimes).
+//! Against the mock, `OAUTH2_AUTH_METHOD`, `REQUESTS`, `CONCURRENCY`, `PACE_MS` and the DPoP
+//! variables apply too (`PACE_MS` is 150 there unless set, so that the run spans several
+//! lifetimes). With DPoP the mock requires proofs and its nonce at the token endpoint and the
+//! API, and changes its nonce every second: the summary counts the nonce challenges met, each
+//! recovered by one retry with the same token.
+//!
+//! ```text
+//! OAUTH2_DPOP=1 cargo run --example oauth2 --features dpop
+//! ```
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -51,6 +59,8 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
+#[cfg(feature = "dpop")]
+use tower_bearer::dpop::DpopKey;
 use tower_bearer::jose::{Algorithm, SigningKey};
 use tower_bearer::oauth2::mock::{MockAuthServer, MockClient};
 use tower_bearer::oauth2::{AuthMethod, OAuth2};
@@ -76,6 +86,9 @@ pub(crate) struct Settings {
     audience: Option<String>,
     resources: Vec<String>,
     api_url: Option<String>,
+    /// From `OAUTH2_DPOP` or `OAUTH2_DPOP_KEY`.
+    #[cfg(feature = "dpop")]
+    dpop: Option<DpopKey>,
     pub(crate) requests: usize,
     concurrency: usize,
     pace: Option<Duration>,
@@ -120,6 +133,29 @@ impl Settings {
             }
             None => None,
         };
+        let dpop_key = var("OAUTH2_DPOP_KEY");
+        let dpop = match var("OAUTH2_DPOP").as_deref().map(str::trim) {
+            None | Some("0" | "false") => dpop_key.is_some(),
+            Some("1" | "true") => true,
+            Some(other) => return Err(format!("OAUTH2_DPOP: '{other}' is not 1 or 0")),
+        };
+        #[cfg(feature = "dpop")]
+        let dpop = match (dpop, dpop_key) {
+            (_, Some(path)) => {
+                let pem = std::fs::read_to_string(&path)
+                    .map_err(|error| format!("OAUTH2_DPOP_KEY {path}: {error}"))?;
+                Some(
+                    DpopKey::from_pem(pem)
+                        .map_err(|error| format!("OAUTH2_DPOP_KEY {path}: {error}"))?,
+                )
+            }
+            (true, None) => Some(DpopKey::generate(Algorithm::Es256).map_err(|e| e.to_string())?),
+            (false, None) => None,
+        };
+        #[cfg(not(feature = "dpop"))]
+        if dpop {
+            return Err("OAUTH2_DPOP: build the example with `--features dpop`".to_owned());
+        }
         let settings = Settings {
             client_id: var("OAUTH2_CLIENT_ID"),
             client_secret: var("OAUTH2_CLIENT_SECRET"),
@@ -131,6 +167,8 @@ impl Settings {
                 .map(|list| list.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default(),
             api_url: var("API_URL"),
+            #[cfg(feature = "dpop")]
+            dpop,
             requests: number("REQUESTS", 200)?,
             concurrency: number("CONCURRENCY", 8)?.max(1),
             pace: var("PACE_MS")
@@ -147,6 +185,14 @@ impl Settings {
             }
         }
         Ok(settings)
+    }
+
+    /// Whether the tokens are DPoP-bound.
+    pub(crate) fn dpop(&self) -> bool {
+        #[cfg(feature = "dpop")]
+        return self.dpop.is_some();
+        #[cfg(not(feature = "dpop"))]
+        false
     }
 
     fn pace(&self) -> Duration {
@@ -169,10 +215,18 @@ pub(crate) struct Report {
     /// 401s to requests with the cache's token, and those sent again.
     pub(crate) unauthorized: u64,
     pub(crate) retried: u64,
+    /// Requests sent again with the same DPoP token for the server's new nonce.
+    pub(crate) nonce_retried: u64,
     /// What the mock saw (mock only).
     pub(crate) revocations: u64,
     pub(crate) reuses: u64,
     pub(crate) expired_sent: u64,
+    /// DPoP nonce challenges by the token endpoint and by the API, nonce rotations, and
+    /// proofs refused for another reason (mock only).
+    pub(crate) token_nonce_challenges: u64,
+    pub(crate) api_nonce_challenges: u64,
+    pub(crate) nonce_rotations: u64,
+    pub(crate) proofs_refused: u64,
 }
 
 impl Report {
@@ -251,6 +305,10 @@ fn stack(
     }
     if let Some(key) = &settings.private_key {
         builder = builder.private_key(key.clone());
+    }
+    #[cfg(feature = "dpop")]
+    if let Some(key) = &settings.dpop {
+        builder = builder.dpop(key.clone());
     }
     if let Some(scope) = &settings.scope {
         builder = builder.scope(scope);
@@ -376,8 +434,20 @@ async fn session(
     let mut watch = interval(Duration::from_millis(10));
     let mut report = Report::default();
     let mut revocations_due = if mock.is_some() { 2 } else { 0 };
+    // With DPoP, the mock's nonce changes once a second: each change costs the requests that
+    // meet it one retry, with the same token.
+    let mut nonce_rotation = interval(Duration::from_secs(1));
+    nonce_rotation.tick().await;
+    let rotate_nonces = mock.is_some() && settings.dpop();
     loop {
         tokio::select! {
+            _ = nonce_rotation.tick(), if rotate_nonces => {
+                #[cfg(feature = "dpop")]
+                if let Some(mock) = mock {
+                    mock.rotate_dpop_nonce();
+                    report.nonce_rotations += 1;
+                }
+            }
             joined = tasks.join_next() => match joined {
                 Some(result) => result?,
                 None => break,
@@ -416,10 +486,27 @@ async fn session(
     let stats = cache.stats();
     report.unauthorized = stats.unauthorized;
     report.retried = stats.retried;
+    report.nonce_retried = stats.nonce_retried;
     if let Some(mock) = mock {
         let counters = mock.counters();
         report.reuses = counters.refresh_token_reuses;
         report.expired_sent = counters.expired_token_requests;
+        #[cfg(feature = "dpop")]
+        {
+            report.token_nonce_challenges = counters.token_nonce_challenges;
+            report.api_nonce_challenges = counters.resource_nonce_challenges;
+            let refused = counters.dpop_refused;
+            report.proofs_refused = refused.missing_proof
+                + refused.malformed
+                + refused.signature
+                + refused.method
+                + refused.uri
+                + refused.issued_at
+                + refused.replayed
+                + refused.access_token_hash
+                + refused.key_mismatch
+                + refused.bearer_scheme;
+        }
     }
 
     let mut latencies = std::mem::take(&mut *lock(&tally.latencies));
@@ -449,6 +536,13 @@ async fn session(
         "  401s            {} answered, {} recovered by a retry",
         report.unauthorized, report.retried
     )?;
+    if settings.dpop() {
+        writeln!(
+            summary,
+            "  dpop            {} sent again with the server's new nonce (same token)",
+            report.nonce_retried
+        )?;
+    }
     writeln!(
         summary,
         "  latency         p50 {:.1} ms, p99 {:.1} ms",
@@ -461,6 +555,16 @@ async fn session(
             "  server          {} revocations, {} refresh tokens reused, {} calls with an expired token",
             report.revocations, report.reuses, report.expired_sent
         )?;
+        if settings.dpop() {
+            writeln!(
+                summary,
+                "  server dpop     {} nonce rotations; nonce challenges: {} at the token endpoint, {} at the API; {} proofs refused",
+                report.nonce_rotations,
+                report.token_nonce_challenges,
+                report.api_nonce_challenges,
+                report.proofs_refused
+            )?;
+        }
     }
     for error in lock(&tally.errors).iter().take(5) {
         writeln!(summary, "  error: {error}")?;
@@ -519,19 +623,24 @@ pub(crate) async fn run_mock(
     let server = MockAuthServer::builder()
         .register(client)
         .refresh_tokens(true)
-        .token_ttl(MOCK_TTL)
-        .start()
-        .await?;
+        .token_ttl(MOCK_TTL);
+    // With DPoP, the mock asks for proofs everywhere, with its nonce.
+    #[cfg(feature = "dpop")]
+    let server = server
+        .require_dpop(settings.dpop())
+        .require_dpop_nonce(settings.dpop());
+    let server = server.start().await?;
     settings.client_id = Some(MOCK_CLIENT_ID.to_owned());
     settings.api_url = Some(server.uri_for("/api/items").to_string());
     writeln!(
         out,
         "tower-bearer oauth2: {} calls from {} tasks against a mock authorization server at {} \
-         ({})",
+         ({}{})",
         settings.requests,
         settings.concurrency,
         server.uri(),
         settings.auth_method,
+        dpop_note(&settings),
     )?;
     writeln!(
         out,
@@ -557,13 +666,24 @@ pub(crate) async fn run_real(settings: Settings, out: &mut dyn Write) -> Result<
     let (Server::Issuer(at) | Server::TokenUrl(at)) = &server;
     writeln!(
         out,
-        "tower-bearer oauth2: {} calls from {} tasks to {} with tokens from {at} ({})",
+        "tower-bearer oauth2: {} calls from {} tasks to {} with tokens from {at} ({}{})",
         settings.requests,
         settings.concurrency,
         settings.api_url.as_deref().unwrap_or_default(),
         settings.auth_method,
+        dpop_note(&settings),
     )?;
     session(&settings, &server, None, out).await
+}
+
+/// ", DPoP with key <thumbprint>" when the tokens are DPoP-bound.
+fn dpop_note(settings: &Settings) -> String {
+    #[cfg(feature = "dpop")]
+    if let Some(key) = &settings.dpop {
+        return format!(", DPoP with {} key {}", key.algorithm(), key.thumbprint());
+    }
+    let _ = settings;
+    String::new()
 }
 
 /// Whichever the settings ask for.

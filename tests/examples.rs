@@ -238,6 +238,58 @@ async fn oauth2_against_the_mock_with_each_auth_method() {
     }
 }
 
+/// `OAUTH2_DPOP=1 cargo run --example oauth2 --features dpop`: the same run with DPoP-bound
+/// tokens against a mock that requires proofs and its nonce everywhere and changes its nonce
+/// every second; every call succeeds, each nonce change recovered by a retry with the same
+/// token, and no proof refused.
+#[cfg(feature = "dpop")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_against_the_mock_with_dpop() {
+    let settings = oauth2_example::Settings::from_lookup(|name| {
+        (name == "OAUTH2_DPOP").then(|| "1".to_owned())
+    })
+    .unwrap();
+    assert!(settings.dpop());
+    let mut out = Vec::new();
+    let report = oauth2_example::run(settings, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert!(report.success(200), "{out}");
+    assert!(out.contains("DPoP with ES256 key"), "{out}");
+    assert_eq!(report.revocations, 2, "{out}");
+    assert_eq!((report.reuses, report.expired_sent), (0, 0), "{out}");
+    // The first grant meets the token endpoint's nonce.
+    assert!(report.token_nonce_challenges >= 1, "{out}");
+    assert!(report.nonce_rotations >= 2, "{out}");
+    assert!(report.api_nonce_challenges >= 1, "{out}");
+    assert_eq!(report.proofs_refused, 0, "{out}");
+    assert!(report.nonce_retried >= 1, "{out}");
+    assert!(
+        out.contains("sent again with the server's new nonce"),
+        "{out}"
+    );
+}
+
+/// `OAUTH2_DPOP_KEY` loads the key from a PEM file (DPoP without `OAUTH2_DPOP`).
+#[cfg(feature = "dpop")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_against_the_mock_with_a_dpop_key_from_a_file() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/ed25519.pkcs8.pem");
+    let settings = oauth2_example::Settings::from_lookup(|name| match name {
+        "OAUTH2_DPOP_KEY" => Some(path.to_owned()),
+        "REQUESTS" => Some("40".to_owned()),
+        "PACE_MS" => Some("0".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    let report = oauth2_example::run(settings, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(report.success(40), "{out}");
+    assert!(out.contains("DPoP with EdDSA key"), "{out}");
+    assert_eq!(report.proofs_refused, 0, "{out}");
+}
+
 #[test]
 fn oauth2_settings_are_checked() {
     let lookup = |vars: &'static [(&'static str, &'static str)]| {
@@ -263,6 +315,11 @@ fn oauth2_settings_are_checked() {
         .contains("API_URL")
     );
     assert!(error(&[("OAUTH2_PRIVATE_KEY", "/nonexistent/key.pem")]).contains("/nonexistent"));
+    assert!(error(&[("OAUTH2_DPOP", "yes")]).contains("OAUTH2_DPOP"));
+    #[cfg(feature = "dpop")]
+    assert!(error(&[("OAUTH2_DPOP_KEY", "/nonexistent/dpop.pem")]).contains("/nonexistent"));
+    #[cfg(not(feature = "dpop"))]
+    assert!(error(&[("OAUTH2_DPOP", "1")]).contains("--features dpop"));
     let settings = oauth2_example::Settings::from_lookup(lookup(&[
         ("OAUTH2_TOKEN_URL", "https://as.example/t"),
         ("OAUTH2_CLIENT_ID", "c"),

@@ -277,9 +277,12 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "400 unknown error code",
-            error_json(StatusCode::BAD_REQUEST, r#"{"error":"use_dpop_nonce"}"#),
+            error_json(
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"interaction_required"}"#,
+            ),
             Error(
-                "Refused { response: ErrorResponse { status: 400, code: Other(\"use_dpop_nonce\"), description: None, uri: None }, retry_after: None",
+                "Refused { response: ErrorResponse { status: 400, code: Other(\"interaction_required\"), description: None, uri: None }, retry_after: None",
             ),
         ),
         row(

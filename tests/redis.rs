@@ -741,3 +741,82 @@ async fn over_tls_as_an_acl_user() {
     assert!(untrusted.load().await.is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// DPoP replicas (feature `dpop`): two with one key, loaded from the same PEM as two
+/// processes would, share one token through Redis, bound to that key, and prove it each with
+/// its copy; the store's key names carry the key's thumbprint, so a replica with another key
+/// keeps a token of its own rather than loading one it could not prove.
+#[cfg(all(feature = "dpop", feature = "oauth2"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_replicas_with_one_key_share_one_token() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{Layer, ServiceExt};
+    use tower_bearer::dpop::DpopKey;
+    use tower_bearer::jose::Algorithm;
+    use tower_bearer::oauth2::OAuth2;
+    use tower_bearer::oauth2::mock::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MockAuthServer};
+    use tower_bearer::{BearerAuthLayer, ReplayBody};
+
+    let redis = RedisServer::start();
+    let server = MockAuthServer::builder()
+        .require_dpop(true)
+        .require_dpop_nonce(true)
+        .start()
+        .await
+        .unwrap();
+    let http = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
+    let replica = |key: DpopKey| {
+        let store = RedisStore::builder(redis.url(), "dpop-account")
+            .dpop_key(&key)
+            .build()
+            .unwrap();
+        let key_name = store.token_key().to_owned();
+        let provider = OAuth2::builder()
+            .token_endpoint(server.token_endpoint())
+            .client_id(DEFAULT_CLIENT_ID)
+            .client_secret(DEFAULT_CLIENT_SECRET)
+            .dpop(key)
+            .build(http.clone())
+            .unwrap();
+        (TokenCache::builder(provider).store(store).build(), key_name)
+    };
+    let call = |cache: &TokenCache| {
+        let api = BearerAuthLayer::from_cache(cache.clone()).layer(http.clone());
+        let request = http::Request::get(server.uri_for("/api/items"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        async move { api.oneshot(request).await.unwrap().status() }
+    };
+    let pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/keys/es256.pkcs8.pem"
+    ))
+    .unwrap();
+    let shared = DpopKey::from_pem(&pem).unwrap();
+
+    let (one, one_key) = replica(DpopKey::from_pem(&pem).unwrap());
+    let (two, two_key) = replica(DpopKey::from_pem(&pem).unwrap());
+    assert_eq!(one_key, two_key);
+    assert!(
+        one_key.contains(&format!(":jkt-{}:", shared.thumbprint())),
+        "{one_key}"
+    );
+    for cache in [&one, &two, &one, &two] {
+        assert_eq!(call(cache).await, http::StatusCode::OK);
+    }
+    let counters = server.counters();
+    assert_eq!(counters.client_credentials_grants, 1, "one token for both");
+    assert_eq!(counters.dpop_resource_requests, 4);
+    let token = two.token().await.unwrap();
+    assert_eq!(token.dpop_key().unwrap().thumbprint(), shared.thumbprint());
+
+    let (three, three_key) = replica(DpopKey::generate(Algorithm::Es256).unwrap());
+    assert_ne!(three_key, one_key);
+    assert_eq!(call(&three).await, http::StatusCode::OK);
+    let counters = server.counters();
+    assert_eq!(counters.client_credentials_grants, 2, "a token of its own");
+    assert_eq!(counters.dpop_refused, Default::default());
+}

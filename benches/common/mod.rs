@@ -132,6 +132,15 @@ pub fn refresher(
 /// does: a runtime that shuts down rings the alarm of every token fetched on it, and from then
 /// on the hot path reads the clock for each request.
 pub fn warm_cache() -> TokenCache {
+    warm(TokenCache::new(refresher(
+        Arc::default(),
+        Duration::ZERO,
+        HOUR,
+    )))
+}
+
+/// `cache` with its first token fetched on the runtime [`warm_cache`] uses.
+pub fn warm(cache: TokenCache) -> TokenCache {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     let runtime = RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_current_thread()
@@ -139,7 +148,6 @@ pub fn warm_cache() -> TokenCache {
             .build()
             .expect("a runtime")
     });
-    let cache = TokenCache::new(refresher(Arc::default(), Duration::ZERO, HOUR));
     runtime
         .block_on(cache.token())
         .expect("the refresher hands out a token");

@@ -76,6 +76,7 @@ fn is_uri_path_byte(byte: u8) -> bool {
 }
 
 /// The `htu` of `uri`, as [`write_htu`] writes it.
+#[cfg(any(test, all(feature = "mock", feature = "oauth2")))]
 pub(crate) fn htu(uri: &Uri) -> Option<String> {
     let mut out = String::new();
     write_htu(uri, &mut out)?.ok()?;
@@ -86,7 +87,7 @@ pub(crate) fn htu(uri: &Uri) -> Option<String> {
 /// `htu`s as RFC 9449 §4.3 says a server does: case, percent-encoding (hex in uppercase,
 /// unreserved characters decoded), dot segments, default port, empty path. Query and
 /// fragment are dropped. `None` when `text` is not an absolute URI.
-#[cfg(any(test, feature = "mock"))]
+#[cfg(any(test, all(feature = "mock", feature = "oauth2")))]
 pub(crate) fn normalise(text: &str) -> Option<String> {
     let uri: Uri = text.parse().ok()?;
     let scheme = uri.scheme_str()?;
@@ -126,7 +127,7 @@ pub(crate) fn normalise(text: &str) -> Option<String> {
 }
 
 /// RFC 3986 §5.2.4.
-#[cfg(any(test, feature = "mock"))]
+#[cfg(any(test, all(feature = "mock", feature = "oauth2")))]
 fn remove_dot_segments(path: &str) -> String {
     let mut output: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').collect();

@@ -18,10 +18,12 @@
 //! println!("{}", key.thumbprint());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-
-// The crate-internal half (nonce store, token hashes, the verifier) waits for the layer and
-// the mock servers to call it; the tests do already.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
+//!
+//! That is for an HTTP stack this crate does not wrap. With the crate's own pieces there is
+//! nothing to prove by hand: the OAuth 2.0 provider given a key
+//! (`OAuth2Builder::dpop`, feature `oauth2`) sends a proof with every token request and gets
+//! DPoP tokens, and a [`BearerAuthLayer`](crate::BearerAuthLayer) sends each request with such
+//! a token with a new proof, the nonces of every server learned and answered on the way.
 
 mod binding;
 mod error;
@@ -29,20 +31,19 @@ mod htu;
 mod key;
 mod nonce;
 mod proof;
-#[cfg(any(test, feature = "mock"))]
+#[cfg(any(test, all(feature = "mock", feature = "oauth2")))]
 mod verifier;
 
 pub(crate) use binding::{Binding, DPOP, Proven};
 pub use error::ProofError;
 pub use key::DpopKey;
 
-// For the layer and the mocks (tests reach the modules directly).
-#[allow(unused_imports)]
-pub(crate) use nonce::{DPOP_NONCE, DpopNonce, NonceStore};
-#[allow(unused_imports)]
-pub(crate) use proof::AccessTokenHash;
-#[cfg(any(test, feature = "mock"))]
-#[allow(unused_imports)]
+// For the OAuth 2.0 provider and its mock.
+#[cfg(any(test, all(feature = "mock", feature = "oauth2")))]
+pub(crate) use nonce::DPOP_NONCE;
+#[cfg(feature = "oauth2")]
+pub(crate) use nonce::DpopNonce;
+#[cfg(any(test, all(feature = "mock", feature = "oauth2")))]
 pub(crate) use verifier::{ProofContext, ProofRejection, ProofVerifier};
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use http::{Method, Uri};
 use serde_json::{Value, json};
 
 use super::error::ProofErrorKind;
+use super::proof::AccessTokenHash;
 use super::*;
 use crate::jose::{Algorithm, SigningKey, UnverifiedJws, base64url};
 

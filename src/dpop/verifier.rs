@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::htu::{htu, normalise};
 use super::proof::AccessTokenHash;
-use crate::jose::{PublicJwk, UnverifiedJws, VerifyError};
+use crate::jose::{Algorithm, PublicJwk, UnverifiedJws, VerifyError};
 
 /// Why a server refuses a proof: one reason per check, in the order they are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub(crate) struct ProofContext<'a> {
 #[derive(Debug)]
 pub(crate) struct ProofVerifier {
     window: u64,
+    /// The algorithms accepted; all the crate verifies when empty.
+    algorithms: Vec<Algorithm>,
     seen: Mutex<SeenJtis>,
 }
 
@@ -89,11 +91,19 @@ impl ProofVerifier {
     pub(crate) fn new(window: Duration, capacity: usize) -> ProofVerifier {
         ProofVerifier {
             window: window.as_secs(),
+            algorithms: Vec::new(),
             seen: Mutex::new(SeenJtis {
                 capacity,
                 ..SeenJtis::default()
             }),
         }
+    }
+
+    /// Accepts only proofs signed with one of `algorithms` (what a server lists as its
+    /// `dpop_signing_alg_values_supported`); others are [`ProofRejection::Algorithm`].
+    pub(crate) fn with_algorithms(mut self, algorithms: Vec<Algorithm>) -> ProofVerifier {
+        self.algorithms = algorithms;
+        self
     }
 
     /// Checks `proof` for the request `context` describes, and returns the proof key's
@@ -107,6 +117,9 @@ impl ProofVerifier {
             VerifyError::UnsupportedAlgorithm => ProofRejection::Algorithm,
             _ => ProofRejection::Malformed,
         })?;
+        if !self.algorithms.is_empty() && !self.algorithms.contains(&jws.algorithm) {
+            return Err(ProofRejection::Algorithm);
+        }
         let text = |map: &serde_json::Map<String, Value>, name: &str| {
             map.get(name).and_then(Value::as_str).map(str::to_owned)
         };

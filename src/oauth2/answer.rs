@@ -11,6 +11,7 @@ use http::StatusCode;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::dpop::{self, DpopSettings};
 use super::error::{ErrorCode, ErrorResponse, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::http_client::{self, Answer, MAX_ANSWER_BYTES, ReadError};
 use crate::{RetryAfter, Token};
@@ -28,6 +29,7 @@ pub(super) fn token_from(
     answer: Answer,
     secrets: &[&str],
     default_lifetime: Option<Duration>,
+    dpop: Option<&DpopSettings>,
 ) -> Result<Token, OAuth2Error> {
     let Answer {
         status,
@@ -37,7 +39,7 @@ pub(super) fn token_from(
     } = answer;
     if status.is_success() {
         let body = body.map_err(read_error)?;
-        return parse_token(&body, sent_at, default_lifetime).map_err(OAuth2Error::Malformed);
+        return parse_token(&body, sent_at, default_lifetime, dpop).map_err(OAuth2Error::Malformed);
     }
     // 429 and 503 say when to come back; RFC 6749 says nothing of `Retry-After` on a token
     // endpoint, but servers and proxies in front of them send it.
@@ -82,21 +84,21 @@ pub(super) fn read_error(error: ReadError) -> OAuth2Error {
 
 /// A successful answer's body as a token, its lifetime counted from `sent_at`.
 ///
-/// `token_type` must be `Bearer` in any case; `access_token` a string that can be sent in a
-/// header; `expires_in` a whole number of seconds of at least 1, as a number or a string of
+/// `token_type` must be `Bearer` in any case, or `DPoP` when the request carried a proof
+/// (`dpop`: then `Bearer` only if the settings allow the downgrade); `access_token` a string
+/// that can be sent in a header; `expires_in` a whole number of seconds of at least 1, as a number or a string of
 /// digits (Entra ID v1 sends strings), or absent (then `default_lifetime`, or no expiry);
 /// `refresh_token` a string if present (an empty one is none).
 pub(super) fn parse_token(
     body: &[u8],
     sent_at: Instant,
     default_lifetime: Option<Duration>,
+    dpop: Option<&DpopSettings>,
 ) -> Result<Token, MalformedAnswer> {
     let mut fields = object(body)?;
     let token_type = string(&fields, "token_type")?;
-    if token_type.eq_ignore_ascii_case("dpop") {
-        return Err(MalformedAnswer::DpopTokenType);
-    }
-    if !token_type.eq_ignore_ascii_case("bearer") {
+    let is_dpop = token_type.eq_ignore_ascii_case("dpop");
+    if !is_dpop && !token_type.eq_ignore_ascii_case("bearer") {
         return Err(MalformedAnswer::TokenType);
     }
     let expires_in = match fields.get("expires_in") {
@@ -111,8 +113,7 @@ pub(super) fn parse_token(
         }
         Some(_) => return Err(MalformedAnswer::ExpiresIn),
     };
-    let token =
-        Token::bearer(string(&fields, "access_token")?).map_err(MalformedAnswer::AccessToken)?;
+    let token = dpop::token(dpop, string(&fields, "access_token")?, is_dpop)?;
     let token = match expires_in {
         // A token already expired is no token: caching it would only make requests wait.
         Some(0) => return Err(MalformedAnswer::ExpiresIn),
@@ -188,7 +189,7 @@ mod tests {
     use http::{HeaderMap, HeaderValue};
 
     fn parse(json: &str) -> Result<Token, MalformedAnswer> {
-        parse_token(json.as_bytes(), Instant::now(), None)
+        parse_token(json.as_bytes(), Instant::now(), None, None)
     }
 
     fn answer(status: StatusCode, headers: &[(&str, &str)], body: &str) -> Answer {
@@ -228,10 +229,13 @@ mod tests {
     async fn a_missing_expires_in_is_the_default_or_none() {
         let json = br#"{"token_type":"Bearer","access_token":"a"}"#;
         let sent_at = Instant::now();
-        assert_eq!(parse_token(json, sent_at, None).unwrap().expiry(), None);
-        let token = parse_token(json, sent_at, Some(Duration::from_secs(300))).unwrap();
+        assert_eq!(
+            parse_token(json, sent_at, None, None).unwrap().expiry(),
+            None
+        );
+        let token = parse_token(json, sent_at, Some(Duration::from_secs(300)), None).unwrap();
         assert_eq!(token.expiry(), Some(sent_at + Duration::from_secs(300)));
-        let huge = parse_token(json, sent_at, Some(Duration::MAX)).unwrap();
+        let huge = parse_token(json, sent_at, Some(Duration::MAX), None).unwrap();
         assert_eq!(huge.expiry(), Some(sent_at + http_client::MAX_LIFETIME));
     }
 
@@ -272,6 +276,45 @@ mod tests {
         assert!(matches!(with("dpop"), MalformedAnswer::DpopTokenType));
         assert!(matches!(with("mac"), MalformedAnswer::TokenType));
         assert!(matches!(with("N_A"), MalformedAnswer::TokenType));
+    }
+
+    #[cfg(feature = "dpop")]
+    #[test]
+    fn a_dpop_request_wants_a_dpop_token_and_binds_it_to_its_key() {
+        use crate::TokenType;
+        use crate::dpop::DpopKey;
+        use crate::jose::Algorithm;
+
+        let key = DpopKey::generate(Algorithm::Es256).unwrap();
+        let settings = |allow_bearer_downgrade| DpopSettings {
+            key: key.clone(),
+            allow_bearer_downgrade,
+        };
+        let parse_with = |json: &str, dpop: &DpopSettings| {
+            parse_token(json.as_bytes(), Instant::now(), None, Some(dpop))
+        };
+        for token_type in ["DPoP", "dpop", "DPOP"] {
+            let json = format!(r#"{{"token_type":"{token_type}","access_token":"a.b"}}"#);
+            let token = parse_with(&json, &settings(false)).unwrap();
+            assert_eq!(token.token_type(), TokenType::Dpop);
+            assert_eq!(token.authorization(), "DPoP a.b");
+            assert_eq!(token.dpop_key().unwrap().thumbprint(), key.thumbprint());
+        }
+        let bearer = r#"{"token_type":"Bearer","access_token":"a.b"}"#;
+        assert!(matches!(
+            parse_with(bearer, &settings(false)),
+            Err(MalformedAnswer::BearerDowngrade)
+        ));
+        let downgraded = parse_with(bearer, &settings(true)).unwrap();
+        assert_eq!(downgraded.token_type(), TokenType::Bearer);
+        assert!(downgraded.dpop_key().is_none());
+        assert!(matches!(
+            parse_with(
+                r#"{"token_type":"mac","access_token":"a"}"#,
+                &settings(true)
+            ),
+            Err(MalformedAnswer::TokenType)
+        ));
     }
 
     #[test]
@@ -363,6 +406,7 @@ mod tests {
             answer(StatusCode::BAD_REQUEST, &[], r#"{"error":"invalid_grant"}"#),
             &[],
             None,
+            None,
         )
         .unwrap_err();
         assert!(refused.is_permanent(), "{refused:?}");
@@ -375,6 +419,7 @@ mod tests {
                 r#"{"error":"temporarily_unavailable"}"#,
             ),
             &[],
+            None,
             None,
         )
         .unwrap_err();
@@ -391,6 +436,7 @@ mod tests {
                 "<html>slow down</html>",
             ),
             &[],
+            None,
             None,
         )
         .unwrap_err();
@@ -413,6 +459,7 @@ mod tests {
                 r#"{"error":"server_error"}"#,
             ),
             &[],
+            None,
             None,
         )
         .unwrap_err();

@@ -25,7 +25,7 @@ proptest! {
     /// Any bytes: a token or a typed error, never a panic; a token is always sendable.
     #[test]
     fn token_parser_takes_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-        if let Ok(token) = parse_token(&body, Instant::now(), None) {
+        if let Ok(token) = parse_token(&body, Instant::now(), None, None) {
             prop_assert!(token.authorization().is_sensitive());
             prop_assert!(!token.expose_access_token().is_empty());
         }
@@ -42,7 +42,7 @@ proptest! {
         let body = format!(
             r#"{{"token_type":{token_type},"expires_in":{expires_in},"access_token":{access_token},"refresh_token":{refresh_token}}}"#
         );
-        match parse_token(body.as_bytes(), Instant::now(), None) {
+        match parse_token(body.as_bytes(), Instant::now(), None, None) {
             Ok(token) => {
                 prop_assert!(token_type.eq_ignore_ascii_case(r#""bearer""#));
                 if let Some(expiry) = token.expiry() {
@@ -100,7 +100,7 @@ proptest! {
     #[test]
     fn metadata_parser_takes_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {
         if let Ok(endpoint) = parse_metadata(&body, ISSUER) {
-            prop_assert!(endpoint.url.starts_with("http"));
+            prop_assert!(endpoint.token_endpoint.url.starts_with("http"));
         }
     }
 
@@ -114,7 +114,7 @@ proptest! {
         match parse_metadata(body.as_bytes(), ISSUER) {
             Ok(endpoint) => {
                 prop_assert_eq!(issuer, format!(r#""{ISSUER}""#));
-                prop_assert!(endpoint.uri.host().is_some());
+                prop_assert!(endpoint.token_endpoint.uri.host().is_some());
             }
             Err(error) => {
                 let printed = format!("{error} {error:?}");

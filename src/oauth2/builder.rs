@@ -11,6 +11,8 @@ use tokio::sync::OnceCell;
 use super::auth_method::AuthMethod;
 use super::client_auth::ClientAuth;
 use super::config::{EndpointSource, ProviderConfig, TokenEndpoint};
+#[cfg(feature = "dpop")]
+use super::dpop::DpopSettings;
 use super::error::ConfigError;
 use super::grant::Grant;
 use super::provider::OAuth2;
@@ -54,6 +56,10 @@ impl OAuth2<()> {
             params: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             default_lifetime: None,
+            #[cfg(feature = "dpop")]
+            dpop: None,
+            #[cfg(feature = "dpop")]
+            allow_bearer_downgrade: false,
         }
     }
 }
@@ -92,6 +98,10 @@ pub struct OAuth2Builder {
     params: Vec<(String, String)>,
     timeout: Duration,
     default_lifetime: Option<Duration>,
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::DpopKey>,
+    #[cfg(feature = "dpop")]
+    allow_bearer_downgrade: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -208,6 +218,69 @@ impl OAuth2Builder {
         self
     }
 
+    /// Binds the tokens to `key` with DPoP (RFC 9449): every token request, whatever the
+    /// grant and the refresh-token grant included, carries a new proof signed with it, and
+    /// the tokens come back as [`TokenType::Dpop`](crate::TokenType::Dpop), which a
+    /// [`BearerAuthLayer`](crate::BearerAuthLayer) sends each with a proof of its own.
+    ///
+    /// - Each attempt's proof names the token endpoint (`htu`), the method (`POST`), a new
+    ///   `jti`, the time, and the latest nonce the endpoint's origin gave this key (shared
+    ///   with the layer, which learns the API's nonces in the same place).
+    /// - A `use_dpop_nonce` refusal (RFC 9449 §8: a 400 with a `DPoP-Nonce`) is answered at
+    ///   once, in the same call, with a request carrying the new nonce: once; a server that
+    ///   asks again gets the refusal back as [`OAuth2Error::Refused`](super::OAuth2Error::Refused)
+    ///   with [`ErrorCode::UseDpopNonce`](super::ErrorCode::UseDpopNonce). Every answer's
+    ///   `DPoP-Nonce`, a success's included, is learned.
+    /// - The answer's `token_type` must be `DPoP` (in any case); a `Bearer` token means the
+    ///   server ignored the proof, and is refused as
+    ///   [`MalformedAnswer::BearerDowngrade`](super::MalformedAnswer::BearerDowngrade) unless
+    ///   [`allow_bearer_downgrade`](Self::allow_bearer_downgrade) says otherwise.
+    /// - A public client's refresh tokens are bound to the key too (RFC 9449 §5): the
+    ///   provider keeps using the same key, so they keep working; a new key (a restart with a
+    ///   generated one) needs a new refresh token.
+    /// - With [`issuer`](Self::issuer), a server whose metadata lists
+    ///   `dpop_signing_alg_values_supported` without the key's algorithm is a configuration
+    ///   error ([`DiscoveryError::DpopAlgorithm`](super::DiscoveryError::DpopAlgorithm)),
+    ///   found on the first call.
+    ///
+    /// Replicas that share tokens through a store must share the key too: see
+    /// [`DpopKey`](crate::dpop::DpopKey).
+    ///
+    /// ```
+    /// use tower_bearer::dpop::DpopKey;
+    /// use tower_bearer::jose::Algorithm;
+    /// use tower_bearer::oauth2::OAuth2;
+    /// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, tower::BoxError>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
+    /// # });
+    ///
+    /// let provider = OAuth2::builder()
+    ///     .issuer("https://login.example.com")
+    ///     .client_id("billing-service")
+    ///     .client_secret("s3cr3t")
+    ///     .dpop(DpopKey::generate(Algorithm::Es256)?)
+    ///     .build(client)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop(mut self, key: crate::dpop::DpopKey) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
+    /// Whether a `Bearer` answer to a DPoP token request is taken (as a bearer token, sent
+    /// without proofs) rather than refused. Default: `false`, since a client that asked for
+    /// sender-constrained tokens should not silently get tokens that work for whoever holds
+    /// them. For a client that prefers DPoP where the server has it and bearer tokens where
+    /// it does not.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn allow_bearer_downgrade(mut self, allow: bool) -> Self {
+        self.allow_bearer_downgrade = allow;
+        self
+    }
+
     /// The provider, sending its requests through `client`.
     ///
     /// # Errors
@@ -281,6 +354,13 @@ impl OAuth2Builder {
             params,
             default_lifetime: self.default_lifetime,
             newest_refresh_token: Mutex::new(None),
+            #[cfg(feature = "dpop")]
+            dpop: self.dpop.map(|key| DpopSettings {
+                key,
+                allow_bearer_downgrade: self.allow_bearer_downgrade,
+            }),
+            #[cfg(not(feature = "dpop"))]
+            dpop: None,
         })
     }
 }
@@ -296,7 +376,8 @@ fn is_issuer(issuer: &str) -> bool {
 
 impl fmt::Debug for OAuth2Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuth2Builder")
+        let mut debug = f.debug_struct("OAuth2Builder");
+        debug
             .field("endpoint", &self.endpoint)
             .field("client_id", &self.client_id)
             .field(
@@ -314,7 +395,11 @@ impl fmt::Debug for OAuth2Builder {
                 &self.params.iter().map(|(name, _)| name).collect::<Vec<_>>(),
             )
             .field("timeout", &self.timeout)
-            .field("default_lifetime", &self.default_lifetime)
-            .finish()
+            .field("default_lifetime", &self.default_lifetime);
+        #[cfg(feature = "dpop")]
+        debug
+            .field("dpop", &self.dpop)
+            .field("allow_bearer_downgrade", &self.allow_bearer_downgrade);
+        debug.finish()
     }
 }

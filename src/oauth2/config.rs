@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use tokio::sync::OnceCell;
 
 use super::client_auth::ClientAuth;
+use super::dpop::DpopSettings;
 use super::grant::GrantKind;
 
 /// The provider's settings, fixed when it is built, and the little it learns while it runs.
@@ -26,6 +27,8 @@ pub(super) struct ProviderConfig {
     /// never presents one the server has rotated away, which a server with reuse detection
     /// answers by revoking them all.
     pub(super) newest_refresh_token: Mutex<Option<SecretString>>,
+    /// The DPoP key every token request proves, if the tokens are to be bound to one.
+    pub(super) dpop: Option<DpopSettings>,
 }
 
 /// The token endpoint, as a URI to send to and as the text a client assertion's `aud` names.

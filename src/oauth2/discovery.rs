@@ -4,9 +4,11 @@
 use bytes::Bytes;
 use http::header::{ACCEPT, HeaderValue, USER_AGENT};
 use http::{Request, StatusCode, Uri};
+use serde_json::Value;
 
 use super::answer;
 use super::config::TokenEndpoint;
+use super::dpop::{self, DpopSettings};
 use super::error::{DiscoveryError, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::http_client;
 use crate::{HttpClient, RequestBody, RetryAfter};
@@ -28,10 +30,12 @@ pub(super) fn metadata_uris(issuer: &Uri) -> [String; 2] {
     ]
 }
 
-/// The issuer's token endpoint, from the first metadata document found.
+/// The issuer's token endpoint, from the first metadata document found; with a DPoP key, the
+/// server must accept its algorithm if it says which it accepts.
 pub(super) async fn discover<C, B>(
     client: &mut C,
     issuer: &str,
+    dpop: Option<&DpopSettings>,
 ) -> Result<TokenEndpoint, OAuth2Error>
 where
     C: HttpClient<B>,
@@ -63,16 +67,22 @@ where
         let body = answer
             .body
             .map_err(|error| failed(DiscoveryError::Transport(answer::read_error(error).into())))?;
-        return parse_metadata(&body, issuer).map_err(|error| {
-            // Metadata that names another issuer, or no usable endpoint, will say the same
-            // next time: only a change of configuration fixes it.
-            OAuth2Error::Discovery {
-                error,
-                retry_after: Some(RetryAfter::permanent(
-                    "the authorization server's metadata is unusable",
-                )),
-            }
-        });
+        return parse_metadata(&body, issuer)
+            .and_then(|metadata| {
+                dpop::check_algorithm(dpop, metadata.dpop_algorithms.as_deref())?;
+                Ok(metadata.token_endpoint)
+            })
+            .map_err(|error| {
+                // Metadata that names another issuer, no usable endpoint, or no DPoP algorithm
+                // the key signs with, will say the same next time: only a change of
+                // configuration fixes it.
+                OAuth2Error::Discovery {
+                    error,
+                    retry_after: Some(RetryAfter::permanent(
+                        "the authorization server's metadata is unusable",
+                    )),
+                }
+            });
     }
     Err(OAuth2Error::Discovery {
         error: DiscoveryError::Status(last_status),
@@ -90,9 +100,18 @@ fn failed(error: DiscoveryError) -> OAuth2Error {
     }
 }
 
+/// What the provider reads in a metadata document.
+#[derive(Debug)]
+pub(super) struct Metadata {
+    pub(super) token_endpoint: TokenEndpoint,
+    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1), when it is an array of strings;
+    /// each cleaned and cut like any text from the server.
+    pub(super) dpop_algorithms: Option<Vec<String>>,
+}
+
 /// The token endpoint of a metadata document, if its `issuer` is `expected` (RFC 8414 §3.3:
-/// identical, character for character).
-pub(super) fn parse_metadata(body: &[u8], expected: &str) -> Result<TokenEndpoint, DiscoveryError> {
+/// identical, character for character), and the DPoP algorithms it lists.
+pub(super) fn parse_metadata(body: &[u8], expected: &str) -> Result<Metadata, DiscoveryError> {
     let fields = answer::object(body).map_err(DiscoveryError::Malformed)?;
     let issuer = answer::string(&fields, "issuer").map_err(DiscoveryError::Malformed)?;
     if issuer != expected {
@@ -103,9 +122,26 @@ pub(super) fn parse_metadata(body: &[u8], expected: &str) -> Result<TokenEndpoin
     }
     let token_endpoint =
         answer::string(&fields, "token_endpoint").map_err(DiscoveryError::Malformed)?;
-    TokenEndpoint::parse(token_endpoint).ok_or(DiscoveryError::Malformed(MalformedAnswer::NotAUri(
-        "token_endpoint",
-    )))
+    let token_endpoint = TokenEndpoint::parse(token_endpoint).ok_or(DiscoveryError::Malformed(
+        MalformedAnswer::NotAUri("token_endpoint"),
+    ))?;
+    // A list that is not one is ignored rather than refused: a server that breaks this
+    // member still issues tokens, and its proofs' fate says the rest.
+    let dpop_algorithms = match fields.get("dpop_signing_alg_values_supported") {
+        Some(Value::Array(values)) => values
+            .iter()
+            .map(|value| {
+                value
+                    .as_str()
+                    .map(|alg| http_client::server_text(alg, &[], MAX_TEXT))
+            })
+            .collect(),
+        _ => None,
+    };
+    Ok(Metadata {
+        token_endpoint,
+        dpop_algorithms,
+    })
 }
 
 #[cfg(test)]
@@ -142,7 +178,28 @@ mod tests {
             "https://as.example",
         )
         .unwrap();
-        assert_eq!(endpoint.url, "https://as.example/oauth/token");
+        assert_eq!(
+            endpoint.token_endpoint.url,
+            "https://as.example/oauth/token"
+        );
+        assert_eq!(endpoint.dpop_algorithms, None);
+
+        let with_algs = |algs: &str| {
+            let doc = format!(
+                r#"{{"issuer":"https://as.example","token_endpoint":"https://as.example/t","dpop_signing_alg_values_supported":{algs}}}"#
+            );
+            parse_metadata(doc.as_bytes(), "https://as.example")
+                .unwrap()
+                .dpop_algorithms
+        };
+        assert_eq!(
+            with_algs(r#"["ES256","EdDSA"]"#),
+            Some(vec!["ES256".to_owned(), "EdDSA".to_owned()])
+        );
+        // Not a list of strings: as if absent, rather than a reason to refuse the server.
+        for broken in [r#""ES256""#, r#"["ES256",7]"#, "null"] {
+            assert_eq!(with_algs(broken), None, "{broken}");
+        }
 
         let mismatch = parse_metadata(
             doc("https://evil.example", "https://evil.example/token").as_bytes(),

@@ -89,6 +89,10 @@ pub enum OAuth2Error {
     /// A JWT (a `private_key_jwt` client assertion or a JWT-bearer grant's assertion) could
     /// not be signed.
     Signing(KeyError),
+    /// The DPoP proof for the token endpoint could not be made (the key could not sign).
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    DpopProof(crate::dpop::ProofError),
 }
 
 impl OAuth2Error {
@@ -147,6 +151,10 @@ impl fmt::Display for OAuth2Error {
                 f.write_str("the subject token for the token exchange could not be read")
             }
             OAuth2Error::Signing(_) => f.write_str("signing the JWT assertion failed"),
+            #[cfg(feature = "dpop")]
+            OAuth2Error::DpopProof(_) => {
+                f.write_str("the DPoP proof for the token endpoint could not be made")
+            }
         }
     }
 }
@@ -164,6 +172,8 @@ impl Error for OAuth2Error {
                 .map(|hint| hint as &(dyn Error + 'static)),
             OAuth2Error::Malformed(malformed) => Some(malformed),
             OAuth2Error::Signing(error) => Some(error),
+            #[cfg(feature = "dpop")]
+            OAuth2Error::DpopProof(error) => Some(error),
             _ => None,
         }
     }
@@ -264,6 +274,13 @@ pub enum ErrorCode {
     TemporarilyUnavailable,
     /// `server_error`: the server failed.
     ServerError,
+    /// `use_dpop_nonce` (RFC 9449 §8): the server wants its nonce in the DPoP proof, and sent
+    /// it in `DPoP-Nonce`. A provider with a DPoP key asks again at once with it; this code
+    /// reaches an error only when the server asks a second time in a row.
+    UseDpopNonce,
+    /// `invalid_dpop_proof` (RFC 9449 §5): the server refused the DPoP proof (a clock too far
+    /// from the server's, an algorithm it does not accept).
+    InvalidDpopProof,
     /// Any other code, cleaned and cut at 64 characters.
     Other(String),
 }
@@ -281,6 +298,8 @@ impl ErrorCode {
             "invalid_target" => ErrorCode::InvalidTarget,
             "temporarily_unavailable" => ErrorCode::TemporarilyUnavailable,
             "server_error" => ErrorCode::ServerError,
+            "use_dpop_nonce" => ErrorCode::UseDpopNonce,
+            "invalid_dpop_proof" => ErrorCode::InvalidDpopProof,
             other => ErrorCode::Other(other.to_owned()),
         }
     }
@@ -297,6 +316,8 @@ impl ErrorCode {
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::Other(code) => code,
         }
     }
@@ -341,9 +362,15 @@ pub enum MalformedAnswer {
     Missing(&'static str),
     /// A member that must be a string is not one.
     NotAString(&'static str),
-    /// `token_type` is `DPoP`: the token is bound to a key this provider does not hold
-    /// (sender-constrained tokens are not supported yet).
+    /// `token_type` is `DPoP`, and the provider has no DPoP key: the token is bound to a key
+    /// it does not hold (with the `dpop` feature, give it one with `OAuth2Builder::dpop`).
     DpopTokenType,
+    /// `token_type` is `Bearer` in the answer to a request with a DPoP proof: the server
+    /// ignored the proof, and issued a token that works for whoever holds it. Refused unless
+    /// [`OAuth2Builder::allow_bearer_downgrade`](super::OAuth2Builder::allow_bearer_downgrade).
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    BearerDowngrade,
     /// `token_type` is neither `Bearer` nor `DPoP` (in any case).
     TokenType,
     /// `expires_in` is not a whole number of seconds of at least 1, as a number or a string
@@ -365,8 +392,13 @@ impl fmt::Display for MalformedAnswer {
             MalformedAnswer::Missing(member) => write!(f, "`{member}` is missing"),
             MalformedAnswer::NotAString(member) => write!(f, "`{member}` is not a string"),
             MalformedAnswer::DpopTokenType => f.write_str(
-                "`token_type` is \"DPoP\": the token is sender-constrained, which this provider \
-                 does not support yet",
+                "`token_type` is \"DPoP\": the token is bound to a key, and the provider has no \
+                 DPoP key",
+            ),
+            #[cfg(feature = "dpop")]
+            MalformedAnswer::BearerDowngrade => f.write_str(
+                "`token_type` is \"Bearer\" in the answer to a DPoP request: the server ignored \
+                 the proof (allow_bearer_downgrade(true) to take bearer tokens)",
             ),
             MalformedAnswer::TokenType => f.write_str("`token_type` is not \"Bearer\""),
             MalformedAnswer::ExpiresIn => {
@@ -412,6 +444,17 @@ pub enum DiscoveryError {
         /// The metadata's `issuer`, cleaned and cut at 200 characters.
         found: String,
     },
+    /// The metadata's `dpop_signing_alg_values_supported` does not list the algorithm of the
+    /// provider's DPoP key: the server would refuse every proof. A configuration error: give
+    /// the provider a key of an algorithm the server accepts.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    DpopAlgorithm {
+        /// The DPoP key's algorithm.
+        algorithm: crate::jose::Algorithm,
+        /// The algorithms the server lists, each cleaned and cut at 200 characters.
+        supported: Vec<String>,
+    },
 }
 
 impl fmt::Display for DiscoveryError {
@@ -428,6 +471,17 @@ impl fmt::Display for DiscoveryError {
             DiscoveryError::IssuerMismatch { expected, found } => write!(
                 f,
                 "the metadata's issuer is {found:?}, not {expected:?} (they must be identical)"
+            ),
+            #[cfg(feature = "dpop")]
+            DiscoveryError::DpopAlgorithm {
+                algorithm,
+                supported,
+            } => write!(
+                f,
+                "the server accepts DPoP proofs signed with {}, not with the DPoP key's {}: \
+                 give the provider a key of one of those",
+                supported.join(", "),
+                algorithm.as_str()
             ),
         }
     }

@@ -74,8 +74,9 @@
 //! Errors are [`OAuth2Error`]s; none contains a secret.
 //!
 //! - At most 64 KiB of a response is read ([`OAuth2Error::TooLarge`] beyond).
-//! - A success must be a JSON object with `token_type` equal to `Bearer` in any case (a
-//!   `DPoP` token is refused for now), `access_token` a string that can be sent in a header,
+//! - A success must be a JSON object with `token_type` equal to `Bearer` in any case (`DPoP`
+//!   when the provider has a DPoP key: see below), `access_token` a string that can be sent
+//!   in a header,
 //!   `expires_in` a whole number of seconds of at least 1, as a number or as a string of
 //!   digits, or absent ([`OAuth2Builder::default_lifetime`], else no expiry), and
 //!   optionally `refresh_token`; anything else is [`OAuth2Error::Malformed`] (which names the
@@ -88,6 +89,14 @@
 //! - A 429 or 503 with `Retry-After` (in seconds, at most 10 minutes) reaches the cache as a
 //!   [`RetryAfter`](crate::RetryAfter), which waits that long instead of its own backoff.
 //! - Any other status is [`OAuth2Error::Status`].
+//!
+//! # DPoP
+//!
+//! With the `dpop` feature, [`OAuth2Builder::dpop`] binds the tokens to a key the client
+//! holds (RFC 9449): every token request carries a proof, a `use_dpop_nonce` refusal is
+//! answered once with the server's nonce, and the tokens come back as DPoP tokens, which the
+//! layer from [`OAuth2::into_layer`] sends each with a proof of its own, answering the API's
+//! nonce challenges the same way. See [`OAuth2Builder::dpop`].
 //!
 //! # Scope of the token
 //!
@@ -108,6 +117,7 @@ mod builder;
 mod client_auth;
 mod config;
 mod discovery;
+mod dpop;
 mod error;
 mod form;
 mod grant;
@@ -137,7 +147,7 @@ pub mod parse {
 
     /// A success's body as a token, its lifetime counted from now.
     pub fn token(body: &[u8]) -> Result<Token, super::MalformedAnswer> {
-        super::answer::parse_token(body, tokio::time::Instant::now(), None)
+        super::answer::parse_token(body, tokio::time::Instant::now(), None, None)
     }
 
     /// An error answer's body as an RFC 6749 error response, `secret` redacted from its texts.
@@ -147,7 +157,7 @@ pub mod parse {
 
     /// A metadata document's token endpoint, if its issuer is `issuer`.
     pub fn metadata(body: &[u8], issuer: &str) -> Result<String, super::DiscoveryError> {
-        super::discovery::parse_metadata(body, issuer).map(|endpoint| endpoint.url)
+        super::discovery::parse_metadata(body, issuer).map(|metadata| metadata.token_endpoint.url)
     }
 }
 

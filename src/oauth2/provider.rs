@@ -135,8 +135,11 @@ impl<C, B> fmt::Debug for OAuth2<C, B> {
         debug
             .field("client_auth", &self.config.client_auth)
             .field("grant", &self.config.grant)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+            .field("timeout", &self.timeout);
+        if let Some(dpop) = &self.config.dpop {
+            debug.field("dpop", dpop);
+        }
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -259,7 +262,7 @@ where
         EndpointSource::Fixed(endpoint) => Ok(endpoint),
         EndpointSource::Discovered { issuer, endpoint } => {
             endpoint
-                .get_or_try_init(|| discovery::discover(client, issuer))
+                .get_or_try_init(|| discovery::discover(client, issuer, config.dpop.as_ref()))
                 .await
         }
     }

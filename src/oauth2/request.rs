@@ -1,7 +1,6 @@
 //! One token request: built, sent, and its answer read. Every grant, the refresh-token grant
 //! included, goes through [`token_request`], the one place a request to the token endpoint is
-//! made; what every attempt must carry (the client's credentials today, a proof of possession
-//! tomorrow) is added here.
+//! made; what every attempt must carry (the client's credentials, a DPoP proof) is added here.
 
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use http::{Method, Request};
@@ -11,6 +10,7 @@ use tokio::time::Instant;
 
 use super::answer;
 use super::config::{ProviderConfig, TokenEndpoint};
+use super::dpop;
 use super::error::OAuth2Error;
 use super::form::{Form, Secrets};
 use crate::http_client;
@@ -44,6 +44,10 @@ impl GrantParams<'_> {
 }
 
 /// Sends one token request for `grant` and reads its answer.
+///
+/// With a DPoP key, each attempt carries a new proof, and a `use_dpop_nonce` refusal that
+/// brings a new nonce is answered by a second attempt, built afresh (a new client assertion
+/// too): at most two requests, whatever the server says.
 pub(super) async fn token_request<C, B>(
     client: &mut C,
     config: &ProviderConfig,
@@ -55,23 +59,39 @@ where
     C: HttpClient<B>,
     B: RequestBody,
 {
-    let mut secrets = Secrets::default();
-    let request = build::<B>(config, endpoint, &grant, &mut secrets)?;
+    let dpop = config.dpop.as_ref();
     let started = Instant::now();
-    let answer = http_client::send(client, request)
-        .await
-        .map_err(OAuth2Error::Transport)?;
-    let status = answer.status.as_u16();
-    let result = answer::token_from(answer, &secrets.all(), config.default_lifetime);
-    tracing::trace!(
-        grant = grant.name(),
-        reason,
-        status,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        ok = result.is_ok(),
-        "OAuth 2.0 token request"
-    );
-    result
+    let mut nonce_retry = false;
+    loop {
+        let mut secrets = Secrets::default();
+        let mut request = build::<B>(config, endpoint, &grant, &mut secrets)?;
+        let proof = dpop::prove(dpop, endpoint, request.headers_mut())?;
+        let answer = http_client::send(client, request)
+            .await
+            .map_err(OAuth2Error::Transport)?;
+        if dpop::ask_again(proof.as_ref(), endpoint, &answer) && !nonce_retry {
+            nonce_retry = true;
+            tracing::debug!(
+                grant = grant.name(),
+                reason,
+                "the token endpoint asked for its DPoP nonce; asking again with it"
+            );
+            continue;
+        }
+        let status = answer.status.as_u16();
+        let result = answer::token_from(answer, &secrets.all(), config.default_lifetime, dpop);
+        tracing::trace!(
+            grant = grant.name(),
+            reason,
+            status,
+            dpop = dpop.is_some(),
+            nonce_retry,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "OAuth 2.0 token request"
+        );
+        return result;
+    }
 }
 
 /// The request for `grant`: its form (the grant, the configured parameters, the client's

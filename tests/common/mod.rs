@@ -19,6 +19,8 @@ use tower_bearer::{ReplayBody, Token, TokenRequest};
 use tower_test::mock;
 
 pub mod answering_server;
+#[cfg(all(feature = "dpop", feature = "oauth2"))]
+pub mod dpop;
 #[cfg(feature = "oauth2")]
 pub mod oauth2;
 #[cfg(feature = "interop-tests")]

@@ -163,6 +163,25 @@ fn alg() {
 }
 
 #[test]
+fn only_the_algorithms_a_server_lists() {
+    let uri = target();
+    let es256 = SigningKey::generate(Algorithm::Es256).unwrap();
+    let eddsa = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    let verifier = verifier().with_algorithms(vec![Algorithm::EdDsa]);
+    let refused = forge(&es256, &header(&es256), &claims());
+    assert_eq!(
+        verifier.verify(&refused, &context(&uri, &["n-current"])),
+        Err(ProofRejection::Algorithm)
+    );
+    let accepted = forge(&eddsa, &header(&eddsa), &claims());
+    assert!(
+        verifier
+            .verify(&accepted, &context(&uri, &["n-current"]))
+            .is_ok()
+    );
+}
+
+#[test]
 fn jwk() {
     assert_eq!(
         check(|_, h, _| drop(h.as_object_mut().unwrap().remove("jwk"))),

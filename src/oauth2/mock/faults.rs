@@ -34,6 +34,12 @@ pub enum Fault {
     Malformed,
     /// Never answer: hold the request until the server shuts down, then close the connection.
     Hang,
+    /// Answer `400 {"error":"use_dpop_nonce"}` with a new `DPoP-Nonce`, the old one no longer
+    /// accepted: a server whose nonce changes before every request, which a client must not
+    /// chase forever (feature `dpop`).
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    UseDpopNonce,
 }
 
 /// The scripted queue.

@@ -16,6 +16,30 @@ pub(super) struct Issued {
     pub(super) refresh_token: Option<String>,
     /// Whole seconds of validity, rounded down (and at least 1).
     pub(super) expires_in: u64,
+    /// Whether the access token is bound to a DPoP key (`token_type: DPoP`).
+    pub(super) dpop: bool,
+}
+
+/// Who tokens are issued to: the client, and the DPoP key (its thumbprint, `cnf.jkt`) they
+/// are bound to, if any.
+#[derive(Clone, Copy)]
+pub(super) struct Holder<'a> {
+    pub(super) client_id: &'a str,
+    /// The thumbprint of the proof's key: the access token is bound to it.
+    pub(super) jkt: Option<&'a str>,
+    /// Whether a new refresh token is bound to `jkt` too (RFC 9449 §5: a public client's).
+    pub(super) bind_refresh: bool,
+}
+
+impl<'a> Holder<'a> {
+    /// A client's bearer tokens.
+    pub(super) fn bearer(client_id: &'a str) -> Self {
+        Holder {
+            client_id,
+            jkt: None,
+            bind_refresh: false,
+        }
+    }
 }
 
 /// What the ledger knows about an access token presented to the API.
@@ -25,6 +49,8 @@ pub(super) enum AccessCheck {
         expired: bool,
         revoked: bool,
         client_id: String,
+        /// The thumbprint of the key a DPoP token is bound to.
+        jkt: Option<String>,
     },
 }
 
@@ -36,6 +62,8 @@ pub(super) enum RefreshRefusal {
     Reused,
     Revoked,
     OtherClient,
+    /// Bound to a DPoP key, and presented without a proof of it.
+    OtherKey,
 }
 
 impl RefreshRefusal {
@@ -47,6 +75,7 @@ impl RefreshRefusal {
             }
             RefreshRefusal::Revoked => "refresh token revoked",
             RefreshRefusal::OtherClient => "refresh token issued to another client",
+            RefreshRefusal::OtherKey => "refresh token bound to another DPoP key",
         }
     }
 }
@@ -56,6 +85,7 @@ struct AccessRecord {
     revoked: bool,
     client_id: String,
     family: Option<u64>,
+    jkt: Option<String>,
 }
 
 struct RefreshRecord {
@@ -63,6 +93,8 @@ struct RefreshRecord {
     client_id: String,
     used: bool,
     revoked: bool,
+    /// The DPoP key it is bound to, which every use must prove.
+    jkt: Option<String>,
 }
 
 /// Every token the server issued.
@@ -86,7 +118,7 @@ impl TokenLedger {
     /// A new access token, with a refresh token starting a new family if `with_refresh`.
     pub(super) fn issue(
         &mut self,
-        client_id: &str,
+        holder: Holder<'_>,
         now: Instant,
         ttl: Duration,
         with_refresh: bool,
@@ -95,16 +127,20 @@ impl TokenLedger {
             self.next_family += 1;
             self.next_family
         });
-        self.issue_in(client_id, family, now, ttl)
+        let refresh_jkt = holder.jkt.filter(|_| holder.bind_refresh);
+        self.issue_in(holder, family, refresh_jkt, now, ttl)
     }
 
-    /// Redeems `refresh_token` for `client_id`: a new access token and, when `rotate`, a new
+    /// Redeems `refresh_token` for `holder`: a new access token and, when `rotate`, a new
     /// refresh token of the same family (the redeemed one is then used up; presenting it
-    /// again revokes the family, as Auth0 and Okta do).
+    /// again revokes the family, as Auth0 and Okta do). A refresh token bound to a DPoP key
+    /// is redeemed only with a proof of that key, and its successor is bound to it too; an
+    /// unbound one given with a proof by a client whose refresh tokens are bound
+    /// (`holder.bind_refresh`) has a bound successor.
     pub(super) fn refresh(
         &mut self,
         refresh_token: &str,
-        client_id: &str,
+        holder: Holder<'_>,
         now: Instant,
         ttl: Duration,
         rotate: bool,
@@ -113,11 +149,14 @@ impl TokenLedger {
             .refresh
             .get_mut(refresh_token)
             .ok_or(RefreshRefusal::Unknown)?;
-        if record.client_id != client_id {
+        if record.client_id != holder.client_id {
             return Err(RefreshRefusal::OtherClient);
         }
         if record.revoked {
             return Err(RefreshRefusal::Revoked);
+        }
+        if record.jkt.is_some() && record.jkt.as_deref() != holder.jkt {
+            return Err(RefreshRefusal::OtherKey);
         }
         let family = record.family;
         if record.used {
@@ -127,14 +166,20 @@ impl TokenLedger {
         if !rotate {
             // The refresh token stays, and the answer carries none (RFC 6749 §6 allows it):
             // the client keeps the one it has.
-            let issued = self.issue_in(client_id, None, now, ttl);
+            let issued = self.issue_in(holder, None, None, now, ttl);
             if let Some(access) = self.access.get_mut(&issued.access_token) {
                 access.family = Some(family);
             }
             return Ok(issued);
         }
         record.used = true;
-        Ok(self.issue_in(client_id, Some(family), now, ttl))
+        let refresh_jkt = record.jkt.clone().or_else(|| {
+            holder
+                .jkt
+                .filter(|_| holder.bind_refresh)
+                .map(str::to_owned)
+        });
+        Ok(self.issue_in(holder, Some(family), refresh_jkt.as_deref(), now, ttl))
     }
 
     pub(super) fn check_access(&self, access_token: &str, now: Instant) -> AccessCheck {
@@ -144,6 +189,7 @@ impl TokenLedger {
                 expired: now >= record.expires_at,
                 revoked: record.revoked,
                 client_id: record.client_id.clone(),
+                jkt: record.jkt.clone(),
             },
         }
     }
@@ -173,11 +219,13 @@ impl TokenLedger {
 
     fn issue_in(
         &mut self,
-        client_id: &str,
+        holder: Holder<'_>,
         family: Option<u64>,
+        refresh_jkt: Option<&str>,
         now: Instant,
         ttl: Duration,
     ) -> Issued {
+        let client_id = holder.client_id;
         let access_token = self.random_token("mat_", 43);
         // `checked_add` because a test may ask for an absurd ttl such as `Duration::MAX`.
         let expires_at = now
@@ -190,6 +238,7 @@ impl TokenLedger {
                 revoked: false,
                 client_id: client_id.to_owned(),
                 family,
+                jkt: holder.jkt.map(str::to_owned),
             },
         );
         let refresh_token = family.map(|family| {
@@ -201,6 +250,7 @@ impl TokenLedger {
                     client_id: client_id.to_owned(),
                     used: false,
                     revoked: false,
+                    jkt: refresh_jkt.map(str::to_owned),
                 },
             );
             token
@@ -209,6 +259,7 @@ impl TokenLedger {
             access_token,
             refresh_token,
             expires_in: ttl.as_secs().max(1),
+            dpop: holder.jkt.is_some(),
         }
     }
 
@@ -231,19 +282,26 @@ mod tests {
     fn rotation_then_reuse_revokes_the_family() {
         let mut ledger = TokenLedger::new();
         let now = Instant::now();
-        let first = ledger.issue("c", now, HOUR, true);
-        let other = ledger.issue("c", now, HOUR, true);
+        let first = ledger.issue(Holder::bearer("c"), now, HOUR, true);
+        let other = ledger.issue(Holder::bearer("c"), now, HOUR, true);
         let r1 = first.refresh_token.unwrap();
-        let second = ledger.refresh(&r1, "c", now, HOUR, true).ok().unwrap();
+        let second = ledger
+            .refresh(&r1, Holder::bearer("c"), now, HOUR, true)
+            .ok()
+            .unwrap();
         let r2 = second.refresh_token.clone().unwrap();
         assert_ne!(r1, r2);
         assert_eq!(
-            ledger.refresh(&r1, "c", now, HOUR, true).err(),
+            ledger
+                .refresh(&r1, Holder::bearer("c"), now, HOUR, true)
+                .err(),
             Some(RefreshRefusal::Reused)
         );
         // The family is gone: its newest refresh token and its access tokens.
         assert_eq!(
-            ledger.refresh(&r2, "c", now, HOUR, true).err(),
+            ledger
+                .refresh(&r2, Holder::bearer("c"), now, HOUR, true)
+                .err(),
             Some(RefreshRefusal::Revoked)
         );
         assert!(matches!(
@@ -252,10 +310,65 @@ mod tests {
         ));
         // Another family is untouched.
         let r3 = other.refresh_token.unwrap();
-        assert!(ledger.refresh(&r3, "c", now, HOUR, true).is_ok());
+        assert!(
+            ledger
+                .refresh(&r3, Holder::bearer("c"), now, HOUR, true)
+                .is_ok()
+        );
         assert_eq!(
-            ledger.refresh(&r3, "d", now, HOUR, true).err(),
+            ledger
+                .refresh(&r3, Holder::bearer("d"), now, HOUR, true)
+                .err(),
             Some(RefreshRefusal::OtherClient)
+        );
+    }
+
+    #[test]
+    fn a_bound_refresh_token_needs_its_key_and_binds_its_successor() {
+        let mut ledger = TokenLedger::new();
+        let now = Instant::now();
+        let public = |jkt| Holder {
+            client_id: "p",
+            jkt,
+            bind_refresh: true,
+        };
+        let first = ledger.issue(public(Some("k1")), now, HOUR, true);
+        let r1 = first.refresh_token.unwrap();
+        assert!(matches!(
+            ledger.check_access(&first.access_token, now),
+            AccessCheck::Known { jkt: Some(jkt), .. } if jkt == "k1"
+        ));
+        for other in [None, Some("k2")] {
+            assert_eq!(
+                ledger.refresh(&r1, public(other), now, HOUR, true).err(),
+                Some(RefreshRefusal::OtherKey)
+            );
+        }
+        let second = ledger
+            .refresh(&r1, public(Some("k1")), now, HOUR, true)
+            .ok()
+            .unwrap();
+        let r2 = second.refresh_token.unwrap();
+        assert_eq!(
+            ledger
+                .refresh(&r2, public(Some("k2")), now, HOUR, true)
+                .err(),
+            Some(RefreshRefusal::OtherKey)
+        );
+        // A confidential client's refresh token is not bound: its access tokens are.
+        let confidential = Holder {
+            client_id: "c",
+            jkt: Some("k1"),
+            bind_refresh: false,
+        };
+        let r3 = ledger
+            .issue(confidential, now, HOUR, true)
+            .refresh_token
+            .unwrap();
+        assert!(
+            ledger
+                .refresh(&r3, Holder::bearer("c"), now, HOUR, true)
+                .is_ok()
         );
     }
 
@@ -263,9 +376,15 @@ mod tests {
     fn without_rotation_the_refresh_token_stays() {
         let mut ledger = TokenLedger::new();
         let now = Instant::now();
-        let r1 = ledger.issue("c", now, HOUR, true).refresh_token.unwrap();
+        let r1 = ledger
+            .issue(Holder::bearer("c"), now, HOUR, true)
+            .refresh_token
+            .unwrap();
         for _ in 0..3 {
-            let issued = ledger.refresh(&r1, "c", now, HOUR, false).ok().unwrap();
+            let issued = ledger
+                .refresh(&r1, Holder::bearer("c"), now, HOUR, false)
+                .ok()
+                .unwrap();
             assert!(issued.refresh_token.is_none());
         }
     }

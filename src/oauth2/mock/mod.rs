@@ -14,7 +14,7 @@
 //! | `POST /token` | RFC 6749 §5 token endpoint: `client_credentials`, `refresh_token`, JWT bearer (RFC 7523), token exchange (RFC 8693) |
 //! | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata ([`Discovery`] says which documents are published) |
 //! | `GET /.well-known/openid-configuration` | the same, at OpenID Connect's path |
-//! | `GET`, `POST /api`, `/api/…` | a protected API: 200 with a live access token, 401 `WWW-Authenticate: Bearer error="invalid_token"` otherwise |
+//! | `GET`, `POST /api`, `/api/…` | a protected API: 200 with a live access token sent as it must be (a DPoP-bound one with its proof), 401 `WWW-Authenticate: Bearer error="invalid_token"` (or `DPoP error="…"`) otherwise |
 //!
 //! # Clients, checked on the wire
 //!
@@ -39,6 +39,30 @@
 //! - [`MockAuthServer::issue_refresh_token`] hands a test a refresh token, as if from an
 //!   authorization-code flow done elsewhere.
 //!
+//! # DPoP (feature `dpop`)
+//!
+//! The server implements RFC 9449 unless [`MockAuthServerBuilder::support_dpop`] says not:
+//!
+//! - A token request with a `DPoP` proof gets a token bound to the proof's key
+//!   (`token_type: DPoP`; the key's thumbprint, `cnf.jkt`, is kept server-side); a public
+//!   client's refresh tokens are bound to it too. Without a proof, a bearer token, unless
+//!   [`require_dpop`](MockAuthServerBuilder::require_dpop) (then `400 invalid_dpop_proof`).
+//! - Proofs are checked as RFC 9449 §4.3 says, with the crate's own verifier: signature with
+//!   the embedded key, `typ`, `alg` (one of
+//!   [`dpop_algorithms`](MockAuthServerBuilder::dpop_algorithms)), `htm`, `htu`, `iat`
+//!   within a minute, `jti` never seen before, and at the API `ath` and the token's key.
+//! - With [`require_dpop_nonce`](MockAuthServerBuilder::require_dpop_nonce), proofs must
+//!   carry the server's nonce, which every answer carries in `DPoP-Nonce`: a token request
+//!   without it is answered `400 use_dpop_nonce`, an API request
+//!   `401 WWW-Authenticate: DPoP error="use_dpop_nonce"`. The nonce changes on
+//!   [`rotate_dpop_nonce`](MockAuthServer::rotate_dpop_nonce) and, if set, every
+//!   [`dpop_nonce_ttl`](MockAuthServerBuilder::dpop_nonce_ttl).
+//! - The API refuses a DPoP-bound token with `401 DPoP error="invalid_dpop_proof"` when its
+//!   proof is missing or wrong, and `error="invalid_token"` when the proof is another key's
+//!   (a thief's) or the token comes as `Bearer`.
+//! - [`AuthServerCounters`] count the nonce challenges of the token endpoint and of the API,
+//!   and the refusals by reason ([`DpopRefusals`]).
+//!
 //! # Faults
 //!
 //! [`MockAuthServer::fail_next_token_requests`] scripts the next answers of the token
@@ -51,34 +75,37 @@
 //! its tracing events (method, path and status; an error code and reason), or in
 //! [`TokenRequestLog`]s.
 
+mod builder;
 mod clients;
+#[cfg(feature = "dpop")]
+mod dpop;
 mod faults;
 mod ledger;
 mod reply;
+mod resource;
 mod routes;
 mod state;
 mod token_endpoint;
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+pub use builder::MockAuthServerBuilder;
 pub use clients::MockClient;
 pub use faults::Fault;
+#[cfg(feature = "dpop")]
+pub use state::DpopRefusals;
 pub use state::{AuthServerCounters, Discovery, TokenRequestLog};
 
 use crate::mock_server::RunningServer;
-use faults::Faults;
-use ledger::TokenLedger;
-use state::{AuthServerConfig, AuthServerState, SharedAuthServer};
+use ledger::Holder;
+use state::SharedAuthServer;
 
 /// The client a server registers when the builder names none, with [`DEFAULT_CLIENT_SECRET`]
 /// and `client_secret_basic`.
@@ -147,17 +174,7 @@ pub struct MockAuthServer {
 impl MockAuthServer {
     /// A builder, to register clients and choose lifetimes and behaviours.
     pub fn builder() -> MockAuthServerBuilder {
-        MockAuthServerBuilder {
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            clients: Vec::new(),
-            assertion_issuers: HashMap::new(),
-            subject_tokens: HashSet::new(),
-            token_ttl: DEFAULT_TOKEN_TTL,
-            refresh_tokens: false,
-            rotate_refresh_tokens: true,
-            issuer: None,
-            discovery: Discovery::Both,
-        }
+        MockAuthServerBuilder::new()
     }
 
     /// Starts a server with the defaults: one client, [`DEFAULT_CLIENT_ID`] with
@@ -246,8 +263,20 @@ impl MockAuthServer {
         );
         let mut state = self.shared.lock();
         let ttl = state.token_ttl;
-        let issued = state.ledger.issue(client_id, Instant::now(), ttl, true);
+        let issued = state
+            .ledger
+            .issue(Holder::bearer(client_id), Instant::now(), ttl, true);
         issued.refresh_token.expect("issued with a refresh token")
+    }
+
+    /// Replaces the server's DPoP nonce now (feature `dpop`), and returns the new one: the
+    /// old one is refused from now on, so the next proof that carries it meets a
+    /// `use_dpop_nonce` challenge, at the token endpoint or the API. Does nothing a client
+    /// can see unless [`MockAuthServerBuilder::require_dpop_nonce`] is set.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn rotate_dpop_nonce(&self) -> String {
+        self.shared.lock().dpop.rotate(false)
     }
 
     /// Stops the server and waits until every task it spawned has ended.
@@ -265,157 +294,5 @@ impl fmt::Debug for MockAuthServer {
         f.debug_struct("MockAuthServer")
             .field("addr", &self.addr())
             .finish_non_exhaustive()
-    }
-}
-
-/// Configures and starts a [`MockAuthServer`]. Made by [`MockAuthServer::builder`].
-#[must_use = "a builder does nothing until `.start().await`"]
-pub struct MockAuthServerBuilder {
-    addr: SocketAddr,
-    clients: Vec<MockClient>,
-    assertion_issuers: HashMap<String, Value>,
-    subject_tokens: HashSet<String>,
-    token_ttl: Duration,
-    refresh_tokens: bool,
-    rotate_refresh_tokens: bool,
-    issuer: Option<String>,
-    discovery: Discovery,
-}
-
-impl MockAuthServerBuilder {
-    /// The address to listen on. Default: `127.0.0.1:0` (a port the OS picks).
-    pub fn addr(mut self, addr: SocketAddr) -> Self {
-        self.addr = addr;
-        self
-    }
-
-    /// Registers a confidential client that authenticates with `client_secret_basic`. Without
-    /// any client, the server registers [`DEFAULT_CLIENT_ID`].
-    pub fn client(self, id: impl Into<String>, secret: impl Into<String>) -> Self {
-        self.register(MockClient::secret_basic(id, secret))
-    }
-
-    /// Registers a client with its authentication method and credential. A later client with
-    /// the same id replaces an earlier one.
-    pub fn register(mut self, client: MockClient) -> Self {
-        self.clients.push(client);
-        self
-    }
-
-    /// Trusts JWT-bearer assertions (RFC 7523 §2.1) issued by `issuer` and signed with
-    /// `public_jwk`. Assertions issued by a `private_key_jwt` client with its own key are
-    /// trusted too.
-    pub fn assertion_issuer(mut self, issuer: impl Into<String>, public_jwk: Value) -> Self {
-        self.assertion_issuers.insert(issuer.into(), public_jwk);
-        self
-    }
-
-    /// Accepts `subject_token` in token exchanges (RFC 8693); any other is `invalid_grant`.
-    pub fn subject_token(mut self, subject_token: impl Into<String>) -> Self {
-        self.subject_tokens.insert(subject_token.into());
-        self
-    }
-
-    /// How long access tokens stay valid, to the nanosecond. Default: [`DEFAULT_TOKEN_TTL`].
-    /// Can be changed later with [`MockAuthServer::set_token_ttl`].
-    pub fn token_ttl(mut self, ttl: Duration) -> Self {
-        self.token_ttl = ttl;
-        self
-    }
-
-    /// Whether client-credentials, JWT-bearer and token-exchange answers carry a refresh
-    /// token (a JWT-bearer grant only when the client authenticated: a refresh token is bound
-    /// to a client). Default: `false`, as RFC 6749 §4.4.3 recommends for client credentials.
-    pub fn refresh_tokens(mut self, issue: bool) -> Self {
-        self.refresh_tokens = issue;
-        self
-    }
-
-    /// Whether each refresh returns a new refresh token and uses up the old one (with reuse
-    /// detection). Default: `true`. With `false`, a refresh token is used again and again,
-    /// and the answers to a refresh carry none (RFC 6749 §6 lets a server keep the old one).
-    pub fn rotate_refresh_tokens(mut self, rotate: bool) -> Self {
-        self.rotate_refresh_tokens = rotate;
-        self
-    }
-
-    /// The `issuer` the metadata names, in place of the server's base URL: to test a client
-    /// against metadata for another issuer.
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
-        self
-    }
-
-    /// Which metadata documents are published. Default: [`Discovery::Both`].
-    pub fn discovery(mut self, discovery: Discovery) -> Self {
-        self.discovery = discovery;
-        self
-    }
-
-    /// Binds the address and starts serving on the current tokio runtime.
-    ///
-    /// # Errors
-    ///
-    /// If the address cannot be bound.
-    ///
-    /// # Panics
-    ///
-    /// If called outside a tokio runtime.
-    pub async fn start(mut self) -> io::Result<MockAuthServer> {
-        let listener = TcpListener::bind(self.addr).await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        if self.clients.is_empty() {
-            self.clients.push(MockClient::secret_basic(
-                DEFAULT_CLIENT_ID,
-                DEFAULT_CLIENT_SECRET,
-            ));
-        }
-        let config = AuthServerConfig {
-            clients: self
-                .clients
-                .into_iter()
-                .map(|client| (client.id().to_owned(), client))
-                .collect(),
-            assertion_issuers: self.assertion_issuers,
-            token_endpoint: format!("{base}{}", routes::TOKEN_PATH),
-            issuer: self.issuer.unwrap_or(base),
-            discovery: self.discovery,
-            refresh_tokens: self.refresh_tokens,
-            rotate_refresh_tokens: self.rotate_refresh_tokens,
-        };
-        let state = AuthServerState {
-            token_ttl: self.token_ttl,
-            ledger: TokenLedger::new(),
-            faults: Faults::new(),
-            counters: AuthServerCounters::default(),
-            token_requests: Vec::new(),
-            seen_jtis: HashSet::new(),
-            subject_tokens: self.subject_tokens,
-        };
-        let shared = Arc::new(SharedAuthServer::new(config, state));
-        let for_requests = Arc::clone(&shared);
-        let server = RunningServer::start(listener, "OAuth 2.0", move |request, shutdown| {
-            routes::handle(Arc::clone(&for_requests), shutdown, request)
-        })?;
-        Ok(MockAuthServer { server, shared })
-    }
-}
-
-impl fmt::Debug for MockAuthServerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockAuthServerBuilder")
-            .field("addr", &self.addr)
-            .field("clients", &self.clients)
-            .field(
-                "assertion_issuers",
-                &self.assertion_issuers.keys().collect::<Vec<_>>(),
-            )
-            .field("subject_tokens", &self.subject_tokens.len())
-            .field("token_ttl", &self.token_ttl)
-            .field("refresh_tokens", &self.refresh_tokens)
-            .field("rotate_refresh_tokens", &self.rotate_refresh_tokens)
-            .field("issuer", &self.issuer)
-            .field("discovery", &self.discovery)
-            .finish()
     }
 }

@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use http::header::{ALLOW, AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::header::{ALLOW, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
-use tokio::time::Instant;
 
-use super::ledger::AccessCheck;
 use super::reply;
+use super::resource;
 use super::state::{Discovery, SharedAuthServer};
 use super::token_endpoint;
 use crate::mock_server::{self, MockBody, ShutdownSignal, ShuttingDown};
@@ -38,7 +37,7 @@ pub(super) async fn handle(
         OAUTH_METADATA | OPENID_METADATA => method_not_allowed("GET"),
         api if api == "/api" || api.starts_with("/api/") => {
             if method == Method::GET || method == Method::POST {
-                resource(&shared, &method, &path, request.headers())
+                resource::serve(&shared, &method, &path, request.headers())
             } else {
                 method_not_allowed("GET, POST")
             }
@@ -67,9 +66,8 @@ fn metadata(shared: &SharedAuthServer, path: &str) -> Response<MockBody> {
     if !published {
         return not_found(path);
     }
-    reply::json_response(
-        StatusCode::OK,
-        &json!({
+    #[allow(unused_mut)]
+    let mut document = json!({
             "issuer": config.issuer,
             "token_endpoint": config.token_endpoint,
             "grant_types_supported": [
@@ -86,64 +84,12 @@ fn metadata(shared: &SharedAuthServer, path: &str) -> Response<MockBody> {
             ],
             "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
             "response_types_supported": ["code"],
-        }),
-    )
-}
-
-/// The protected API: 200 for a live access token, 401 otherwise (RFC 6750 §3).
-fn resource(
-    shared: &SharedAuthServer,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-) -> Response<MockBody> {
-    let now = Instant::now();
-    let mut state = shared.lock();
-    state.counters.resource_requests += 1;
-    let Some(token) = bearer_token(headers) else {
-        state.counters.resource_unauthorized += 1;
-        return unauthorized("Bearer");
-    };
-    match state.ledger.check_access(token, now) {
-        AccessCheck::Known {
-            expired,
-            revoked,
-            client_id,
-        } => {
-            state.counters.expired_token_requests += u64::from(expired);
-            if expired || revoked {
-                state.counters.resource_unauthorized += 1;
-                return unauthorized(r#"Bearer error="invalid_token""#);
-            }
-            reply::json_response(
-                StatusCode::OK,
-                &json!({"method": method.as_str(), "path": path, "client_id": client_id}),
-            )
-        }
-        AccessCheck::Unknown => {
-            state.counters.resource_unauthorized += 1;
-            unauthorized(r#"Bearer error="invalid_token""#)
-        }
+    });
+    #[cfg(feature = "dpop")]
+    if config.dpop.supported {
+        document["dpop_signing_alg_values_supported"] = config.dpop.algorithm_names().into();
     }
-}
-
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-fn unauthorized(challenge: &'static str) -> Response<MockBody> {
-    let mut response = reply::json_response(
-        StatusCode::UNAUTHORIZED,
-        &json!({"error": "invalid_token", "error_description": "the access token is missing, unknown, expired or revoked"}),
-    );
-    response
-        .headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-    response
+    reply::json_response(StatusCode::OK, &document)
 }
 
 fn not_found(path: &str) -> Response<MockBody> {

@@ -40,6 +40,11 @@ pub(super) struct AuthServerConfig {
     pub(super) discovery: Discovery,
     pub(super) refresh_tokens: bool,
     pub(super) rotate_refresh_tokens: bool,
+    /// `http://127.0.0.1:PORT`: what the API's URIs are, as clients name them in proofs.
+    #[cfg(feature = "dpop")]
+    pub(super) origin: String,
+    #[cfg(feature = "dpop")]
+    pub(super) dpop: super::dpop::DpopPolicy,
 }
 
 /// Everything that changes while the server runs, behind one lock: requests are tiny, and
@@ -53,6 +58,8 @@ pub(super) struct AuthServerState {
     /// `jti`s of client assertions and grant assertions already used.
     pub(super) seen_jtis: HashSet<String>,
     pub(super) subject_tokens: HashSet<String>,
+    #[cfg(feature = "dpop")]
+    pub(super) dpop: super::dpop::DpopState,
 }
 
 /// The configuration and state every connection shares.
@@ -126,6 +133,64 @@ pub struct AuthServerCounters {
     /// API requests whose token was already past its expiry when they arrived: a client that
     /// tracks expiry should keep this at zero.
     pub expired_token_requests: u64,
+    /// Token requests that carried a DPoP proof the server accepted.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub dpop_token_requests: u64,
+    /// Token requests answered `400 use_dpop_nonce` with a `DPoP-Nonce`: the proof had no
+    /// nonce, or an old one.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub token_nonce_challenges: u64,
+    /// API requests answered `401 WWW-Authenticate: DPoP error="use_dpop_nonce"` with a
+    /// `DPoP-Nonce`.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub resource_nonce_challenges: u64,
+    /// API requests with a DPoP-bound token that the server accepted, proof and all.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub dpop_resource_requests: u64,
+    /// What DPoP's checks refused, at the token endpoint and the API together, by reason.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub dpop_refused: DpopRefusals,
+}
+
+/// What the mock's DPoP checks refused, by reason (feature `dpop`), in
+/// [`AuthServerCounters::dpop_refused`]. Nonce challenges are not refusals: they are counted
+/// in [`AuthServerCounters::token_nonce_challenges`] and
+/// [`AuthServerCounters::resource_nonce_challenges`].
+///
+/// Counters may be added in later versions, as in [`AuthServerCounters`].
+#[cfg(feature = "dpop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DpopRefusals {
+    /// No `DPoP` header where one was needed (a token request to a server that requires
+    /// DPoP, an API request with a DPoP-bound token), or more than one.
+    pub missing_proof: u64,
+    /// Not a proof: not a compact JWS, `typ` not `dpop+jwt`, an `alg` that is not asymmetric
+    /// or not one the server accepts, a `jwk` missing or carrying private parts, no `jti`.
+    pub malformed: u64,
+    /// The signature does not verify with the proof's own `jwk`.
+    pub signature: u64,
+    /// `htm` is not the request's method.
+    pub method: u64,
+    /// `htu` is not the request's URI.
+    pub uri: u64,
+    /// `iat` missing, or further than a minute from the server's clock.
+    pub issued_at: u64,
+    /// A `jti` the server has accepted before: the same proof sent twice.
+    pub replayed: u64,
+    /// `ath` missing, or the hash of another access token.
+    pub access_token_hash: u64,
+    /// The proof's key is not the one the token (`cnf.jkt`) or refresh token is bound to:
+    /// a stolen token proved with the thief's own key.
+    pub key_mismatch: u64,
+    /// A DPoP-bound access token sent as `Authorization: Bearer`.
+    pub bearer_scheme: u64,
 }
 
 /// One request to the token endpoint, as

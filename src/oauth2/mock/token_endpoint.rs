@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::clients::{self, Authenticated, Registry};
 use super::faults::Fault;
-use super::ledger::{Issued, RefreshRefusal};
+use super::ledger::{Holder, Issued, RefreshRefusal};
 use super::reply::{self, Refusal};
 use super::state::{AuthServerState, SECRET_PARAMS, SharedAuthServer, TokenRequestLog};
 use crate::mock_server::{MockBody, ShutdownSignal, ShuttingDown};
@@ -43,7 +43,7 @@ pub(super) async fn serve(
         shutdown.sleep(delay).await?;
     } else if let Some(fault) = fault {
         shared.lock().counters.faults_injected += 1;
-        let response = injected(shutdown, fault).await?;
+        let response = injected(shared, shutdown, fault).await?;
         record(
             shared,
             body.as_deref().unwrap_or_default(),
@@ -52,13 +52,16 @@ pub(super) async fn serve(
         );
         return Ok(response);
     }
+    #[cfg(feature = "dpop")]
+    let nonce = shared.lock().dpop.current_nonce(&shared.config.dpop);
     let Ok(body) = body else {
         let response = Refusal::invalid_request("the body could not be read").into_response();
         record(shared, &[], None, response.status());
         return Ok(response);
     };
     let mut state = shared.lock();
-    let (response, client) = match handle(shared, &mut state, &parts.headers, &body) {
+    #[allow(unused_mut)]
+    let (mut response, client) = match handle(shared, &mut state, &parts.headers, &body) {
         Ok((issued, client, scope)) => (answer(&issued, scope), client),
         Err(refusal) => {
             count_refusal(&mut state, refusal.code);
@@ -71,14 +74,18 @@ pub(super) async fn serve(
         }
     };
     drop(state);
+    #[cfg(feature = "dpop")]
+    super::dpop::add_nonce(&mut response, nonce.as_deref());
     record(shared, &body, client, response.status());
     Ok(response)
 }
 
 async fn injected(
+    shared: &SharedAuthServer,
     shutdown: &mut ShutdownSignal,
     fault: Fault,
 ) -> Result<Response<MockBody>, ShuttingDown> {
+    let _ = shared;
     Ok(match fault {
         Fault::Status(status) => reply::text_response(
             status,
@@ -107,6 +114,22 @@ async fn injected(
             "application/json",
             r#"{"access_token":"mat_broken","token_type":"Bearer","expires_in":36"#,
         ),
+        #[cfg(feature = "dpop")]
+        Fault::UseDpopNonce => {
+            let nonce = {
+                let mut state = shared.lock();
+                state.counters.token_nonce_challenges += 1;
+                state.dpop.rotate(false)
+            };
+            let mut response = Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "use_dpop_nonce",
+                "the DPoP proof must carry the server's new nonce",
+            )
+            .into_response();
+            super::dpop::add_nonce(&mut response, Some(&nonce));
+            response
+        }
         Fault::Hang => {
             shutdown.wait().await;
             return Err(ShuttingDown);
@@ -123,6 +146,19 @@ fn handle(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(Issued, Option<Authenticated>, Option<String>), Refusal> {
+    // The key the tokens are bound to, if the request proved one (RFC 9449 §5).
+    #[cfg(feature = "dpop")]
+    let jkt = {
+        let endpoint = shared
+            .config
+            .token_endpoint
+            .parse()
+            .map_err(|_| Refusal::invalid_request("the token endpoint is not a URI"))?;
+        let AuthServerState { dpop, counters, .. } = &mut *state;
+        super::dpop::check_token_request(&shared.config.dpop, dpop, counters, headers, &endpoint)?
+    };
+    #[cfg(not(feature = "dpop"))]
+    let jkt: Option<String> = None;
     let config = &shared.config;
     let form_type = headers
         .get(CONTENT_TYPE)
@@ -184,13 +220,24 @@ fn handle(
     };
     let now = Instant::now();
     let ttl = state.token_ttl;
+    // A public client's refresh tokens are bound to the key too (RFC 9449 §5): nothing else
+    // keeps a stolen one from being used.
+    let public = authenticated
+        .as_ref()
+        .is_some_and(|client| client.method == AuthMethod::None);
+    let holder = |client_id| Holder {
+        client_id,
+        jkt: jkt.as_deref(),
+        bind_refresh: public,
+    };
     let issued = match grant_type {
         "client_credentials" => {
             let client = confidential(authenticated)?;
             state.counters.client_credentials_grants += 1;
-            let issued = state
-                .ledger
-                .issue(&client.client_id, now, ttl, config.refresh_tokens);
+            let issued =
+                state
+                    .ledger
+                    .issue(holder(&client.client_id), now, ttl, config.refresh_tokens);
             (issued, Some(client))
         }
         "refresh_token" => {
@@ -201,14 +248,19 @@ fn handle(
                 .ledger
                 .refresh(
                     refresh_token,
-                    &client.client_id,
+                    holder(&client.client_id),
                     now,
                     ttl,
                     config.rotate_refresh_tokens,
                 )
                 .map_err(|refusal| {
-                    if refusal == RefreshRefusal::Reused {
-                        state.counters.refresh_token_reuses += 1;
+                    match refusal {
+                        RefreshRefusal::Reused => state.counters.refresh_token_reuses += 1,
+                        #[cfg(feature = "dpop")]
+                        RefreshRefusal::OtherKey => {
+                            state.counters.dpop_refused.key_mismatch += 1;
+                        }
+                        _ => {}
                     }
                     Refusal::invalid_grant(refusal.describe())
                 })?;
@@ -245,7 +297,9 @@ fn handle(
                 .map_or(issuer, |client| client.client_id.clone());
             // A refresh token needs a client to be bound to, and to authenticate its use.
             let with_refresh = config.refresh_tokens && authenticated.is_some();
-            let issued = state.ledger.issue(&client_id, now, ttl, with_refresh);
+            let issued = state
+                .ledger
+                .issue(holder(&client_id), now, ttl, with_refresh);
             (issued, authenticated)
         }
         TOKEN_EXCHANGE => {
@@ -256,9 +310,10 @@ fn handle(
                 return Err(Refusal::invalid_grant("the subject token is not accepted"));
             }
             state.counters.token_exchange_grants += 1;
-            let issued = state
-                .ledger
-                .issue(&client.client_id, now, ttl, config.refresh_tokens);
+            let issued =
+                state
+                    .ledger
+                    .issue(holder(&client.client_id), now, ttl, config.refresh_tokens);
             (issued, Some(client))
         }
         _ => {
@@ -276,7 +331,7 @@ fn handle(
 fn answer(issued: &Issued, scope: Option<String>) -> Response<MockBody> {
     let mut body = json!({
         "access_token": issued.access_token,
-        "token_type": "Bearer",
+        "token_type": if issued.dpop { "DPoP" } else { "Bearer" },
         "expires_in": issued.expires_in,
     });
     if let Some(refresh_token) = &issued.refresh_token {
@@ -292,6 +347,8 @@ fn count_refusal(state: &mut AuthServerState, code: &str) {
     let counter = match code {
         "invalid_client" => &mut state.counters.invalid_client,
         "invalid_grant" => &mut state.counters.invalid_grant,
+        // Counted by the DPoP checks, by reason.
+        "use_dpop_nonce" | "invalid_dpop_proof" => return,
         _ => &mut state.counters.invalid_request,
     };
     *counter += 1;
