@@ -97,3 +97,62 @@ async fn the_token_stays_with_the_api() {
     assert_eq!(server.counters().client_credentials_grants, 1);
     assert_eq!(layer.cache().stats().unauthorized, 0);
 }
+
+/// DPoP end to end, both halves over reqwest: the provider's nonce dance at the token endpoint
+/// (through `ClientService`), then the middleware's proofs at the API; a nonce the server
+/// rotates costs one retry with the same token, and no grant.
+#[cfg(feature = "dpop")]
+#[tokio::test]
+async fn dpop_bound_tokens_are_proven_and_a_new_nonce_costs_one_retry() {
+    use tower_bearer::dpop::DpopKey;
+    use tower_bearer::jose::Algorithm;
+
+    let server = MockAuthServer::builder()
+        .require_dpop(true)
+        .require_dpop_nonce(true)
+        .start()
+        .await
+        .unwrap();
+    let provider = OAuth2::builder()
+        .token_endpoint(server.token_endpoint())
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret(DEFAULT_CLIENT_SECRET)
+        .dpop(DpopKey::generate(Algorithm::Es256).unwrap())
+        .build(ClientService::new(reqwest::Client::new()))
+        .unwrap();
+    let auth = BearerAuthMiddleware::from(provider.into_layer(server.uri()).unwrap());
+    let cache = auth.cache().clone();
+    let below = Below::default();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .with(below.clone())
+        .build();
+    let api = server.uri_for("/api/reports").to_string();
+
+    assert_eq!(
+        client.get(&api).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    server.rotate_dpop_nonce();
+    assert_eq!(
+        client.get(&api).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let counters = server.counters();
+    assert_eq!(counters.client_credentials_grants, 1);
+    assert_eq!(
+        counters.token_nonce_challenges, 1,
+        "the provider's nonce dance"
+    );
+    assert_eq!(counters.resource_nonce_challenges, 1, "the rotated nonce");
+    assert_eq!(counters.dpop_resource_requests, 2);
+    assert_eq!(counters.resource_unauthorized, 1);
+    let stats = cache.stats();
+    assert_eq!((stats.nonce_retried, stats.retried), (1, 0));
+    let sent = below.sent();
+    assert_eq!(sent.len(), 3);
+    assert!(sent.iter().all(|(auth, sensitive)| {
+        auth.as_deref().is_some_and(|a| a.starts_with("DPoP ")) && *sensitive
+    }));
+}
