@@ -23,7 +23,7 @@ use crate::verdict::{TokenVerdict, VerdictRule};
 
 /// How much of a 401's body is read, while the replacement token is fetched, so that its
 /// connection can be reused; past this it is dropped.
-const DRAIN_LIMIT: usize = 16 * 1024;
+pub(crate) const DRAIN_LIMIT: usize = 16 * 1024;
 
 pin_project! {
     /// Response future of [`BearerAuth`](crate::BearerAuth).
@@ -263,12 +263,9 @@ where
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     // Every answer may carry the server's next nonce.
                     let new_nonce = proving::learn(proven.as_deref(), response.headers());
-                    match verdict.of(&response) {
-                        TokenVerdict::Rejected => tracing::debug!(
-                            status = response.status().as_u16(),
-                            generation = *generation,
-                            "the server rejected the token"
-                        ),
+                    let (status, headers) = (response.status(), response.headers());
+                    match verdict.judge(status, headers, *generation) {
+                        TokenVerdict::Rejected => {}
                         TokenVerdict::UseDpopNonce if new_nonce => {
                             // Not the token's fault: the same token again, with a new proof
                             // that carries the nonce. It uses up the request's one retry.
@@ -298,13 +295,6 @@ where
                             };
                             state.set(next);
                             continue;
-                        }
-                        TokenVerdict::InsufficientScope => {
-                            tracing::debug!(
-                                status = response.status().as_u16(),
-                                "the token's scope is insufficient: a new one would not help"
-                            );
-                            return Poll::Ready(Ok(response));
                         }
                         _ => return Poll::Ready(Ok(response)),
                     }

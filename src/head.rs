@@ -8,61 +8,24 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri,
 
 /// The method, URI, version, extensions and headers of a request as it was sent, less its
 /// `Authorization` header (a retry carries a new token).
-///
-/// The headers are copied into one buffer rather than cloned as a `HeaderMap`: every request
-/// that may be retried pays for the copy, and a `HeaderMap` clone costs two allocations, plus
-/// one for each header value made from a `&str` (its bytes move to a shared buffer on their
-/// first clone), and as many frees. The copy is one allocation; the `HeaderMap` is rebuilt
-/// only for a retry.
 pub(crate) struct SavedHead {
     method: Method,
     uri: Uri,
     version: Version,
     extensions: Extensions,
-    /// For each header in order: the name's length (2 bytes) and the value's (4 bytes), little
-    /// endian, whether the value is sensitive (1 byte), then the name and the value.
-    headers: Vec<u8>,
-    count: usize,
+    headers: SavedHeaders,
 }
-
-const ENTRY_HEAD: usize = 7;
 
 impl SavedHead {
     /// Saves `parts`, or `None` for a header value longer than 4 GiB; less its proof header
     /// too if `proven` (a retry carries a new proof).
     pub(crate) fn save(parts: &Parts, proven: bool) -> Option<SavedHead> {
-        // One pass, into a buffer sized for typical headers: a reallocation is rarer than a
-        // second walk of the map is costly.
-        let mut headers = Vec::with_capacity(parts.headers.len() * 48);
-        let mut count = 0;
-        for (name, value) in &parts.headers {
-            if name == AUTHORIZATION || (proven && proving::is_proof_header(name)) {
-                continue;
-            }
-            let name = name.as_str().as_bytes();
-            let value_len = u32::try_from(value.len()).ok()?.to_le_bytes();
-            // Header names are at most 64 KiB - 1 long (`http` refuses longer ones).
-            let name_len = (name.len() as u16).to_le_bytes();
-            headers.extend_from_slice(&[
-                name_len[0],
-                name_len[1],
-                value_len[0],
-                value_len[1],
-                value_len[2],
-                value_len[3],
-                u8::from(value.is_sensitive()),
-            ]);
-            headers.extend_from_slice(name);
-            headers.extend_from_slice(value.as_bytes());
-            count += 1;
-        }
         Some(SavedHead {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             version: parts.version,
             extensions: parts.extensions.clone(),
-            headers,
-            count,
+            headers: SavedHeaders::save(&parts.headers, proven)?,
         })
     }
 
@@ -75,8 +38,65 @@ impl SavedHead {
         parts.uri = self.uri;
         parts.version = self.version;
         parts.extensions = self.extensions;
+        parts.headers = self.headers.restore()?;
+        Some(parts)
+    }
+}
+
+/// A request's headers as they were sent, less its `Authorization` (and proof), for a retry:
+/// the tower layer's [`SavedHead`], and the reqwest middleware's copy of a request.
+///
+/// The headers are copied into one buffer rather than cloned as a `HeaderMap`: every request
+/// that may be retried pays for the copy, and a `HeaderMap` clone costs two allocations, plus
+/// one for each header value made from a `&str` (its bytes move to a shared buffer on their
+/// first clone), and as many frees. The copy is one allocation; the `HeaderMap` is rebuilt
+/// only for a retry.
+pub(crate) struct SavedHeaders {
+    /// For each header in order: the name's length (2 bytes) and the value's (4 bytes), little
+    /// endian, whether the value is sensitive (1 byte), then the name and the value.
+    buffer: Vec<u8>,
+    count: usize,
+}
+
+const ENTRY_HEAD: usize = 7;
+
+impl SavedHeaders {
+    /// Saves `headers`, or `None` for a value longer than 4 GiB; less the proof header too if
+    /// `proven` (a retry carries a new proof).
+    pub(crate) fn save(headers: &HeaderMap, proven: bool) -> Option<SavedHeaders> {
+        // One pass, into a buffer sized for typical headers: a reallocation is rarer than a
+        // second walk of the map is costly.
+        let mut buffer = Vec::with_capacity(headers.len() * 48);
+        let mut count = 0;
+        for (name, value) in headers {
+            if name == AUTHORIZATION || (proven && proving::is_proof_header(name)) {
+                continue;
+            }
+            let name = name.as_str().as_bytes();
+            let value_len = u32::try_from(value.len()).ok()?.to_le_bytes();
+            // Header names are at most 64 KiB - 1 long (`http` refuses longer ones).
+            let name_len = (name.len() as u16).to_le_bytes();
+            buffer.extend_from_slice(&[
+                name_len[0],
+                name_len[1],
+                value_len[0],
+                value_len[1],
+                value_len[2],
+                value_len[3],
+                u8::from(value.is_sensitive()),
+            ]);
+            buffer.extend_from_slice(name);
+            buffer.extend_from_slice(value.as_bytes());
+            count += 1;
+        }
+        Some(SavedHeaders { buffer, count })
+    }
+
+    /// The headers again, in the order they were sent, with room for the token; `None` if a
+    /// value holds bytes that a header value parsed from bytes may not.
+    pub(crate) fn restore(self) -> Option<HeaderMap> {
         let mut headers = HeaderMap::with_capacity(self.count + 1);
-        let mut rest = self.headers.as_slice();
+        let mut rest = self.buffer.as_slice();
         while let Some((head, tail)) = rest.split_first_chunk::<ENTRY_HEAD>() {
             let name_len = usize::from(u16::from_le_bytes([head[0], head[1]]));
             let value_len = u32::from_le_bytes([head[2], head[3], head[4], head[5]]) as usize;
@@ -88,8 +108,7 @@ impl SavedHead {
             headers.append(name, value);
             rest = tail;
         }
-        parts.headers = headers;
-        Some(parts)
+        Some(headers)
     }
 }
 

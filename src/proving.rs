@@ -35,6 +35,20 @@ pub(crate) fn prove(
     Ok(None)
 }
 
+/// Whether requests sent with `token` carry a proof: for a client whose URLs are not `Uri`s
+/// (reqwest's), which builds the `Uri` a proof names only when there is one to make.
+#[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+#[inline]
+pub(crate) fn needs_proof(token: &Token) -> bool {
+    #[cfg(feature = "dpop")]
+    return token.dpop_binding().is_some();
+    #[cfg(not(feature = "dpop"))]
+    {
+        let _ = token;
+        false
+    }
+}
+
 /// [`prove`] for a whole request.
 #[inline]
 pub(crate) fn prove_request<B>(

@@ -96,8 +96,41 @@ impl Scope {
     pub fn allows(&self, uri: &Uri) -> bool {
         match &self.kind {
             Kind::Any => true,
-            Kind::Origins(origins) => origins.iter().any(|origin| origin.matches(uri)),
+            Kind::Origins(origins) => {
+                let (Some(scheme), Some(host)) = (uri.scheme(), uri.host()) else {
+                    return false;
+                };
+                let port = uri.port_u16().or_else(|| default_port(scheme));
+                origins
+                    .iter()
+                    .any(|origin| origin.matches(scheme.as_str(), host, port))
+            }
             Kind::Predicate(allows) => allows(uri),
+        }
+    }
+
+    /// Whether a request to `scheme://host:port` gets the token, for a client whose URLs are
+    /// not [`Uri`]s (reqwest's): the same decision as [`allows`](Self::allows), from the
+    /// parts an origin scope compares, so that the hot path parses nothing. `port` is the
+    /// URL's, or its scheme's default; `uri` is called only for a predicate, which is given
+    /// the whole URI (a URL that is no valid `Uri` gets no token).
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn allows_origin(
+        &self,
+        scheme: &str,
+        host: Option<&str>,
+        port: Option<u16>,
+        uri: impl FnOnce() -> Option<Uri>,
+    ) -> bool {
+        match &self.kind {
+            Kind::Any => true,
+            Kind::Origins(origins) => host.is_some_and(|host| {
+                origins
+                    .iter()
+                    .any(|origin| origin.matches(scheme, host, port))
+            }),
+            Kind::Predicate(allows) => uri().is_some_and(|uri| allows(&uri)),
         }
     }
 }
@@ -116,13 +149,12 @@ impl Origin {
         Some(Origin { scheme, host, port })
     }
 
-    fn matches(&self, uri: &Uri) -> bool {
-        let (Some(scheme), Some(host)) = (uri.scheme(), uri.host()) else {
-            return false;
-        };
-        *scheme == self.scheme
+    /// Whether a URI with this scheme, host and port (explicit, or the scheme's default) is
+    /// of this origin. Schemes and hosts compare in any case.
+    fn matches(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+        scheme.eq_ignore_ascii_case(self.scheme.as_str())
             && host.eq_ignore_ascii_case(&self.host)
-            && uri.port_u16().or_else(|| default_port(scheme)) == Some(self.port)
+            && port == Some(self.port)
     }
 }
 

@@ -220,12 +220,41 @@ impl VerdictRule {
         VerdictRule(Some(Arc::new(decide)))
     }
 
+    /// The verdict on a response with `status` and `headers` to a request sent with the token
+    /// of `generation`, logged as every stack logs it. Each stack hands over its response's
+    /// parts (an `http::Response` for tower, a `reqwest::Response`), so that the decision and
+    /// what is said about it are one piece of code.
     #[inline]
-    pub(crate) fn of<B>(&self, response: &http::Response<B>) -> TokenVerdict {
-        match &self.0 {
-            None => TokenVerdict::of(response.status(), response.headers()),
-            Some(decide) => decide(response.status(), response.headers()),
+    pub(crate) fn judge(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        generation: u64,
+    ) -> TokenVerdict {
+        let verdict = match &self.0 {
+            None => TokenVerdict::of(status, headers),
+            Some(decide) => decide(status, headers),
+        };
+        if verdict != TokenVerdict::Unrelated {
+            log(verdict, status, generation);
         }
+        verdict
+    }
+}
+
+#[cold]
+fn log(verdict: TokenVerdict, status: StatusCode, generation: u64) {
+    let status = status.as_u16();
+    match verdict {
+        TokenVerdict::Rejected => {
+            tracing::debug!(status, generation, "the server rejected the token");
+        }
+        TokenVerdict::InsufficientScope => tracing::debug!(
+            status,
+            "the token's scope is insufficient: a new one would not help"
+        ),
+        // Said where the request is sent again with the nonce, if it is.
+        TokenVerdict::UseDpopNonce | TokenVerdict::Unrelated => {}
     }
 }
 

@@ -29,6 +29,10 @@ mod axum_upstream;
 #[path = "../examples/oauth2.rs"]
 #[allow(dead_code)]
 mod oauth2_example;
+#[cfg(feature = "reqwest")]
+#[path = "../examples/reqwest.rs"]
+#[allow(dead_code)]
+mod reqwest_example;
 
 // Both OAuth 2.0 examples bring `examples/common/oauth2_env.rs` along, each as its own module.
 #[cfg(all(feature = "tonic", feature = "oauth2"))]
@@ -102,6 +106,27 @@ async fn quickstart_real_api_session_against_the_mock() {
     assert_eq!(expected.len(), 10);
     assert_eq!(deletes, expected);
     assert!(out.contains("10 created, 0 deleted again"), "{out}");
+}
+
+/// The reqwest example, as it runs: every call succeeds through reqwest-tracing,
+/// reqwest-retry and the middleware, across token lifetimes and a revocation.
+#[cfg(feature = "reqwest")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_example_against_the_mock() {
+    let mut out = Vec::new();
+    let report = reqwest_example::run(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert!(report.success(), "{out}");
+    assert_eq!((report.ok, report.failed), (240, 0), "{out}");
+    assert!(report.revoked, "{out}");
+    // The first login and the one after the revocation (whose refresh token was revoked too).
+    assert_eq!(report.logins, 2, "{out}");
+    assert!(report.refreshes >= 1, "{out}");
+    assert!(report.retried >= 1, "{out}");
+    assert_eq!(report.expired_sent, 0, "{out}");
+    assert!(out.contains("240 ok, 0 failed"), "{out}");
+    assert!(out.contains("the server revoked every token"), "{out}");
 }
 
 #[tokio::test]
