@@ -12,7 +12,7 @@ use super::entry::Windows;
 use super::flight::RefreshState;
 use super::refresher::Refresh;
 use super::stats::StatCounters;
-use super::store_link::StoreLink;
+use super::store_link::{StoreLink, StoreSettings};
 use super::{CachePadded, Shared, TokenCache};
 use crate::store::TokenStore;
 
@@ -48,25 +48,6 @@ pub struct TokenCacheBuilder {
     store_settings: StoreSettings,
 }
 
-/// How a cache uses its store.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct StoreSettings {
-    pub(super) lease: Duration,
-    pub(super) poll: Duration,
-    pub(super) timeout: Duration,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        StoreSettings {
-            lease: Duration::from_secs(5),
-            poll: Duration::from_millis(250),
-            timeout: Duration::from_secs(1),
-        }
-    }
-}
-
-/// The cache's settings, as the builder left them.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
     pub(super) windows: Windows,

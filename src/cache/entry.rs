@@ -49,6 +49,23 @@ pub(crate) struct Entry {
     pub(super) alarm: Alarm,
 }
 
+/// A token a refresh ended with.
+pub(super) struct Refreshed {
+    pub(super) token: Token,
+    /// When it was obtained, if not just now (a token taken from the store).
+    pub(super) obtained: Option<Instant>,
+}
+
+impl Refreshed {
+    /// A token obtained just now.
+    pub(super) fn now(token: Token) -> Self {
+        Refreshed {
+            token,
+            obtained: None,
+        }
+    }
+}
+
 /// `Entry::next_ahead` once a background refresh has been started for the entry.
 pub(super) const CLAIMED: u64 = u64::MAX;
 

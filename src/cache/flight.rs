@@ -15,17 +15,22 @@
 //! After a failure the cache remembers the error until a backoff has passed; requests that
 //! need a token meanwhile get it at once, without a refresher call.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tower::BoxError;
 
-use super::entry::Entry;
-use super::store_link::Refreshed;
+use super::entry::{Entry, Refreshed};
 use super::wait::{Acquire, Outcome, Rejection, Waiting};
 use super::{LONGEST_WAIT, TokenCache};
 use crate::{RefreshReason, RetryAfter, TokenError, TokenErrorKind, TokenRequest};
+
+/// A flight's work: the refresher's call, or a refresh shared through a store.
+type FlightFuture = Pin<Box<dyn Future<Output = Result<Refreshed, BoxError>> + Send>>;
 
 /// The cache's state behind its lock: the refresh in flight, and the last failure.
 #[derive(Default)]
@@ -187,7 +192,7 @@ impl TokenCache {
             "token refresh started"
         );
         let previous = previous.map(|e| e.token.clone());
-        let refresh: super::refresher::FlightFuture = match &self.shared.store {
+        let refresh: FlightFuture = match &self.shared.store {
             Some(_) => {
                 let cache = self.clone();
                 Box::pin(async move {
@@ -309,13 +314,7 @@ impl TokenCache {
 /// that is shutting down drops a new task at once, and the task's guard then takes the lock.
 /// Empty when the request joined a flight rather than starting one.
 #[must_use = "a registered flight that is never spawned leaves its waiters waiting"]
-pub(super) struct UnspawnedFlight(
-    Option<(
-        tokio::runtime::Handle,
-        FlightGuard,
-        super::refresher::FlightFuture,
-    )>,
-);
+pub(super) struct UnspawnedFlight(Option<(tokio::runtime::Handle, FlightGuard, FlightFuture)>);
 
 impl UnspawnedFlight {
     pub(super) fn spawn(self) {
@@ -336,7 +335,7 @@ struct FlightGuard {
 }
 
 impl FlightGuard {
-    async fn run(mut self, refresh: super::refresher::FlightFuture) {
+    async fn run(mut self, refresh: FlightFuture) {
         let deadline = self.cache.shared.settings.refresh_timeout;
         let result = match tokio::time::timeout(deadline, refresh).await {
             Ok(result) => result.map_err(|err| TokenError::refresher(self.reason, err)),

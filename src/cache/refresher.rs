@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use tower::{BoxError, Service};
 
-use super::store_link::Refreshed;
 use crate::{Token, TokenRequest};
 
 /// A service that can feed a [`TokenCache`](crate::TokenCache): from [`TokenRequest`] to
@@ -32,9 +31,6 @@ impl<R> Refresher for R where
 
 /// A refresher's call, boxed.
 pub(crate) type RefreshFuture = Pin<Box<dyn Future<Output = Result<Token, BoxError>> + Send>>;
-
-/// A flight's work: the refresher's call, or a refresh shared through a store.
-pub(super) type FlightFuture = Pin<Box<dyn Future<Output = Result<Refreshed, BoxError>> + Send>>;
 
 /// A refresher the cache can hold without naming its type.
 pub(super) trait Refresh: Send + Sync + 'static {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::BoxError;
 
-use super::builder::StoreSettings;
+use super::entry::Refreshed;
 use super::refresher::RefreshFuture;
 use crate::error::Causes;
 use crate::store::{Publish, SharedToken, StoreError, StoreFuture, StoreStats, TokenStore};
@@ -27,23 +27,25 @@ pub(super) struct StoreLink {
     counters: StoreCounters,
 }
 
-/// A token a refresh ended with.
-pub(super) struct Refreshed {
-    pub(super) token: Token,
-    /// When it was obtained, if not just now (a token taken from the store).
-    pub(super) obtained: Option<Instant>,
+/// How a cache uses its store.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StoreSettings {
+    pub(super) lease: Duration,
+    pub(super) poll: Duration,
+    pub(super) timeout: Duration,
 }
 
-impl Refreshed {
-    /// A token obtained just now.
-    pub(super) fn now(token: Token) -> Self {
-        Refreshed {
-            token,
-            obtained: None,
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            lease: Duration::from_secs(5),
+            poll: Duration::from_millis(250),
+            timeout: Duration::from_secs(1),
         }
     }
 }
 
+/// The cache's settings, as the builder left them.
 impl StoreLink {
     pub(super) fn new(store: Arc<dyn TokenStore>, settings: StoreSettings) -> Self {
         let random = RandomState::new().hash_one(std::process::id());

@@ -10,9 +10,10 @@ use tokio::sync::OnceCell;
 
 use super::auth_method::AuthMethod;
 use super::client_auth::ClientAuth;
-use super::config::{EndpointSource, ProviderConfig, TokenEndpoint};
+use super::config::{EndpointSource, ProviderConfig};
 #[cfg(feature = "dpop")]
 use super::dpop::DpopSettings;
+use super::endpoint::TokenEndpoint;
 use super::error::ConfigError;
 use super::grant::Grant;
 use super::provider::OAuth2;

@@ -4,12 +4,12 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use http::Uri;
 use secrecy::SecretString;
 use tokio::sync::OnceCell;
 
 use super::client_auth::ClientAuth;
 use super::dpop::DpopSettings;
+use super::endpoint::TokenEndpoint;
 use super::grant::GrantKind;
 
 /// The provider's settings, fixed when it is built, and the little it learns while it runs.
@@ -29,30 +29,6 @@ pub(super) struct ProviderConfig {
     pub(super) newest_refresh_token: Mutex<Option<SecretString>>,
     /// The DPoP key every token request proves, if the tokens are to be bound to one.
     pub(super) dpop: Option<DpopSettings>,
-}
-
-/// The token endpoint, as a URI to send to and as the text a client assertion's `aud` names.
-#[derive(Debug, Clone)]
-pub(super) struct TokenEndpoint {
-    pub(super) uri: Uri,
-    pub(super) url: String,
-}
-
-impl TokenEndpoint {
-    /// An absolute `http` or `https` URI with a host, or `None`.
-    pub(super) fn parse(url: &str) -> Option<Self> {
-        let uri: Uri = url.parse().ok()?;
-        let scheme = uri.scheme_str()?;
-        if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http"))
-            || uri.host().is_none_or(str::is_empty)
-        {
-            return None;
-        }
-        Some(TokenEndpoint {
-            uri,
-            url: url.to_owned(),
-        })
-    }
 }
 
 /// Where the token endpoint comes from.

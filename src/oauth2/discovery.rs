@@ -7,8 +7,8 @@ use http::{Request, StatusCode, Uri};
 use serde_json::Value;
 
 use super::answer;
-use super::config::TokenEndpoint;
 use super::dpop::{self, DpopSettings};
+use super::endpoint::TokenEndpoint;
 use super::error::{DiscoveryError, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::http_client;
 use crate::{HttpClient, RequestBody, RetryAfter};

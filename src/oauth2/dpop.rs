@@ -7,7 +7,7 @@
 
 use http::HeaderMap;
 
-use super::config::TokenEndpoint;
+use super::endpoint::TokenEndpoint;
 use super::error::{DiscoveryError, MalformedAnswer, OAuth2Error};
 use crate::Token;
 use crate::http_client::Answer;
@@ -114,7 +114,7 @@ mod with_key {
     use http::{HeaderMap, Method};
 
     use super::super::answer;
-    use super::super::config::TokenEndpoint;
+    use super::super::endpoint::TokenEndpoint;
     use super::super::error::{ErrorCode, OAuth2Error};
     use crate::dpop::{DPOP, DpopKey, DpopNonce};
     use crate::http_client::Answer;

@@ -118,6 +118,7 @@ mod client_auth;
 mod config;
 mod discovery;
 mod dpop;
+mod endpoint;
 mod error;
 mod form;
 mod grant;

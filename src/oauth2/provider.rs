@@ -17,8 +17,9 @@ use tower::Service;
 
 use super::assertion::Assertion;
 use super::auth_method::AuthMethod;
-use super::config::{EndpointSource, ProviderConfig, TokenEndpoint};
+use super::config::{EndpointSource, ProviderConfig};
 use super::discovery;
+use super::endpoint::TokenEndpoint;
 use super::error::{ErrorCode, OAuth2Error};
 use super::grant::GrantKind;
 use super::request::{self, GrantParams};

@@ -9,8 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
 use super::answer;
-use super::config::{ProviderConfig, TokenEndpoint};
+use super::config::ProviderConfig;
 use super::dpop;
+use super::endpoint::TokenEndpoint;
 use super::error::OAuth2Error;
 use super::form::{Form, Secrets};
 use crate::http_client;

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use tokio::time::Instant;
 
+use super::counters::{AuthServerCounters, DpopRefusals};
 use super::reply::Refusal;
-use super::state::{AuthServerCounters, DpopRefusals};
 use crate::dpop::{DPOP, DPOP_NONCE, ProofContext, ProofRejection, ProofVerifier};
 use crate::jose::Algorithm;
 use crate::mock_server::MockBody;

@@ -77,6 +77,7 @@
 
 mod builder;
 mod clients;
+mod counters;
 #[cfg(feature = "dpop")]
 mod dpop;
 mod faults;
@@ -98,10 +99,11 @@ use tokio::time::Instant;
 
 pub use builder::MockAuthServerBuilder;
 pub use clients::MockClient;
-pub use faults::Fault;
+pub use counters::AuthServerCounters;
 #[cfg(feature = "dpop")]
-pub use state::DpopRefusals;
-pub use state::{AuthServerCounters, Discovery, TokenRequestLog};
+pub use counters::DpopRefusals;
+pub use faults::Fault;
+pub use state::{Discovery, TokenRequestLog};
 
 use crate::mock_server::RunningServer;
 use ledger::Holder;
