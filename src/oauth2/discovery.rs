@@ -182,4 +182,22 @@ mod tests {
             Err(DiscoveryError::Malformed(MalformedAnswer::NotJson(_)))
         ));
     }
+
+    /// Found by the `oauth2_metadata` fuzz target, which took any accepted endpoint to start
+    /// with `http`: a scheme is case-insensitive (RFC 3986 §3.1), so `htTps` is https. The
+    /// endpoint is sent to as such and kept as the document wrote it (an assertion's `aud`
+    /// names it so).
+    #[test]
+    fn a_token_endpoint_scheme_in_any_case_is_that_scheme() {
+        use http::uri::Scheme;
+
+        let fuzzed = br#"{"issuer":"https://as.example","token_endpoint":"htTps://as.es","s_supported":["client_secret_baent_creden]tials","refresh_token"]}"#;
+        let endpoint = parse_metadata(fuzzed, "https://as.example").unwrap();
+        assert_eq!(endpoint.url, "htTps://as.es");
+        assert_eq!(endpoint.uri.scheme(), Some(&Scheme::HTTPS));
+        let upper = br#"{"issuer":"https://as.example","token_endpoint":"HTTP://as.example/t"}"#;
+        let endpoint = parse_metadata(upper, "https://as.example").unwrap();
+        assert_eq!(endpoint.url, "HTTP://as.example/t");
+        assert_eq!(endpoint.uri.scheme(), Some(&Scheme::HTTP));
+    }
 }
