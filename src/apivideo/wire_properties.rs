@@ -18,11 +18,7 @@ fn token(body: &[u8]) -> Result<Token, Malformed> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        // 2048 unless `PROPTEST_CASES` asks for another count (a longer run by hand).
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|cases| cases.parse().ok())
-            .unwrap_or(2048),
+        cases: 2048,
         // A failing input is printed; these parsers need no replay file.
         failure_persistence: None,
         ..ProptestConfig::default()
