@@ -239,4 +239,24 @@ mod tests {
             Err(DiscoveryError::Malformed(MalformedAnswer::NotJson(_)))
         ));
     }
+
+    /// Found by the `oauth2_metadata` fuzz target, which took any accepted endpoint to start
+    /// with `http`: a scheme is case-insensitive (RFC 3986 §3.1), so `htTps` is https. The
+    /// endpoint is sent to as such and kept as the document wrote it (an assertion's `aud`
+    /// names it so).
+    #[test]
+    fn a_token_endpoint_scheme_in_any_case_is_that_scheme() {
+        use http::uri::Scheme;
+
+        let fuzzed = br#"{"issuer":"https://as.example","token_endpoint":"htTps://as.es","s_supported":["client_secret_baent_creden]tials","refresh_token"]}"#;
+        parse_metadata(fuzzed, "https://as.example").unwrap();
+        for (url, scheme) in [
+            ("htTps://as.es", Scheme::HTTPS),
+            ("HTTP://as.example/t", Scheme::HTTP),
+        ] {
+            let endpoint = TokenEndpoint::parse(url).unwrap();
+            assert_eq!(endpoint.url, url);
+            assert_eq!(endpoint.uri.scheme(), Some(&scheme));
+        }
+    }
 }
