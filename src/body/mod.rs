@@ -71,7 +71,7 @@ pin_project! {
 pub(crate) struct Recording<B> {
     /// The caller's body, until it ends.
     body: Option<Pin<Box<B>>>,
-    chunks: VecDeque<Bytes>,
+    chunks: Chunks,
     len: usize,
     limit: usize,
     trailers: Option<HeaderMap>,
@@ -111,7 +111,7 @@ impl<B> ReplayBody<B> {
         }
         let shared = Arc::new(Mutex::new(Recording {
             body: Some(Box::pin(body)),
-            chunks: VecDeque::new(),
+            chunks: Chunks::default(),
             len: 0,
             limit,
             trailers: None,
@@ -190,8 +190,44 @@ where
 
     fn discard(&mut self) {
         self.discarded = true;
-        self.chunks = VecDeque::new();
+        self.chunks = Chunks::default();
         self.trailers = None;
+    }
+}
+
+/// The chunks recorded, in order. A body small enough to replay is most often one chunk (a JSON
+/// document, a gRPC message), which is kept inline: the queue allocates only from the second.
+#[derive(Default)]
+struct Chunks {
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+    /// Their length in bytes.
+    len: usize,
+}
+
+impl Chunks {
+    fn push_back(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        // `first` is only ever ahead of `rest`.
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.push_back(chunk);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Bytes> {
+        let chunk = self.first.take().or_else(|| self.rest.pop_front())?;
+        self.len -= chunk.len();
+        Some(chunk)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 }
 
@@ -276,7 +312,7 @@ where
             }
             Kind::Replay { shared } => {
                 let recording = crate::sync::lock(shared);
-                let buffered: u64 = recording.chunks.iter().map(|c| c.len() as u64).sum();
+                let buffered = recording.chunks.len() as u64;
                 let rest = recording
                     .body
                     .as_ref()

@@ -298,3 +298,25 @@ fn debug_names_the_kind_and_nothing_else() {
     assert!(debug.contains("recording"), "{debug}");
     assert!(!debug.contains("secret"));
 }
+
+#[test]
+fn recorded_chunks_come_back_in_order_and_sized_whether_one_or_many() {
+    let mut chunks = Chunks::default();
+    assert!(chunks.is_empty());
+    chunks.push_back(Bytes::from_static(b"a"));
+    assert_eq!((chunks.is_empty(), chunks.len()), (false, 1));
+    assert_eq!(chunks.pop_front().unwrap(), "a");
+    assert!(chunks.is_empty());
+
+    for chunk in ["bb", "c", "ddd"] {
+        chunks.push_back(Bytes::from_static(chunk.as_bytes()));
+    }
+    assert_eq!(chunks.len(), 6);
+    assert_eq!(chunks.pop_front().unwrap(), "bb");
+    // A chunk that arrives once the first has gone still goes after the others.
+    chunks.push_back(Bytes::from_static(b"e"));
+    assert_eq!(chunks.len(), 5);
+    let rest: Vec<Bytes> = std::iter::from_fn(|| chunks.pop_front()).collect();
+    assert_eq!(rest, ["c", "ddd", "e"]);
+    assert_eq!((chunks.is_empty(), chunks.len()), (true, 0));
+}
