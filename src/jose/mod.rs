@@ -30,9 +30,9 @@
 //! Signatures, digests and randomness are ring's; PEM is decoded by `rustls-pki-types`, and
 //! SEC1 EC keys by `sec1`.
 
-// The crate-internal half serves the modules that sign (DPoP proofs, OAuth 2.0 client
-// assertions) and their mocks; until they are all built in, part of it has no caller but the
-// tests.
+// The crate-internal half serves the modules that sign (OAuth 2.0 client assertions, DPoP
+// proofs) and the mocks that verify; with only some of those features on, part of it has no
+// caller. Tests build it with the default features, so what only DPoP uses is gated by `dpop`.
 #![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
 mod algorithm;
@@ -49,10 +49,13 @@ pub use signing_key::SigningKey;
 
 #[cfg(any(test, feature = "mock"))]
 pub(crate) use error::VerifyError;
+#[cfg(feature = "dpop")]
 pub(crate) use jwk::PublicJwk;
+#[cfg(feature = "dpop")]
+pub(crate) use jws::sign_encoded;
 #[cfg(any(test, feature = "mock"))]
 pub(crate) use jws::{UnverifiedJws, verify};
-pub(crate) use jws::{base64url, sign, sign_encoded, sign_with_header};
+pub(crate) use jws::{base64url, sign, sign_with_header};
 
 /// 128 random bits, base64url-encoded (22 characters): a `jti` no one can guess or repeat.
 pub(crate) fn random_id() -> String {

@@ -168,6 +168,7 @@ impl SigningKey {
     }
 
     /// The public key, with only the members a JWK requires.
+    #[cfg(feature = "dpop")]
     pub(crate) fn public(&self) -> &PublicJwk {
         &self.material.public
     }
