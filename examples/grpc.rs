@@ -44,8 +44,8 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -76,7 +76,10 @@ use tower_bearer::{ReplayBody, TokenCache};
 
 #[path = "common/oauth2_env.rs"]
 mod oauth2_env;
+#[path = "common/tally.rs"]
+mod tally;
 use oauth2_env::{Load, TokenServer, TokenSettings};
+use tally::{Tally, chain, secs};
 
 /// The mock's token lifetime: short, so that a few seconds span several.
 const MOCK_TTL: Duration = Duration::from_secs(1);
@@ -305,18 +308,6 @@ where
 
 // ===== the session =====
 
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    latencies: Mutex<Vec<Duration>>,
-    errors: Mutex<Vec<String>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// One call: `Health/Check` for the server as a whole; a success is SERVING.
 async fn check(client: &mut Health) -> Result<(), String> {
     let request = HealthCheckRequest {
@@ -346,14 +337,7 @@ async fn task(mut client: Health, id: usize, calls: usize, settings: Settings, t
         }
         let started = Instant::now();
         let result = check(&mut client).await;
-        lock(&tally.latencies).push(started.elapsed());
-        match result {
-            Ok(()) => tally.ok.fetch_add(1, Ordering::Relaxed),
-            Err(error) => {
-                lock(&tally.errors).push(error);
-                tally.failed.fetch_add(1, Ordering::Relaxed)
-            }
-        };
+        tally.record(started, result);
     }
 }
 
@@ -401,7 +385,7 @@ async fn session(
                 writeln!(out, "{}", progress_line(started, &tally, &cache))?;
             }
             _ = watch.tick(), if revocation_due => {
-                let done = tally.ok.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed);
+                let done = tally.ok() + tally.failed();
                 // An UNAUTHENTICATED replaces only a token past its minimum age, and a
                 // revocation while a refresh is in flight is another story: revoke when the
                 // current token is well into its life.
@@ -423,8 +407,8 @@ async fn session(
     let elapsed = started.elapsed();
     writeln!(out, "{}", progress_line(started, &tally, &cache))?;
 
-    report.ok = tally.ok.load(Ordering::Relaxed);
-    report.failed = tally.failed.load(Ordering::Relaxed);
+    report.ok = tally.ok();
+    report.failed = tally.failed();
     let stats = cache.stats();
     report.tokens = stats.total().succeeded;
     report.unauthenticated = stats.unauthorized;
@@ -434,14 +418,6 @@ async fn session(
         report.refused = mock.grpc.counts.refused.load(Ordering::Relaxed);
     }
 
-    let mut latencies = std::mem::take(&mut *lock(&tally.latencies));
-    latencies.sort();
-    let percentile = |p: usize| {
-        latencies
-            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
     let mut summary = String::new();
     writeln!(summary, "done in {:.1} s", elapsed.as_secs_f64())?;
     writeln!(
@@ -455,12 +431,7 @@ async fn session(
         "  UNAUTHENTICATED  {} answered, {} recovered by a retry",
         report.unauthenticated, report.retried
     )?;
-    writeln!(
-        summary,
-        "  latency          p50 {:.1} ms, p99 {:.1} ms",
-        ms(percentile(50)),
-        ms(percentile(99))
-    )?;
+    writeln!(summary, "  latency          {}", tally.latency())?;
     if mock.is_some() {
         writeln!(
             summary,
@@ -468,7 +439,7 @@ async fn session(
             report.served, report.refused, report.revocations
         )?;
     }
-    for error in lock(&tally.errors).iter().take(5) {
+    for error in tally.first_errors() {
         writeln!(summary, "  error: {error}")?;
     }
     out.write_all(summary.as_bytes())?;
@@ -480,30 +451,11 @@ fn progress_line(started: Instant, tally: &Tally, cache: &TokenCache) -> String 
     format!(
         "{:>5.1}s  {:>4} ok  {} failed  token #{}  UNAUTHENTICATED retried {}",
         secs(started),
-        tally.ok.load(Ordering::Relaxed),
-        tally.failed.load(Ordering::Relaxed),
+        tally.ok(),
+        tally.failed(),
         stats.generation,
         stats.retried,
     )
-}
-
-fn secs(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64()
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
-}
-
-/// An error and its sources, `: `-separated.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(error) = source {
-        write!(text, ": {error}").expect("writing to a String");
-        source = error.source();
-    }
-    text
 }
 
 // ===== the two targets =====

@@ -44,8 +44,8 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -65,7 +65,10 @@ use tower_bearer::{ReplayBody, TokenCache};
 
 #[path = "common/oauth2_env.rs"]
 mod oauth2_env;
+#[path = "common/tally.rs"]
+mod tally;
 use oauth2_env::{Load, TokenServer, TokenSettings};
+use tally::{Tally, chain, secs};
 
 /// The mock's token lifetime: short, so that a few seconds span several.
 const MOCK_TTL: Duration = Duration::from_secs(1);
@@ -210,18 +213,6 @@ fn stack(
 
 // ===== the session =====
 
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    latencies: Mutex<Vec<Duration>>,
-    errors: Mutex<Vec<String>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// One call: a GET of the API URL; a success is a 2xx answer read to its end.
 async fn call(api: Api, uri: Uri) -> Result<(), String> {
     let request = Request::get(uri)
@@ -241,18 +232,6 @@ async fn call(api: Api, uri: Uri) -> Result<(), String> {
     }
 }
 
-/// An error and its sources, `: `-separated: a `TokenError` says no token could be had, its
-/// source says why (the authorization server refused the client, or could not be reached).
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(error) = source {
-        write!(text, ": {error}").expect("writing to a String");
-        source = error.source();
-    }
-    text
-}
-
 async fn task(api: Api, uri: Uri, id: usize, calls: usize, settings: Settings, tally: Arc<Tally>) {
     let pace = settings.pace();
     if !pace.is_zero() {
@@ -267,14 +246,7 @@ async fn task(api: Api, uri: Uri, id: usize, calls: usize, settings: Settings, t
         }
         let started = Instant::now();
         let result = call(api.clone(), uri.clone()).await;
-        lock(&tally.latencies).push(started.elapsed());
-        match result {
-            Ok(()) => tally.ok.fetch_add(1, Ordering::Relaxed),
-            Err(error) => {
-                lock(&tally.errors).push(error);
-                tally.failed.fetch_add(1, Ordering::Relaxed)
-            }
-        };
+        tally.record(started, result);
     }
 }
 
@@ -331,7 +303,7 @@ async fn session(
                 writeln!(out, "{}", progress_line(started, &tally, &cache))?;
             }
             _ = watch.tick(), if revocations_due > 0 => {
-                let done = tally.ok.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed);
+                let done = tally.ok() + tally.failed();
                 let due_at = settings.load.requests as u64 * (3 - revocations_due) / 3;
                 // A 401 replaces only a token past its minimum age (a tenth of its life), and a
                 // revocation while a refresh is in flight is another story: revoke when the
@@ -354,8 +326,8 @@ async fn session(
     let elapsed = started.elapsed();
     writeln!(out, "{}", progress_line(started, &tally, &cache))?;
 
-    report.ok = tally.ok.load(Ordering::Relaxed);
-    report.failed = tally.failed.load(Ordering::Relaxed);
+    report.ok = tally.ok();
+    report.failed = tally.failed();
     report.client_credentials = counts.client_credentials.load(Ordering::Relaxed);
     report.refresh_token = counts.refresh_token.load(Ordering::Relaxed);
     let stats = cache.stats();
@@ -384,14 +356,6 @@ async fn session(
         }
     }
 
-    let mut latencies = std::mem::take(&mut *lock(&tally.latencies));
-    latencies.sort();
-    let percentile = |p: usize| {
-        latencies
-            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
     let mut summary = String::new();
     writeln!(summary, "done in {:.1} s", elapsed.as_secs_f64())?;
     writeln!(
@@ -418,12 +382,7 @@ async fn session(
             report.nonce_retried
         )?;
     }
-    writeln!(
-        summary,
-        "  latency         p50 {:.1} ms, p99 {:.1} ms",
-        ms(percentile(50)),
-        ms(percentile(99))
-    )?;
+    writeln!(summary, "  latency         {}", tally.latency())?;
     if mock.is_some() {
         writeln!(
             summary,
@@ -441,7 +400,7 @@ async fn session(
             )?;
         }
     }
-    for error in lock(&tally.errors).iter().take(5) {
+    for error in tally.first_errors() {
         writeln!(summary, "  error: {error}")?;
     }
     out.write_all(summary.as_bytes())?;
@@ -453,19 +412,11 @@ fn progress_line(started: Instant, tally: &Tally, cache: &TokenCache) -> String 
     format!(
         "{:>5.1}s  {:>4} ok  {} failed  token #{}  401s retried {}",
         secs(started),
-        tally.ok.load(Ordering::Relaxed),
-        tally.failed.load(Ordering::Relaxed),
+        tally.ok(),
+        tally.failed(),
         stats.generation,
         stats.retried,
     )
-}
-
-fn secs(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64()
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }
 
 // ===== the two targets =====

@@ -21,8 +21,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,6 +40,10 @@ use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_bearer::apivideo::mock::MockServer;
 use tower_bearer::apivideo::{ApiVideo, SANDBOX};
 use tower_bearer::{ReplayBody, TokenCache};
+
+#[path = "common/tally.rs"]
+mod tally;
+use tally::{Tally, chain, lock, secs};
 
 /// The mock's token lifetime: short, so that a few seconds span several.
 const MOCK_TTL: Duration = Duration::from_secs(2);
@@ -129,21 +132,8 @@ fn stack(base_uri: &str, api_key: String) -> Result<(Api, TokenCache), BoxError>
 
 // ===== the session =====
 
-/// What the tasks record.
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    latencies: Mutex<Vec<Duration>>,
-    errors: Mutex<Vec<String>>,
-    created: Mutex<Vec<String>>,
-}
-
-impl Tally {
-    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        mutex.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
+/// The ids of the videos the tasks created, deleted again at the end on the real API.
+type Created = Arc<Mutex<Vec<String>>>;
 
 fn request(method: Method, uri: String, body: Option<String>) -> Request<Full<Bytes>> {
     let mut request = Request::builder().method(method).uri(uri);
@@ -177,7 +167,14 @@ async fn call(api: Api, request: Request<Full<Bytes>>) -> Result<Bytes, String> 
 }
 
 /// One task's calls: lists, and every fourth call a create.
-async fn task(api: Api, base: Arc<str>, id: usize, plan: Plan, tally: Arc<Tally>) {
+async fn task(
+    api: Api,
+    base: Arc<str>,
+    id: usize,
+    plan: Plan,
+    tally: Arc<Tally>,
+    created: Created,
+) {
     // Tasks start spread over one pace, so calls arrive evenly.
     sleep(plan.pace * id as u32 / plan.tasks as u32).await;
     let mut pace = interval(plan.pace);
@@ -193,12 +190,10 @@ async fn task(api: Api, base: Arc<str>, id: usize, plan: Plan, tally: Arc<Tally>
             request(Method::GET, uri, None)
         };
         let started = Instant::now();
-        let result = call(api.clone(), request).await;
-        Tally::lock(&tally.latencies).push(started.elapsed());
-        let result = match result {
+        let result = match call(api.clone(), request).await {
             Ok(body) if create => match video_id(&body) {
                 Some(id) => {
-                    Tally::lock(&tally.created).push(id);
+                    lock(&created).push(id);
                     Ok(())
                 }
                 None => Err("POST /videos: no videoId in the answer".to_owned()),
@@ -206,26 +201,8 @@ async fn task(api: Api, base: Arc<str>, id: usize, plan: Plan, tally: Arc<Tally>
             Ok(_) => Ok(()),
             Err(error) => Err(error),
         };
-        match result {
-            Ok(()) => tally.ok.fetch_add(1, Ordering::Relaxed),
-            Err(error) => {
-                Tally::lock(&tally.errors).push(error);
-                tally.failed.fetch_add(1, Ordering::Relaxed)
-            }
-        };
+        tally.record(started, result);
     }
-}
-
-/// An error and its sources, `: `-separated: a `TokenError` says no token could be had, its
-/// source says why (api.video refused the key, or could not be reached).
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(error) = source {
-        write!(text, ": {error}").expect("writing to a String");
-        source = error.source();
-    }
-    text
 }
 
 fn video_id(body: &[u8]) -> Option<String> {
@@ -245,10 +222,12 @@ async fn session(
     let (api, cache) = stack(base_uri, api_key)?;
     let base: Arc<str> = base_uri.trim_end_matches('/').into();
     let tally = Arc::new(Tally::default());
+    let created = Created::default();
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for id in 0..plan.tasks {
-        tasks.spawn(task(api.clone(), base.clone(), id, plan, tally.clone()));
+        let (tally, created) = (tally.clone(), created.clone());
+        tasks.spawn(task(api.clone(), base.clone(), id, plan, tally, created));
     }
 
     let mut progress = interval(Duration::from_secs(1));
@@ -286,20 +265,20 @@ async fn session(
     writeln!(out, "{}", progress_line(started, &tally, &cache))?;
 
     // Clean up after ourselves on the real API (the mock's videos go with its process).
-    let created = std::mem::take(&mut *Tally::lock(&tally.created));
+    let created = std::mem::take(&mut *lock(&created));
     report.created = created.len();
     if server.is_none() {
         for id in created {
             let delete = request(Method::DELETE, format!("{base}/videos/{id}"), None);
             if let Err(error) = call(api.clone(), delete).await {
-                Tally::lock(&tally.errors).push(error);
+                tally.error(error);
                 report.left_behind.push(id);
             }
         }
     }
 
-    report.ok = tally.ok.load(Ordering::Relaxed);
-    report.failed = tally.failed.load(Ordering::Relaxed);
+    report.ok = tally.ok();
+    report.failed = tally.failed();
     let stats = cache.stats();
     report.retried = stats.retried;
     if let Some(server) = server {
@@ -309,14 +288,6 @@ async fn session(
         report.expired_sent = counters.expired_token_requests;
     }
 
-    let mut latencies = std::mem::take(&mut *Tally::lock(&tally.latencies));
-    latencies.sort();
-    let percentile = |p: usize| {
-        latencies
-            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
     let tokens: Vec<String> = stats
         .refreshes_by_reason()
         .map(|(reason, counts)| format!("{reason} {}", counts.succeeded))
@@ -347,12 +318,7 @@ async fn session(
         "  401s          {} answered, {} recovered by a retry",
         stats.unauthorized, report.retried
     )?;
-    writeln!(
-        summary,
-        "  latency       p50 {:.1} ms, p99 {:.1} ms",
-        ms(percentile(50)),
-        ms(percentile(99))
-    )?;
+    writeln!(summary, "  latency       {}", tally.latency())?;
     if server.is_some() {
         writeln!(
             summary,
@@ -367,7 +333,7 @@ async fn session(
             report.created - report.left_behind.len()
         )?;
     }
-    for error in Tally::lock(&tally.errors).iter().take(5) {
+    for error in tally.first_errors() {
         writeln!(summary, "  error: {error}")?;
     }
     for id in &report.left_behind {
@@ -382,20 +348,12 @@ fn progress_line(started: Instant, tally: &Tally, cache: &TokenCache) -> String 
     format!(
         "{:>5.1}s  {:>3} ok  {} failed  token #{} ({:.1} s left)  401s retried {}",
         secs(started),
-        tally.ok.load(Ordering::Relaxed),
-        tally.failed.load(Ordering::Relaxed),
+        tally.ok(),
+        tally.failed(),
         stats.generation,
         stats.expires_in.unwrap_or_default().as_secs_f64(),
         stats.retried,
     )
-}
-
-fn secs(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64()
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }
 
 // ===== the two targets =====

@@ -19,8 +19,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
@@ -34,6 +33,10 @@ use tower_bearer::TokenCache;
 use tower_bearer::apivideo::ApiVideo;
 use tower_bearer::apivideo::mock::MockServer;
 use tower_bearer::reqwest::{BearerAuthMiddleware, ClientService};
+
+#[path = "common/tally.rs"]
+mod tally;
+use tally::{Tally, chain, secs};
 
 /// The mock's token lifetime: short, so that a few seconds span several.
 const TTL: Duration = Duration::from_secs(2);
@@ -84,19 +87,6 @@ fn stack(base_uri: &str) -> Result<(ClientWithMiddleware, TokenCache), BoxError>
     Ok((client, cache))
 }
 
-/// What the tasks record.
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    latencies: Mutex<Vec<Duration>>,
-    errors: Mutex<Vec<String>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// One call; a success is a 2xx answer read to its end.
 async fn call(request: reqwest_middleware::RequestBuilder, what: &str) -> Result<(), String> {
     let response = request
@@ -135,27 +125,8 @@ async fn task(client: ClientWithMiddleware, base: Arc<str>, id: usize, tally: Ar
             let list = client.get(format!("{base}/videos?currentPage=1&pageSize=10"));
             call(list, "GET /videos").await
         };
-        lock(&tally.latencies).push(started.elapsed());
-        match result {
-            Ok(()) => tally.ok.fetch_add(1, Ordering::Relaxed),
-            Err(error) => {
-                lock(&tally.errors).push(error);
-                tally.failed.fetch_add(1, Ordering::Relaxed)
-            }
-        };
+        tally.record(started, result);
     }
-}
-
-/// An error and its sources, `: `-separated: a `TokenError` says no token could be had, its
-/// source says why.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(error) = source {
-        write!(text, ": {error}").expect("writing to a String");
-        source = error.source();
-    }
-    text
 }
 
 /// The session against the embedded mock, printing progress to `out`.
@@ -220,8 +191,8 @@ async fn session(server: &MockServer, out: &mut dyn Write) -> Result<Report, Box
     let elapsed = started.elapsed();
     writeln!(out, "{}", progress_line(started, &tally, &cache))?;
 
-    report.ok = tally.ok.load(Ordering::Relaxed);
-    report.failed = tally.failed.load(Ordering::Relaxed);
+    report.ok = tally.ok();
+    report.failed = tally.failed();
     let stats = cache.stats();
     report.retried = stats.retried;
     let counters = server.counters();
@@ -229,14 +200,6 @@ async fn session(server: &MockServer, out: &mut dyn Write) -> Result<Report, Box
     report.refreshes = counters.refreshes;
     report.expired_sent = counters.expired_token_requests;
 
-    let mut latencies = std::mem::take(&mut *lock(&tally.latencies));
-    latencies.sort();
-    let percentile = |p: usize| {
-        latencies
-            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
     let tokens: Vec<String> = stats
         .refreshes_by_reason()
         .map(|(reason, counts)| format!("{reason} {}", counts.succeeded))
@@ -265,18 +228,13 @@ async fn session(server: &MockServer, out: &mut dyn Write) -> Result<Report, Box
         "  401s          {} answered, {} recovered by a retry",
         stats.unauthorized, report.retried
     )?;
-    writeln!(
-        summary,
-        "  latency       p50 {:.1} ms, p99 {:.1} ms",
-        ms(percentile(50)),
-        ms(percentile(99))
-    )?;
+    writeln!(summary, "  latency       {}", tally.latency())?;
     writeln!(
         summary,
         "  sent with an expired token: {}",
         report.expired_sent
     )?;
-    for error in lock(&tally.errors).iter().take(5) {
+    for error in tally.first_errors() {
         writeln!(summary, "  error: {error}")?;
     }
     out.write_all(summary.as_bytes())?;
@@ -288,20 +246,12 @@ fn progress_line(started: Instant, tally: &Tally, cache: &TokenCache) -> String 
     format!(
         "{:>5.1}s  {:>3} ok  {} failed  token #{} ({:.1} s left)  401s retried {}",
         secs(started),
-        tally.ok.load(Ordering::Relaxed),
-        tally.failed.load(Ordering::Relaxed),
+        tally.ok(),
+        tally.failed(),
         stats.generation,
         stats.expires_in.unwrap_or_default().as_secs_f64(),
         stats.retried,
     )
-}
-
-fn secs(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64()
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }
 
 #[tokio::main]

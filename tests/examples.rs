@@ -26,15 +26,16 @@ mod stack;
 #[allow(dead_code)]
 mod axum_upstream;
 
+// The examples bring `examples/common/` along, each as modules of its own: `tally.rs` (all
+// but `stack` and `axum_upstream`), `oauth2_env.rs` (both OAuth 2.0 examples).
 #[path = "../examples/oauth2.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod oauth2_example;
 #[cfg(feature = "reqwest")]
 #[path = "../examples/reqwest.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod reqwest_example;
 
-// Both OAuth 2.0 examples bring `examples/common/oauth2_env.rs` along, each as its own module.
 #[cfg(all(feature = "tonic", feature = "oauth2"))]
 #[path = "../examples/grpc.rs"]
 #[allow(dead_code, clippy::duplicate_mod)]
