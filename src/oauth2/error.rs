@@ -380,7 +380,7 @@ pub enum MalformedAnswer {
     /// space, a control character or a non-ASCII byte).
     AccessToken(InvalidToken),
     /// A URI member (the metadata's `token_endpoint`) is not an absolute `http` or `https`
-    /// URI.
+    /// URI with a host and no user info.
     NotAUri(&'static str),
 }
 
@@ -408,7 +408,10 @@ impl fmt::Display for MalformedAnswer {
                 f.write_str("`access_token` is not a valid bearer token")
             }
             MalformedAnswer::NotAUri(member) => {
-                write!(f, "`{member}` is not an absolute http or https URI")
+                write!(
+                    f,
+                    "`{member}` is not an absolute http or https URI with a host and no user info"
+                )
             }
         }
     }
@@ -504,7 +507,8 @@ pub enum ConfigError {
     /// Neither a token endpoint nor an issuer was given.
     NoEndpoint,
     /// The token endpoint, the issuer or the assertion audience is not an absolute `http` or
-    /// `https` URI with a host (the issuer may have no query or fragment either).
+    /// `https` URI with a host and no user info (the issuer may have no query or fragment
+    /// either).
     InvalidUri(&'static str),
     /// The client authentication method needs a client id.
     NoClientId,
@@ -526,7 +530,7 @@ impl fmt::Display for ConfigError {
             ConfigError::InvalidUri(what) => {
                 write!(
                     f,
-                    "the {what} is not an absolute http or https URI with a host"
+                    "the {what} is not an absolute http or https URI with a host and no user info"
                 )
             }
             ConfigError::NoClientId => f.write_str("the client authentication needs a client id"),
