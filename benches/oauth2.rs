@@ -14,8 +14,6 @@
 //! `client_secret_basic` and with `private_key_jwt`, so that the difference is the assertion
 //! (claims, a random `jti`, base64url, the signature) and nothing of the network.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::thread;
 use std::time::Duration;
@@ -39,56 +37,11 @@ use tower_bearer::oauth2::OAuth2;
 use tower_bearer::oauth2::mock::MockAuthServer;
 use tower_bearer::{RefreshReason, TokenRequest};
 
-// ===== the counting allocator (as tests/allocations.rs counts) =====
+// ===== the counting allocator =====
 
-/// Forwards everything to the system allocator, counting this thread's allocations.
-struct Counting;
-
-thread_local! {
-    static ALLOCATED: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-}
-
-fn count(bytes: usize) {
-    let _ = ALLOCATED.try_with(|c| {
-        let (blocks, total) = c.get();
-        c.set((blocks + 1, total + bytes as u64));
-    });
-}
-
-// SAFETY: every method forwards to `System` with the caller's own arguments, so `System`'s
-// guarantees are the ones the caller gets; counting touches no memory the caller owns.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: forwarded as is (see above).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: forwarded as is.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size);
-        // SAFETY: forwarded as is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn allocated() -> (u64, u64) {
-    ALLOCATED.with(Cell::get)
-}
+#[path = "common/counting.rs"]
+mod counting;
+use counting::allocated;
 
 // ===== the server =====
 
