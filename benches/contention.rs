@@ -60,6 +60,7 @@ fn contention(c: &mut Criterion) {
         "contention, 2 threads on one cache: ns per request on each thread, \
          ratio to AddAuthorization in the same round",
         "ns/req",
+        false,
         &VARIANTS,
         FLOOR,
         ROUNDS,
@@ -108,9 +109,8 @@ fn bench<S>(
     S: Service<Request<Empty<Bytes>>> + Clone + Send,
     S::Error: std::fmt::Debug,
 {
-    let id = format!("{name}/{round}");
-    group.bench_function(&id, |b| {
-        b.iter_custom(|iters| recorder.record(&id, iters, contended(&service, iters)))
+    bench_round(group, recorder, name, round, |iters| {
+        contended(&service, iters)
     });
 }
 

@@ -74,6 +74,7 @@ fn hot_path(c: &mut Criterion) {
     recorder.print_rounds(
         "hot path, one thread: ns per request, ratio to AddAuthorization in the same round",
         "ns/req",
+        false,
         &VARIANTS,
         FLOOR,
         ROUNDS,
@@ -132,9 +133,8 @@ fn bench<S>(
     S: Service<Request<Empty<Bytes>>>,
     S::Error: std::fmt::Debug,
 {
-    let id = format!("{name}/{round}");
-    group.bench_function(&id, |b| {
-        b.iter_custom(|iters| recorder.record(&id, iters, send_timed(&mut service, iters)))
+    bench_round(group, recorder, name, round, |iters| {
+        send_timed(&mut service, iters)
     });
 }
 

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use criterion::{Criterion, Throughput};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
@@ -189,7 +189,7 @@ fn loopback(c: &mut Criterion) {
         .sample_size(SAMPLES);
     for round in 1..=ROUNDS {
         let mut bench = |name: &str, send: &dyn Fn(u64) -> Duration| {
-            bench(&mut group, &recorder, name, round, send)
+            bench_round(&mut group, &recorder, name, round, send)
         };
         bench("bare", &|iters| {
             send_all(&runtime, &bare, &uri, &host, iters)
@@ -206,7 +206,18 @@ fn loopback(c: &mut Criterion) {
     }
     group.finish();
 
-    print_throughput(&recorder);
+    recorder.print_rounds(
+        &format!(
+            "loopback, {IN_FLIGHT} requests in flight over keep-alive connections: requests/s, \
+             ratio to AddAuthorization in the same round"
+        ),
+        "req/s",
+        true,
+        &LOOPBACK_VARIANTS,
+        FLOOR,
+        ROUNDS,
+        SAMPLES,
+    );
     // Unless criterion only tested the functions, or a filter left the floor out.
     if recorder
         .ns_per_iter(&format!("{FLOOR}/1"), SAMPLES)
@@ -244,56 +255,6 @@ fn loopback(c: &mut Criterion) {
     }
     assert_eq!(cache.stats().unauthorized, 0, "the server took the token");
     drop(server);
-}
-
-fn bench(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    recorder: &Recorder,
-    name: &str,
-    round: usize,
-    send: &dyn Fn(u64) -> Duration,
-) {
-    let id = format!("{name}/{round}");
-    group.bench_function(&id, |b| {
-        b.iter_custom(|iters| recorder.record(&id, iters, send(iters)))
-    });
-}
-
-/// Requests per second, and each round's ratio to `AddAuthorization` (higher is better).
-fn print_throughput(recorder: &Recorder) {
-    let rate = |variant: &str, round: usize| {
-        recorder
-            .ns_per_iter(&format!("{variant}/{round}"), SAMPLES)
-            .map(|ns| 1e9 / ns)
-    };
-    if !(1..=ROUNDS).all(|r| LOOPBACK_VARIANTS.iter().all(|v| rate(v, r).is_some())) {
-        return;
-    }
-    println!(
-        "\nloopback, {IN_FLIGHT} requests in flight over keep-alive connections: requests/s, \
-         ratio to AddAuthorization in the same round"
-    );
-    println!(
-        "  {:<18} {:>12} {:>30} {:>9}",
-        "variant", "req/s (median)", "× add_authorization, each round", "median"
-    );
-    for variant in LOOPBACK_VARIANTS {
-        let rates: Vec<f64> = (1..=ROUNDS).map(|r| rate(variant, r).unwrap()).collect();
-        let ratios: Vec<f64> = (1..=ROUNDS)
-            .map(|r| rate(variant, r).unwrap() / rate(FLOOR, r).unwrap())
-            .collect();
-        let each = ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        println!(
-            "  {variant:<18} {:>12.0} {each:>30} {:>8.3}×",
-            median(&rates),
-            median(&ratios)
-        );
-    }
-    println!();
 }
 
 fn main() {

@@ -32,7 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use criterion::{Criterion, Throughput};
 use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, USER_AGENT};
 use http::{Extensions, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Empty;
@@ -46,7 +46,9 @@ use tokio::sync::oneshot;
 use tower_bearer::TokenCache;
 use tower_bearer::reqwest::BearerAuthMiddleware;
 
-use common::{Contender, Recorder, access_token, authorization, interleaved, median, warm_cache};
+use common::{
+    Contender, Recorder, access_token, authorization, bench_round, interleaved, warm_cache,
+};
 
 const IN_FLIGHT: u64 = 8;
 const SAMPLES: usize = 10;
@@ -230,14 +232,25 @@ fn reqwest_loopback(c: &mut Criterion) {
         .sample_size(SAMPLES);
     for round in 1..=ROUNDS {
         for (name, client) in &clients {
-            bench(&mut group, &recorder, name, round, &|iters| {
+            bench_round(&mut group, &recorder, name, round, &|iters| {
                 send_all(&runtime, client, &url, iters)
             });
         }
     }
     group.finish();
 
-    print_throughput(&recorder);
+    recorder.print_rounds(
+        &format!(
+            "reqwest, {IN_FLIGHT} requests in flight over keep-alive connections: requests/s, \
+             ratio to the static header in the same round"
+        ),
+        "req/s",
+        true,
+        &VARIANTS,
+        FLOOR,
+        ROUNDS,
+        SAMPLES,
+    );
     // Unless criterion only tested the functions, or a filter left the floor out.
     if recorder
         .ns_per_iter(&format!("{FLOOR}/1"), SAMPLES)
@@ -264,56 +277,6 @@ fn reqwest_loopback(c: &mut Criterion) {
     }
     assert_eq!(cache.stats().unauthorized, 0, "the server took the token");
     drop(server);
-}
-
-fn bench(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    recorder: &Recorder,
-    name: &str,
-    round: usize,
-    send: &dyn Fn(u64) -> Duration,
-) {
-    let id = format!("{name}/{round}");
-    group.bench_function(&id, |b| {
-        b.iter_custom(|iters| recorder.record(&id, iters, send(iters)))
-    });
-}
-
-/// Requests per second, and each round's ratio to the static header (higher is better).
-fn print_throughput(recorder: &Recorder) {
-    let rate = |variant: &str, round: usize| {
-        recorder
-            .ns_per_iter(&format!("{variant}/{round}"), SAMPLES)
-            .map(|ns| 1e9 / ns)
-    };
-    if !(1..=ROUNDS).all(|r| VARIANTS.iter().all(|v| rate(v, r).is_some())) {
-        return;
-    }
-    println!(
-        "\nreqwest, {IN_FLIGHT} requests in flight over keep-alive connections: requests/s, \
-         ratio to the static header in the same round"
-    );
-    println!(
-        "  {:<18} {:>12} {:>30} {:>9}",
-        "variant", "req/s (median)", "× static_header, each round", "median"
-    );
-    for variant in VARIANTS {
-        let rates: Vec<f64> = (1..=ROUNDS).map(|r| rate(variant, r).unwrap()).collect();
-        let ratios: Vec<f64> = (1..=ROUNDS)
-            .map(|r| rate(variant, r).unwrap() / rate(FLOOR, r).unwrap())
-            .collect();
-        let each = ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        println!(
-            "  {variant:<18} {:>12.0} {each:>30} {:>8.3}×",
-            median(&rates),
-            median(&ratios)
-        );
-    }
-    println!();
 }
 
 // ===== the profile mode: one variant, in process, for callgrind =====

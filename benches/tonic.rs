@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use criterion::{Criterion, Throughput};
 use http::HeaderValue;
 use http::header::AUTHORIZATION;
 use tokio::net::TcpListener;
@@ -50,7 +50,7 @@ use tower::{BoxError, Layer, Service, ServiceBuilder};
 use tower_bearer::BearerAuthLayer;
 use tower_bearer::tonic::GrpcAuthLayer;
 
-use common::{Recorder, access_token, authorization, interleaved, median, warm_cache};
+use common::{Recorder, access_token, authorization, bench_round, interleaved, warm_cache};
 
 const IN_FLIGHT: u64 = 8;
 const SAMPLES: usize = 10;
@@ -253,11 +253,22 @@ fn tonic_unary(c: &mut Criterion) {
         .sample_size(SAMPLES);
     for round in 1..=ROUNDS {
         for (name, send) in &senders {
-            bench(&mut group, &recorder, name, round, send);
+            bench_round(&mut group, &recorder, name, round, send);
         }
     }
     group.finish();
-    print_rounds(&recorder);
+    recorder.print_rounds(
+        &format!(
+            "tonic unary, {IN_FLIGHT} calls in flight on one HTTP/2 connection: calls/s, ratio \
+             to the interceptor in the same round"
+        ),
+        "calls/s",
+        true,
+        &VARIANTS,
+        FLOOR,
+        ROUNDS,
+        SAMPLES,
+    );
 
     // Unless criterion only tested the functions, or a filter left the floor out.
     if recorder
@@ -282,56 +293,6 @@ fn tonic_unary(c: &mut Criterion) {
         );
     }
     assert_eq!(cache.stats().unauthorized, 0, "the server took the token");
-}
-
-fn bench(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    recorder: &Recorder,
-    name: &str,
-    round: usize,
-    send: &Sender<'_>,
-) {
-    let id = format!("{name}/{round}");
-    group.bench_function(&id, |b| {
-        b.iter_custom(|iters| recorder.record(&id, iters, send(iters)))
-    });
-}
-
-/// Calls per second, and each round's ratio to the interceptor (higher is better).
-fn print_rounds(recorder: &Recorder) {
-    let rate = |variant: &str, round: usize| {
-        recorder
-            .ns_per_iter(&format!("{variant}/{round}"), SAMPLES)
-            .map(|ns| 1e9 / ns)
-    };
-    if !(1..=ROUNDS).all(|r| VARIANTS.iter().all(|v| rate(v, r).is_some())) {
-        return;
-    }
-    println!(
-        "\ntonic unary, {IN_FLIGHT} calls in flight on one HTTP/2 connection: calls/s, ratio \
-         to the interceptor in the same round"
-    );
-    println!(
-        "  {:<20} {:>14} {:>24} {:>9}",
-        "variant", "calls/s (median)", "× interceptor, each round", "median"
-    );
-    for variant in VARIANTS {
-        let rates: Vec<f64> = (1..=ROUNDS).map(|r| rate(variant, r).unwrap()).collect();
-        let ratios: Vec<f64> = (1..=ROUNDS)
-            .map(|r| rate(variant, r).unwrap() / rate(FLOOR, r).unwrap())
-            .collect();
-        let each = ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        println!(
-            "  {variant:<20} {:>14.0} {each:>24} {:>8.3}×",
-            median(&rates),
-            median(&ratios)
-        );
-    }
-    println!();
 }
 
 /// `PROFILED_CALLS` calls on one client, one at a time.

@@ -11,6 +11,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use criterion::BenchmarkGroup;
+use criterion::measurement::WallTime;
 use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
@@ -435,19 +437,23 @@ impl Recorder {
             .collect()
     }
 
-    /// Prints, for each variant, its time per iteration in each round (`{variant}/{round}`),
-    /// its ratio to `floor`'s in the same round, and the median and spread of those ratios.
+    /// Prints, for each variant, its figure in each round (`{variant}/{round}`): time per
+    /// iteration, or with `per_second` iterations per second; its ratio to `floor`'s in the
+    /// same round, and the median of those ratios.
+    #[allow(clippy::too_many_arguments)]
     pub fn print_rounds(
         &self,
         title: &str,
         unit: &str,
+        per_second: bool,
         variants: &[&str],
         floor: &str,
         rounds: usize,
         sample_size: usize,
     ) {
         let figure = |variant: &str, round: usize| {
-            self.ns_per_iter(&format!("{variant}/{round}"), sample_size)
+            let ns = self.ns_per_iter(&format!("{variant}/{round}"), sample_size)?;
+            Some(if per_second { 1e9 / ns } else { ns })
         };
         // Only what ran in every round (a filter on the command line may leave some out).
         let complete = |v: &&str| (1..=rounds).all(|r| figure(v, r).is_some());
@@ -457,14 +463,14 @@ impl Recorder {
         let variants: Vec<&str> = variants.iter().copied().filter(complete).collect();
         println!("\n{title}");
         println!(
-            "  {:<18} {:>12} {:>30} {:>9}",
+            "  {:<20} {:>16} {:>30} {:>9}",
             "variant",
             format!("{unit} (median)"),
             format!("× {floor}, each round"),
             "median"
         );
         for variant in &variants {
-            let times: Vec<f64> = (1..=rounds).map(|r| figure(variant, r).unwrap()).collect();
+            let figures: Vec<f64> = (1..=rounds).map(|r| figure(variant, r).unwrap()).collect();
             let ratios: Vec<f64> = (1..=rounds)
                 .map(|r| figure(variant, r).unwrap() / figure(floor, r).unwrap())
                 .collect();
@@ -474,13 +480,28 @@ impl Recorder {
                 .collect::<Vec<_>>()
                 .join(" ");
             println!(
-                "  {variant:<18} {:>12.1} {each:>30} {:>8.3}×",
-                median(&times),
+                "  {variant:<20} {:>16.1} {each:>30} {:>8.3}×",
+                median(&figures),
                 median(&ratios)
             );
         }
         println!();
     }
+}
+
+/// Measures `send` as criterion's function `{name}/{round}` of `group`, which gives it a number
+/// of iterations and takes the time they took; `recorder` keeps both for the tables.
+pub fn bench_round(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    recorder: &Recorder,
+    name: &str,
+    round: usize,
+    mut send: impl FnMut(u64) -> Duration,
+) {
+    let id = format!("{name}/{round}");
+    group.bench_function(&id, |b| {
+        b.iter_custom(|iters| recorder.record(&id, iters, send(iters)))
+    });
 }
 
 pub fn median(values: &[f64]) -> f64 {
