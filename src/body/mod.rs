@@ -72,7 +72,6 @@ pub(crate) struct Recording<B> {
     /// The caller's body, until it ends.
     body: Option<Pin<Box<B>>>,
     chunks: Chunks,
-    len: usize,
     limit: usize,
     trailers: Option<HeaderMap>,
     /// What was recorded cannot be replayed, and was let go: the body went past the limit, or
@@ -112,7 +111,6 @@ impl<B> ReplayBody<B> {
         let shared = Arc::new(Mutex::new(Recording {
             body: Some(Box::pin(body)),
             chunks: Chunks::default(),
-            len: 0,
             limit,
             trailers: None,
             discarded: false,
@@ -177,8 +175,9 @@ where
             return;
         }
         if let Some(data) = frame.data_ref() {
-            self.len += data.len();
-            if self.len > self.limit {
+            // Nothing is taken from the copies while they are recorded: their length is
+            // everything recorded so far.
+            if self.chunks.len() + data.len() > self.limit {
                 self.discard();
             } else {
                 self.chunks.push_back(data.clone());
