@@ -25,30 +25,25 @@
 //! ```
 
 mod common;
+#[path = "common/token_server.rs"]
+mod token_server;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, USER_AGENT};
-use http::{Extensions, HeaderValue, Request, Response, StatusCode};
-use http_body_util::Empty;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use http::{Extensions, HeaderValue, StatusCode};
 use reqwest::ResponseBuilderExt;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
-use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
-use tokio::sync::oneshot;
 use tower_bearer::TokenCache;
 use tower_bearer::reqwest::BearerAuthMiddleware;
 
 use common::{
     Contender, Recorder, access_token, authorization, bench_round, interleaved, warm_cache,
 };
+use token_server::Server;
 
 const IN_FLIGHT: u64 = 8;
 const SAMPLES: usize = 10;
@@ -62,77 +57,6 @@ const VARIANTS: [&str; 4] = [
 ];
 /// The variant every ratio is taken to.
 const FLOOR: &str = "static_header";
-
-// ===== the server =====
-
-/// A hyper server on 127.0.0.1 that answers 200 to a request carrying the expected token
-/// (or none), and 401 otherwise. It stops when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(expected: HeaderValue) -> Server {
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a server runtime");
-            runtime.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let accept = async {
-                    loop {
-                        let (stream, _) = listener.accept().await.expect("a connection");
-                        stream.set_nodelay(true).unwrap();
-                        let expected = expected.clone();
-                        let service = hyper::service::service_fn(move |request| {
-                            let status = answer(&request, &expected);
-                            async move {
-                                let mut response = Response::new(Empty::<Bytes>::new());
-                                *response.status_mut() = status;
-                                Ok::<_, Infallible>(response)
-                            }
-                        });
-                        tokio::spawn(
-                            hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service),
-                        );
-                    }
-                };
-                tokio::select! {
-                    _ = accept => {}
-                    _ = stopped => {}
-                }
-            });
-        });
-        Server {
-            addr: addr_rx.recv().expect("the server's address"),
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-fn answer(request: &Request<Incoming>, expected: &HeaderValue) -> StatusCode {
-    match request.headers().get(AUTHORIZATION) {
-        Some(value) if value != expected => StatusCode::UNAUTHORIZED,
-        _ => StatusCode::OK,
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|stop| stop.send(()));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 // ===== the client side =====
 
