@@ -51,9 +51,9 @@ use http_body_util::Empty;
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use tower::{BoxError, Service, service_fn};
-use tower_bearer::dpop::DpopKey;
-use tower_bearer::jose::Algorithm;
 use tower_bearer::{BearerAuth, Token, TokenCache, TokenRequest};
+use tower_bearer_oauth2::dpop::DpopKey;
+use tower_bearer_oauth2::jose::Algorithm;
 
 use common::{HOUR, access_token, bearer_defaults, request, send_now, send_timed, warm};
 
@@ -144,7 +144,7 @@ impl Variants {
             .expect("a key");
         let bearer_cache = cache_of(|access| Token::bearer(access).expect("a token"));
         let bound = key.clone();
-        let dpop_cache = cache_of(move |access| Token::dpop(access, &bound).expect("a token"));
+        let dpop_cache = cache_of(move |access| Token::bound(access, &bound).expect("a token"));
         let mut dpop = bearer_defaults(Ok200WithNonce, &dpop_cache);
         // The first answer gives the origin's nonce: every measured proof carries it.
         send_now(&mut dpop, request());

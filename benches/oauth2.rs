@@ -32,10 +32,10 @@ use ring::signature::{self, EcdsaKeyPair, RsaKeyPair};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tower::{ServiceExt, service_fn};
-use tower_bearer::jose::SigningKey;
-use tower_bearer::oauth2::OAuth2;
-use tower_bearer::oauth2::mock::MockAuthServer;
 use tower_bearer::{RefreshReason, TokenRequest};
+use tower_bearer_mock::oauth2::MockAuthServer;
+use tower_bearer_oauth2::OAuth2;
+use tower_bearer_oauth2::jose::SigningKey;
 
 // ===== the counting allocator =====
 
@@ -109,8 +109,8 @@ fn loopback_grant(c: &mut Criterion) {
     let runtime = runtime();
     let provider = OAuth2::builder()
         .token_endpoint(&server.token_endpoint)
-        .client_id(tower_bearer::oauth2::mock::DEFAULT_CLIENT_ID)
-        .client_secret(tower_bearer::oauth2::mock::DEFAULT_CLIENT_SECRET)
+        .client_id(tower_bearer_mock::oauth2::DEFAULT_CLIENT_ID)
+        .client_secret(tower_bearer_mock::oauth2::DEFAULT_CLIENT_SECRET)
         .build(client())
         .expect("a provider");
 

@@ -29,9 +29,9 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tower::timeout::Timeout;
 use tower::{BoxError, Layer, ServiceExt};
-use tower_bearer::apivideo::ApiVideo;
-use tower_bearer::apivideo::mock::MockServer;
 use tower_bearer::{BearerAuth, ReplayBody, TokenError};
+use tower_bearer_apivideo::ApiVideo;
+use tower_bearer_mock::apivideo::MockServer;
 
 /// The upstream client: a timeout over bearer auth over hyper.
 type Upstream = Timeout<BearerAuth<Client<HttpConnector, ReplayBody<Full<Bytes>>>>>;

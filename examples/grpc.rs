@@ -70,9 +70,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::{BoxError, Service, ServiceBuilder};
-use tower_bearer::oauth2::mock::MockAuthServer;
 use tower_bearer::tonic::{GrpcAuth, GrpcAuthLayer};
 use tower_bearer::{ReplayBody, TokenCache};
+use tower_bearer_mock::oauth2::MockAuthServer;
 
 #[path = "common/oauth2_env.rs"]
 mod oauth2_env;

@@ -60,8 +60,8 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_bearer::oauth2::mock::MockAuthServer;
 use tower_bearer::{ReplayBody, TokenCache};
+use tower_bearer_mock::oauth2::MockAuthServer;
 
 #[path = "common/oauth2_env.rs"]
 mod oauth2_env;
@@ -289,7 +289,6 @@ async fn session(
     loop {
         tokio::select! {
             _ = nonce_rotation.tick(), if rotate_nonces => {
-                #[cfg(feature = "dpop")]
                 if let Some(mock) = mock {
                     mock.rotate_dpop_nonce();
                     report.nonce_rotations += 1;
@@ -338,7 +337,6 @@ async fn session(
         let counters = mock.counters();
         report.reuses = counters.refresh_token_reuses;
         report.expired_sent = counters.expired_token_requests;
-        #[cfg(feature = "dpop")]
         {
             report.token_nonce_challenges = counters.token_nonce_challenges;
             report.api_nonce_challenges = counters.resource_nonce_challenges;
@@ -433,7 +431,6 @@ pub(crate) async fn run_mock(
         .refresh_tokens(true)
         .token_ttl(MOCK_TTL);
     // With DPoP, the mock asks for proofs everywhere, with its nonce.
-    #[cfg(feature = "dpop")]
     let server = server
         .require_dpop(settings.dpop())
         .require_dpop_nonce(settings.dpop());

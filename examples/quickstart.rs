@@ -37,9 +37,9 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_bearer::apivideo::mock::MockServer;
-use tower_bearer::apivideo::{ApiVideo, SANDBOX};
 use tower_bearer::{ReplayBody, TokenCache};
+use tower_bearer_apivideo::{ApiVideo, SANDBOX};
+use tower_bearer_mock::apivideo::MockServer;
 
 #[path = "common/tally.rs"]
 mod tally;

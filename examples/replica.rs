@@ -28,10 +28,10 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_bearer::apivideo::ApiVideo;
-use tower_bearer::apivideo::mock::DEFAULT_API_KEY;
-use tower_bearer::store::RedisStore;
 use tower_bearer::{BearerAuthLayer, ReplayBody, Stats, TokenCache};
+use tower_bearer_apivideo::ApiVideo;
+use tower_bearer_mock::apivideo::DEFAULT_API_KEY;
+use tower_bearer_redis::RedisStore;
 
 /// What one replica does.
 #[derive(Clone, Debug)]

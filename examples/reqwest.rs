@@ -30,9 +30,10 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use tower::BoxError;
 use tower_bearer::TokenCache;
-use tower_bearer::apivideo::ApiVideo;
-use tower_bearer::apivideo::mock::MockServer;
-use tower_bearer::reqwest::{BearerAuthMiddleware, ClientService};
+use tower_bearer::reqwest::BearerAuthMiddleware;
+use tower_bearer_apivideo::ApiVideo;
+use tower_bearer_mock::apivideo::MockServer;
+use tower_bearer_provider::reqwest::ClientService;
 
 #[path = "common/tally.rs"]
 mod tally;

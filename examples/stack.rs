@@ -35,9 +35,9 @@ use tokio::task::JoinSet;
 use tokio::time::Sleep;
 use tower::retry::Policy;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_bearer::apivideo::ApiVideo;
-use tower_bearer::apivideo::mock::{Failure, MockServer};
 use tower_bearer::{BearerAuthLayer, ReplayBody, TokenCache, TokenError, TokenErrorKind};
+use tower_bearer_apivideo::ApiVideo;
+use tower_bearer_mock::apivideo::{Failure, MockServer};
 
 /// Retries a request that was never sent (no token could be had), whatever its method, and an
 /// idempotent one whose answer was a gateway error or whose connection failed.

@@ -197,10 +197,10 @@ impl RetryAfter {
         self.delay
     }
 
-    /// The hint of the first `RetryAfter` in `err` or its chain of sources: `Some(None)` for a
-    /// permanent failure.
-    pub(crate) fn find(err: &(dyn Error + 'static)) -> Option<Option<Duration>> {
-        chain(err).find_map(|err| err.downcast_ref::<RetryAfter>().map(|hint| hint.delay))
+    /// The first `RetryAfter` in `err` or its chain of sources: how the cache finds a
+    /// provider's hint under the wrappers around it (`tower::timeout`, a `TokenError`).
+    pub fn find<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a RetryAfter> {
+        chain(err).find_map(|err| err.downcast_ref::<RetryAfter>())
     }
 }
 
@@ -286,19 +286,23 @@ mod tests {
         let hinted: BoxError = Box::new(RetryAfter::new(Duration::from_secs(7), "slow down"));
         let wrapped = TokenError::refresher(RefreshReason::Initial, hinted);
         assert_eq!(
-            RetryAfter::find(&wrapped),
+            RetryAfter::find(&wrapped).map(RetryAfter::delay),
             Some(Some(Duration::from_secs(7)))
         );
         let permanent = TokenError::refresher(
             RefreshReason::Initial,
             Box::new(RetryAfter::permanent("invalid_client")),
         );
-        assert_eq!(RetryAfter::find(&permanent), Some(None));
+        assert_eq!(
+            RetryAfter::find(&permanent).map(RetryAfter::delay),
+            Some(None)
+        );
         assert_eq!(
             RetryAfter::find(&TokenError::new(
                 RefreshReason::Initial,
                 TokenErrorKind::Abandoned
-            )),
+            ))
+            .map(RetryAfter::delay),
             None
         );
     }

@@ -1,13 +1,13 @@
-//! The response future of [`BearerAuth`](crate::BearerAuth).
+//! The response future of [`BearerAuth`](crate::BearerAuth): drives the engine's decisions
+//! (`engine.rs`) with a tower service.
 
 use std::fmt;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Buf;
-use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
@@ -16,19 +16,14 @@ use tower::{BoxError, Service};
 
 use crate::ReplayBody;
 use crate::body::Replay;
-use crate::cache::{Acquire, Entry, Rejection, TokenCache, WaitFuture};
+use crate::cache::{Acquire, WaitFuture};
+use crate::engine::{self, Attempts, Next, Replacement, Rules};
 use crate::head::SavedHead;
-use crate::proving::{self, Proven};
-use crate::verdict::{TokenVerdict, VerdictRule};
-
-/// How much of a 401's body is read, while the replacement token is fetched, so that its
-/// connection can be reused; past this it is dropped.
-pub(crate) const DRAIN_LIMIT: usize = 16 * 1024;
 
 pin_project! {
     /// Response future of [`BearerAuth`](crate::BearerAuth).
     ///
-    /// When the token is valid and the response is not a 401, this is the inner service's
+    /// When the token is valid and the response is not a refusal, this is the inner service's
     /// future and nothing more: no allocation, no lock.
     pub struct ResponseFuture<S, B, ResBody>
     where
@@ -51,30 +46,18 @@ pin_project! {
         // An attempt is in flight; `retry` is what a refusal needs to send it again.
         WaitingForResponse {
             #[pin] future: F,
-            generation: u64,
-            cache: TokenCache,
-            verdict: VerdictRule,
-            proven: Option<Box<Proven>>,
+            attempts: Attempts,
+            rules: Arc<Rules>,
             retry: Option<SavedRequest<S, B>>,
         },
-        // After a rejected token: waiting for the token to retry with, reading the refusal's
-        // body meanwhile.
+        // After a refused token: waiting for the token to send again with, reading the
+        // refusal's body meanwhile.
         WaitingForReplacement {
-            token: WaitFuture,
-            unauthorized: Option<Pin<Box<ResBody>>>,
-            drained: usize,
-            retry: Option<RetryRequest<S, B>>,
-            cache: TokenCache,
-            verdict: VerdictRule,
+            replacement: Replacement<ResBody>,
+            resend: Option<Resend<S, B>>,
         },
-        // Driving the retry's service ready.
-        WaitingForRetryService {
-            retry: Option<RetryRequest<S, B>>,
-            generation: u64,
-            cache: TokenCache,
-            verdict: VerdictRule,
-            proven: Option<Box<Proven>>,
-        },
+        // Driving the second attempt's service ready.
+        WaitingForRetryService { resend: Option<Resend<S, B>> },
     }
 }
 
@@ -82,7 +65,6 @@ pin_project! {
 pub(crate) struct Unsent<S, B> {
     pub(crate) request: Request<B>,
     pub(crate) service: S,
-    pub(crate) cache: TokenCache,
     pub(crate) settings: RequestSettings,
 }
 
@@ -96,10 +78,12 @@ struct SavedRequest<S, B> {
 }
 
 /// The second attempt, once a refusal has claimed what the first one kept.
-struct RetryRequest<S, B> {
+struct Resend<S, B> {
     service: S,
     parts: Parts,
     body: ReplayBody<B>,
+    attempts: Attempts,
+    rules: Arc<Rules>,
 }
 
 /// The layer's settings that shape a request's future.
@@ -107,32 +91,7 @@ struct RetryRequest<S, B> {
 pub(crate) struct RequestSettings {
     pub(crate) retry: bool,
     pub(crate) replay_limit: usize,
-    pub(crate) verdict: VerdictRule,
-}
-
-/// A request with its token attached, as it is sent.
-pub(crate) struct Attached<B> {
-    pub(crate) request: Request<B>,
-    pub(crate) generation: u64,
-    /// Its proof, if the token is bound to a key.
-    pub(crate) proven: Option<Box<Proven>>,
-}
-
-impl<B> Attached<B> {
-    /// Attaches `entry`'s token to `request`, and its proof if it needs one.
-    pub(crate) fn new(request: Request<B>, entry: &Entry) -> Result<Self, BoxError> {
-        let token = &entry.token;
-        let (mut parts, body) = request.into_parts();
-        parts
-            .headers
-            .insert(AUTHORIZATION, token.authorization().clone());
-        let proven = proving::prove(token, &parts.method, &parts.uri, &mut parts.headers)?;
-        Ok(Attached {
-            request: Request::from_parts(parts, body),
-            generation: entry.generation,
-            proven,
-        })
-    }
+    pub(crate) rules: Arc<Rules>,
 }
 
 impl<S, B, ResBody> ResponseFuture<S, B, ResBody>
@@ -165,42 +124,36 @@ where
         }
     }
 
-    /// Sends a request with its token attached, keeping what a retry needs if the settings
-    /// want one and the body allows it.
+    /// Sends a request that carries its token, keeping what a second attempt needs if the
+    /// settings want one and the body allows it.
     pub(crate) fn send(
         service: &mut S,
-        attached: Attached<B>,
-        cache: TokenCache,
-        settings: RequestSettings,
+        request: Request<B>,
+        attempts: Attempts,
+        settings: &RequestSettings,
     ) -> Self {
         ResponseFuture {
-            state: send(service, attached, cache, settings),
+            state: send(service, request, attempts, settings),
         }
     }
 }
 
 fn send<S, B, ResBody>(
     service: &mut S,
-    attached: Attached<B>,
-    cache: TokenCache,
-    settings: RequestSettings,
+    request: Request<B>,
+    attempts: Attempts,
+    settings: &RequestSettings,
 ) -> State<S::Future, S, B, ResBody>
 where
     S: Service<Request<ReplayBody<B>>> + Clone,
     B: Body,
 {
-    let Attached {
-        request,
-        generation,
-        proven,
-    } = attached;
+    let rules = settings.rules.clone();
     if !settings.retry {
         return State::WaitingForResponse {
             future: service.call(request.map(ReplayBody::new)),
-            generation,
-            cache,
-            verdict: settings.verdict,
-            proven,
+            attempts,
+            rules,
             retry: None,
         };
     }
@@ -208,17 +161,15 @@ where
     let (body, replay) = ReplayBody::recorded(body, settings.replay_limit);
     let retry = replay.and_then(|replay| {
         Some(SavedRequest {
-            head: SavedHead::save(&parts, proven.is_some())?,
+            head: SavedHead::save(&parts, attempts.proof_header())?,
             service: service.clone(),
             body: replay,
         })
     });
     State::WaitingForResponse {
         future: service.call(Request::from_parts(parts, body)),
-        generation,
-        cache,
-        verdict: settings.verdict,
-        proven,
+        attempts,
+        rules,
         retry,
     }
 }
@@ -245,172 +196,106 @@ where
                     let Unsent {
                         request,
                         mut service,
-                        cache,
                         settings,
                     } = unsent.take().expect("polled after completion");
-                    let attached = Attached::new(request, &entry)?;
-                    let next = send(&mut service, attached, cache, settings);
+                    let (mut parts, body) = request.into_parts();
+                    let next = match engine::attach(&entry, &mut parts)? {
+                        Some(attempts) => send(
+                            &mut service,
+                            Request::from_parts(parts, body),
+                            attempts,
+                            &settings,
+                        ),
+                        // The caller's own `Authorization`: checked before waiting, but a
+                        // replacement is cheap to rule out here too.
+                        None => State::Passthrough {
+                            future: service
+                                .call(Request::from_parts(parts, body).map(ReplayBody::new)),
+                        },
+                    };
                     state.set(next);
                 }
                 StateProj::WaitingForResponse {
                     future,
-                    generation,
-                    cache,
-                    verdict,
-                    proven,
+                    attempts,
+                    rules,
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    // Every answer may carry the server's next nonce.
-                    let new_nonce = proving::learn(proven.as_deref(), response.headers());
-                    let (status, headers) = (response.status(), response.headers());
-                    match verdict.judge(status, headers, *generation) {
-                        TokenVerdict::Rejected => {}
-                        TokenVerdict::UseDpopNonce if new_nonce => {
-                            // Not the token's fault: the same token again, with a new proof
-                            // that carries the nonce. It uses up the request's one retry.
-                            let (Some(proven), Some(mut retry)) =
-                                (proven.take(), retry.take().and_then(SavedRequest::claim))
-                            else {
-                                return Poll::Ready(Ok(response));
-                            };
-                            let parts = &mut retry.parts;
-                            let proven = proving::prove_again(
-                                &proven,
-                                &parts.method,
-                                &parts.uri,
-                                &mut parts.headers,
-                            )?;
-                            cache.count_nonce_retry();
-                            tracing::debug!(
-                                generation = *generation,
-                                "retrying with the server's new DPoP nonce"
-                            );
-                            let next = State::WaitingForRetryService {
-                                retry: Some(retry),
-                                generation: *generation,
-                                cache: cache.clone(),
-                                verdict: mem::take(verdict),
-                                proven: Some(proven),
-                            };
-                            state.set(next);
-                            continue;
-                        }
-                        _ => return Poll::Ready(Ok(response)),
+                    let next = attempts.judge(rules, response.status(), response.headers(), true);
+                    if matches!(next, Next::Done) {
+                        return Poll::Ready(Ok(response));
                     }
-                    let rejection = cache.rejected(*generation);
-                    let retry = retry.take().and_then(SavedRequest::claim);
-                    // Without a retry, the refresh started above still serves the requests
-                    // that follow; this one gets its refusal.
-                    let (Some(retry), Rejection::RetryWith(acquire)) = (retry, rejection) else {
+                    // Without a copy, a refusal still replaced the token for the requests
+                    // that follow; this one gets its answer.
+                    let Some(SavedRequest {
+                        service,
+                        head,
+                        body,
+                    }) = retry.take()
+                    else {
                         return Poll::Ready(Ok(response));
                     };
-                    if let Acquire::Failed(err) = acquire {
-                        return Poll::Ready(Err(err.into()));
-                    }
-                    let next = State::WaitingForReplacement {
-                        token: acquire.into_future(),
-                        unauthorized: Some(Box::pin(response.into_body())),
-                        drained: 0,
-                        retry: Some(retry),
-                        cache: cache.clone(),
-                        verdict: mem::take(verdict),
+                    // The head first: claiming the body ends the first attempt's.
+                    let (Some(parts), Some(body)) = (head.restore(), body.into_body()) else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    let mut resend = Resend {
+                        service,
+                        parts,
+                        body,
+                        attempts: mem::replace(attempts, Attempts::spent()),
+                        rules: rules.clone(),
+                    };
+                    let next = match next {
+                        Next::Replace(Acquire::Failed(error)) => {
+                            return Poll::Ready(Err(error.into()));
+                        }
+                        Next::Replace(acquire) => State::WaitingForReplacement {
+                            replacement: Replacement::new(acquire, response.into_body()),
+                            resend: Some(resend),
+                        },
+                        Next::ProveAgain => {
+                            resend
+                                .attempts
+                                .prove_again(&resend.rules, &mut resend.parts)?;
+                            State::WaitingForRetryService {
+                                resend: Some(resend),
+                            }
+                        }
+                        Next::Done => unreachable!("returned above"),
                     };
                     state.set(next);
                 }
                 StateProj::WaitingForReplacement {
-                    token,
-                    unauthorized,
-                    drained,
-                    retry,
-                    cache,
-                    verdict,
+                    replacement,
+                    resend,
                 } => {
-                    if let Some(body) = unauthorized {
-                        if drain(body.as_mut(), cx, drained) {
-                            *unauthorized = None;
-                        }
-                    }
-                    let entry = ready!(token.as_mut().poll(cx))?;
-                    *unauthorized = None;
-                    let mut retry = retry.take().expect("polled after completion");
-                    let parts = &mut retry.parts;
-                    let token = &entry.token;
-                    parts
-                        .headers
-                        .insert(AUTHORIZATION, token.authorization().clone());
-                    let proven =
-                        proving::prove(token, &parts.method, &parts.uri, &mut parts.headers)?;
-                    cache.count_retry();
-                    tracing::debug!(
-                        generation = entry.generation,
-                        "retrying with a new token after the server rejected the old one"
-                    );
-                    let next = State::WaitingForRetryService {
-                        retry: Some(retry),
-                        generation: entry.generation,
-                        cache: cache.clone(),
-                        verdict: mem::take(verdict),
-                        proven,
-                    };
-                    state.set(next);
+                    let entry = ready!(Pin::new(replacement).poll(cx))?;
+                    let mut resend = resend.take().expect("polled after completion");
+                    resend
+                        .attempts
+                        .attach_replacement(&resend.rules, &entry, &mut resend.parts)?;
+                    state.set(State::WaitingForRetryService {
+                        resend: Some(resend),
+                    });
                 }
-                StateProj::WaitingForRetryService {
-                    retry,
-                    generation,
-                    cache,
-                    verdict,
-                    proven,
-                } => {
-                    let service = &mut retry.as_mut().expect("polled after completion").service;
+                StateProj::WaitingForRetryService { resend } => {
+                    let service = &mut resend.as_mut().expect("polled after completion").service;
                     ready!(service.poll_ready(cx)).map_err(Into::into)?;
-                    let RetryRequest {
+                    let Resend {
                         mut service,
                         parts,
                         body,
-                    } = retry.take().expect("checked above");
-                    let next = State::WaitingForResponse {
+                        attempts,
+                        rules,
+                    } = resend.take().expect("checked above");
+                    state.set(State::WaitingForResponse {
                         future: service.call(Request::from_parts(parts, body)),
-                        generation: *generation,
-                        cache: cache.clone(),
-                        verdict: mem::take(verdict),
-                        proven: proven.take(),
+                        attempts,
+                        rules,
                         retry: None,
-                    };
-                    state.set(next);
-                }
-            }
-        }
-    }
-}
-
-impl<S, B> SavedRequest<S, B> {
-    /// Takes the request over for the retry, if what the first attempt kept can be sent
-    /// again as it was.
-    fn claim(self) -> Option<RetryRequest<S, B>> {
-        // The head first: claiming the body ends the first attempt's.
-        let parts = self.head.restore()?;
-        Some(RetryRequest {
-            service: self.service,
-            parts,
-            body: self.body.into_body()?,
-        })
-    }
-}
-
-/// Reads what is ready of a body. True once there is no point reading more: it ended, failed,
-/// or went past the limit.
-fn drain<B: Body>(mut body: Pin<&mut B>, cx: &mut Context<'_>, drained: &mut usize) -> bool {
-    loop {
-        match body.as_mut().poll_frame(cx) {
-            Poll::Pending => return false,
-            Poll::Ready(None | Some(Err(_))) => return true,
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    *drained += data.remaining();
-                }
-                if *drained > DRAIN_LIMIT {
-                    return true;
+                    });
                 }
             }
         }

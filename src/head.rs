@@ -1,8 +1,6 @@
 //! A request's head, kept for a retry: what a 401 needs to send the request again.
 
 use http::header::AUTHORIZATION;
-
-use crate::proving;
 use http::request::Parts;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
@@ -18,14 +16,14 @@ pub(crate) struct SavedHead {
 
 impl SavedHead {
     /// Saves `parts`, or `None` for a header value longer than 4 GiB; less its proof header
-    /// too if `proven` (a retry carries a new proof).
-    pub(crate) fn save(parts: &Parts, proven: bool) -> Option<SavedHead> {
+    /// too, if it has one (a retry carries a new proof).
+    pub(crate) fn save(parts: &Parts, proof_header: Option<&HeaderName>) -> Option<SavedHead> {
         Some(SavedHead {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             version: parts.version,
             extensions: parts.extensions.clone(),
-            headers: SavedHeaders::save(&parts.headers, proven)?,
+            headers: SavedHeaders::save(&parts.headers, proof_header)?,
         })
     }
 
@@ -61,15 +59,18 @@ pub(crate) struct SavedHeaders {
 const ENTRY_HEAD: usize = 7;
 
 impl SavedHeaders {
-    /// Saves `headers`, or `None` for a value longer than 4 GiB; less the proof header too if
-    /// `proven` (a retry carries a new proof).
-    pub(crate) fn save(headers: &HeaderMap, proven: bool) -> Option<SavedHeaders> {
+    /// Saves `headers`, or `None` for a value longer than 4 GiB; less the proof header too, if
+    /// there is one (a retry carries a new proof).
+    pub(crate) fn save(
+        headers: &HeaderMap,
+        proof_header: Option<&HeaderName>,
+    ) -> Option<SavedHeaders> {
         // One pass, into a buffer sized for typical headers: a reallocation is rarer than a
         // second walk of the map is costly.
         let mut buffer = Vec::with_capacity(headers.len() * 48);
         let mut count = 0;
         for (name, value) in headers {
-            if name == AUTHORIZATION || (proven && proving::is_proof_header(name)) {
+            if name == AUTHORIZATION || proof_header == Some(name) {
                 continue;
             }
             let name = name.as_str().as_bytes();
@@ -138,10 +139,7 @@ mod tests {
         request.extensions_mut().insert(42u32);
         let original = parts(request);
 
-        let restored = SavedHead::save(&original, false)
-            .unwrap()
-            .restore()
-            .unwrap();
+        let restored = SavedHead::save(&original, None).unwrap().restore().unwrap();
 
         assert_eq!(restored.method, Method::POST);
         assert_eq!(restored.uri, original.uri);
@@ -162,10 +160,7 @@ mod tests {
     #[test]
     fn a_head_without_headers_comes_back_empty() {
         let original = parts(Request::get("/").body(()).unwrap());
-        let restored = SavedHead::save(&original, false)
-            .unwrap()
-            .restore()
-            .unwrap();
+        let restored = SavedHead::save(&original, None).unwrap().restore().unwrap();
         assert!(restored.headers.is_empty());
         assert_eq!(restored.uri, "/");
     }

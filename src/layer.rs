@@ -3,6 +3,9 @@
 use http::{HeaderMap, StatusCode};
 use tower::Layer;
 
+use std::sync::Arc;
+
+use crate::engine::Rules;
 use crate::future::RequestSettings;
 use crate::verdict::VerdictRule;
 use crate::{BearerAuth, Refresher, Scope, TokenCache, TokenVerdict};
@@ -26,7 +29,6 @@ use crate::{BearerAuth, Refresher, Scope, TokenCache, TokenVerdict};
 /// See the [crate documentation](crate) for an example.
 #[derive(Clone, Debug)]
 pub struct BearerAuthLayer {
-    pub(crate) cache: TokenCache,
     pub(crate) scope: Scope,
     pub(crate) settings: RequestSettings,
 }
@@ -42,12 +44,14 @@ impl BearerAuthLayer {
     /// built from it).
     pub fn from_cache(cache: TokenCache) -> Self {
         BearerAuthLayer {
-            cache,
             scope: Scope::any(),
             settings: RequestSettings {
                 retry: true,
                 replay_limit: 64 * 1024,
-                verdict: VerdictRule::default(),
+                rules: Arc::new(Rules {
+                    cache,
+                    verdict: VerdictRule::default(),
+                }),
             },
         }
     }
@@ -98,7 +102,10 @@ impl BearerAuthLayer {
     where
         F: Fn(StatusCode, &HeaderMap) -> TokenVerdict + Send + Sync + 'static,
     {
-        self.settings.verdict = VerdictRule::custom(decide);
+        self.settings.rules = Arc::new(Rules {
+            cache: self.settings.rules.cache.clone(),
+            verdict: VerdictRule::custom(decide),
+        });
         self
     }
 
@@ -110,7 +117,7 @@ impl BearerAuthLayer {
 
     /// The cache the layer's services share.
     pub fn cache(&self) -> &TokenCache {
-        &self.cache
+        &self.settings.rules.cache
     }
 }
 

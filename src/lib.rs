@@ -97,15 +97,12 @@
 
 mod body;
 mod cache;
+mod engine;
 mod error;
 mod future;
 mod head;
-#[cfg(any(feature = "apivideo", feature = "oauth2"))]
-mod http_client;
 mod layer;
-#[cfg(all(feature = "mock", any(feature = "apivideo", feature = "oauth2")))]
-mod mock_server;
-mod proving;
+pub mod proof;
 mod scope;
 mod service;
 pub mod store;
@@ -114,17 +111,6 @@ mod token;
 mod verdict;
 mod www_authenticate;
 
-#[cfg(feature = "apivideo")]
-pub mod apivideo;
-#[cfg(feature = "dpop")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
-pub mod dpop;
-#[cfg(feature = "jose")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jose")))]
-pub mod jose;
-#[cfg(feature = "oauth2")]
-#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
-pub mod oauth2;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
@@ -136,8 +122,6 @@ pub use body::ReplayBody;
 pub use cache::{RefreshCounts, Refresher, Stats, TokenCache, TokenCacheBuilder};
 pub use error::{RetryAfter, TokenError, TokenErrorKind};
 pub use future::ResponseFuture;
-#[cfg(any(feature = "apivideo", feature = "oauth2"))]
-pub use http_client::{HttpClient, RequestBody};
 pub use layer::BearerAuthLayer;
 pub use scope::{InvalidOrigin, Scope};
 pub use service::BearerAuth;

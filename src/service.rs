@@ -3,14 +3,14 @@
 use std::mem;
 use std::task::{Context, Poll};
 
-use http::header::{AUTHORIZATION, Entry};
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
 use http_body::Body;
 use tower::{BoxError, Layer, Service};
 
 use crate::cache::Reader;
-use crate::future::{Attached, RequestSettings, ResponseFuture, Unsent};
-use crate::proving;
+use crate::engine;
+use crate::future::{RequestSettings, ResponseFuture, Unsent};
 use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
 
 /// Middleware that authenticates requests with the [`TokenCache`]'s bearer token.
@@ -20,7 +20,6 @@ use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
 #[derive(Clone, Debug)]
 pub struct BearerAuth<S> {
     inner: S,
-    cache: TokenCache,
     reader: Reader,
     scope: Scope,
     settings: RequestSettings,
@@ -30,8 +29,7 @@ impl<S> BearerAuth<S> {
     pub(crate) fn from_layer(inner: S, layer: &BearerAuthLayer) -> Self {
         BearerAuth {
             inner,
-            cache: layer.cache.clone(),
-            reader: layer.cache.reader(),
+            reader: layer.cache().reader(),
             scope: layer.scope.clone(),
             settings: layer.settings.clone(),
         }
@@ -44,7 +42,7 @@ impl<S> BearerAuth<S> {
 
     /// The token cache this service reads.
     pub fn cache(&self) -> &TokenCache {
-        &self.cache
+        &self.settings.rules.cache
     }
 
     /// A reference to the inner service.
@@ -82,32 +80,16 @@ where
         if !self.scope.allows(request.uri()) {
             return ResponseFuture::passthrough(&mut self.inner, request);
         }
-        if let Some(entry) = self.cache.entry_as_is(&mut self.reader) {
-            let token = &entry.token;
-            // One lookup adds the token and tells (true: the key was there) whether the
-            // caller brought its own `Authorization`, which then goes through as it came.
-            if request
-                .headers_mut()
-                .append(AUTHORIZATION, token.authorization().clone())
-            {
-                take_back_token(request.headers_mut());
-                return ResponseFuture::passthrough(&mut self.inner, request);
-            }
-            let proven = match proving::prove_request(token, &mut request) {
-                Ok(proven) => proven,
-                Err(error) => return ResponseFuture::failed(error),
+        let cache = &self.settings.rules.cache;
+        if let Some(entry) = cache.entry_as_is(&mut self.reader) {
+            return match engine::attach(entry, &mut request) {
+                Ok(Some(attempts)) => {
+                    ResponseFuture::send(&mut self.inner, request, attempts, &self.settings)
+                }
+                // The caller's own `Authorization` goes through as it came.
+                Ok(None) => ResponseFuture::passthrough(&mut self.inner, request),
+                Err(error) => ResponseFuture::failed(error),
             };
-            let attached = Attached {
-                request,
-                generation: entry.generation,
-                proven,
-            };
-            return ResponseFuture::send(
-                &mut self.inner,
-                attached,
-                self.cache.clone(),
-                self.settings.clone(),
-            );
         }
         if request.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::passthrough(&mut self.inner, request);
@@ -116,33 +98,14 @@ where
         // with it, and leaves a clone to be driven ready for the next call.
         let clone = self.inner.clone();
         let service = mem::replace(&mut self.inner, clone);
-        let token = self.cache.acquire().into_future();
+        let token = cache.acquire().into_future();
         ResponseFuture::waiting(
             token,
             Unsent {
                 request,
                 service,
-                cache: self.cache.clone(),
                 settings: self.settings.clone(),
             },
         )
-    }
-}
-
-/// Removes the token that `append` put after the caller's own `Authorization` values, leaving
-/// the headers as the caller sent them: the header keeps its place, and its values their order.
-fn take_back_token(headers: &mut HeaderMap) {
-    let Entry::Occupied(mut entry) = headers.entry(AUTHORIZATION) else {
-        return;
-    };
-    let mut theirs: Vec<HeaderValue> = entry.iter().cloned().collect();
-    // Appended last.
-    theirs.pop();
-    let mut theirs = theirs.into_iter();
-    if let Some(first) = theirs.next() {
-        entry.insert(first);
-    }
-    for value in theirs {
-        entry.append(value);
     }
 }

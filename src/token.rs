@@ -1,12 +1,15 @@
 //! The token a refresher returns and the request it answers.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
+
+use crate::proof::{BindingKey, Prover};
 
 /// A bearer access token, ready to be sent.
 ///
@@ -36,9 +39,8 @@ pub struct Token {
     token_type: TokenType,
     expires_at: Option<Instant>,
     refresh_token: Option<SecretString>,
-    /// The key a DPoP token is bound to, and what each of its proofs needs.
-    #[cfg(feature = "dpop")]
-    dpop: Option<crate::dpop::Binding>,
+    /// What makes the proofs of a token bound to a key (DPoP); `None` for a bearer token.
+    prover: Option<Arc<dyn Prover>>,
 }
 
 /// How a token is sent: its `token_type` in the provider's answer, and the scheme of the
@@ -49,8 +51,8 @@ pub enum TokenType {
     /// `Authorization: Bearer <token>` (RFC 6750): whoever holds the token can use it.
     Bearer,
     /// `Authorization: DPoP <token>` with a `DPoP` proof made with the client's key for each
-    /// request (RFC 9449): the token is useless without the key. See the `dpop` module
-    /// (feature `dpop`).
+    /// request (RFC 9449): the token is useless without the key. See
+    /// [`BindingKey`](crate::proof::BindingKey).
     Dpop,
 }
 
@@ -84,19 +86,18 @@ impl Token {
         Token::of_type(TokenType::Bearer, access_token.as_ref())
     }
 
-    /// A DPoP token (RFC 9449) the provider issued bound to `key`: sent as
-    /// `Authorization: DPoP <token>`, each request with a new proof made with `key`.
+    /// A token the provider issued bound to `key` (a DPoP key): sent as `Authorization:
+    /// <scheme> <token>`, the scheme the key's, each attempt with a new proof made with the key.
     ///
-    /// The access token must be what [`bearer`](Self::bearer) accepts. The token keeps the
-    /// key (a cheap clone): the layer signs every request's proof with it.
-    #[cfg(feature = "dpop")]
-    pub fn dpop(
+    /// The access token must be what [`bearer`](Self::bearer) accepts. The token keeps what
+    /// its proofs need (for DPoP, the key and the token's hash, computed once).
+    pub fn bound(
         access_token: impl AsRef<str>,
-        key: &crate::dpop::DpopKey,
+        key: &dyn BindingKey,
     ) -> Result<Self, InvalidToken> {
         let access_token = access_token.as_ref();
-        let mut token = Token::of_type(TokenType::Dpop, access_token)?;
-        token.dpop = Some(crate::dpop::Binding::new(key, access_token));
+        let mut token = Token::of_type(key.token_type(), access_token)?;
+        token.prover = Some(key.bind(access_token));
         Ok(token)
     }
 
@@ -121,8 +122,7 @@ impl Token {
             token_type,
             expires_at: None,
             refresh_token: None,
-            #[cfg(feature = "dpop")]
-            dpop: None,
+            prover: None,
         })
     }
 
@@ -158,15 +158,20 @@ impl Token {
         self.token_type
     }
 
-    /// The key a DPoP token is bound to; `None` for a bearer token.
-    #[cfg(feature = "dpop")]
-    pub fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
-        self.dpop.as_ref().map(crate::dpop::Binding::key)
+    /// The key the token is bound to; `None` for a bearer token.
+    pub fn binding_key(&self) -> Option<&dyn BindingKey> {
+        self.prover.as_deref().map(Prover::key)
     }
 
-    #[cfg(feature = "dpop")]
-    pub(crate) fn dpop_binding(&self) -> Option<&crate::dpop::Binding> {
-        self.dpop.as_ref()
+    /// What makes the token's proofs, if it is bound to a key.
+    #[inline]
+    pub(crate) fn prover(&self) -> Option<&dyn Prover> {
+        self.prover.as_deref()
+    }
+
+    /// [`prover`](Self::prover), shared.
+    pub(crate) fn prover_arc(&self) -> Option<Arc<dyn Prover>> {
+        self.prover.clone()
     }
 
     /// The access token itself, for protocols that do not carry it in an HTTP header
@@ -207,6 +212,7 @@ impl fmt::Debug for Token {
                 "refresh_token",
                 &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
             )
+            .field("bound_to", &self.binding_key().map(BindingKey::id))
             .finish()
     }
 }

@@ -17,12 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_bearer::apivideo::mock::{Failure, MockServer};
-use tower_bearer::apivideo::{ApiVideo, ApiVideoError, Malformed};
 use tower_bearer::{
     BearerAuthLayer, RefreshReason, Refresher, ReplayBody, Token, TokenCache, TokenError,
     TokenErrorKind, TokenRequest,
 };
+use tower_bearer_apivideo::{ApiVideo, ApiVideoError, Malformed};
+use tower_bearer_mock::apivideo::{Failure, MockServer};
 
 const KEY: &str = "key-for-tests-0123456789";
 

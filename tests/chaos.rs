@@ -23,9 +23,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{BoxError, Layer, ServiceBuilder, ServiceExt};
-use tower_bearer::apivideo::mock::{Chaos, MockServer};
-use tower_bearer::apivideo::{ApiVideo, ApiVideoError, Malformed};
 use tower_bearer::{BearerAuthLayer, ReplayBody, Token, TokenCache, TokenError, TokenErrorKind};
+use tower_bearer_apivideo::{ApiVideo, ApiVideoError, Malformed};
+use tower_bearer_mock::apivideo::{Chaos, MockServer};
 
 const KEY: &str = "chaos-key";
 /// No request may take longer than this; past it, the test fails.

@@ -1,7 +1,6 @@
 //! DPoP end to end over loopback: the OAuth 2.0 provider with a DPoP key and the layer, against
 //! the mock authorization server and its API requiring proofs and nonces. What every request
 //! carried is recorded on the client's side of the wire.
-#![cfg(all(feature = "dpop", feature = "oauth2"))]
 
 mod common;
 
@@ -12,15 +11,13 @@ use common::dpop::{self, Recording, Wire};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
-use tower_bearer::dpop::DpopKey;
-use tower_bearer::jose::Algorithm;
-use tower_bearer::oauth2::mock::{Fault, MockAuthServer, MockClient};
-use tower_bearer::oauth2::{
-    DiscoveryError, ErrorCode, Grant, MalformedAnswer, OAuth2, OAuth2Error,
-};
 use tower_bearer::{
     BearerAuth, BearerAuthLayer, RefreshReason, TokenCache, TokenRequest, TokenType,
 };
+use tower_bearer_mock::oauth2::{Fault, MockAuthServer, MockClient};
+use tower_bearer_oauth2::dpop::DpopKey;
+use tower_bearer_oauth2::jose::Algorithm;
+use tower_bearer_oauth2::{DiscoveryError, ErrorCode, Grant, MalformedAnswer, OAuth2, OAuth2Error};
 
 /// A mock that requires DPoP, and its nonce, at the token endpoint and at the API.
 async fn strict_server() -> MockAuthServer {
@@ -83,7 +80,7 @@ async fn the_first_request_to_an_origin_meets_its_nonce_and_recovers_with_one_re
 
     let token = cache.token().await.unwrap();
     assert_eq!(token.token_type(), TokenType::Dpop);
-    assert_eq!(token.dpop_key().unwrap().thumbprint(), key.thumbprint());
+    assert_eq!(token.binding_key().unwrap().id(), key.thumbprint());
 
     let posts = wire.to("/token");
     assert_eq!(posts.len(), 2);
@@ -296,7 +293,7 @@ async fn a_server_that_keeps_asking_for_new_nonces_gets_two_sends() {
     let restless = dpop::RestlessApi::start().await;
     let key = dpop::key();
     let refresher = tower::service_fn(move |_: TokenRequest| {
-        let token = tower_bearer::Token::dpop("bound", &key);
+        let token = tower_bearer::Token::bound("bound", &key);
         async move { token }
     });
     let wire = Wire::default();
@@ -362,8 +359,8 @@ async fn a_key_the_server_does_not_accept_is_a_configuration_error() {
     let with_key = |algorithm| {
         OAuth2::builder()
             .issuer(server.issuer())
-            .client_id(tower_bearer::oauth2::mock::DEFAULT_CLIENT_ID)
-            .client_secret(tower_bearer::oauth2::mock::DEFAULT_CLIENT_SECRET)
+            .client_id(tower_bearer_mock::oauth2::DEFAULT_CLIENT_ID)
+            .client_secret(tower_bearer_mock::oauth2::DEFAULT_CLIENT_SECRET)
             .dpop(DpopKey::generate(algorithm).unwrap())
             .build(common::oauth2::http())
             .unwrap()
@@ -419,7 +416,7 @@ async fn two_caches_sharing_a_store_and_a_key_use_one_token() {
     assert_eq!(server.counters().client_credentials_grants, 1);
     let (a, b) = (one.token().await.unwrap(), two.token().await.unwrap());
     assert_eq!(a.expose_access_token(), b.expose_access_token());
-    assert_eq!(b.dpop_key().unwrap().thumbprint(), key.thumbprint());
+    assert_eq!(b.binding_key().unwrap().id(), key.thumbprint());
     assert_eq!(server.counters().dpop_resource_requests, 4);
     assert_proofs_unique(&wire);
 }

@@ -1,8 +1,8 @@
 //! A DPoP proof is one heap allocation: the JWS, which the header value then owns.
 
 use http::{Method, Uri};
-use tower_bearer::dpop::DpopKey;
-use tower_bearer::jose::Algorithm;
+use tower_bearer_oauth2::dpop::DpopKey;
+use tower_bearer_oauth2::jose::Algorithm;
 
 #[path = "../benches/common/counting.rs"]
 mod counting;

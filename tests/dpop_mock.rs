@@ -1,7 +1,6 @@
 //! The mock authorization server's DPoP, by hand-made requests: why DPoP matters (a stolen
 //! bearer token works for the thief, a stolen DPoP token does not), and each check of a
 //! proof at the token endpoint and at the API, with its challenge and its counter.
-#![cfg(all(feature = "dpop", feature = "oauth2"))]
 
 mod common;
 
@@ -13,8 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use tower_bearer::dpop::DpopKey;
-use tower_bearer::oauth2::mock::{DpopRefusals, MockAuthServer};
+use tower_bearer_mock::oauth2::{DpopRefusals, MockAuthServer};
+use tower_bearer_oauth2::dpop::DpopKey;
 
 /// What came back.
 struct Answer {

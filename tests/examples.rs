@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tower_bearer::apivideo::mock::{MockServer, RequestLog};
+use tower_bearer_mock::apivideo::{MockServer, RequestLog};
 
 #[path = "../examples/quickstart.rs"]
 #[allow(dead_code)]
@@ -31,12 +31,10 @@ mod axum_upstream;
 #[path = "../examples/oauth2.rs"]
 #[allow(dead_code, clippy::duplicate_mod)]
 mod oauth2_example;
-#[cfg(feature = "reqwest")]
 #[path = "../examples/reqwest.rs"]
 #[allow(dead_code, clippy::duplicate_mod)]
 mod reqwest_example;
 
-#[cfg(all(feature = "tonic", feature = "oauth2"))]
 #[path = "../examples/grpc.rs"]
 #[allow(dead_code, clippy::duplicate_mod)]
 mod grpc_example;
@@ -111,7 +109,6 @@ async fn quickstart_real_api_session_against_the_mock() {
 
 /// The reqwest example, as it runs: every call succeeds through reqwest-tracing,
 /// reqwest-retry and the middleware, across token lifetimes and a revocation.
-#[cfg(feature = "reqwest")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_example_against_the_mock() {
     let mut out = Vec::new();
@@ -249,7 +246,6 @@ async fn oauth2_against_the_mock_with_each_auth_method() {
 /// tokens against a mock that requires proofs and its nonce everywhere and changes its nonce
 /// every second; every call succeeds, each nonce change recovered by a retry with the same
 /// token, and no proof refused.
-#[cfg(feature = "dpop")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_against_the_mock_with_dpop() {
     let settings = oauth2_example::Settings::from_lookup(|name| {
@@ -278,7 +274,6 @@ async fn oauth2_against_the_mock_with_dpop() {
 }
 
 /// `OAUTH2_DPOP_KEY` loads the key from a PEM file (DPoP without `OAUTH2_DPOP`).
-#[cfg(feature = "dpop")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_against_the_mock_with_a_dpop_key_from_a_file() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/ed25519.pkcs8.pem");
@@ -323,10 +318,7 @@ fn oauth2_settings_are_checked() {
     );
     assert!(error(&[("OAUTH2_PRIVATE_KEY", "/nonexistent/key.pem")]).contains("/nonexistent"));
     assert!(error(&[("OAUTH2_DPOP", "yes")]).contains("OAUTH2_DPOP"));
-    #[cfg(feature = "dpop")]
     assert!(error(&[("OAUTH2_DPOP_KEY", "/nonexistent/dpop.pem")]).contains("/nonexistent"));
-    #[cfg(not(feature = "dpop"))]
-    assert!(error(&[("OAUTH2_DPOP", "1")]).contains("--features dpop"));
     let settings = oauth2_example::Settings::from_lookup(lookup(&[
         ("OAUTH2_TOKEN_URL", "https://as.example/t"),
         ("OAUTH2_CLIENT_ID", "c"),
@@ -351,7 +343,6 @@ async fn start(state: axum_upstream::AppState) -> (std::net::SocketAddr, oneshot
 /// `cargo run --example grpc` as it runs with no environment: every call answers SERVING
 /// across several token lifetimes and a revocation, which costs one UNAUTHENTICATED per
 /// call in flight, each recovered by a retry.
-#[cfg(all(feature = "tonic", feature = "oauth2"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_against_the_embedded_servers() {
     let settings = grpc_example::Settings::from_lookup(|_| None).unwrap();
@@ -374,7 +365,6 @@ async fn grpc_against_the_embedded_servers() {
 }
 
 /// The example's variables are read as its documentation says.
-#[cfg(all(feature = "tonic", feature = "oauth2"))]
 #[test]
 fn grpc_settings_are_checked() {
     let lookup = |vars: &'static [(&'static str, &'static str)]| {
@@ -422,10 +412,9 @@ fn grpc_settings_are_checked() {
 /// The `GRPC_ENDPOINT` path, with the variables of its contract, pointed at the embedded
 /// servers: a tonic server that checks tokens with an authorization server the example does
 /// not start itself.
-#[cfg(all(feature = "tonic", feature = "oauth2"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_with_an_endpoint_and_a_token_url() {
-    use tower_bearer::oauth2::mock::{MockAuthServer, MockClient};
+    use tower_bearer_mock::oauth2::{MockAuthServer, MockClient};
 
     let auth = MockAuthServer::builder()
         .register(MockClient::secret_post("grpc-real-path", "its-secret"))

@@ -19,8 +19,8 @@ use http::header::RETRY_AFTER;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tower_bearer::apivideo::{ApiVideo, ApiVideoError};
 use tower_bearer::{RefreshReason, Token, TokenCache, TokenError, TokenErrorKind};
+use tower_bearer_apivideo::{ApiVideo, ApiVideoError};
 
 const KEY: &str = "hostile-test-KEY-8f3a9c";
 

@@ -4,9 +4,8 @@
 //! and the layer, for client credentials and for a DPoP-bound refresh token; the fixture's
 //! counters show each nonce challenge met and recovered.
 //!
-//! Runs under `cargo test --all-features` (features `interop-tests` and `dpop`); needs node
+//! Runs under `cargo test --all-features` (feature `server-tests`); needs node
 //! and npm. Real time throughout: the server keeps its own clock.
-#![cfg(all(feature = "interop-tests", feature = "dpop"))]
 
 mod common;
 
@@ -21,12 +20,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower::{Layer, ServiceExt};
-use tower_bearer::dpop::DpopKey;
-use tower_bearer::jose::Algorithm;
-use tower_bearer::oauth2::{AuthMethod, Grant, OAuth2, OAuth2Builder};
 use tower_bearer::{
     BearerAuthLayer, RefreshReason, ReplayBody, Scope, TokenCache, TokenRequest, TokenType,
 };
+use tower_bearer_oauth2::dpop::DpopKey;
+use tower_bearer_oauth2::jose::Algorithm;
+use tower_bearer_oauth2::{AuthMethod, Grant, OAuth2, OAuth2Builder};
 
 #[path = "../examples/oauth2.rs"]
 #[allow(dead_code)]

@@ -4,9 +4,8 @@
 //! authentication method, discovery, refresh-token rotation, a revocation mid-run recovered by
 //! one retry, and `examples/oauth2.rs` run against it with the variables of its contract.
 //!
-//! Runs under `cargo test --all-features` (feature `interop-tests`); needs node and npm. Real
+//! Runs under `cargo test --all-features` (feature `server-tests`); needs node and npm. Real
 //! time throughout: the server keeps its own clock.
-#![cfg(feature = "interop-tests")]
 
 mod common;
 
@@ -20,9 +19,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_bearer::jose::SigningKey;
-use tower_bearer::oauth2::{AuthMethod, Grant, OAuth2, OAuth2Builder};
 use tower_bearer::{BearerAuthLayer, RefreshReason, ReplayBody, Scope, TokenCache, TokenRequest};
+use tower_bearer_oauth2::jose::SigningKey;
+use tower_bearer_oauth2::{AuthMethod, Grant, OAuth2, OAuth2Builder};
 
 #[path = "../examples/oauth2.rs"]
 #[allow(dead_code)]

@@ -2,8 +2,7 @@
 //! real authorization server (panva's oidc-provider) and its protected API behave as the
 //! provider's interop tests will assume. Real time throughout: the server keeps its own clock.
 //!
-//! Runs under `cargo test --all-features` (feature `interop-tests`); needs node and npm.
-#![cfg(feature = "interop-tests")]
+//! Runs under `cargo test --all-features` (feature `server-tests`); needs node and npm.
 
 mod common;
 

@@ -18,12 +18,12 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
-use tower_bearer::apivideo::mock::{Chaos, Counters, Failure, MockServer, RequestLog};
+use tower_bearer_mock::apivideo::{Chaos, Counters, Failure, MockServer, RequestLog};
 
 /// The example binary, compiled into this test so its argument parser and serving loop run
 /// in-process: no nested `cargo` (slow, and fighting the outer one for the build lock), and
 /// no dependence on whether `cargo test` built the examples first.
-#[path = "../examples/mock_server.rs"]
+#[path = "../crates/mock/src/bin/mock_server.rs"]
 #[allow(dead_code)]
 mod example;
 
@@ -83,7 +83,7 @@ struct Api {
 }
 
 impl Api {
-    async fn start(builder: tower_bearer::apivideo::mock::MockServerBuilder) -> Self {
+    async fn start(builder: tower_bearer_mock::apivideo::MockServerBuilder) -> Self {
         Self {
             server: builder.start().await.unwrap(),
             client: Client::builder(TokioExecutor::new()).build_http(),

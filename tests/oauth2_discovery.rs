@@ -5,10 +5,10 @@
 mod common;
 
 use common::oauth2::{first, http};
-use tower_bearer::oauth2::mock::{
+use tower_bearer_mock::oauth2::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Discovery, MockAuthServer,
 };
-use tower_bearer::oauth2::{DiscoveryError, OAuth2, OAuth2Builder, OAuth2Error};
+use tower_bearer_oauth2::{DiscoveryError, OAuth2, OAuth2Builder, OAuth2Error};
 
 fn from_issuer(issuer: String) -> OAuth2Builder {
     OAuth2::builder()

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::oauth2::{first, http, to};
 use http::StatusCode;
-use tower_bearer::oauth2::mock::{Fault, MockAuthServer};
-use tower_bearer::oauth2::{ErrorCode, MalformedAnswer, OAuth2, OAuth2Error};
 use tower_bearer::{RetryAfter, TokenCache, TokenError, TokenErrorKind};
+use tower_bearer_mock::oauth2::{Fault, MockAuthServer};
+use tower_bearer_oauth2::{ErrorCode, MalformedAnswer, OAuth2, OAuth2Error};
 
 const LONGEST: Duration = Duration::from_secs(600);
 

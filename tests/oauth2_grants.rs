@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::oauth2::{first, http, key, next, to};
-use tower_bearer::jose::{Algorithm, SigningKey};
-use tower_bearer::oauth2::mock::{MockAuthServer, MockClient, TokenRequestLog};
-use tower_bearer::oauth2::{
+use tower_bearer_mock::oauth2::{MockAuthServer, MockClient, TokenRequestLog};
+use tower_bearer_oauth2::jose::{Algorithm, SigningKey};
+use tower_bearer_oauth2::{
     AuthMethod, ErrorCode, Grant, JwtBearer, OAuth2, OAuth2Error, SubjectToken,
 };
 
@@ -448,7 +448,7 @@ async fn invalid_grant_on_refresh_falls_back_once_to_the_grant() {
 /// error, and the refresh token is not given up for the grant.
 #[tokio::test]
 async fn a_transient_failure_on_refresh_does_not_fall_back() {
-    use tower_bearer::oauth2::mock::Fault;
+    use tower_bearer_mock::oauth2::Fault;
 
     let server = MockAuthServer::builder()
         .refresh_tokens(true)

@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::answering_server::{Answer, AnsweringServer};
 use http::StatusCode;
 use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
-use tower_bearer::oauth2::{OAuth2, OAuth2Error};
 use tower_bearer::{RefreshReason, Token, TokenCache, TokenError, TokenErrorKind};
+use tower_bearer_oauth2::{OAuth2, OAuth2Error};
 
 const SECRET: &str = "hostile-SECRET-9f3a7c";
 

@@ -14,7 +14,7 @@ use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTI
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
-use tower_bearer::oauth2::mock::{
+use tower_bearer_mock::oauth2::{
     AuthServerCounters, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Discovery, Fault, MockAuthServer,
     MockClient,
 };
@@ -307,7 +307,7 @@ async fn client_assertions_are_verified_and_never_replayed() {
 /// An ES256 JWS of `claims` with the test key `es256.pkcs8.pem` (whose `kid` `key` carries),
 /// made by hand with ring: the provider only ever signs well-formed assertions, and these
 /// tests need bad ones.
-fn sign_assertion(key: &tower_bearer::jose::SigningKey, claims: Value) -> String {
+fn sign_assertion(key: &tower_bearer_oauth2::jose::SigningKey, claims: Value) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use ring::rand::SystemRandom;
     use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};

@@ -21,8 +21,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_bearer::oauth2::mock::MockAuthServer;
 use tower_bearer::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
+use tower_bearer_mock::oauth2::MockAuthServer;
 
 const TTL: Duration = Duration::from_secs(1);
 const CALLS: usize = 1_000;

@@ -3,7 +3,6 @@
 //!
 //! Each test starts its own `redis-server` (from `PATH`) on a free loopback port, with no
 //! persistence, and kills it when done. Real time throughout: Redis keeps its own clock.
-#![cfg(feature = "redis")]
 
 mod common;
 
@@ -15,9 +14,10 @@ use std::time::Duration;
 use common::{capture_this_thread, publish_by_generation};
 use tokio::time::Instant;
 use tower::BoxError;
-use tower_bearer::apivideo::mock::{Counters, Failure, MockServer};
-use tower_bearer::store::{Publish, RedisStore, TokenStore};
+use tower_bearer::store::{Publish, TokenStore};
 use tower_bearer::{Token, TokenCache, TokenRequest};
+use tower_bearer_mock::apivideo::{Counters, Failure, MockServer};
+use tower_bearer_redis::RedisStore;
 
 #[path = "../examples/replica.rs"]
 #[allow(dead_code)]
@@ -513,7 +513,6 @@ async fn a_publish_is_notified() {
         .expect("notified of the publish");
 }
 
-#[cfg(feature = "redis-encryption")]
 #[tokio::test]
 async fn an_encrypted_token_is_not_readable_at_rest_nor_without_the_key() {
     let redis = RedisServer::start();
@@ -598,7 +597,6 @@ async fn an_outage_is_one_warning_with_no_secret() {
 }
 
 /// `rediss://` with a certificate from a private CA, and an ACL user with a password.
-#[cfg(feature = "redis-tls")]
 #[tokio::test]
 async fn over_tls_as_an_acl_user() {
     let dir = std::env::temp_dir().join(format!("tower-bearer-tls-{}", std::process::id()));
@@ -746,7 +744,6 @@ async fn over_tls_as_an_acl_user() {
 /// processes would, share one token through Redis, bound to that key, and prove it each with
 /// its copy; the store's key names carry the key's thumbprint, so a replica with another key
 /// keeps a token of its own rather than loading one it could not prove.
-#[cfg(all(feature = "dpop", feature = "oauth2"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dpop_replicas_with_one_key_share_one_token() {
     use bytes::Bytes;
@@ -754,11 +751,11 @@ async fn dpop_replicas_with_one_key_share_one_token() {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
     use tower::{Layer, ServiceExt};
-    use tower_bearer::dpop::DpopKey;
-    use tower_bearer::jose::Algorithm;
-    use tower_bearer::oauth2::OAuth2;
-    use tower_bearer::oauth2::mock::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MockAuthServer};
     use tower_bearer::{BearerAuthLayer, ReplayBody};
+    use tower_bearer_mock::oauth2::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MockAuthServer};
+    use tower_bearer_oauth2::OAuth2;
+    use tower_bearer_oauth2::dpop::DpopKey;
+    use tower_bearer_oauth2::jose::Algorithm;
 
     let redis = RedisServer::start();
     let server = MockAuthServer::builder()
@@ -770,7 +767,7 @@ async fn dpop_replicas_with_one_key_share_one_token() {
     let http = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     let replica = |key: DpopKey| {
         let store = RedisStore::builder(redis.url(), "dpop-account")
-            .dpop_key(&key)
+            .binding_key(key.clone())
             .build()
             .unwrap();
         let key_name = store.token_key().to_owned();
@@ -811,7 +808,7 @@ async fn dpop_replicas_with_one_key_share_one_token() {
     assert_eq!(counters.client_credentials_grants, 1, "one token for both");
     assert_eq!(counters.dpop_resource_requests, 4);
     let token = two.token().await.unwrap();
-    assert_eq!(token.dpop_key().unwrap().thumbprint(), shared.thumbprint());
+    assert_eq!(token.binding_key().unwrap().id(), shared.thumbprint());
 
     let (three, three_key) = replica(DpopKey::generate(Algorithm::Es256).unwrap());
     assert_ne!(three_key, one_key);

@@ -1,7 +1,6 @@
 //! The reqwest middleware against the embedded mock api.video over loopback: real sockets and
 //! real time, the provider itself sending through reqwest. Caches here believe any 401
 //! (minimum token age zero), so that a revocation right after a login replaces the token.
-#![cfg(feature = "reqwest")]
 
 mod reqwest_support;
 
@@ -22,9 +21,9 @@ use reqwest_support::*;
 use reqwest_tracing::TracingMiddleware;
 use tokio::sync::{Barrier, watch};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_bearer::apivideo::mock::MockServer;
 use tower_bearer::reqwest::BearerAuthMiddleware;
 use tower_bearer::{BearerAuthLayer, RefreshReason, ReplayBody, Scope};
+use tower_bearer_mock::apivideo::MockServer;
 
 /// The client under test: the middleware, then `below` to see what it sent.
 fn client(auth: BearerAuthMiddleware, below: &Below) -> ClientWithMiddleware {

@@ -1,7 +1,6 @@
 //! What the reqwest middleware decides for each request and answer, against recording servers
 //! on loopback: where the token goes (scope, redirects, the caller's own `Authorization`),
 //! which answers replace it (the verdict), and the error when there is none.
-#![cfg(feature = "reqwest")]
 
 mod reqwest_support;
 

@@ -1,16 +1,16 @@
 //! The reqwest middleware with the OAuth 2.0 provider, both over reqwest, against the embedded
 //! mock authorization server and its protected API on loopback.
-#![cfg(all(feature = "reqwest", feature = "oauth2"))]
 
 mod reqwest_support;
 
 use http::StatusCode;
 use reqwest_middleware::ClientBuilder;
 use reqwest_support::{Below, believing};
-use tower_bearer::oauth2::mock::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MockAuthServer};
-use tower_bearer::oauth2::{AuthMethod, OAuth2};
-use tower_bearer::reqwest::{BearerAuthMiddleware, ClientService};
+use tower_bearer::reqwest::BearerAuthMiddleware;
 use tower_bearer::{RefreshReason, Scope};
+use tower_bearer_mock::oauth2::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MockAuthServer};
+use tower_bearer_oauth2::{AuthMethod, OAuth2};
+use tower_bearer_provider::reqwest::ClientService;
 
 /// Client credentials, the server found by discovery: every request of the provider (metadata
 /// and grants) goes through reqwest, the API calls through the middleware; a revocation that
@@ -101,11 +101,10 @@ async fn the_token_stays_with_the_api() {
 /// DPoP end to end, both halves over reqwest: the provider's nonce dance at the token endpoint
 /// (through `ClientService`), then the middleware's proofs at the API; a nonce the server
 /// rotates costs one retry with the same token, and no grant.
-#[cfg(feature = "dpop")]
 #[tokio::test]
 async fn dpop_bound_tokens_are_proven_and_a_new_nonce_costs_one_retry() {
-    use tower_bearer::dpop::DpopKey;
-    use tower_bearer::jose::Algorithm;
+    use tower_bearer_oauth2::dpop::DpopKey;
+    use tower_bearer_oauth2::jose::Algorithm;
 
     let server = MockAuthServer::builder()
         .require_dpop(true)

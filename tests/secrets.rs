@@ -160,9 +160,9 @@ async fn no_secret_through_the_api_video_flows() {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
     use tower::ServiceBuilder;
-    use tower_bearer::apivideo::mock::{Chaos, Failure, MockServer};
-    use tower_bearer::apivideo::{ApiVideo, ApiVideoError};
     use tower_bearer::{RefreshReason, Scope, Token, TokenRequest};
+    use tower_bearer_apivideo::{ApiVideo, ApiVideoError};
+    use tower_bearer_mock::apivideo::{Chaos, Failure, MockServer};
     use tower_http::follow_redirect::FollowRedirectLayer;
 
     let logs = capture_globally();
@@ -362,10 +362,10 @@ async fn no_secret_through_the_oauth2_flows() {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
     use tower::ServiceBuilder;
-    use tower_bearer::jose::SigningKey;
-    use tower_bearer::oauth2::mock::{Fault, MockAuthServer, MockClient};
-    use tower_bearer::oauth2::{AuthMethod, Grant, JwtBearer, OAuth2, SubjectToken};
     use tower_bearer::{RefreshReason, Scope, TokenRequest};
+    use tower_bearer_mock::oauth2::{Fault, MockAuthServer, MockClient};
+    use tower_bearer_oauth2::jose::SigningKey;
+    use tower_bearer_oauth2::{AuthMethod, Grant, JwtBearer, OAuth2, SubjectToken};
 
     let logs = capture_globally();
     let pem = std::fs::read_to_string(concat!(

@@ -1,7 +1,6 @@
 //! tonic clients through `GrpcAuthLayer`, against a tonic server on loopback that requires
 //! tokens and revokes them (see `common/grpc.rs`): unary calls, many at once, and the
 //! refusals that must not replace a token.
-#![cfg(feature = "tonic")]
 
 #[path = "common/grpc.rs"]
 mod grpc;

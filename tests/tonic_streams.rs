@@ -1,7 +1,6 @@
 //! Streaming calls through `GrpcAuthLayer`, against the tonic server of `common/grpc.rs`: a
 //! refusal before the response begins (trailers-only) is retried when the request could be
 //! kept; one in the trailers, after the response began, is not, but replaces the token.
-#![cfg(feature = "tonic")]
 
 #[path = "common/grpc.rs"]
 mod grpc;

@@ -15,11 +15,10 @@
 use std::time::Duration;
 
 use tower::BoxError;
-#[cfg(feature = "dpop")]
-use tower_bearer::dpop::DpopKey;
-use tower_bearer::jose::{Algorithm, SigningKey};
-use tower_bearer::oauth2::mock::MockClient;
-use tower_bearer::oauth2::{AuthMethod, OAuth2, OAuth2Builder};
+use tower_bearer_mock::oauth2::MockClient;
+use tower_bearer_oauth2::dpop::DpopKey;
+use tower_bearer_oauth2::jose::{Algorithm, SigningKey};
+use tower_bearer_oauth2::{AuthMethod, OAuth2, OAuth2Builder};
 
 /// The client the examples register with the embedded mock.
 pub(crate) const MOCK_CLIENT_ID: &str = "example-client";
@@ -71,7 +70,6 @@ pub(crate) struct TokenSettings {
     audience: Option<String>,
     resources: Vec<String>,
     /// From `OAUTH2_DPOP` or `OAUTH2_DPOP_KEY`.
-    #[cfg(feature = "dpop")]
     dpop: Option<DpopKey>,
 }
 
@@ -107,7 +105,6 @@ impl TokenSettings {
             Some("1" | "true") => true,
             Some(other) => return Err(format!("OAUTH2_DPOP: '{other}' is not 1 or 0")),
         };
-        #[cfg(feature = "dpop")]
         let dpop = match (dpop, dpop_key) {
             (_, Some(path)) => {
                 let pem = std::fs::read_to_string(&path)
@@ -120,10 +117,6 @@ impl TokenSettings {
             (true, None) => Some(DpopKey::generate(Algorithm::Es256).map_err(|e| e.to_string())?),
             (false, None) => None,
         };
-        #[cfg(not(feature = "dpop"))]
-        if dpop {
-            return Err("OAUTH2_DPOP: build the example with `--features dpop`".to_owned());
-        }
         let settings = TokenSettings {
             server,
             client_id: var("OAUTH2_CLIENT_ID"),
@@ -135,7 +128,6 @@ impl TokenSettings {
             resources: var("OAUTH2_RESOURCE")
                 .map(|list| list.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default(),
-            #[cfg(feature = "dpop")]
             dpop,
         };
         if settings.server.is_some() && settings.client_id.is_none() {
@@ -161,7 +153,6 @@ impl TokenSettings {
         if let Some(key) = &self.private_key {
             builder = builder.private_key(key.clone());
         }
-        #[cfg(feature = "dpop")]
         if let Some(key) = &self.dpop {
             builder = builder.dpop(key.clone());
         }
@@ -179,16 +170,12 @@ impl TokenSettings {
 
     /// Whether the tokens are DPoP-bound.
     pub(crate) fn dpop(&self) -> bool {
-        #[cfg(feature = "dpop")]
-        return self.dpop.is_some();
-        #[cfg(not(feature = "dpop"))]
-        false
+        self.dpop.is_some()
     }
 
     /// ", DPoP with <algorithm> key <thumbprint>" when the tokens are DPoP-bound, for a
     /// progress line.
     pub(crate) fn dpop_note(&self) -> String {
-        #[cfg(feature = "dpop")]
         if let Some(key) = &self.dpop {
             return format!(", DPoP with {} key {}", key.algorithm(), key.thumbprint());
         }

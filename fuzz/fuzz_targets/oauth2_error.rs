@@ -4,7 +4,7 @@
 
 use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
-use tower_bearer::oauth2::parse;
+use tower_bearer_oauth2::parse;
 
 const SECRET: &str = "fuzz-SECRET-client";
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_bearer::oauth2::parse;
+use tower_bearer_oauth2::parse;
 
 fuzz_target!(|body: &[u8]| {
     match parse::token(body) {

@@ -4,7 +4,7 @@
 
 use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
-use tower_bearer::apivideo::parse;
+use tower_bearer_apivideo::parse;
 
 const SECRET: &str = "fuzz-SECRET-key";
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_bearer::apivideo::parse;
+use tower_bearer_apivideo::parse;
 
 fuzz_target!(|body: &[u8]| {
     if let Ok(token) = parse::token(body) {

@@ -272,7 +272,7 @@ impl TokenCache {
             }
             Err(error) => {
                 let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive + 1);
-                let delay = match RetryAfter::find(&error) {
+                let delay = match RetryAfter::find(&error).map(RetryAfter::delay) {
                     Some(Some(hinted)) => hinted,
                     // Permanent: straight to the longest backoff, still jittered so that
                     // replicas refused together do not come back together.

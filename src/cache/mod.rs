@@ -35,7 +35,7 @@ pub use builder::TokenCacheBuilder;
 pub(crate) use reader::Reader;
 pub use refresher::Refresher;
 pub use stats::{RefreshCounts, Stats};
-pub(crate) use wait::{Acquire, Rejection, WaitFuture};
+pub(crate) use wait::{Acquire, Outcome, Rejection, WaitFuture};
 
 use builder::Settings;
 pub(crate) use entry::Entry;

@@ -30,7 +30,7 @@ pub(crate) enum Rejection {
 }
 
 /// What a flight ends with, as every request waiting for it sees it.
-pub(super) type Outcome = Result<Arc<Entry>, TokenError>;
+pub(crate) type Outcome = Result<Arc<Entry>, TokenError>;
 
 /// A request waiting for the refresh in flight.
 pub(crate) struct Waiting {

@@ -1,20 +1,19 @@
 //! The middleware: the cache's token on each request, and one retry when the server refuses it.
 
-use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use ::reqwest::header::AUTHORIZATION;
 use ::reqwest::{Request, Response, Url};
-use http::{Extensions, HeaderMap, StatusCode, Uri};
+use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use reqwest_middleware::{Middleware, Next};
 use tower::BoxError;
 
-use crate::cache::Rejection;
-use crate::future::DRAIN_LIMIT;
+use crate::cache::Acquire;
+use crate::engine::{self, Attempts, Head, Replacement, Rules};
 use crate::head::SavedHeaders;
-use crate::proving::{self, Proven};
 use crate::verdict::VerdictRule;
-use crate::{BearerAuthLayer, Refresher, Scope, Token, TokenCache, TokenError, TokenVerdict};
+use crate::{BearerAuthLayer, Refresher, Scope, TokenCache, TokenError, TokenVerdict};
 
 /// A [`reqwest_middleware::Middleware`] that authenticates requests with the [`TokenCache`]'s
 /// bearer token: the tower layer's decisions, for a reqwest client.
@@ -32,10 +31,9 @@ use crate::{BearerAuthLayer, Refresher, Scope, Token, TokenCache, TokenError, To
 /// | [`scope`](Self::scope) | [`Scope::any`] | a client built for one API attaches the token to all it sends; narrow it when the client also reaches other hosts |
 #[derive(Clone, Debug)]
 pub struct BearerAuthMiddleware {
-    cache: TokenCache,
+    rules: Arc<Rules>,
     scope: Scope,
     retry: bool,
-    verdict: VerdictRule,
 }
 
 impl BearerAuthMiddleware {
@@ -49,10 +47,12 @@ impl BearerAuthMiddleware {
     /// layer and middleware built from the same cache.
     pub fn from_cache(cache: TokenCache) -> Self {
         BearerAuthMiddleware {
-            cache,
+            rules: Arc::new(Rules {
+                cache,
+                verdict: VerdictRule::default(),
+            }),
             scope: Scope::any(),
             retry: true,
-            verdict: VerdictRule::default(),
         }
     }
 
@@ -92,7 +92,10 @@ impl BearerAuthMiddleware {
     where
         F: Fn(StatusCode, &HeaderMap) -> TokenVerdict + Send + Sync + 'static,
     {
-        self.verdict = VerdictRule::custom(decide);
+        self.rules = Arc::new(Rules {
+            cache: self.rules.cache.clone(),
+            verdict: VerdictRule::custom(decide),
+        });
         self
     }
 
@@ -104,7 +107,7 @@ impl BearerAuthMiddleware {
 
     /// The cache the middleware reads.
     pub fn cache(&self) -> &TokenCache {
-        &self.cache
+        &self.rules.cache
     }
 
     /// Whether the token goes to `url`: the scope's decision, from the URL's parts.
@@ -125,10 +128,9 @@ impl From<&BearerAuthLayer> for BearerAuthMiddleware {
     /// cloned by reference count, or a stream, and not sent twice.
     fn from(layer: &BearerAuthLayer) -> Self {
         BearerAuthMiddleware {
-            cache: layer.cache.clone(),
+            rules: layer.settings.rules.clone(),
             scope: layer.scope.clone(),
             retry: layer.settings.retry,
-            verdict: layer.settings.verdict.clone(),
         }
     }
 }
@@ -148,18 +150,25 @@ impl Middleware for BearerAuthMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if request.headers().contains_key(AUTHORIZATION) || !self.allows(request.url()) {
+        if !self.allows(request.url()) {
             return next.run(request, extensions).await;
         }
-        let entry = match self.cache.current_as_is() {
+        let cache = &self.rules.cache;
+        let entry = match cache.current_as_is() {
             Some(entry) => entry,
-            None => self.cache.acquire().into_future().await.map_err(not_sent)?,
+            None if request.headers().contains_key(AUTHORIZATION) => {
+                return next.run(request, extensions).await;
+            }
+            None => cache.acquire().into_future().await.map_err(not_sent)?,
         };
-        let generation = entry.generation;
-        let proven = attach(&mut request, &entry.token)?;
+        let attached = engine::attach(&entry, &mut request).map_err(proof_failed)?;
         drop(entry);
+        let Some(mut attempts) = attached else {
+            // The caller's own `Authorization` goes through as it came.
+            return next.run(request, extensions).await;
+        };
         let saved = if self.retry {
-            Saved::save(&mut request, &proven)
+            Saved::save(&mut request, attempts.proof_header())
         } else {
             None
         };
@@ -169,37 +178,37 @@ impl Middleware for BearerAuthMiddleware {
         };
         let response = next.clone().run(request, extensions).await?;
 
-        let verdict = self.judge(&response, kept.url(), generation, proven.as_deref());
-        if matches!(verdict, TokenVerdict::Rejected | TokenVerdict::UseDpopNonce) {
+        let from_origin_sent_to = same_origin(kept.url(), response.url());
+        let (status, headers) = (response.status(), response.headers());
+        match attempts.judge(&self.rules, status, headers, from_origin_sent_to) {
+            engine::Next::Done => Ok(response),
             // Boxed: few requests come here, and its state would make every request's future
             // larger.
-            let refused = Refused {
-                response,
-                verdict,
-                kept,
-                generation,
-                proven,
-            };
-            return Box::pin(self.after_refusal(refused, extensions, next)).await;
+            decision => {
+                let refused = Refused {
+                    response,
+                    decision,
+                    kept,
+                    attempts,
+                };
+                Box::pin(self.send_again(refused, extensions, next)).await
+            }
         }
-        Ok(response)
     }
 }
 
-/// An answer that refused the request's token, with what the middleware kept of the request.
+/// An answer that decided the request be sent again, with what the middleware kept of it.
 struct Refused {
     response: Response,
-    verdict: TokenVerdict,
+    decision: engine::Next,
     kept: Kept,
-    generation: u64,
-    proven: Option<Box<Proven>>,
+    attempts: Attempts,
 }
 
 impl BearerAuthMiddleware {
-    /// Replaces a refused token, or proves it again with the server's nonce, and sends the
-    /// request a second time if there is a copy to send; the second answer goes back whatever
-    /// it is.
-    async fn after_refusal(
+    /// Sends the request a second time if there is a copy to send, with the replacement
+    /// token or a new proof, as the engine decided; the second answer goes back whatever it is.
+    async fn send_again(
         &self,
         refused: Refused,
         extensions: &mut Extensions,
@@ -207,104 +216,57 @@ impl BearerAuthMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         let Refused {
             response,
-            verdict,
+            decision,
             kept,
-            generation,
-            proven,
+            mut attempts,
         } = refused;
-        let (retry, generation, proven) = match (verdict, kept, proven) {
-            (TokenVerdict::Rejected, kept, _) => {
-                let rejection = self.cache.rejected(generation);
-                // Without a copy, the refresh started above still serves the requests that
-                // follow; this one gets its refusal.
-                let (Kept::Copy(saved), Rejection::RetryWith(acquire)) = (kept, rejection) else {
-                    return Ok(response);
-                };
-                let Some(mut retry) = saved.restore() else {
-                    return Ok(response);
-                };
-                let entry = replacement(acquire.into_future(), response)
-                    .await
-                    .map_err(not_sent)?;
-                let proven = attach(&mut retry, &entry.token)?;
-                self.cache.count_retry();
-                tracing::debug!(
-                    generation = entry.generation,
-                    "retrying with a new token after the server rejected the old one"
-                );
-                (retry, entry.generation, proven)
-            }
-            (TokenVerdict::UseDpopNonce, Kept::Copy(saved), Some(proven)) => {
-                // Not the token's fault: the same token again, with a new proof that carries
-                // the nonce. It uses up the request's one retry.
-                let Some(mut retry) = saved.restore() else {
-                    return Ok(response);
-                };
-                let uri = uri_of(retry.url())?;
-                let method = retry.method().clone();
-                let proven = proving::prove_again(&proven, &method, &uri, retry.headers_mut())
-                    .map_err(proof_failed)?;
-                self.cache.count_nonce_retry();
-                tracing::debug!(generation, "retrying with the server's new DPoP nonce");
-                (retry, generation, Some(proven))
-            }
-            _ => return Ok(response),
+        // Without a copy, a refusal still replaced the token for the requests that follow;
+        // this one gets its answer.
+        let Some(mut retry) = kept.into_copy().and_then(Saved::restore) else {
+            return Ok(response);
         };
-
+        match decision {
+            engine::Next::Replace(Acquire::Failed(error)) => return Err(not_sent(error)),
+            engine::Next::Replace(acquire) => {
+                let refused = http::Response::from(response).into_body();
+                let entry = Replacement::new(acquire, refused).await.map_err(not_sent)?;
+                attempts
+                    .attach_replacement(&self.rules, &entry, &mut retry)
+                    .map_err(proof_failed)?;
+            }
+            engine::Next::ProveAgain => attempts
+                .prove_again(&self.rules, &mut retry)
+                .map_err(proof_failed)?,
+            engine::Next::Done => return Ok(response),
+        }
         let sent_to = retry.url().clone();
         let response = next.run(retry, extensions).await?;
         // A refusal of the second attempt still tells the cache, so that the requests that
         // follow get a new token.
-        let verdict = self.judge(&response, &sent_to, generation, proven.as_deref());
-        if verdict == TokenVerdict::Rejected {
-            let _ = self.cache.rejected(generation);
-        }
+        let from_origin_sent_to = same_origin(&sent_to, response.url());
+        let _ = attempts.judge(
+            &self.rules,
+            response.status(),
+            response.headers(),
+            from_origin_sent_to,
+        );
         Ok(response)
     }
 }
 
-impl BearerAuthMiddleware {
-    /// What `response` says about the token of `generation` its request carried, learning the
-    /// server's DPoP nonce on the way. Nothing, if it came from another origin than the request
-    /// was sent to: reqwest followed a redirect and left the token behind (see the module
-    /// documentation). A nonce challenge counts only if the answer brought a nonce the proof
-    /// did not have.
-    fn judge(
-        &self,
-        response: &Response,
-        sent_to: &Url,
-        generation: u64,
-        proven: Option<&Proven>,
-    ) -> TokenVerdict {
-        if !same_origin(sent_to, response.url()) {
-            return TokenVerdict::Unrelated;
-        }
-        let (status, headers) = (response.status(), response.headers());
-        let new_nonce = proving::learn(proven, headers);
-        match self.verdict.judge(status, headers, generation) {
-            TokenVerdict::UseDpopNonce if !new_nonce => TokenVerdict::Unrelated,
-            verdict => verdict,
-        }
+impl Head for Request {
+    fn method(&self) -> &Method {
+        self.method()
     }
-}
 
-/// Attaches `token` to `request`, with a proof if it is bound to a key.
-fn attach(request: &mut Request, token: &Token) -> reqwest_middleware::Result<Option<Box<Proven>>> {
-    request
-        .headers_mut()
-        .insert(AUTHORIZATION, token.authorization().clone());
-    if !proving::needs_proof(token) {
-        return Ok(None);
+    /// The URI a proof names, as reqwest itself turns the URL into one to send it.
+    fn uri(&self) -> Result<Cow<'_, Uri>, BoxError> {
+        Ok(Cow::Owned(self.url().as_str().parse()?))
     }
-    let (method, uri) = (request.method().clone(), uri_of(request.url())?);
-    proving::prove(token, &method, &uri, request.headers_mut()).map_err(proof_failed)
-}
 
-/// The URI a proof names, as reqwest itself turns the URL into one to send it.
-fn uri_of(url: &Url) -> reqwest_middleware::Result<Uri> {
-    url.as_str()
-        .parse()
-        .map_err(|error: http::uri::InvalidUri| proof_failed(error.into()))
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.headers_mut()
+    }
 }
 
 /// What the middleware keeps of a request while it is in flight.
@@ -326,6 +288,13 @@ impl Kept {
             Kept::Url(url) => url,
         }
     }
+
+    fn into_copy(self) -> Option<Saved> {
+        match self {
+            Kept::Copy(saved) => Some(saved),
+            Kept::Url(_) => None,
+        }
+    }
 }
 
 /// A copy of a request, for a retry: what `Request::try_clone` makes, but with its headers
@@ -340,7 +309,7 @@ struct Saved {
 impl Saved {
     /// A copy of `request`, or `None` if its body is a stream (or a header value is over
     /// 4 GiB).
-    fn save(request: &mut Request, proven: &Option<Box<Proven>>) -> Option<Saved> {
+    fn save(request: &mut Request, proof_header: Option<&HeaderName>) -> Option<Saved> {
         // reqwest copies the rest (its extensions, which hold its per-request settings, are
         // its own), and knows which bodies it can. With the headers out of the way, its copy
         // of them is an empty map, which allocates nothing.
@@ -349,7 +318,7 @@ impl Saved {
         *request.headers_mut() = headers;
         Some(Saved {
             rest: rest?,
-            headers: SavedHeaders::save(request.headers(), proven.is_some())?,
+            headers: SavedHeaders::save(request.headers(), proof_header)?,
         })
     }
 
@@ -365,30 +334,6 @@ fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
-}
-
-/// Waits for `token`, reading the refused response's body meanwhile so that its connection
-/// can be reused; once the token is there (or past [`DRAIN_LIMIT`]) the rest is dropped.
-async fn replacement<T>(mut token: impl Future<Output = T> + Unpin, refused: Response) -> T {
-    let mut drain = pin!(drain(refused));
-    let mut drained = false;
-    poll_fn(|cx| {
-        if !drained {
-            drained = drain.as_mut().poll(cx).is_ready();
-        }
-        std::pin::Pin::new(&mut token).poll(cx)
-    })
-    .await
-}
-
-async fn drain(mut response: Response) {
-    let mut read = 0;
-    while let Ok(Some(chunk)) = response.chunk().await {
-        read += chunk.len();
-        if read > DRAIN_LIMIT {
-            return;
-        }
-    }
 }
 
 /// The error of a request whose token's proof could not be made: it was not sent.

@@ -12,9 +12,10 @@
 //!
 //! ```
 //! use reqwest_middleware::ClientBuilder;
-//! use tower_bearer::apivideo::ApiVideo;
-//! use tower_bearer::reqwest::{BearerAuthMiddleware, ClientService};
-//! # use tower_bearer::apivideo::mock::MockServer;
+//! use tower_bearer_apivideo::ApiVideo;
+//! use tower_bearer::reqwest::BearerAuthMiddleware;
+//! use tower_bearer_provider::reqwest::ClientService;
+//! # use tower_bearer_mock::apivideo::MockServer;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -113,11 +114,6 @@
 //! on here: the application's own choice of TLS, HTTP/2 and proxies applies. reqwest 0.13
 //! needs Rust 1.85, this crate's minimum.
 
-mod client;
 mod middleware;
 
-pub use client::ClientService;
 pub use middleware::BearerAuthMiddleware;
-
-#[cfg(all(test, feature = "dpop"))]
-mod dpop_tests;

@@ -45,24 +45,21 @@ impl MemoryStore {
 
     /// Makes every call fail, as an unreachable store would (`true`), or work again (`false`).
     ///
-    /// A testing aid (feature `mock`), for tests of what a cache does when its store is down.
-    #[cfg(feature = "mock")]
+    /// A testing aid, for tests of what a cache does when its store is down.
     pub fn set_unavailable(&self, unavailable: bool) {
         self.inner.unavailable.store(unavailable, Ordering::Relaxed);
     }
 
     /// The current generation: how many tokens have been published.
     ///
-    /// A testing aid (feature `mock`): caches read the store through [`TokenStore`].
-    #[cfg(feature = "mock")]
+    /// For tests and diagnostics: caches read the store through [`TokenStore`].
     pub fn generation(&self) -> u64 {
         self.state().generation()
     }
 
     /// The owner of the lease, if one is held and has not run out.
     ///
-    /// A testing aid (feature `mock`): caches read the store through [`TokenStore`].
-    #[cfg(feature = "mock")]
+    /// For tests and diagnostics: caches read the store through [`TokenStore`].
     pub fn lease_holder(&self) -> Option<String> {
         self.state().lease_holder()
     }

@@ -70,12 +70,8 @@ use tower::BoxError;
 use crate::Token;
 
 mod memory;
-#[cfg(feature = "redis")]
-mod redis;
 
 pub use memory::MemoryStore;
-#[cfg(feature = "redis")]
-pub use redis::{RedisStore, RedisStoreBuilder};
 
 /// The future a [`TokenStore`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

@@ -20,10 +20,10 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower::util::BoxCloneService;
 use tower_bearer::ReplayBody;
-use tower_bearer::dpop::DpopKey;
-use tower_bearer::jose::Algorithm;
-use tower_bearer::oauth2::mock::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MockAuthServer};
-use tower_bearer::oauth2::{OAuth2, OAuth2Builder};
+use tower_bearer_mock::oauth2::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MockAuthServer};
+use tower_bearer_oauth2::dpop::DpopKey;
+use tower_bearer_oauth2::jose::Algorithm;
+use tower_bearer_oauth2::{OAuth2, OAuth2Builder};
 
 /// The body both the provider and the layer send through one client.
 pub type Body = ReplayBody<Full<Bytes>>;

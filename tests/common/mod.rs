@@ -19,11 +19,9 @@ use tower_bearer::{ReplayBody, Token, TokenRequest};
 use tower_test::mock;
 
 pub mod answering_server;
-#[cfg(all(feature = "dpop", feature = "oauth2"))]
 pub mod dpop;
-#[cfg(feature = "oauth2")]
 pub mod oauth2;
-#[cfg(feature = "interop-tests")]
+#[cfg(feature = "server-tests")]
 pub mod oidc_provider;
 
 pub const HOUR: Duration = Duration::from_secs(3600);

@@ -9,10 +9,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::ServiceExt;
-use tower_bearer::jose::SigningKey;
-use tower_bearer::oauth2::mock::MockAuthServer;
-use tower_bearer::oauth2::{OAuth2, OAuth2Builder, OAuth2Error};
 use tower_bearer::{RefreshReason, Token, TokenRequest};
+use tower_bearer_mock::oauth2::MockAuthServer;
+use tower_bearer_oauth2::jose::SigningKey;
+use tower_bearer_oauth2::{OAuth2, OAuth2Builder, OAuth2Error};
 
 pub type Http = Client<HttpConnector, Full<Bytes>>;
 
@@ -25,8 +25,8 @@ pub fn http() -> Http {
 pub fn to(server: &MockAuthServer) -> OAuth2Builder {
     OAuth2::builder()
         .token_endpoint(server.token_endpoint())
-        .client_id(tower_bearer::oauth2::mock::DEFAULT_CLIENT_ID)
-        .client_secret(tower_bearer::oauth2::mock::DEFAULT_CLIENT_SECRET)
+        .client_id(tower_bearer_mock::oauth2::DEFAULT_CLIENT_ID)
+        .client_secret(tower_bearer_mock::oauth2::DEFAULT_CLIENT_SECRET)
         .timeout(Duration::from_secs(10))
 }
 

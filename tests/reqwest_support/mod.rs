@@ -22,10 +22,10 @@ use reqwest_middleware::{Middleware, Next};
 use tokio::net::TcpListener;
 use tokio::sync::{Barrier, watch};
 use tower::BoxError;
-use tower_bearer::apivideo::ApiVideo;
-use tower_bearer::apivideo::mock::MockServer;
-use tower_bearer::reqwest::ClientService;
 use tower_bearer::{Refresher, Token, TokenCache, TokenRequest};
+use tower_bearer_apivideo::ApiVideo;
+use tower_bearer_mock::apivideo::MockServer;
+use tower_bearer_provider::reqwest::ClientService;
 
 pub const KEY: &str = "reqwest-tests-api-key";
 pub const HOUR: Duration = Duration::from_secs(3600);

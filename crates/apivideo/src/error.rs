@@ -1,0 +1,234 @@
+//! What can go wrong getting a token from api.video.
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+use tower::BoxError;
+
+use tower_bearer::{InvalidToken, RetryAfter};
+
+/// Why [`ApiVideo`](super::ApiVideo) could not get a token (or, for
+/// [`InvalidBaseUri`](Self::InvalidBaseUri), could not be built).
+///
+/// Neither the API key nor any token appears in it: not in `Display`, not in `Debug`, not in
+/// any error of its [`source`](Error::source) chain. Texts the server sent (a problem's
+/// `title` and `type`) are kept, trimmed of control characters, with any echo of the
+/// credential the request sent replaced by `[REDACTED]`, and cut at 200 characters.
+///
+/// In a [`BearerAuth`](tower_bearer::BearerAuth) stack this error is the source of a
+/// [`TokenError`](tower_bearer::TokenError):
+///
+/// ```
+/// use tower::BoxError;
+/// use tower_bearer::TokenError;
+/// use tower_bearer_apivideo::ApiVideoError;
+///
+/// fn api_key_was_refused(err: &BoxError) -> bool {
+///     let provider = TokenError::find(&**err)
+///         .and_then(|token| std::error::Error::source(token))
+///         .and_then(|source| source.downcast_ref::<ApiVideoError>());
+///     matches!(provider, Some(ApiVideoError::Rejected(_)))
+/// }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ApiVideoError {
+    /// The base URI given to [`ApiVideo::with_base_uri`](super::ApiVideo::with_base_uri) is
+    /// not an absolute `http` or `https` URI with a host and no query.
+    InvalidBaseUri,
+    /// The HTTP client failed: the request was not sent, or no response came back.
+    Transport(BoxError),
+    /// The response's body could not be read to its end.
+    Body(BoxError),
+    /// The call (both requests, when a rejected refresh token falls back to the API key) took
+    /// longer than the provider's [timeout](super::ApiVideo::timeout).
+    Timeout(Duration),
+    /// The response's body was longer than the provider reads.
+    TooLarge {
+        /// The most bytes read, 64 KiB.
+        limit: usize,
+    },
+    /// api.video refused the API key (400 or 401 from `/auth/api-key`): a wrong key, a key
+    /// for the other environment, or a revoked one. The cache backs off; this is not fixed by
+    /// trying again.
+    ///
+    /// A refused *refresh token* never shows here: the provider logs in with the key instead.
+    Rejected(Problem),
+    /// api.video answered 429 Too Many Requests.
+    RateLimited {
+        /// The wait the server asked for (`X-RateLimit-Retry-After`, else `Retry-After`), as
+        /// the hint the [`TokenCache`](tower_bearer::TokenCache) waits out instead of its own
+        /// backoff; `None` if it named none. It is this error's
+        /// [`source`](Error::source).
+        retry_after: Option<RetryAfter>,
+        /// The status and the problem document.
+        problem: Problem,
+    },
+    /// Any other answer that was not a success: a 5xx, a 403 for a suspended account, a 404
+    /// from a proxy in the way.
+    Status(Problem),
+    /// The server answered with success, but its body is not a token this provider can use.
+    /// Nothing is cached.
+    Malformed(Malformed),
+}
+
+impl fmt::Display for ApiVideoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiVideoError::InvalidBaseUri => f.write_str(
+                "the api.video base URI must be an absolute http or https URI with a host \
+                 and no query",
+            ),
+            ApiVideoError::Transport(_) => f.write_str("the request to api.video failed"),
+            ApiVideoError::Body(_) => f.write_str("reading api.video's response failed"),
+            ApiVideoError::Timeout(after) => {
+                write!(
+                    f,
+                    "api.video did not answer within {} ms",
+                    after.as_millis()
+                )
+            }
+            ApiVideoError::TooLarge { limit } => {
+                write!(f, "api.video's response was longer than {limit} bytes")
+            }
+            ApiVideoError::Rejected(problem) => {
+                write!(f, "api.video refused the API key ({problem})")
+            }
+            ApiVideoError::RateLimited { problem, .. } => {
+                write!(f, "api.video is rate limiting the requests ({problem})")
+            }
+            ApiVideoError::Status(problem) => write!(f, "api.video answered {problem}"),
+            ApiVideoError::Malformed(_) => f.write_str("api.video's token response is unusable"),
+        }
+    }
+}
+
+impl Error for ApiVideoError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            ApiVideoError::Transport(source) | ApiVideoError::Body(source) => Some(&**source),
+            ApiVideoError::RateLimited {
+                retry_after: Some(hint),
+                ..
+            } => Some(hint),
+            ApiVideoError::Malformed(malformed) => Some(malformed),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with a token response that claimed success, in
+/// [`ApiVideoError::Malformed`].
+///
+/// It names the field at fault, never its value (which may be a token).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// The body is not JSON (an HTML page from a captive portal, a truncated body). The
+    /// source is the parser's syntax error, which quotes no input.
+    NotJson(BoxError),
+    /// The body is JSON, but not an object.
+    NotAnObject,
+    /// A field is missing, or `null`.
+    Missing(&'static str),
+    /// A field that must be a string is not one.
+    NotAString(&'static str),
+    /// `token_type` is not `bearer` (in any case).
+    TokenType,
+    /// `expires_in` is not a whole number of seconds of at least 1 (a negative number, a
+    /// fraction, 0, or a string).
+    ExpiresIn,
+    /// `access_token` could not be sent in an `Authorization` header (it is empty, or holds a
+    /// space, a control character or a non-ASCII byte).
+    AccessToken(InvalidToken),
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Malformed::NotJson(_) => f.write_str("the body is not JSON"),
+            Malformed::NotAnObject => f.write_str("the body is not a JSON object"),
+            Malformed::Missing(field) => write!(f, "`{field}` is missing"),
+            Malformed::NotAString(field) => write!(f, "`{field}` is not a string"),
+            Malformed::TokenType => f.write_str("`token_type` is not \"bearer\""),
+            Malformed::ExpiresIn => {
+                f.write_str("`expires_in` is not a whole number of seconds of at least 1")
+            }
+            Malformed::AccessToken(_) => f.write_str("`access_token` is not a valid bearer token"),
+        }
+    }
+}
+
+impl Error for Malformed {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Malformed::NotJson(source) => Some(&**source),
+            Malformed::AccessToken(invalid) => Some(invalid),
+            _ => None,
+        }
+    }
+}
+
+/// An error answer from api.video: its status, and the `type` and `title` of its
+/// `application/problem+json` body when it had one.
+///
+/// Other fields of the problem (`detail`, `problems`) are left out: they may quote what the
+/// request sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    status: StatusCode,
+    type_uri: Option<String>,
+    title: Option<String>,
+}
+
+/// How much of a server's text an error keeps.
+const MAX_TEXT: usize = 200;
+
+impl Problem {
+    /// A problem with the server's texts cleaned, and `secret` (the credential the request
+    /// sent; empty for none) redacted from them.
+    pub(super) fn new(
+        status: StatusCode,
+        type_uri: Option<&str>,
+        title: Option<&str>,
+        secret: &str,
+    ) -> Self {
+        let clean = |text: &str| tower_bearer_provider::server_text(text, &[secret], MAX_TEXT);
+        Problem {
+            status,
+            type_uri: type_uri.map(clean),
+            title: title.map(clean),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The problem's `type`, a URI naming the kind of error
+    /// (`https://docs.api.video/reference/authentication-invalid-user-credentials`).
+    pub fn type_uri(&self) -> Option<&str> {
+        self.type_uri.as_deref()
+    }
+
+    /// The problem's `title` ("The user credentials were incorrect.").
+    pub fn title(&self) -> Option<&str> {
+        self.title.as_deref()
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.status)?;
+        if let Some(title) = &self.title {
+            write!(f, ": {title}")?;
+        }
+        if let Some(type_uri) = &self.type_uri {
+            write!(f, " <{type_uri}>")?;
+        }
+        Ok(())
+    }
+}

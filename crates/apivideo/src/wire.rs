@@ -1,0 +1,358 @@
+//! api.video's auth endpoints on the wire: the request both grants send, and what their
+//! answers mean.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use http::{Method, Request, StatusCode, Uri};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use super::error::{ApiVideoError, Malformed, Problem};
+use tower_bearer::{RetryAfter, Token};
+use tower_bearer_provider::RequestBody;
+use tower_bearer_provider::{self as http_client, Answer, MAX_ANSWER_BYTES, ReadError};
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The headers that say how long a 429 asks to wait: api.video's own, then the standard one.
+const RETRY_AFTER_HEADERS: [&str; 2] = ["x-ratelimit-retry-after", "retry-after"];
+
+/// The credential a request trades for a token pair, serialized as its JSON body
+/// (`{"apiKey":…}` or `{"refreshToken":…}`).
+#[derive(Serialize)]
+pub(super) enum Credential<'a> {
+    #[serde(rename = "apiKey")]
+    ApiKey(&'a str),
+    #[serde(rename = "refreshToken")]
+    RefreshToken(&'a str),
+}
+
+impl Credential<'_> {
+    /// A name for logs.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Credential::ApiKey(_) => "api-key",
+            Credential::RefreshToken(_) => "refresh-token",
+        }
+    }
+
+    /// The credential itself, to redact from what the server answers.
+    pub(super) fn secret(&self) -> &str {
+        match self {
+            Credential::ApiKey(secret) | Credential::RefreshToken(secret) => secret,
+        }
+    }
+}
+
+/// `POST uri` with the credential as its JSON body.
+pub(super) fn request<B: RequestBody>(uri: &Uri, credential: &Credential<'_>) -> Request<B> {
+    let json = serde_json::to_vec(credential).expect("a map of one string always serializes");
+    let mut request = Request::new(http_client::body::<B>(Bytes::from(json)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.clone();
+    let headers = request.headers_mut();
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(ACCEPT, JSON);
+    headers.insert(USER_AGENT, http_client::USER_AGENT);
+    request
+}
+
+/// What an auth endpoint's answer means: a token, or why there is none.
+///
+/// `secret` is the credential the request sent: a server's text that echoes it is redacted.
+pub(super) fn token_from(answer: Answer, secret: &str) -> Result<Token, ApiVideoError> {
+    let Answer {
+        status,
+        headers,
+        body,
+        sent_at,
+    } = answer;
+    if status.is_success() {
+        let body = body.map_err(|error| match error {
+            ReadError::TooLarge => ApiVideoError::TooLarge {
+                limit: MAX_ANSWER_BYTES,
+            },
+            ReadError::Body(error) => ApiVideoError::Body(error),
+        })?;
+        return parse_token(&body, sent_at).map_err(ApiVideoError::Malformed);
+    }
+    // The body only adds detail to the status: a body that cannot be read loses the detail,
+    // not the status.
+    let problem = match body {
+        Ok(body) => parse_problem(status, &body, secret),
+        Err(_) => Problem::new(status, None, None, ""),
+    };
+    Err(match status {
+        // The OpenAPI document says 400, the error reference says 401: both mean the
+        // credential was refused.
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => ApiVideoError::Rejected(problem),
+        StatusCode::TOO_MANY_REQUESTS => ApiVideoError::RateLimited {
+            retry_after: http_client::retry_after(&headers, &RETRY_AFTER_HEADERS)
+                .map(|delay| RetryAfter::new(delay, "api.video asked to wait")),
+            problem,
+        },
+        _ => ApiVideoError::Status(problem),
+    })
+}
+
+/// The `access-token` schema: `token_type`, `expires_in`, `access_token`, `refresh_token`.
+///
+/// The body is parsed as a generic JSON value and each field checked by hand, rather than
+/// deserialized into a struct: serde's type errors quote the offending value, which here may
+/// be a token. A syntax error quotes nothing.
+pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malformed> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|error| Malformed::NotJson(error.into()))?;
+    let Value::Object(mut fields) = value else {
+        return Err(Malformed::NotAnObject);
+    };
+    if !string(&fields, "token_type")?.eq_ignore_ascii_case("bearer") {
+        return Err(Malformed::TokenType);
+    }
+    let expires_in = match present(&fields, "expires_in")? {
+        Value::Number(n) => n.as_u64().filter(|&s| s > 0).ok_or(Malformed::ExpiresIn)?,
+        _ => return Err(Malformed::ExpiresIn),
+    };
+    let token = Token::bearer(string(&fields, "access_token")?)
+        .map_err(Malformed::AccessToken)?
+        .expires_at(http_client::expiry(sent_at, expires_in));
+    // Optional in the schema; an empty one is no refresh token. Moved, not copied, into the
+    // token's secret.
+    match fields.remove("refresh_token") {
+        None | Some(Value::Null) => Ok(token),
+        Some(Value::String(refresh)) if refresh.is_empty() => Ok(token),
+        Some(Value::String(refresh)) => Ok(token.with_refresh_token(refresh)),
+        Some(_) => Err(Malformed::NotAString("refresh_token")),
+    }
+}
+
+fn present<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, Malformed> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Err(Malformed::Missing(name)),
+        Some(value) => Ok(value),
+    }
+}
+
+fn string<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, Malformed> {
+    present(fields, name)?
+        .as_str()
+        .ok_or(Malformed::NotAString(name))
+}
+
+/// The status, with the `type` and `title` of a problem document if the body is one.
+///
+/// The content type is not checked: api.video documents `application/problem+json`, its
+/// OpenAPI document says `application/json`, and either way only two string fields are read.
+/// Any occurrence of `secret` in them is redacted.
+pub(super) fn parse_problem(status: StatusCode, body: &[u8], secret: &str) -> Problem {
+    let fields = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => fields,
+        _ => return Problem::new(status, None, None, ""),
+    };
+    let text = |name| fields.get(name).and_then(Value::as_str);
+    Problem::new(status, text("type"), text("title"), secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use http::header::{HeaderMap, RETRY_AFTER};
+    use http_body_util::{BodyExt, Full};
+    use tower_bearer_provider::MAX_LIFETIME;
+
+    fn parse(json: &str) -> Result<Token, Malformed> {
+        parse_token(json.as_bytes(), Instant::now())
+    }
+
+    #[tokio::test]
+    async fn request_carries_the_grant_and_the_headers() {
+        let uri: Uri = "https://ws.api.video/auth/refresh".parse().unwrap();
+        let request: Request<Full<Bytes>> = request(&uri, &Credential::RefreshToken("r\"1"));
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), &uri);
+        assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(request.headers()[ACCEPT], "application/json");
+        let agent = request.headers()[USER_AGENT].to_str().unwrap();
+        assert_eq!(agent, format!("tower-bearer/{}", env!("CARGO_PKG_VERSION")));
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body, serde_json::json!({"refreshToken": "r\"1"}));
+    }
+
+    #[test]
+    fn a_good_token_with_any_case_of_bearer() {
+        for token_type in ["Bearer", "bearer", "BEARER"] {
+            let token = parse(&format!(
+                r#"{{"token_type":"{token_type}","expires_in":3599,"access_token":"a.b.c","refresh_token":"def502"}}"#
+            ))
+            .unwrap();
+            assert_eq!(token.authorization(), "Bearer a.b.c");
+            assert!(token.expose_refresh_token().is_some());
+        }
+    }
+
+    #[test]
+    fn refresh_token_is_optional() {
+        let fields = r#""token_type":"Bearer","expires_in":60,"access_token":"a""#;
+        for extra in ["", r#","refresh_token":null"#, r#","refresh_token":"""#] {
+            let token = parse(&format!("{{{fields}{extra}}}")).unwrap();
+            assert!(token.expose_refresh_token().is_none(), "{extra}");
+        }
+        assert!(matches!(
+            parse(&format!(r#"{{{fields},"refresh_token":7}}"#)),
+            Err(Malformed::NotAString("refresh_token"))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifetime_counts_from_the_send_and_is_capped() {
+        let sent_at = Instant::now();
+        let token = parse_token(
+            br#"{"token_type":"Bearer","expires_in":3600,"access_token":"a"}"#,
+            sent_at,
+        )
+        .unwrap();
+        assert_eq!(token.expiry(), Some(sent_at + Duration::from_secs(3600)));
+        let token = parse_token(
+            br#"{"token_type":"Bearer","expires_in":18446744073709551615,"access_token":"a"}"#,
+            sent_at,
+        )
+        .unwrap();
+        assert_eq!(token.expiry(), Some(sent_at + MAX_LIFETIME));
+    }
+
+    #[test]
+    fn bad_expires_in() {
+        for expires_in in ["-1", "0", "3600.5", "1e3", r#""3600""#, "true", "[]"] {
+            let json = format!(
+                r#"{{"token_type":"Bearer","expires_in":{expires_in},"access_token":"a"}}"#
+            );
+            assert!(
+                matches!(parse(&json), Err(Malformed::ExpiresIn)),
+                "{expires_in}"
+            );
+        }
+        for json in [
+            r#"{"token_type":"Bearer","access_token":"a"}"#,
+            r#"{"token_type":"Bearer","expires_in":null,"access_token":"a"}"#,
+        ] {
+            assert!(matches!(parse(json), Err(Malformed::Missing("expires_in"))));
+        }
+    }
+
+    #[test]
+    fn bad_fields() {
+        // Each body, and the start of the error's `Debug`.
+        let cases = [
+            ("<html>hi</html>", "NotJson("),
+            ("[1]", "NotAnObject"),
+            (
+                r#"{"token_type":"mac","expires_in":1,"access_token":"a"}"#,
+                "TokenType",
+            ),
+            (
+                r#"{"token_type":1,"expires_in":1,"access_token":"a"}"#,
+                "NotAString(\"token_type\")",
+            ),
+            (
+                r#"{"token_type":"Bearer","expires_in":1}"#,
+                "Missing(\"access_token\")",
+            ),
+            (
+                r#"{"token_type":"Bearer","expires_in":1,"access_token":"a\nb"}"#,
+                "AccessToken(Character { at: 1 })",
+            ),
+            (
+                r#"{"token_type":"Bearer","expires_in":1,"access_token":"a\u0000"}"#,
+                "AccessToken(Character { at: 1 })",
+            ),
+        ];
+        for (json, expected) in cases {
+            let error = format!("{:?}", parse(json).unwrap_err());
+            assert!(error.starts_with(expected), "{json}: {error}");
+        }
+    }
+
+    #[test]
+    fn problems_keep_status_type_and_a_clean_title() {
+        let problem = parse_problem(
+            StatusCode::BAD_REQUEST,
+            br#"{"type":"https://docs.api.video/reference/x","title":"Bad\nline","status":400,"detail":"echo"}"#,
+            "",
+        );
+        assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            problem.type_uri(),
+            Some("https://docs.api.video/reference/x")
+        );
+        assert_eq!(problem.title(), Some("Badline"));
+        assert_eq!(
+            problem.to_string(),
+            "400 Bad Request: Badline <https://docs.api.video/reference/x>"
+        );
+        let html = parse_problem(StatusCode::BAD_GATEWAY, b"<html>", "");
+        assert_eq!(html, Problem::new(StatusCode::BAD_GATEWAY, None, None, ""));
+    }
+
+    /// Bug: a server that echoed the credential in a problem's `title` (or `type`) had it
+    /// printed by the error's `Display`, and logged with it.
+    #[test]
+    fn a_problem_echoing_the_credential_is_redacted() {
+        let key = "KEY-0123456789abcdef";
+        let body = format!(
+            r#"{{"type":"https://x.test/{key}","title":"The API key {key} is invalid; {key}","status":401}}"#
+        );
+        let problem = parse_problem(StatusCode::UNAUTHORIZED, body.as_bytes(), key);
+        let text = format!("{problem} {problem:?}");
+        assert!(!text.contains(key), "{text}");
+        assert_eq!(
+            problem.title(),
+            Some("The API key [REDACTED] is invalid; [REDACTED]")
+        );
+        assert_eq!(problem.type_uri(), Some("https://x.test/[REDACTED]"));
+
+        // Control characters cannot split the secret past the redaction, and a long title cut
+        // at 200 characters cannot keep the front half of a long secret.
+        let long = "def50200".to_owned() + &"ab".repeat(300);
+        let split = format!(r"{}\u0007{}", &long[..10], &long[10..]);
+        let body = format!(r#"{{"title":"{}{split}"}}"#, "x".repeat(150));
+        let problem = parse_problem(StatusCode::BAD_REQUEST, body.as_bytes(), &long);
+        let title = problem.title().unwrap();
+        assert!(title.ends_with("[REDACTED]"), "{title}");
+        assert!(!title.contains("def50200"), "{title}");
+    }
+
+    #[test]
+    fn retry_after_headers() {
+        let retry_after = |headers: &HeaderMap| {
+            let answer = Answer {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                headers: headers.clone(),
+                body: Ok(Bytes::new()),
+                sent_at: Instant::now(),
+            };
+            match token_from(answer, "") {
+                Err(ApiVideoError::RateLimited { retry_after, .. }) => {
+                    retry_after.and_then(|hint| hint.delay())
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert("x-ratelimit-retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert("x-ratelimit-retry-after", HeaderValue::from_static("99999"));
+        assert_eq!(retry_after(&headers), Some(http_client::MAX_RETRY_AFTER));
+        headers.insert(
+            "x-ratelimit-retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+    }
+}

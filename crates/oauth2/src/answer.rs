@@ -1,0 +1,474 @@
+//! What the token endpoint's answer means: a token (RFC 6749 §5.1), or an error response
+//! (§5.2), or neither.
+//!
+//! Bodies are parsed as generic JSON values and each member checked by hand, rather than
+//! deserialized into structs: serde's type errors quote the offending value, which here may
+//! be a token. A syntax error quotes nothing.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::error::{ErrorCode, ErrorResponse, MAX_TEXT, MalformedAnswer, OAuth2Error};
+use crate::grant_proof::{self as dpop, DpopSettings};
+use tower_bearer::{RetryAfter, Token};
+use tower_bearer_provider::{self as http_client, Answer, MAX_ANSWER_BYTES, ReadError};
+
+/// The longest `expires_in` string read as digits: more cannot be a lifetime, and the cap
+/// keeps the arithmetic in range.
+const MAX_DIGITS: usize = 19;
+
+/// An `error` code longer than this is cut: codes are short ASCII words.
+const MAX_CODE: usize = 64;
+
+/// What an answer means. `secrets` are what the request sent: a server's text that echoes
+/// one is redacted. `default_lifetime` is a token's lifetime when `expires_in` is absent.
+pub(super) fn token_from(
+    answer: Answer,
+    secrets: &[&str],
+    default_lifetime: Option<Duration>,
+    dpop: Option<&DpopSettings>,
+) -> Result<Token, OAuth2Error> {
+    let Answer {
+        status,
+        headers,
+        body,
+        sent_at,
+    } = answer;
+    if status.is_success() {
+        let body = body.map_err(read_error)?;
+        return parse_token(&body, sent_at, default_lifetime, dpop).map_err(OAuth2Error::Malformed);
+    }
+    // 429 and 503 say when to come back; RFC 6749 says nothing of `Retry-After` on a token
+    // endpoint, but servers and proxies in front of them send it.
+    let wait = match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            http_client::retry_after(&headers, &["retry-after"])
+        }
+        _ => None,
+    };
+    let waited = |what: &'static str| wait.map(|delay| RetryAfter::new(delay, what));
+    // The body only adds detail to the status: one that cannot be read loses the detail.
+    let response = body
+        .ok()
+        .and_then(|body| parse_error(status, &body, secrets));
+    Err(match response {
+        Some(response) => {
+            let retry_after = waited("the authorization server asked to wait").or_else(|| {
+                response
+                    .is_permanent()
+                    .then(|| RetryAfter::permanent("a permanent refusal"))
+            });
+            OAuth2Error::Refused {
+                response,
+                retry_after,
+            }
+        }
+        None => OAuth2Error::Status {
+            status,
+            retry_after: waited("the token endpoint asked to wait"),
+        },
+    })
+}
+
+pub(super) fn read_error(error: ReadError) -> OAuth2Error {
+    match error {
+        ReadError::TooLarge => OAuth2Error::TooLarge {
+            limit: MAX_ANSWER_BYTES,
+        },
+        ReadError::Body(error) => OAuth2Error::Body(error),
+    }
+}
+
+/// A successful answer's body as a token, its lifetime counted from `sent_at`.
+///
+/// `token_type` must be `Bearer` in any case, or `DPoP` when the request carried a proof
+/// (`dpop`: then `Bearer` only if the settings allow the downgrade); `access_token` a string
+/// that can be sent in a header; `expires_in` a whole number of seconds of at least 1, as a number or a string of
+/// digits (Entra ID v1 sends strings), or absent (then `default_lifetime`, or no expiry);
+/// `refresh_token` a string if present (an empty one is none).
+pub(super) fn parse_token(
+    body: &[u8],
+    sent_at: Instant,
+    default_lifetime: Option<Duration>,
+    dpop: Option<&DpopSettings>,
+) -> Result<Token, MalformedAnswer> {
+    let mut fields = object(body)?;
+    let token_type = string(&fields, "token_type")?;
+    let is_dpop = token_type.eq_ignore_ascii_case("dpop");
+    if !is_dpop && !token_type.eq_ignore_ascii_case("bearer") {
+        return Err(MalformedAnswer::TokenType);
+    }
+    let expires_in = match fields.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_u64().ok_or(MalformedAnswer::ExpiresIn)?),
+        Some(Value::String(digits))
+            if !digits.is_empty()
+                && digits.len() <= MAX_DIGITS
+                && digits.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(digits.parse().map_err(|_| MalformedAnswer::ExpiresIn)?)
+        }
+        Some(_) => return Err(MalformedAnswer::ExpiresIn),
+    };
+    let token = dpop::token(dpop, string(&fields, "access_token")?, is_dpop)?;
+    let token = match expires_in {
+        // A token already expired is no token: caching it would only make requests wait.
+        Some(0) => return Err(MalformedAnswer::ExpiresIn),
+        Some(seconds) => token.expires_at(http_client::expiry(sent_at, seconds)),
+        None => match default_lifetime {
+            Some(lifetime) => token.expires_at(sent_at + lifetime.min(http_client::MAX_LIFETIME)),
+            None => token,
+        },
+    };
+    // Moved, not copied, into the token's secret.
+    match fields.remove("refresh_token") {
+        None | Some(Value::Null) => Ok(token),
+        Some(Value::String(refresh)) if refresh.is_empty() => Ok(token),
+        Some(Value::String(refresh)) => Ok(token.with_refresh_token(refresh)),
+        Some(_) => Err(MalformedAnswer::NotAString("refresh_token")),
+    }
+}
+
+/// An error answer's body as an RFC 6749 §5.2 error response: a JSON object with an `error`
+/// string. Anything else (an HTML page, a JSON without `error`) is `None`.
+pub(super) fn parse_error(
+    status: StatusCode,
+    body: &[u8],
+    secrets: &[&str],
+) -> Option<ErrorResponse> {
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    let code = fields.get("error")?.as_str()?;
+    let code = http_client::server_text(code, secrets, MAX_CODE);
+    if code.is_empty() {
+        return None;
+    }
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .map(|text| http_client::server_text(text, secrets, MAX_TEXT))
+    };
+    Some(ErrorResponse::new(
+        status,
+        ErrorCode::parse(&code),
+        text("error_description"),
+        text("error_uri"),
+    ))
+}
+
+/// The body as a JSON object.
+pub(super) fn object(body: &[u8]) -> Result<Map<String, Value>, MalformedAnswer> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => Err(MalformedAnswer::NotAnObject),
+        Err(error) => Err(MalformedAnswer::NotJson(error.into())),
+    }
+}
+
+/// A member that must be a string.
+pub(super) fn string<'a>(
+    fields: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, MalformedAnswer> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Err(MalformedAnswer::Missing(name)),
+        Some(Value::String(value)) => Ok(value),
+        Some(_) => Err(MalformedAnswer::NotAString(name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue};
+
+    fn parse(json: &str) -> Result<Token, MalformedAnswer> {
+        parse_token(json.as_bytes(), Instant::now(), None, None)
+    }
+
+    fn answer(status: StatusCode, headers: &[(&str, &str)], body: &str) -> Answer {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        Answer {
+            status,
+            headers: map,
+            body: Ok(Bytes::from(body.to_owned())),
+            sent_at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn bearer_in_any_case_and_expires_in_as_number_or_digits() {
+        for (token_type, expires_in) in [
+            ("Bearer", "3600"),
+            ("bearer", r#""3600""#),
+            ("BEARER", "3600"),
+        ] {
+            let json = format!(
+                r#"{{"token_type":"{token_type}","expires_in":{expires_in},"access_token":"a.b.c"}}"#
+            );
+            let token = parse(&json).unwrap();
+            assert_eq!(token.authorization(), "Bearer a.b.c");
+            let left = token.expiry().unwrap() - Instant::now();
+            assert!(left <= Duration::from_secs(3600) && left > Duration::from_secs(3590));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_expires_in_is_the_default_or_none() {
+        let json = br#"{"token_type":"Bearer","access_token":"a"}"#;
+        let sent_at = Instant::now();
+        assert_eq!(
+            parse_token(json, sent_at, None, None).unwrap().expiry(),
+            None
+        );
+        let token = parse_token(json, sent_at, Some(Duration::from_secs(300)), None).unwrap();
+        assert_eq!(token.expiry(), Some(sent_at + Duration::from_secs(300)));
+        let huge = parse_token(json, sent_at, Some(Duration::MAX), None).unwrap();
+        assert_eq!(huge.expiry(), Some(sent_at + http_client::MAX_LIFETIME));
+    }
+
+    #[test]
+    fn bad_expires_in() {
+        for expires_in in [
+            "0",
+            "-1",
+            "3600.5",
+            "1e3",
+            r#""""#,
+            r#""36 00""#,
+            r#""-5""#,
+            r#""0x10""#,
+            r#""99999999999999999999""#,
+            "true",
+            "[]",
+        ] {
+            let json = format!(
+                r#"{{"token_type":"Bearer","expires_in":{expires_in},"access_token":"a"}}"#
+            );
+            assert!(
+                matches!(parse(&json), Err(MalformedAnswer::ExpiresIn)),
+                "{expires_in}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_types_other_than_bearer_are_refused_clearly() {
+        let with = |token_type: &str| {
+            parse(&format!(
+                r#"{{"token_type":"{token_type}","access_token":"a"}}"#
+            ))
+            .unwrap_err()
+        };
+        assert!(matches!(with("DPoP"), MalformedAnswer::DpopTokenType));
+        assert!(matches!(with("dpop"), MalformedAnswer::DpopTokenType));
+        assert!(matches!(with("mac"), MalformedAnswer::TokenType));
+        assert!(matches!(with("N_A"), MalformedAnswer::TokenType));
+    }
+
+    #[test]
+    fn a_dpop_request_wants_a_dpop_token_and_binds_it_to_its_key() {
+        use crate::dpop::DpopKey;
+        use crate::jose::Algorithm;
+        use tower_bearer::TokenType;
+
+        let key = DpopKey::generate(Algorithm::Es256).unwrap();
+        let settings = |allow_bearer_downgrade| DpopSettings {
+            key: key.clone(),
+            allow_bearer_downgrade,
+        };
+        let parse_with = |json: &str, dpop: &DpopSettings| {
+            parse_token(json.as_bytes(), Instant::now(), None, Some(dpop))
+        };
+        for token_type in ["DPoP", "dpop", "DPOP"] {
+            let json = format!(r#"{{"token_type":"{token_type}","access_token":"a.b"}}"#);
+            let token = parse_with(&json, &settings(false)).unwrap();
+            assert_eq!(token.token_type(), TokenType::Dpop);
+            assert_eq!(token.authorization(), "DPoP a.b");
+            assert_eq!(token.binding_key().unwrap().id(), key.thumbprint());
+        }
+        let bearer = r#"{"token_type":"Bearer","access_token":"a.b"}"#;
+        assert!(matches!(
+            parse_with(bearer, &settings(false)),
+            Err(MalformedAnswer::BearerDowngrade)
+        ));
+        let downgraded = parse_with(bearer, &settings(true)).unwrap();
+        assert_eq!(downgraded.token_type(), TokenType::Bearer);
+        assert!(downgraded.binding_key().is_none());
+        assert!(matches!(
+            parse_with(
+                r#"{"token_type":"mac","access_token":"a"}"#,
+                &settings(true)
+            ),
+            Err(MalformedAnswer::TokenType)
+        ));
+    }
+
+    #[test]
+    fn refresh_tokens_are_optional_and_empty_is_none() {
+        let fields = r#""token_type":"Bearer","access_token":"a""#;
+        for extra in ["", r#","refresh_token":null"#, r#","refresh_token":"""#] {
+            assert!(
+                parse(&format!("{{{fields}{extra}}}"))
+                    .unwrap()
+                    .expose_refresh_token()
+                    .is_none()
+            );
+        }
+        let token = parse(&format!(r#"{{{fields},"refresh_token":"r1"}}"#)).unwrap();
+        assert_eq!(token.expose_refresh_token(), Some("r1"));
+        assert!(matches!(
+            parse(&format!(r#"{{{fields},"refresh_token":7}}"#)),
+            Err(MalformedAnswer::NotAString("refresh_token"))
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_member_never_the_value() {
+        let cases = [
+            ("<html><body>Bad gateway</body></html>", "NotJson("),
+            ("[1]", "NotAnObject"),
+            (r#"{"access_token":"SECRET"}"#, "Missing(\"token_type\")"),
+            (
+                r#"{"token_type":"Bearer","access_token":7}"#,
+                "NotAString(\"access_token\")",
+            ),
+            (
+                r#"{"token_type":"Bearer","access_token":"SECRET value"}"#,
+                "AccessToken(Character { at: 6 })",
+            ),
+            (
+                r#"{"token_type":["SECRET"],"access_token":"a"}"#,
+                "NotAString(\"token_type\")",
+            ),
+        ];
+        for (json, expected) in cases {
+            let error = parse(json).unwrap_err();
+            let printed = format!("{error:?} {error}");
+            assert!(printed.starts_with(expected), "{json}: {printed}");
+            assert!(
+                !printed.contains("SECRET") && !printed.contains("Bad gateway"),
+                "{printed}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_responses_are_typed_cleaned_and_redacted() {
+        let body = r#"{"error":"invalid_client","error_description":"client secret s3cr3t-value\nis wrong","error_uri":"https://as.example/errors/s3cr3t-value"}"#;
+        let response =
+            parse_error(StatusCode::UNAUTHORIZED, body.as_bytes(), &["s3cr3t-value"]).unwrap();
+        assert_eq!(response.code(), &ErrorCode::InvalidClient);
+        assert_eq!(
+            response.description(),
+            Some("client secret [REDACTED]is wrong")
+        );
+        assert_eq!(response.uri(), Some("https://as.example/errors/[REDACTED]"));
+        assert!(response.is_permanent());
+        assert_eq!(
+            response.to_string(),
+            "401 invalid_client: client secret [REDACTED]is wrong <https://as.example/errors/[REDACTED]>"
+        );
+        let long = format!(
+            r#"{{"error":"x_{}","error_description":"{}"}}"#,
+            "y".repeat(100),
+            "z".repeat(500)
+        );
+        let response = parse_error(StatusCode::BAD_REQUEST, long.as_bytes(), &[]).unwrap();
+        assert_eq!(response.code().as_str().len(), MAX_CODE);
+        assert!(!response.is_permanent());
+        assert_eq!(response.description().unwrap().len(), MAX_TEXT);
+        for not_an_error in ["<html>", "{}", r#"{"error":7}"#, r#"{"error":""}"#, "[]"] {
+            assert_eq!(
+                parse_error(StatusCode::BAD_REQUEST, not_an_error.as_bytes(), &[]),
+                None,
+                "{not_an_error}"
+            );
+        }
+    }
+
+    #[test]
+    fn permanent_refusals_carry_a_permanent_hint_and_waits_a_delay() {
+        let refused = token_from(
+            answer(StatusCode::BAD_REQUEST, &[], r#"{"error":"invalid_grant"}"#),
+            &[],
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(refused.is_permanent(), "{refused:?}");
+        assert_eq!(
+            tower_bearer::RetryAfter::find(&refused).map(tower_bearer::RetryAfter::delay),
+            Some(None)
+        );
+
+        let busy = token_from(
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &[("retry-after", "12")],
+                r#"{"error":"temporarily_unavailable"}"#,
+            ),
+            &[],
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(!busy.is_permanent());
+        assert_eq!(
+            tower_bearer::RetryAfter::find(&busy).map(tower_bearer::RetryAfter::delay),
+            Some(Some(Duration::from_secs(12)))
+        );
+
+        let limited = token_from(
+            answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                &[("retry-after", "999999")],
+                "<html>slow down</html>",
+            ),
+            &[],
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            limited,
+            OAuth2Error::Status {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                ..
+            }
+        ));
+        assert_eq!(
+            tower_bearer::RetryAfter::find(&limited).map(tower_bearer::RetryAfter::delay),
+            Some(Some(http_client::MAX_RETRY_AFTER))
+        );
+
+        let flaky = token_from(
+            answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &[],
+                r#"{"error":"server_error"}"#,
+            ),
+            &[],
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(!flaky.is_permanent());
+        assert_eq!(
+            tower_bearer::RetryAfter::find(&flaky).map(tower_bearer::RetryAfter::delay),
+            None
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! How the client proves who it is to the token endpoint (RFC 6749 §2.3, RFC 7523 §2.2).
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::assertion::Assertion;
+use crate::auth_method::AuthMethod;
+use crate::error::{ConfigError, OAuth2Error};
+use crate::form::{Form, Secrets};
+use crate::jose::SigningKey;
+
+/// The client's credentials, ready for each request.
+pub(super) enum ClientAuth {
+    Basic {
+        /// `Basic base64(urlencode(id):urlencode(secret))`, built once, marked sensitive.
+        header: HeaderValue,
+        secret: SecretString,
+    },
+    Post {
+        client_id: String,
+        secret: SecretString,
+    },
+    PrivateKeyJwt {
+        client_id: String,
+        key: SigningKey,
+        /// The assertion's `aud`; the token endpoint when `None`.
+        audience: Option<String>,
+        lifetime: Duration,
+    },
+    /// A public client, or (with no id) a grant that authenticates by itself (a JWT-bearer
+    /// assertion).
+    None { client_id: Option<String> },
+}
+
+/// How long a client assertion is valid: long enough for clock skew and a slow network,
+/// short enough that a copy is of little use.
+pub(super) const CLIENT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+
+impl ClientAuth {
+    pub(super) fn new(
+        method: AuthMethod,
+        client_id: Option<String>,
+        secret: Option<SecretString>,
+        key: Option<SigningKey>,
+        audience: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        match method {
+            AuthMethod::ClientSecretBasic => {
+                let client_id = client_id.ok_or(ConfigError::NoClientId)?;
+                let secret = secret.ok_or(ConfigError::NoClientSecret(method))?;
+                Ok(ClientAuth::Basic {
+                    header: basic_header(&client_id, secret.expose_secret()),
+                    secret,
+                })
+            }
+            AuthMethod::ClientSecretPost => Ok(ClientAuth::Post {
+                client_id: client_id.ok_or(ConfigError::NoClientId)?,
+                secret: secret.ok_or(ConfigError::NoClientSecret(method))?,
+            }),
+            AuthMethod::PrivateKeyJwt => Ok(ClientAuth::PrivateKeyJwt {
+                client_id: client_id.ok_or(ConfigError::NoClientId)?,
+                key: key.ok_or(ConfigError::NoPrivateKey)?,
+                audience,
+                lifetime: CLIENT_ASSERTION_LIFETIME,
+            }),
+            AuthMethod::None => Ok(ClientAuth::None { client_id }),
+        }
+    }
+
+    pub(super) fn method(&self) -> AuthMethod {
+        match self {
+            ClientAuth::Basic { .. } => AuthMethod::ClientSecretBasic,
+            ClientAuth::Post { .. } => AuthMethod::ClientSecretPost,
+            ClientAuth::PrivateKeyJwt { .. } => AuthMethod::PrivateKeyJwt,
+            ClientAuth::None { .. } => AuthMethod::None,
+        }
+    }
+
+    /// Adds the client's credentials to one request: its form, and the `Authorization` header
+    /// it returns (`client_secret_basic` only). A client assertion is signed afresh, with a
+    /// new `jti`, for each request.
+    pub(super) fn apply<'a>(
+        &'a self,
+        form: &mut Form,
+        secrets: &mut Secrets<'a>,
+        token_endpoint: &str,
+    ) -> Result<Option<HeaderValue>, OAuth2Error> {
+        match self {
+            ClientAuth::Basic { header, secret } => {
+                secrets.push(secret.expose_secret());
+                Ok(Some(header.clone()))
+            }
+            ClientAuth::Post { client_id, secret } => {
+                form.pair("client_id", client_id);
+                form.pair("client_secret", secret.expose_secret());
+                secrets.push(secret.expose_secret());
+                Ok(None)
+            }
+            ClientAuth::PrivateKeyJwt {
+                client_id,
+                key,
+                audience,
+                lifetime,
+            } => {
+                let assertion = Assertion {
+                    issuer: client_id,
+                    subject: client_id,
+                    audience: audience.as_deref().unwrap_or(token_endpoint),
+                    lifetime: *lifetime,
+                    extra: None,
+                }
+                .sign(key)?;
+                form.pair("client_id", client_id);
+                form.pair(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                );
+                form.pair("client_assertion", &assertion);
+                secrets.push_owned(assertion);
+                Ok(None)
+            }
+            ClientAuth::None { client_id } => {
+                if let Some(client_id) = client_id {
+                    form.pair("client_id", client_id);
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// RFC 6749 §2.3.1: the id and the secret are each form-urlencoded (Appendix B), then joined
+/// with `:` and base64-encoded. Clients that skip the first step are refused by servers that
+/// follow it as soon as a secret holds a `+`, `%`, `:` or space.
+fn basic_header(client_id: &str, secret: &str) -> HeaderValue {
+    let mut credentials = String::with_capacity(client_id.len() + secret.len() + 1);
+    credentials.extend(form_urlencoded::byte_serialize(client_id.as_bytes()));
+    credentials.push(':');
+    credentials.extend(form_urlencoded::byte_serialize(secret.as_bytes()));
+    let mut value =
+        String::with_capacity(6 + base64::encoded_len(credentials.len(), true).unwrap_or(0));
+    value.push_str("Basic ");
+    STANDARD.encode_string(credentials.as_bytes(), &mut value);
+    // Base64 and a space: always a valid header value.
+    let mut header = HeaderValue::try_from(value).expect("base64 is a valid header value");
+    header.set_sensitive(true);
+    header
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("ClientAuth");
+        debug.field("method", &self.method());
+        match self {
+            ClientAuth::Basic { .. } => debug.field("secret", &"[REDACTED]"),
+            ClientAuth::Post { client_id, .. } => debug
+                .field("client_id", client_id)
+                .field("secret", &"[REDACTED]"),
+            ClientAuth::PrivateKeyJwt {
+                client_id,
+                key,
+                audience,
+                ..
+            } => debug
+                .field("client_id", client_id)
+                .field("key", key)
+                .field("audience", audience),
+            ClientAuth::None { client_id } => debug.field("client_id", client_id),
+        };
+        debug.finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_form_urlencodes_before_base64() {
+        // RFC 6749 §2.3.1: a space becomes `+`, reserved characters `%XX`.
+        let header = basic_header("client:basic", "basic+secret/with %reserved:chars&=");
+        assert!(header.is_sensitive());
+        let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
+        assert_eq!(
+            decoded,
+            "client%3Abasic:basic%2Bsecret%2Fwith+%25reserved%3Achars%26%3D"
+        );
+    }
+}

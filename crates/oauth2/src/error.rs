@@ -1,0 +1,537 @@
+//! What can go wrong getting a token from an OAuth 2.0 authorization server.
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+use tower::BoxError;
+
+use crate::auth_method::AuthMethod;
+use crate::jose::KeyError;
+use tower_bearer::{InvalidToken, RetryAfter};
+
+/// Why [`OAuth2`](crate::OAuth2) could not get a token.
+///
+/// No secret appears in it (client secret, private key, assertion, subject token, access or
+/// refresh token): not in `Display`, not in `Debug`, not in any error of its
+/// [`source`](Error::source) chain. Texts the server sent (an error's description and URI)
+/// are kept, trimmed of control characters, with any echo of a secret the request sent
+/// replaced by `[REDACTED]`, and cut at 200 characters.
+///
+/// Where waiting helps, the error says how long, as a [`RetryAfter`] in its source chain that
+/// the [`TokenCache`](tower_bearer::TokenCache) acts on: a refusal that retrying will not change
+/// (`invalid_client`, `invalid_grant`, …) is [permanent](RetryAfter::permanent), and the cache
+/// waits its longest backoff rather than asking again every second; a 429 or 503 with
+/// `Retry-After` waits that long (at most 10 minutes).
+///
+/// ```
+/// use tower::BoxError;
+/// use tower_bearer::TokenError;
+/// use tower_bearer_oauth2::{ErrorCode, OAuth2Error};
+///
+/// fn client_was_refused(err: &BoxError) -> bool {
+///     let provider = TokenError::find(&**err)
+///         .and_then(|token| std::error::Error::source(token))
+///         .and_then(|source| source.downcast_ref::<OAuth2Error>());
+///     provider
+///         .and_then(OAuth2Error::error_response)
+///         .is_some_and(|response| *response.code() == ErrorCode::InvalidClient)
+/// }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OAuth2Error {
+    /// The HTTP client failed: the request was not sent, or no response came back.
+    Transport(BoxError),
+    /// The response's body could not be read to its end.
+    Body(BoxError),
+    /// The call (discovery, the grant, and a fallback after a refused refresh token, all
+    /// together) took longer than the provider's [timeout](crate::OAuth2Builder::timeout).
+    Timeout(Duration),
+    /// The response's body was longer than the provider reads.
+    TooLarge {
+        /// The most bytes read, 64 KiB.
+        limit: usize,
+    },
+    /// The authorization server answered with an error response (RFC 6749 §5.2).
+    Refused {
+        /// The status, the error code and its description.
+        response: ErrorResponse,
+        /// What the cache makes of it, and this error's [`source`](Error::source):
+        /// [permanent](RetryAfter::permanent) when the code says retrying will not help
+        /// ([`ErrorResponse::is_permanent`]), the server's `Retry-After` on a 429 or 503.
+        retry_after: Option<RetryAfter>,
+    },
+    /// Any other answer that was not a success: a 5xx page from a proxy, a 404 for a wrong
+    /// token endpoint.
+    Status {
+        /// The status.
+        status: StatusCode,
+        /// The server's `Retry-After` on a 429 or 503, as the cache's hint and this error's
+        /// [`source`](Error::source).
+        retry_after: Option<RetryAfter>,
+    },
+    /// The server answered with success, but its body is not a token this provider can use.
+    /// Nothing is cached.
+    Malformed(MalformedAnswer),
+    /// The authorization server's metadata could not be had, or does not describe it.
+    Discovery {
+        /// What went wrong.
+        error: DiscoveryError,
+        /// [Permanent](RetryAfter::permanent) for metadata that names another issuer or no
+        /// usable token endpoint; this error's [`source`](Error::source) then.
+        retry_after: Option<RetryAfter>,
+    },
+    /// The subject token for a token exchange could not be had (its file could not be read,
+    /// the closure failed); the source says why.
+    SubjectToken(BoxError),
+    /// A JWT (a `private_key_jwt` client assertion or a JWT-bearer grant's assertion) could
+    /// not be signed.
+    Signing(KeyError),
+    /// The DPoP proof for the token endpoint could not be made (the key could not sign).
+    DpopProof(crate::dpop::ProofError),
+}
+
+impl OAuth2Error {
+    /// The server's error response, if it sent one.
+    pub fn error_response(&self) -> Option<&ErrorResponse> {
+        match self {
+            OAuth2Error::Refused { response, .. } => Some(response),
+            _ => None,
+        }
+    }
+
+    /// Whether asking again will meet the same answer: the cache waits its longest backoff
+    /// after such an error.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            OAuth2Error::Refused { retry_after, .. }
+            | OAuth2Error::Status { retry_after, .. }
+            | OAuth2Error::Discovery { retry_after, .. } => retry_after
+                .as_ref()
+                .is_some_and(|hint| hint.delay().is_none()),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for OAuth2Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OAuth2Error::Transport(_) => f.write_str("the request to the token endpoint failed"),
+            OAuth2Error::Body(_) => f.write_str("reading the token endpoint's response failed"),
+            OAuth2Error::Timeout(after) => write!(
+                f,
+                "the authorization server did not answer within {} ms",
+                after.as_millis()
+            ),
+            OAuth2Error::TooLarge { limit } => {
+                write!(
+                    f,
+                    "the token endpoint's response was longer than {limit} bytes"
+                )
+            }
+            OAuth2Error::Refused { response, .. } => {
+                write!(
+                    f,
+                    "the authorization server refused the request: {response}"
+                )
+            }
+            OAuth2Error::Status { status, .. } => {
+                write!(f, "the token endpoint answered {status}")
+            }
+            OAuth2Error::Malformed(_) => f.write_str("the token endpoint's answer is unusable"),
+            OAuth2Error::Discovery { error, .. } => {
+                write!(f, "authorization server discovery failed: {error}")
+            }
+            OAuth2Error::SubjectToken(_) => {
+                f.write_str("the subject token for the token exchange could not be read")
+            }
+            OAuth2Error::Signing(_) => f.write_str("signing the JWT assertion failed"),
+            OAuth2Error::DpopProof(_) => {
+                f.write_str("the DPoP proof for the token endpoint could not be made")
+            }
+        }
+    }
+}
+
+impl Error for OAuth2Error {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            OAuth2Error::Transport(source)
+            | OAuth2Error::Body(source)
+            | OAuth2Error::SubjectToken(source) => Some(&**source),
+            OAuth2Error::Refused { retry_after, .. }
+            | OAuth2Error::Status { retry_after, .. }
+            | OAuth2Error::Discovery { retry_after, .. } => retry_after
+                .as_ref()
+                .map(|hint| hint as &(dyn Error + 'static)),
+            OAuth2Error::Malformed(malformed) => Some(malformed),
+            OAuth2Error::Signing(error) => Some(error),
+            OAuth2Error::DpopProof(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// An error response from the token endpoint (RFC 6749 §5.2): its status, `error` code,
+/// `error_description` and `error_uri`.
+///
+/// The texts are the server's, cleaned: control characters removed, any secret the request
+/// sent replaced by `[REDACTED]`, at most 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    status: StatusCode,
+    code: ErrorCode,
+    description: Option<String>,
+    uri: Option<String>,
+}
+
+/// How much of a server's text an error keeps.
+pub(super) const MAX_TEXT: usize = 200;
+
+impl ErrorResponse {
+    pub(super) fn new(
+        status: StatusCode,
+        code: ErrorCode,
+        description: Option<String>,
+        uri: Option<String>,
+    ) -> Self {
+        ErrorResponse {
+            status,
+            code,
+            description,
+            uri,
+        }
+    }
+
+    /// The HTTP status (400 or 401 usually; 503 for `temporarily_unavailable`).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `error` code.
+    pub fn code(&self) -> &ErrorCode {
+        &self.code
+    }
+
+    /// The `error_description`, cleaned.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// The `error_uri`, cleaned.
+    pub fn uri(&self) -> Option<&str> {
+        self.uri.as_deref()
+    }
+
+    /// Whether asking again with the same request will meet the same refusal
+    /// ([`ErrorCode::is_permanent`]).
+    pub fn is_permanent(&self) -> bool {
+        self.code.is_permanent()
+    }
+}
+
+impl fmt::Display for ErrorResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.code)?;
+        if let Some(description) = &self.description {
+            write!(f, ": {description}")?;
+        }
+        if let Some(uri) = &self.uri {
+            write!(f, " <{uri}>")?;
+        }
+        Ok(())
+    }
+}
+
+/// An error response's `error` code (RFC 6749 §5.2, RFC 8707 §2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `invalid_request`: a parameter is missing, repeated or malformed.
+    InvalidRequest,
+    /// `invalid_client`: the client is unknown or its authentication failed (a wrong secret,
+    /// a wrong key, another authentication method than registered).
+    InvalidClient,
+    /// `invalid_grant`: the refresh token, assertion or subject token is invalid, expired,
+    /// revoked or used already.
+    InvalidGrant,
+    /// `unauthorized_client`: the client may not use this grant.
+    UnauthorizedClient,
+    /// `unsupported_grant_type`: the server does not know the grant.
+    UnsupportedGrantType,
+    /// `invalid_scope`: the scope is unknown, malformed, or more than the client may have.
+    InvalidScope,
+    /// `invalid_target` (RFC 8707): a `resource` is unknown or not for this client.
+    InvalidTarget,
+    /// `temporarily_unavailable`: the server is overloaded or down for maintenance.
+    TemporarilyUnavailable,
+    /// `server_error`: the server failed.
+    ServerError,
+    /// `use_dpop_nonce` (RFC 9449 §8): the server wants its nonce in the DPoP proof, and sent
+    /// it in `DPoP-Nonce`. A provider with a DPoP key asks again at once with it; this code
+    /// reaches an error only when the server asks a second time in a row.
+    UseDpopNonce,
+    /// `invalid_dpop_proof` (RFC 9449 §5): the server refused the DPoP proof (a clock too far
+    /// from the server's, an algorithm it does not accept).
+    InvalidDpopProof,
+    /// Any other code, cleaned and cut at 64 characters.
+    Other(String),
+}
+
+impl ErrorCode {
+    /// The code from the `error` member's text.
+    pub(super) fn parse(code: &str) -> Self {
+        match code {
+            "invalid_request" => ErrorCode::InvalidRequest,
+            "invalid_client" => ErrorCode::InvalidClient,
+            "invalid_grant" => ErrorCode::InvalidGrant,
+            "unauthorized_client" => ErrorCode::UnauthorizedClient,
+            "unsupported_grant_type" => ErrorCode::UnsupportedGrantType,
+            "invalid_scope" => ErrorCode::InvalidScope,
+            "invalid_target" => ErrorCode::InvalidTarget,
+            "temporarily_unavailable" => ErrorCode::TemporarilyUnavailable,
+            "server_error" => ErrorCode::ServerError,
+            "use_dpop_nonce" => ErrorCode::UseDpopNonce,
+            "invalid_dpop_proof" => ErrorCode::InvalidDpopProof,
+            other => ErrorCode::Other(other.to_owned()),
+        }
+    }
+
+    /// The code as the server sent it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::Other(code) => code,
+        }
+    }
+
+    /// Whether the same request will meet the same refusal: the client's credentials, its
+    /// grant or its parameters are wrong, and only a change of configuration (or a new
+    /// refresh token) fixes that. `temporarily_unavailable`, `server_error` and codes this
+    /// crate does not know are not.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ErrorCode::InvalidRequest
+                | ErrorCode::InvalidClient
+                | ErrorCode::InvalidGrant
+                | ErrorCode::UnauthorizedClient
+                | ErrorCode::UnsupportedGrantType
+                | ErrorCode::InvalidScope
+                | ErrorCode::InvalidTarget
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is wrong with an answer that claimed success: a token answer in
+/// [`OAuth2Error::Malformed`], or the server's metadata in [`DiscoveryError::Malformed`].
+///
+/// It names the member at fault, never its value (which may be a token).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MalformedAnswer {
+    /// The body is not JSON (an HTML page from a captive portal or a proxy, a truncated
+    /// body). The source is the parser's syntax error, which quotes no input.
+    NotJson(BoxError),
+    /// The body is JSON, but not an object.
+    NotAnObject,
+    /// A member is missing, or `null`.
+    Missing(&'static str),
+    /// A member that must be a string is not one.
+    NotAString(&'static str),
+    /// `token_type` is `DPoP`, and the provider has no DPoP key: the token is bound to a key
+    /// it does not hold (with the `dpop` feature, give it one with `OAuth2Builder::dpop`).
+    DpopTokenType,
+    /// `token_type` is `Bearer` in the answer to a request with a DPoP proof: the server
+    /// ignored the proof, and issued a token that works for whoever holds it. Refused unless
+    /// [`OAuth2Builder::allow_bearer_downgrade`](crate::OAuth2Builder::allow_bearer_downgrade).
+    BearerDowngrade,
+    /// `token_type` is neither `Bearer` nor `DPoP` (in any case).
+    TokenType,
+    /// `expires_in` is not a whole number of seconds of at least 1, as a number or a string
+    /// of digits.
+    ExpiresIn,
+    /// `access_token` could not be sent in an `Authorization` header (it is empty, or holds a
+    /// space, a control character or a non-ASCII byte).
+    AccessToken(InvalidToken),
+    /// A URI member (the metadata's `token_endpoint`) is not an absolute `http` or `https`
+    /// URI with a host and no user info.
+    NotAUri(&'static str),
+}
+
+impl fmt::Display for MalformedAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MalformedAnswer::NotJson(_) => f.write_str("the body is not JSON"),
+            MalformedAnswer::NotAnObject => f.write_str("the body is not a JSON object"),
+            MalformedAnswer::Missing(member) => write!(f, "`{member}` is missing"),
+            MalformedAnswer::NotAString(member) => write!(f, "`{member}` is not a string"),
+            MalformedAnswer::DpopTokenType => f.write_str(
+                "`token_type` is \"DPoP\": the token is bound to a key, and the provider has no \
+                 DPoP key",
+            ),
+            MalformedAnswer::BearerDowngrade => f.write_str(
+                "`token_type` is \"Bearer\" in the answer to a DPoP request: the server ignored \
+                 the proof (allow_bearer_downgrade(true) to take bearer tokens)",
+            ),
+            MalformedAnswer::TokenType => f.write_str("`token_type` is not \"Bearer\""),
+            MalformedAnswer::ExpiresIn => {
+                f.write_str("`expires_in` is not a whole number of seconds of at least 1")
+            }
+            MalformedAnswer::AccessToken(_) => {
+                f.write_str("`access_token` is not a valid bearer token")
+            }
+            MalformedAnswer::NotAUri(member) => {
+                write!(
+                    f,
+                    "`{member}` is not an absolute http or https URI with a host and no user info"
+                )
+            }
+        }
+    }
+}
+
+impl Error for MalformedAnswer {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            MalformedAnswer::NotJson(source) => Some(&**source),
+            MalformedAnswer::AccessToken(invalid) => Some(invalid),
+            _ => None,
+        }
+    }
+}
+
+/// Why the authorization server's metadata (RFC 8414, OpenID Connect Discovery) could not be
+/// used, in [`OAuth2Error::Discovery`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// Neither `/.well-known/oauth-authorization-server` nor
+    /// `/.well-known/openid-configuration` answered with success; the status of the last.
+    Status(StatusCode),
+    /// A metadata request failed, or its body could not be read; the source says why.
+    Transport(BoxError),
+    /// The metadata is not what RFC 8414 describes.
+    Malformed(MalformedAnswer),
+    /// The metadata's `issuer` is not the issuer the provider was built for (RFC 8414 §3.3):
+    /// the answer may come from another server, and is not used.
+    IssuerMismatch {
+        /// The issuer given to [`OAuth2Builder::issuer`](crate::OAuth2Builder::issuer).
+        expected: String,
+        /// The metadata's `issuer`, cleaned and cut at 200 characters.
+        found: String,
+    },
+    /// The metadata's `dpop_signing_alg_values_supported` does not list the algorithm of the
+    /// provider's DPoP key: the server would refuse every proof. A configuration error: give
+    /// the provider a key of an algorithm the server accepts.
+    DpopAlgorithm {
+        /// The DPoP key's algorithm.
+        algorithm: crate::jose::Algorithm,
+        /// The algorithms the server lists, each cleaned and cut at 200 characters.
+        supported: Vec<String>,
+    },
+}
+
+impl fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiscoveryError::Status(status) => {
+                write!(
+                    f,
+                    "no metadata at the well-known URIs (last answer {status})"
+                )
+            }
+            DiscoveryError::Transport(_) => f.write_str("the metadata request failed"),
+            DiscoveryError::Malformed(malformed) => write!(f, "unusable metadata: {malformed}"),
+            DiscoveryError::IssuerMismatch { expected, found } => write!(
+                f,
+                "the metadata's issuer is {found:?}, not {expected:?} (they must be identical)"
+            ),
+            DiscoveryError::DpopAlgorithm {
+                algorithm,
+                supported,
+            } => write!(
+                f,
+                "the server accepts DPoP proofs signed with {}, not with the DPoP key's {}: \
+                 give the provider a key of one of those",
+                supported.join(", "),
+                algorithm.as_str()
+            ),
+        }
+    }
+}
+
+impl Error for DiscoveryError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            DiscoveryError::Transport(source) => Some(&**source),
+            DiscoveryError::Malformed(malformed) => Some(malformed),
+            _ => None,
+        }
+    }
+}
+
+/// Why an [`OAuth2Builder`](crate::OAuth2Builder) could not build a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Neither a token endpoint nor an issuer was given.
+    NoEndpoint,
+    /// The token endpoint, the issuer or the assertion audience is not an absolute `http` or
+    /// `https` URI with a host and no user info (the issuer may have no query or fragment
+    /// either).
+    InvalidUri(&'static str),
+    /// The client authentication method needs a client id.
+    NoClientId,
+    /// `client_secret_basic` and `client_secret_post` need a client secret.
+    NoClientSecret(AuthMethod),
+    /// `private_key_jwt` needs a private key.
+    NoPrivateKey,
+    /// An extra parameter names one the provider sets itself (`grant_type`, `client_id`,
+    /// `scope`, …): use the builder's own setting.
+    ReservedParameter(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NoEndpoint => {
+                f.write_str("neither a token endpoint nor an issuer to discover it from")
+            }
+            ConfigError::InvalidUri(what) => {
+                write!(
+                    f,
+                    "the {what} is not an absolute http or https URI with a host and no user info"
+                )
+            }
+            ConfigError::NoClientId => f.write_str("the client authentication needs a client id"),
+            ConfigError::NoClientSecret(method) => write!(f, "{method} needs a client secret"),
+            ConfigError::NoPrivateKey => f.write_str("private_key_jwt needs a private key"),
+            ConfigError::ReservedParameter(name) => write!(
+                f,
+                "`{name}` is set by the provider itself; use the builder's own setting"
+            ),
+        }
+    }
+}
+
+impl Error for ConfigError {}

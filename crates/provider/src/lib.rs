@@ -1,0 +1,297 @@
+//! What every `tower-bearer` token provider shares: the HTTP client it sends through, and the
+//! steps of a token request they all take — build the body, send it, read the answer within a
+//! cap, read a `Retry-After`, keep a server's text safe to log.
+//!
+//! A provider is a tower service from [`TokenRequest`](tower_bearer::TokenRequest) to
+//! [`Token`](tower_bearer::Token) that `tower_bearer::TokenCache` calls about once per token
+//! lifetime. `tower-bearer-oauth2` and `tower-bearer-apivideo` are built on this crate; so can
+//! a provider of your own.
+//!
+//! [`HttpClient`] and [`RequestBody`] are the bounds of the providers' public impls
+//! (`ApiVideo<C, B>`, `OAuth2<C, B>`): a user who writes code generic over a provider's client
+//! names them. [`RequestBody`] is sealed: the providers build their own request bodies, so the
+//! set of body types is theirs to know.
+#![deny(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
+
+use std::future::poll_fn;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tokio::time::Instant;
+use tower::{BoxError, Service};
+
+use tower_bearer::ReplayBody;
+
+/// The `User-Agent` every provider sends.
+pub const USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("tower-bearer/", env!("CARGO_PKG_VERSION")));
+
+/// The most bytes of an answer a provider reads. A token answer is a few KiB at most;
+/// anything near this is not one, and a hostile or broken server cannot make a provider
+/// buffer more.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The longest lifetime a provider believes: a longer `expires_in` is cut to this, so a
+/// token is refreshed at least daily whatever the server says (and no arithmetic overflows).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest wait a `Retry-After` may impose on the cache; a longer hint is cut to this
+/// (the next attempt will hear a fresh one).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// An HTTP client a token provider can send its requests through: any tower service from
+/// `http::Request<B>` to `http::Response<_>` that can be cloned and sent across threads (a
+/// hyper-util `Client`, a `ServiceBuilder` stack around one, a `tower::service_fn`).
+///
+/// This is the one set of bounds `ApiVideo` and `OAuth2` put on their client, written once. It is implemented for every type that
+/// meets them, and cannot be implemented otherwise.
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower_bearer_provider::{HttpClient, RequestBody};
+///
+/// fn takes_a_client<C: HttpClient<B>, B: RequestBody>(_client: C) {}
+///
+/// let client = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+///     Ok::<_, tower::BoxError>(http::Response::new(Full::<Bytes>::default()))
+/// });
+/// takes_a_client(client);
+/// ```
+pub trait HttpClient<B>:
+    sealed::Client<B>
+    + Service<
+        Request<B>,
+        Response = Response<<Self as HttpClient<B>>::ResponseBody>,
+        Error: Into<BoxError>,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The body of the client's responses.
+    type ResponseBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<C, B, ResBody> HttpClient<B> for C
+where
+    C: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    type ResponseBody = ResBody;
+}
+
+/// A request body type a token provider can send its requests in: [`Full<Bytes>`], or
+/// [`ReplayBody<Full<Bytes>>`] so that the provider shares the client a
+/// [`BearerAuth`](tower_bearer::BearerAuth) stack sends through.
+///
+/// Sealed: the provider builds the body, so it must know how.
+pub trait RequestBody: sealed::Body + Send + 'static {}
+
+impl RequestBody for Full<Bytes> {}
+impl RequestBody for ReplayBody<Full<Bytes>> {}
+
+mod sealed {
+    use super::*;
+
+    // Public in a private module: nameable in a public trait's bounds, not outside the crate.
+    #[allow(unreachable_pub)]
+    pub trait Client<B> {}
+
+    impl<C, B> Client<B> for C where C: Service<Request<B>> {}
+
+    #[allow(unreachable_pub)]
+    pub trait Body {
+        fn from_bytes(bytes: Bytes) -> Self;
+    }
+
+    impl Body for Full<Bytes> {
+        fn from_bytes(bytes: Bytes) -> Self {
+            Full::new(bytes)
+        }
+    }
+
+    impl Body for ReplayBody<Full<Bytes>> {
+        fn from_bytes(bytes: Bytes) -> Self {
+            // Nothing replays a token request: passed through unrecorded.
+            ReplayBody::new(Full::new(bytes))
+        }
+    }
+}
+
+/// A request body holding `bytes`.
+pub fn body<B: RequestBody>(bytes: impl Into<Bytes>) -> B {
+    <B as sealed::Body>::from_bytes(bytes.into())
+}
+
+/// A token endpoint's answer, read.
+pub struct Answer {
+    /// The answer's status.
+    pub status: StatusCode,
+    /// The answer's headers.
+    pub headers: HeaderMap,
+    /// The body, or why it could not be read; a status may mean enough without it.
+    pub body: Result<Bytes, ReadError>,
+    /// When the request left: a token's lifetime counts from here, not from the answer, since
+    /// the server's clock started somewhere in between and erring early is safe.
+    pub sent_at: Instant,
+}
+
+/// Why an answer's body could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// It was longer than [`MAX_ANSWER_BYTES`].
+    TooLarge,
+    /// Reading it failed.
+    Body(BoxError),
+}
+
+/// Sends `request` through `client` once it is ready, and reads the whole answer, at most
+/// [`MAX_ANSWER_BYTES`] of it. The error is the client's: the request was not sent, or no
+/// response came back.
+///
+/// The one place a provider's request goes out: a hook that must touch every attempt (a
+/// proof of possession, a log line) goes here.
+pub async fn send<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, BoxError>
+where
+    C: HttpClient<B>,
+{
+    // Ready again even for a call's first request: polling a ready service is allowed, and
+    // a second request in the same call (a fallback) takes the same path.
+    poll_fn(|cx| client.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    let sent_at = Instant::now();
+    let response = client.call(request).await.map_err(Into::into)?;
+    let (parts, body) = response.into_parts();
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: read_capped(body).await,
+        sent_at,
+    })
+}
+
+/// The body, read to its end but no further than [`MAX_ANSWER_BYTES`].
+async fn read_capped<ResBody>(body: ResBody) -> Result<Bytes, ReadError>
+where
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+{
+    match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(ReadError::TooLarge),
+        Err(error) => Err(ReadError::Body(error)),
+    }
+}
+
+/// A token's lifetime from the `expires_in` a server sent, at most [`MAX_LIFETIME`], counted
+/// from `sent_at`.
+pub fn expiry(sent_at: Instant, expires_in_secs: u64) -> Instant {
+    sent_at + Duration::from_secs(expires_in_secs).min(MAX_LIFETIME)
+}
+
+/// A server's text (an error description, a problem title) made safe to keep in an error
+/// that ends up in logs: no control characters (no forged log lines), no echo of any of
+/// `secrets` (what the request sent; empty ones are skipped), at most `max` characters.
+/// Cut last, so that no prefix of a long secret survives the redaction.
+pub fn server_text(text: &str, secrets: &[&str], max: usize) -> String {
+    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        if text.contains(secret) {
+            text = text.replace(secret, "[REDACTED]");
+        }
+    }
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => text[..cut].to_owned(),
+        None => text,
+    }
+}
+
+/// The wait the first of `names` (lowercase header names, such as `retry-after`) present in
+/// `headers` asks for, in whole seconds (an HTTP-date is not understood, and ignored), at most
+/// [`MAX_RETRY_AFTER`].
+pub fn retry_after(headers: &HeaderMap, names: &[&str]) -> Option<Duration> {
+    names
+        .iter()
+        .find_map(|name| {
+            headers
+                .get(*name)?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::RETRY_AFTER;
+
+    #[test]
+    fn retry_after_reads_the_first_header_present_and_caps_it() {
+        let names = ["x-ratelimit-retry-after", "retry-after"];
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers, &names), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
+        assert_eq!(retry_after(&headers, &names), Some(Duration::from_secs(7)));
+        headers.insert("x-ratelimit-retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&headers, &names), Some(Duration::from_secs(3)));
+        headers.insert("x-ratelimit-retry-after", HeaderValue::from_static("99999"));
+        assert_eq!(retry_after(&headers, &names), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            "x-ratelimit-retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers, &names), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn server_text_is_clean_redacted_and_capped() {
+        assert_eq!(
+            server_text("a\u{7}b KEY c KEY", &["", "KEY"], 100),
+            "ab [REDACTED] c [REDACTED]"
+        );
+        // A control character inside the secret does not hide it from the redaction.
+        assert_eq!(server_text("xK\nEYx", &["KEY"], 100), "x[REDACTED]x");
+        assert_eq!(server_text("ééééé", &[], 3), "ééé");
+        assert_eq!(
+            server_text("two secrets: A1 B2", &["A1", "B2"], 100),
+            "two secrets: [REDACTED] [REDACTED]"
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_the_cap() {
+        let exact = Full::new(Bytes::from(vec![b'x'; MAX_ANSWER_BYTES]));
+        assert_eq!(read_capped(exact).await.unwrap().len(), MAX_ANSWER_BYTES);
+        let over = Full::new(Bytes::from(vec![b'x'; MAX_ANSWER_BYTES + 1]));
+        assert!(matches!(read_capped(over).await, Err(ReadError::TooLarge)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lifetimes_are_capped() {
+        let now = Instant::now();
+        assert_eq!(expiry(now, 60), now + Duration::from_secs(60));
+        assert_eq!(expiry(now, u64::MAX), now + MAX_LIFETIME);
+    }
+}

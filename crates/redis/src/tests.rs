@@ -1,0 +1,163 @@
+//! The store's key names and stored values, without a Redis.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, Method, Uri};
+use tower::BoxError;
+use tower_bearer::TokenType;
+use tower_bearer::proof::{Proof, Prover};
+
+use super::*;
+
+/// A store for a Redis that is never reached: building one does not connect.
+fn store(skew: Duration) -> RedisStore {
+    RedisStore::builder("redis://127.0.0.1:1/", "the-api-key")
+        .namespace("ns")
+        .clock_skew(skew)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn keys_are_named_from_a_hash_and_share_a_hash_tag() {
+    let store = store(Duration::from_secs(2));
+    let keys = &store.inner.keys;
+    assert!(keys.token.starts_with("ns:{") && keys.token.ends_with("}:token"));
+    let tag = |key: &str| key[key.find('{').unwrap()..=key.find('}').unwrap()].to_owned();
+    assert_eq!(tag(&keys.token), tag(&keys.lease));
+    assert_eq!(tag(&keys.token).len(), 2 + 32);
+    assert!(!format!("{keys:?}{store:?}").contains("the-api-key"));
+    let other = RedisStore::builder("redis://127.0.0.1:1/", "another-key")
+        .namespace("ns")
+        .build()
+        .unwrap();
+    assert_ne!(other.token_key(), store.token_key());
+}
+
+#[tokio::test]
+async fn a_stored_token_reads_back_less_the_skew_allowance() {
+    let store = store(Duration::from_secs(2));
+    let hour = Token::bearer("access")
+        .unwrap()
+        .expires_in(Duration::from_secs(3600))
+        .with_refresh_token("refresh");
+    let value = store.encode(&hour, 1).unwrap();
+    assert!(!value.is_empty());
+    let back = store.decode(&value, 1).unwrap();
+    assert_eq!(back.token.expose_access_token(), "access");
+    assert_eq!(back.token.expose_refresh_token().unwrap(), "refresh");
+    let left = back.token.expiry().unwrap() - Instant::now();
+    assert!(left <= Duration::from_secs(3598), "{left:?}");
+    assert!(left > Duration::from_secs(3597), "{left:?}");
+
+    // A 2 s token keeps 9/10 of its life: the allowance is at most a tenth of it.
+    let short = Token::bearer("short")
+        .unwrap()
+        .expires_in(Duration::from_secs(2));
+    let back = store.decode(&store.encode(&short, 1).unwrap(), 1).unwrap();
+    let left = back.token.expiry().unwrap() - Instant::now();
+    assert!(left <= Duration::from_millis(1800), "{left:?}");
+    assert!(left > Duration::from_millis(1700), "{left:?}");
+    assert!(back.token.expose_refresh_token().is_none());
+
+    // No expiry stays no expiry.
+    let forever = Token::bearer("forever").unwrap();
+    let back = store
+        .decode(&store.encode(&forever, 1).unwrap(), 1)
+        .unwrap();
+    assert_eq!(back.token.expiry(), None);
+}
+
+#[tokio::test]
+async fn a_malformed_value_is_an_error_not_a_panic() {
+    let store = store(Duration::from_secs(2));
+    for value in [&b""[..], b"p1", b"p1\0\0\0", b"zz-garbage", b"x1short"] {
+        assert!(store.decode(value, 1).is_err(), "{value:?}");
+    }
+    let mut truncated = store.encode(&Token::bearer("abc").unwrap(), 1).unwrap();
+    // Into the refresh token's length (the last byte, the token's type, may be absent).
+    truncated.truncate(truncated.len() - 2);
+    assert!(store.decode(&truncated, 1).is_err());
+    let mut unknown_type = store.encode(&Token::bearer("abc").unwrap(), 1).unwrap();
+    *unknown_type.last_mut().unwrap() = 7;
+    assert!(store.decode(&unknown_type, 1).is_err());
+}
+
+#[tokio::test]
+async fn a_value_stored_before_token_types_reads_as_a_bearer_token() {
+    let store = store(Duration::from_secs(2));
+    let mut old = store.encode(&Token::bearer("old").unwrap(), 1).unwrap();
+    old.pop();
+    let back = store.decode(&old, 1).unwrap();
+    assert_eq!(back.token.authorization(), "Bearer old");
+}
+
+/// A key that binds tokens with no proof at all: what the store needs of a key is its id.
+#[derive(Debug, Clone)]
+struct TestKey(&'static str);
+
+#[derive(Debug)]
+struct TestProver(TestKey);
+
+impl BindingKey for TestKey {
+    fn token_type(&self) -> TokenType {
+        TokenType::Dpop
+    }
+
+    fn id(&self) -> &str {
+        self.0
+    }
+
+    fn bind(&self, _: &str) -> Arc<dyn Prover> {
+        Arc::new(TestProver(self.clone()))
+    }
+}
+
+impl Prover for TestProver {
+    fn key(&self) -> &dyn BindingKey {
+        &self.0
+    }
+
+    fn header_name(&self) -> &HeaderName {
+        static PROOF: HeaderName = HeaderName::from_static("proof");
+        &PROOF
+    }
+
+    fn prove(&self, _: &Method, _: &Uri, _: &mut HeaderMap) -> Result<Box<dyn Proof>, BoxError> {
+        Err("no proofs here".into())
+    }
+}
+
+#[tokio::test]
+async fn a_bound_token_needs_a_store_with_its_key() {
+    let store = store(Duration::from_secs(2));
+    let token = Token::bound("bound", &TestKey("k1")).unwrap();
+    let error = store.encode(&token, 1).unwrap_err();
+    assert!(error.is_misconfigured(), "{error}");
+
+    let with_key = RedisStore::builder("redis://127.0.0.1:1/", "the-api-key")
+        .namespace("ns")
+        .binding_key(TestKey("k1"))
+        .build()
+        .unwrap();
+    // The key's id names the keys, inside the shared hash tag's slot.
+    assert!(with_key.token_key().ends_with("}:key-k1:token"));
+    assert_ne!(with_key.token_key(), store.token_key());
+    let value = with_key.encode(&token, 1).unwrap();
+    let back = with_key.decode(&value, 1).unwrap();
+    assert_eq!(back.token.authorization(), "DPoP bound");
+    assert_eq!(back.token.binding_key().unwrap().id(), "k1");
+    // A store without the key refuses it, rather than send it as a bearer token.
+    assert!(store.decode(&value, 1).unwrap_err().is_misconfigured());
+
+    let foreign = Token::bound("foreign", &TestKey("k2")).unwrap();
+    assert!(with_key.encode(&foreign, 1).unwrap_err().is_misconfigured());
+}
+
+#[test]
+fn building_outside_a_runtime_is_an_error() {
+    let error = RedisStore::builder("redis://127.0.0.1:1/", "k")
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("tokio runtime"), "{error}");
+}
