@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,16 +15,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+
 use tokio::time::{Instant, timeout};
 use tower_bearer_mock::apivideo::{Chaos, Counters, Failure, MockServer, RequestLog};
-
-/// The example binary, compiled into this test so its argument parser and serving loop run
-/// in-process: no nested `cargo` (slow, and fighting the outer one for the build lock), and
-/// no dependence on whether `cargo test` built the examples first.
-#[path = "../crates/mock/src/bin/mock_server.rs"]
-#[allow(dead_code)]
-mod example;
 
 const KEY: &str = "test-key";
 /// Generous bound for anything that should be immediate; only reached when a test fails.
@@ -1006,126 +998,4 @@ async fn secrets_stay_out_of_debug_output_and_logs() {
         assert!(!debug.contains(secret), "secret in Debug output: {debug}");
         assert!(!logs.contains(secret), "secret in logs: {logs}");
     }
-}
-
-// ===== the example =====
-
-fn args(line: &str) -> Result<example::Command, String> {
-    example::parse_args(line.split_whitespace().map(str::to_owned))
-}
-
-#[test]
-fn example_parses_its_arguments() {
-    use example::{Command, Options};
-    assert_eq!(args(""), Ok(Command::Serve(Options::default())));
-    assert_eq!(args("--help"), Ok(Command::Help));
-    assert_eq!(args("--ttl 5 -h"), Ok(Command::Help));
-    assert_eq!(
-        args("--addr 127.0.0.1:8080 --api-key k --ttl=1.5"),
-        Ok(Command::Serve(Options {
-            addr: Some("127.0.0.1:8080".parse().unwrap()),
-            api_key: Some("k".to_owned()),
-            ttl: Some(Duration::from_millis(1500)),
-        }))
-    );
-    for (bad, says) in [
-        ("--addr", "--addr needs a value"),
-        ("--addr localhost", "not an address"),
-        ("--ttl -1", "not a number of seconds"),
-        ("--ttl soon", "not a number of seconds"),
-        ("--api-key=", "must not be empty"),
-        ("--port 80", "unknown argument '--port'"),
-        ("serve", "unknown argument 'serve'"),
-    ] {
-        let error = args(bad).unwrap_err();
-        assert!(error.contains(says), "{bad}: {error}");
-    }
-    let debug = format!("{:?}", args("--api-key hunter2").unwrap());
-    assert!(!debug.contains("hunter2"), "{debug}");
-}
-
-/// Forwards each complete line written to it.
-struct Lines {
-    pending: Vec<u8>,
-    lines: mpsc::UnboundedSender<String>,
-}
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let _ = self
-                .lines
-                .send(String::from_utf8_lossy(&line[..end]).into_owned());
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn example_prints_listening_then_one_line_per_request() {
-    let (lines, mut read) = mpsc::unbounded_channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = match args("--api-key example-key --ttl 60").unwrap() {
-        example::Command::Serve(options) => options,
-        example::Command::Help => unreachable!(),
-    };
-    let serving = tokio::spawn(example::serve(
-        options,
-        Lines {
-            pending: Vec::new(),
-            lines,
-        },
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let mut next_line = async || timeout(PROMPTLY, read.recv()).await.unwrap().unwrap();
-
-    let first = next_line().await;
-    let addr: SocketAddr = first
-        .strip_prefix("listening on http://")
-        .expect(&first)
-        .parse()
-        .unwrap();
-    // Then what a curl user needs: the key, a login and a list, and a blank line.
-    assert_eq!(next_line().await, "api key: example-key");
-    let login = next_line().await;
-    assert!(
-        login.contains(&format!("curl -s -X POST http://{addr}/auth/api-key"))
-            && login.contains(r#"-d '{"apiKey":"example-key"}'"#),
-        "{login}"
-    );
-    let list = next_line().await;
-    assert!(
-        list.contains(&format!("curl -s http://{addr}/videos"))
-            && list.contains("Bearer $ACCESS_TOKEN"),
-        "{list}"
-    );
-    assert!(next_line().await.contains("access_token"));
-    assert_eq!(next_line().await, "");
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let login = Request::post(format!("http://{addr}/auth/api-key"))
-        .body(Full::from(r#"{"apiKey":"example-key"}"#))
-        .unwrap();
-    let response = client.request(login).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: Value =
-        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert_eq!(body["expires_in"], 60);
-    let token = body["access_token"].as_str().unwrap();
-    let list = Request::get(format!("http://{addr}/videos?pageSize=1"))
-        .header(AUTHORIZATION, format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap();
-    assert_eq!(client.request(list).await.unwrap().status(), StatusCode::OK);
-
-    assert_eq!(next_line().await, "POST /auth/api-key 200 OK");
-    assert_eq!(next_line().await, "GET /videos 200 OK");
-    stop.send(()).unwrap();
-    timeout(PROMPTLY, serving).await.unwrap().unwrap().unwrap();
 }
