@@ -2,7 +2,7 @@
 //! share one token and one refresh. See [`RedisStore`].
 //!
 //! Features: `tls` for `rediss://` URLs (rustls, with the webpki roots or a CA of your own);
-//! `encryption` for [`RedisStoreBuilder::encryption_key`].
+//! `encryption` for `RedisStoreBuilder::encryption_key`.
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -33,7 +33,7 @@ pub use builder::RedisStoreBuilder;
 /// refresh.
 ///
 /// `rediss://` URLs need the `tls` feature, and
-/// [`encryption_key`](RedisStoreBuilder::encryption_key) the `encryption` feature.
+/// `encryption_key` the `encryption` feature.
 ///
 /// # What it keeps in Redis
 ///
@@ -61,7 +61,7 @@ pub use builder::RedisStoreBuilder;
 /// as the account until they expire. Treat the Redis it lives in as you treat the credential:
 /// authentication (an ACL user and password in the URL), TLS (`rediss://`) across untrusted
 /// networks, no dumps left lying around. With the `encryption` feature,
-/// [`encryption_key`](RedisStoreBuilder::encryption_key) encrypts the stored value with
+/// `encryption_key` encrypts the stored value with
 /// XChaCha20-Poly1305 under a key you supply (every replica needs the same key); the key names
 /// and the generation stay in the clear. Off by default.
 ///

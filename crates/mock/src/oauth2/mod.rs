@@ -252,7 +252,7 @@ impl MockAuthServer {
     }
 
     /// A refresh token for `client_id`, starting a new family, as if the client had been
-    /// through an authorization-code flow: for [`Grant::refresh_token`](crate::oauth2::Grant::refresh_token).
+    /// through an authorization-code flow: for [`Grant::refresh_token`](tower_bearer_oauth2::Grant::refresh_token).
     ///
     /// # Panics
     ///
