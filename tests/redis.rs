@@ -798,7 +798,7 @@ async fn dpop_replicas_with_one_key_share_one_token() {
     let (two, two_key) = replica(DpopKey::from_pem(&pem).unwrap());
     assert_eq!(one_key, two_key);
     assert!(
-        one_key.contains(&format!(":jkt-{}:", shared.thumbprint())),
+        one_key.contains(&format!(":key-{}:", shared.thumbprint())),
         "{one_key}"
     );
     for cache in [&one, &two, &one, &two] {
