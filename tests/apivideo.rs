@@ -85,7 +85,10 @@ fn provider_error<'a>(error: &'a (dyn Error + 'static)) -> &'a ApiVideoError {
         if let Some(found) = error.downcast_ref::<ApiVideoError>() {
             return found;
         }
-        next = error.source();
+        next = match error.downcast_ref::<TokenError>() {
+            Some(token) => token.refresher_error().map(|e| e as _),
+            None => error.source(),
+        };
     }
     panic!("no ApiVideoError in {error:?}");
 }
@@ -348,7 +351,7 @@ async fn a_hung_or_slow_auth_server_times_out() {
     assert_eq!(token_error.kind(), TokenErrorKind::Refresher);
     assert!(
         token_error
-            .source()
+            .refresher_error()
             .unwrap()
             .is::<tower::timeout::error::Elapsed>()
     );

@@ -622,7 +622,7 @@ async fn a_refresher_error_reaches_every_waiter_then_backs_off() {
         let token_err = TokenError::find(&*err).expect("a token error");
         assert_eq!(token_err.kind(), TokenErrorKind::Refresher);
         assert_eq!(token_err.reason(), RefreshReason::Initial);
-        let source = std::error::Error::source(token_err).unwrap();
+        let source = token_err.refresher_error().unwrap();
         assert_eq!(source.to_string(), "the auth server is down");
     }
 

@@ -105,7 +105,10 @@ async fn no_token_in_debug_display_or_trace_output() {
     assert!(trace.contains("401"), "{trace}");
     assert!(trace.contains("token refresh failed"), "{trace}");
     // The refresher's own error is logged, not just its outermost wrapper.
-    assert!(trace.contains("causes=down"), "{trace}");
+    assert!(
+        trace.contains("error=could not get a token: down"),
+        "{trace}"
+    );
     assert_no_secret(&trace);
 
     assert!(sensitive.lock().unwrap().iter().all(|s| *s));

@@ -336,17 +336,16 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// The error of a request whose token's proof could not be made: it was not sent.
+/// The error of a request whose token's proof could not be made: it was not sent. The
+/// prover's error as it is, as the tower layer returns it.
 fn proof_failed(error: BoxError) -> reqwest_middleware::Error {
-    reqwest_middleware::Error::Middleware(
-        anyhow::Error::from_boxed(error).context("request not sent"),
-    )
+    reqwest_middleware::Error::Middleware(anyhow::Error::from_boxed(error))
 }
 
 /// The error of a request that no token could be had for: it was not sent (or, after a
-/// refusal, not sent again). The [`TokenError`] is the source, so that [`TokenError::find`]
-/// reaches it through reqwest-middleware's wrappers, which hand out an error's sources but
-/// not the error itself.
+/// refusal, not sent again). The [`TokenError`] itself, with no context around it, so that the
+/// error's one line is the `TokenError`'s, which says why; [`TokenError::find`] looks inside
+/// reqwest-middleware's error for it.
 fn not_sent(error: TokenError) -> reqwest_middleware::Error {
-    reqwest_middleware::Error::Middleware(anyhow::Error::new(error).context("request not sent"))
+    reqwest_middleware::Error::Middleware(anyhow::Error::new(error))
 }

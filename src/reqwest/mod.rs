@@ -104,9 +104,12 @@
 //! # Errors
 //!
 //! When no token can be had, the request is not sent, and the error is
-//! [`reqwest_middleware::Error::Middleware`] with the [`TokenError`](crate::TokenError) as its
-//! source: [`TokenError::find`](crate::TokenError::find) finds it, also under reqwest-retry's
-//! `RetryError`. Any other error is the client's, or another middleware's, as it came.
+//! [`reqwest_middleware::Error::Middleware`] holding the [`TokenError`](crate::TokenError),
+//! whose one line it shows ("could not get a token: …", down to the refresher's own words):
+//! [`TokenError::find`](crate::TokenError::find) finds it, but not under reqwest-retry, whose
+//! `RetryError` hides it (the one line still says why). When a DPoP proof cannot be made, the error holds the prover's error, as the
+//! tower layer returns it. Any other error is the client's, or another middleware's, as it
+//! came.
 //!
 //! # Versions
 //!
