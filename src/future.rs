@@ -199,7 +199,7 @@ where
                         settings,
                     } = unsent.take().expect("polled after completion");
                     let (mut parts, body) = request.into_parts();
-                    let next = match engine::attach(&entry, &mut parts)? {
+                    let next = match engine::attach(&settings.rules, &entry, &mut parts)? {
                         Some(attempts) => send(
                             &mut service,
                             Request::from_parts(parts, body),

@@ -11,6 +11,7 @@ use tower::{BoxError, Layer, Service};
 use crate::cache::Reader;
 use crate::engine;
 use crate::future::{RequestSettings, ResponseFuture, Unsent};
+use crate::scope::WithoutSecrets;
 use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
 
 /// Middleware that authenticates requests with the [`TokenCache`]'s bearer token.
@@ -30,14 +31,15 @@ impl<S> BearerAuth<S> {
         BearerAuth {
             inner,
             reader: layer.cache().reader(),
-            scope: layer.scope.clone(),
+            scope: layer.settings.rules.scope.clone(),
             settings: layer.settings.clone(),
         }
     }
 
-    /// Wraps `inner` with the default settings, getting tokens from `cache`.
-    pub fn new(inner: S, cache: TokenCache) -> Self {
-        BearerAuthLayer::from_cache(cache).layer(inner)
+    /// Wraps `inner` with the default settings, getting tokens from `cache` for the requests
+    /// in `scope`.
+    pub fn new(inner: S, cache: TokenCache, scope: Scope) -> Self {
+        BearerAuthLayer::from_cache(cache, scope).layer(inner)
     }
 
     /// The token cache this service reads.
@@ -78,11 +80,16 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if !self.scope.allows(request.uri()) {
+            self.settings
+                .rules
+                .cache
+                .count_out_of_scope(&WithoutSecrets(request.uri()));
             return ResponseFuture::passthrough(&mut self.inner, request);
         }
-        let cache = &self.settings.rules.cache;
+        let rules = &self.settings.rules;
+        let cache = &rules.cache;
         if let Some(entry) = cache.entry_as_is(&mut self.reader) {
-            return match engine::attach(entry, &mut request) {
+            return match engine::attach(rules, entry, &mut request) {
                 Ok(Some(attempts)) => {
                     ResponseFuture::send(&mut self.inner, request, attempts, &self.settings)
                 }

@@ -214,9 +214,7 @@ async fn soak(soak: Soak) {
             client.request(request)
         }
     });
-    let service = BearerAuthLayer::from_cache(cache.clone())
-        .scope(scope)
-        .layer(counting);
+    let service = BearerAuthLayer::from_cache(cache.clone(), scope).layer(counting);
 
     let revocations = Arc::new(AtomicU64::new(0));
     let server = Arc::new(server);

@@ -43,7 +43,7 @@ async fn another_origin_gets_no_token() {
     let api = Server::start(accepts("t1")).await;
     let elsewhere = Server::start(accepts("t1")).await;
     let (refresher, issued) = numbered_tokens();
-    let auth = BearerAuthMiddleware::new(refresher).scope(Scope::origin(api.origin()).unwrap());
+    let auth = BearerAuthMiddleware::new(refresher, Scope::origin(api.origin()).unwrap());
     let below = Below::default();
     let client = client(auth, &below);
 
@@ -81,8 +81,10 @@ async fn a_redirect_to_another_origin_leaves_the_token_behind() {
     })
     .await;
     let (refresher, issued) = numbered_tokens();
-    let auth = BearerAuthMiddleware::from_cache(believing(refresher))
-        .scope(Scope::origin(api.origin()).unwrap());
+    let auth = BearerAuthMiddleware::from_cache(
+        believing(refresher),
+        Scope::origin(api.origin()).unwrap(),
+    );
     let below = Below::default();
     let client = client(auth, &below);
 
@@ -111,7 +113,10 @@ async fn a_redirect_to_another_origin_leaves_the_token_behind() {
 async fn the_callers_own_authorization_is_kept() {
     let api = Server::start(accepts("theirs")).await;
     let (refresher, issued) = numbered_tokens();
-    let client = client(BearerAuthMiddleware::new(refresher), &Below::default());
+    let client = client(
+        BearerAuthMiddleware::new(refresher, Scope::any()),
+        &Below::default(),
+    );
 
     let theirs = client
         .get(api.url("/a"))
@@ -157,7 +162,7 @@ async fn insufficient_scope_goes_back_without_a_refresh() {
     })
     .await;
     let (refresher, issued) = numbered_tokens();
-    let auth = BearerAuthMiddleware::from_cache(believing(refresher));
+    let auth = BearerAuthMiddleware::from_cache(believing(refresher), Scope::any());
     let cache = auth.cache().clone();
     let client = client(auth, &Below::default());
 
@@ -182,7 +187,7 @@ async fn a_refused_retry_goes_back_and_still_tells_the_cache() {
     let api = Server::start(accepts("t3")).await;
     let (refresher, issued) = numbered_tokens();
     let client = client(
-        BearerAuthMiddleware::from_cache(believing(refresher)),
+        BearerAuthMiddleware::from_cache(believing(refresher), Scope::any()),
         &Below::default(),
     );
 
@@ -215,7 +220,7 @@ async fn a_verdict_of_your_own_decides() {
 
     let (refresher, _) = numbered_tokens();
     let by_default = client(
-        BearerAuthMiddleware::from_cache(believing(refresher)),
+        BearerAuthMiddleware::from_cache(believing(refresher), Scope::any()),
         &Below::default(),
     );
     let response = by_default.get(api.url("/a")).send().await.unwrap();
@@ -226,7 +231,7 @@ async fn a_verdict_of_your_own_decides() {
     );
 
     let (refresher, _) = numbered_tokens();
-    let layer = BearerAuthLayer::from_cache(believing(refresher))
+    let layer = BearerAuthLayer::from_cache(believing(refresher), Scope::any())
         .verdict(verdict)
         .scope(Scope::origin(api.origin()).unwrap());
     let told = client(BearerAuthMiddleware::from(&layer), &Below::default());
@@ -256,7 +261,7 @@ async fn without_a_token_the_request_is_not_sent() {
     let cache = TokenCache::builder(down)
         .backoff(Duration::from_secs(60), Duration::from_secs(60))
         .build();
-    let auth = BearerAuthMiddleware::from_cache(cache);
+    let auth = BearerAuthMiddleware::from_cache(cache, Scope::any());
 
     let alone = client(auth.clone(), &Below::default());
     let error = alone.get(api.url("/a")).send().await.unwrap_err();

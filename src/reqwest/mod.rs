@@ -43,7 +43,7 @@
 //!
 //! | the request | the middleware |
 //! | --- | --- |
-//! | for an origin outside the [`scope`](BearerAuthMiddleware::scope) | sends it as it came, with no token |
+//! | for an origin outside the [scope](crate::Scope) it was built with | sends it as it came, with no token; counted in [`Stats::out_of_scope`](crate::Stats::out_of_scope), and the first one logged |
 //! | with an `Authorization` header of its own | sends it as it came |
 //! | any other | attaches the cache's token (an atomic load and a reference count when it is valid; else it waits for the one refresh in flight) |
 //! | answered with a refusal (a 401, by default: see [`verdict`](BearerAuthMiddleware::verdict)) | tells the cache which token was refused (one refresh, however many requests were refused with it), then sends the request once more with the new token, if `Request::try_clone` could copy it |
@@ -68,7 +68,7 @@
 //! # use tower_bearer::reqwest::BearerAuthMiddleware;
 //! # let auth = BearerAuthMiddleware::new(tower::service_fn(|_: tower_bearer::TokenRequest| async {
 //! #     tower_bearer::Token::bearer("t")
-//! # }));
+//! # }), tower_bearer::Scope::any());
 //!
 //! let retry = ExponentialBackoff::builder().build_with_max_retries(3);
 //! let client = ClientBuilder::new(reqwest::Client::new())
