@@ -5,8 +5,8 @@
 //! [`BearerAuthLayer`](crate::BearerAuthLayer) does for a tower client, from the same kind of
 //! [`TokenCache`](crate::TokenCache): built from one cache, the two share one token and one
 //! refresh, so a process whose tower clients and reqwest clients call the same API logs in
-//! once. [`ClientService`] lets a token provider (`OAuth2`, `ApiVideo`) send its own requests
-//! through the same reqwest client.
+//! once. `tower_bearer_provider::reqwest::ClientService` lets a token provider (`OAuth2`,
+//! `ApiVideo`) send its own requests through the same reqwest client.
 //!
 //! # Example
 //!
