@@ -9,16 +9,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
+use tower_http::follow_redirect::RequestUri;
 
 use crate::ReplayBody;
 use crate::body::Replay;
 use crate::cache::{Acquire, WaitFuture};
 use crate::engine::{self, Attempts, Next, Replacement, Rules};
 use crate::head::SavedHead;
+use crate::scope::same_origin;
 
 pin_project! {
     /// Response future of [`BearerAuth`](crate::BearerAuth).
@@ -222,7 +224,14 @@ where
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    let next = attempts.judge(rules, response.status(), response.headers(), true);
+                    let asked = retry.as_ref().map(|saved| saved.head.uri());
+                    let from_origin_sent_to = answered_by_origin_asked(&response, asked, rules);
+                    let next = attempts.judge(
+                        rules,
+                        response.status(),
+                        response.headers(),
+                        from_origin_sent_to,
+                    );
                     if matches!(next, Next::Done) {
                         return Poll::Ready(Ok(response));
                     }
@@ -299,6 +308,27 @@ where
                 }
             }
         }
+    }
+}
+
+/// Whether `response` came from the origin its request was sent to (`asked`, if the request
+/// was kept for a retry).
+///
+/// tower-http's `FollowRedirect` below the layer follows redirects the layer never sees, and
+/// leaves the URI that answered in the response (`RequestUri`). The token went to the first
+/// origin only (`FollowRedirect` drops `Authorization` when it leaves it), so another origin's
+/// answer refuses nothing and teaches no nonce. A request kept for a retry is compared by its
+/// URI; one that was not kept (retries off, a body past the replay limit, a second attempt) by
+/// the scope, which costs no copy of the URI on every request: an answering URI outside the
+/// scope is not the asked origin's, one inside is taken as it.
+fn answered_by_origin_asked<B>(response: &Response<B>, asked: Option<&Uri>, rules: &Rules) -> bool {
+    let Some(RequestUri(answered)) = response.extensions().get::<RequestUri>() else {
+        // No redirect was followed below the layer: the origin asked answered.
+        return true;
+    };
+    match asked {
+        Some(asked) => same_origin(asked, answered),
+        None => rules.scope.allows(answered),
     }
 }
 

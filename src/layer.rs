@@ -29,6 +29,19 @@ use crate::{BearerAuth, Refresher, Scope, TokenCache, TokenVerdict};
 /// which several layers may share: see [`TokenCache::builder`].
 ///
 /// See the [crate documentation](crate) for an example.
+///
+/// # Redirects
+///
+/// With tower-http's `FollowRedirectLayer` *outside* this layer, every hop comes through the
+/// layer again, and one to an origin outside the scope goes without the token. *Below* it,
+/// `FollowRedirect` drops the token itself when a redirect leaves the origin, and leaves the
+/// URI that answered in the response (`RequestUri`): an answer from another origin than the
+/// one the token went to refuses nothing (no refresh, no retry) and teaches no DPoP nonce. The
+/// URI asked is known from the copy of a request kept for a retry; a request sent without one
+/// (retries off, a body past the replay limit, a second attempt) is judged by the scope
+/// instead, so that no request pays for a copy of its URI: an answer from outside the scope is
+/// another origin's, one from inside it is taken as the origin asked. Below the layer,
+/// `FollowRedirect` re-sends a request's body only if it was empty.
 #[derive(Clone, Debug)]
 pub struct BearerAuthLayer {
     pub(crate) settings: RequestSettings,

@@ -234,6 +234,21 @@ impl fmt::Display for WithoutSecrets<'_> {
     }
 }
 
+/// Whether two URIs are of one origin: scheme, host (in any case) and port (explicit, or the
+/// scheme's default). Two path-only URIs are of one origin, the connection's.
+pub(crate) fn same_origin(a: &Uri, b: &Uri) -> bool {
+    let port = |uri: &Uri| {
+        uri.port_u16()
+            .or_else(|| uri.scheme().and_then(default_port))
+    };
+    a.scheme() == b.scheme()
+        && match (a.host(), b.host()) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        }
+        && port(a) == port(b)
+}
+
 fn default_port(scheme: &Scheme) -> Option<u16> {
     if *scheme == Scheme::HTTPS {
         Some(443)

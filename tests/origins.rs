@@ -1,23 +1,27 @@
-//! Which origins get the token, with tower-http's `FollowRedirectLayer` around the layer, and
-//! what a request sent without the token for being out of scope leaves behind (a count, one
-//! warning), against recording servers on loopback.
+//! Which origins get the token, and which answers count, with tower-http's
+//! `FollowRedirectLayer` outside the layer and below it; and what a request sent without the
+//! token for being out of scope leaves behind (a count, one warning). Against recording
+//! servers on loopback.
 
 mod common;
 mod reqwest_support;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, LOCATION};
+use http::header::{AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use reqwest_support::{Server, accepts, answer, numbered_tokens};
+use reqwest_support::{Server, accepts, answer, believing, numbered_tokens};
 use tower::{BoxError, Layer, ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::reqwest::BearerAuthMiddleware;
-use tower_bearer::{BearerAuthLayer, ReplayBody, Scope};
+use tower_bearer::{BearerAuthLayer, ReplayBody, Scope, Token, TokenRequest};
+use tower_bearer_oauth2::dpop::DpopKey;
+use tower_bearer_oauth2::jose::Algorithm;
 use tower_http::follow_redirect::FollowRedirectLayer;
 
 /// Long enough for loopback, short enough that a hang fails the test.
@@ -174,4 +178,107 @@ async fn the_reqwest_middleware_counts_requests_out_of_scope() {
         "{warning}"
     );
     assert!(!logs.contains("s3cr3t"), "{logs}");
+}
+
+/// With `FollowRedirectLayer` below the layer, the layer sees only the last answer. The API
+/// redirects to another origin, which refuses: the token never went there, so the refusal
+/// neither replaces the token nor sends the request again, with retries on or off.
+#[tokio::test]
+async fn a_refusal_from_the_other_origin_below_the_layer_neither_refreshes_nor_retries() {
+    let elsewhere = Server::start(accepts("a token it never gets")).await;
+    let api = Server::start(redirect(elsewhere.url("/moved"))).await;
+    for retry in [true, false] {
+        let (refresher, issued) = numbered_tokens();
+        let layer =
+            BearerAuthLayer::from_cache(believing(refresher), Scope::origin(api.origin()).unwrap())
+                .retry_unauthorized(retry);
+        let cache = layer.cache().clone();
+        let client = ServiceBuilder::new()
+            .layer(layer)
+            .layer(FollowRedirectLayer::new())
+            .service(http_client());
+
+        let sent = client.oneshot(get(&api.url("/videos")));
+        let response = tokio::time::timeout(BOUND, sent).await.unwrap().unwrap();
+
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "retry {retry}");
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            1,
+            "retry {retry}: no refresh"
+        );
+        let stats = cache.stats();
+        assert_eq!((stats.unauthorized, stats.retried), (0, 0), "retry {retry}");
+    }
+    // Each time: the API once, with the token; the other origin once, without.
+    assert_eq!(
+        authorizations(&api),
+        [
+            ("/videos".to_owned(), Some("Bearer t1".to_owned())),
+            ("/videos".to_owned(), Some("Bearer t1".to_owned())),
+        ]
+    );
+    assert_eq!(
+        authorizations(&elsewhere),
+        [("/moved".to_owned(), None), ("/moved".to_owned(), None)]
+    );
+}
+
+/// The other origin's `DPoP-Nonce` is not learned for the API: its nonce challenge sends
+/// nothing again, and the API's next proof carries no nonce of its.
+#[tokio::test]
+async fn a_nonce_from_the_other_origin_below_the_layer_is_not_learned() {
+    let elsewhere = Server::start(|_| {
+        let mut challenge = answer(StatusCode::UNAUTHORIZED);
+        let headers = challenge.headers_mut();
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"DPoP error="use_dpop_nonce""#),
+        );
+        headers.insert("dpop-nonce", HeaderValue::from_static("nonce-of-elsewhere"));
+        challenge
+    })
+    .await;
+    let moved = elsewhere.url("/moved");
+    let api = Server::start(move |seen| match seen.target.as_str() {
+        "/moving" => redirect(moved.clone())(seen),
+        _ => answer(StatusCode::OK),
+    })
+    .await;
+    let key = DpopKey::generate(Algorithm::Es256).unwrap();
+    let refresher = service_fn(move |_: TokenRequest| {
+        let token = Token::bound("bound", &key);
+        async move { Ok::<_, BoxError>(token?.expires_in(reqwest_support::HOUR)) }
+    });
+    let layer = BearerAuthLayer::new(refresher, Scope::origin(api.origin()).unwrap());
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new()
+        .layer(layer)
+        .layer(FollowRedirectLayer::new())
+        .service(http_client());
+
+    let moving = client.clone().oneshot(get(&api.url("/moving")));
+    let response = tokio::time::timeout(BOUND, moving).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let next = client.oneshot(get(&api.url("/next")));
+    let response = tokio::time::timeout(BOUND, next).await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let stats = cache.stats();
+    assert_eq!((stats.nonce_retried, stats.unauthorized), (0, 0));
+    assert_eq!(elsewhere.seen().len(), 1, "not sent again for its nonce");
+    let proofs: Vec<_> = api.seen().into_iter().map(|seen| seen.dpop).collect();
+    assert_eq!(proofs.len(), 2);
+    let next_claims = claims(proofs[1].as_deref().expect("a proof"));
+    assert!(next_claims.get("nonce").is_none(), "{next_claims}");
+}
+
+/// A DPoP proof's claims.
+fn claims(proof: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = proof.split('.').nth(1).unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
 }
