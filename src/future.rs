@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::request::Parts;
-use http::{Request, Response, Uri};
+use http::{Extensions, Request, Response, Uri};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
@@ -224,8 +224,12 @@ where
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    let asked = retry.as_ref().map(|saved| saved.head.uri());
-                    let from_origin_sent_to = answered_by_origin_asked(&response, asked, rules);
+                    let from_origin_sent_to = response.extensions().is_empty()
+                        || answered_by_origin_asked(
+                            response.extensions(),
+                            retry.as_ref().map(|saved| saved.head.uri()),
+                            rules,
+                        );
                     let next = attempts.judge(
                         rules,
                         response.status(),
@@ -311,8 +315,8 @@ where
     }
 }
 
-/// Whether `response` came from the origin its request was sent to (`asked`, if the request
-/// was kept for a retry).
+/// Whether an answer with these `extensions` came from the origin its request was sent to
+/// (`asked`, if the request was kept for a retry).
 ///
 /// tower-http's `FollowRedirect` below the layer follows redirects the layer never sees, and
 /// leaves the URI that answered in the response (`RequestUri`). The token went to the first
@@ -321,8 +325,11 @@ where
 /// URI; one that was not kept (retries off, a body past the replay limit, a second attempt) by
 /// the scope, which costs no copy of the URI on every request: an answering URI outside the
 /// scope is not the asked origin's, one inside is taken as it.
-fn answered_by_origin_asked<B>(response: &Response<B>, asked: Option<&Uri>, rules: &Rules) -> bool {
-    let Some(RequestUri(answered)) = response.extensions().get::<RequestUri>() else {
+///
+/// Called only for an answer with extensions (hyper-util's client adds its connection's): for
+/// one with none, nothing need be looked up.
+fn answered_by_origin_asked(extensions: &Extensions, asked: Option<&Uri>, rules: &Rules) -> bool {
+    let Some(RequestUri(answered)) = extensions.get::<RequestUri>() else {
         // No redirect was followed below the layer: the origin asked answered.
         return true;
     };
