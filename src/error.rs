@@ -589,6 +589,38 @@ mod tests {
         assert!(TokenError::find(&*other).is_none());
     }
 
+    /// `Buffer` wraps a failure of its service's `poll_ready` in its `ServiceError`.
+    #[tokio::test]
+    async fn find_looks_through_towers_buffer() {
+        use std::task::{Context, Poll};
+        use tower::{Service, ServiceExt, buffer::Buffer};
+
+        struct NeverReady;
+        impl Service<()> for NeverReady {
+            type Response = ();
+            type Error = BoxError;
+            type Future = std::future::Ready<Result<(), BoxError>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+                let error = TokenError::new(RefreshReason::Initial, TokenErrorKind::NoRuntime);
+                Poll::Ready(Err(Box::new(error)))
+            }
+            fn call(&mut self, (): ()) -> Self::Future {
+                unreachable!("never ready")
+            }
+        }
+
+        let buffered = Buffer::new(NeverReady, 1);
+        let err = buffered.oneshot(()).await.unwrap_err();
+        assert!(
+            err.downcast_ref::<TokenError>().is_none(),
+            "wrapped: {err:?}"
+        );
+        assert_eq!(
+            TokenError::find(&*err).map(TokenError::kind),
+            Some(TokenErrorKind::NoRuntime)
+        );
+    }
+
     #[cfg(feature = "reqwest")]
     #[test]
     fn find_looks_inside_reqwest_middleware_errors() {
