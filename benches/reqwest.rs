@@ -37,8 +37,8 @@ use http::{Extensions, HeaderValue, StatusCode};
 use reqwest::ResponseBuilderExt;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use tokio::runtime::Runtime;
-use tower_bearer::TokenCache;
 use tower_bearer::reqwest::BearerAuthMiddleware;
+use tower_bearer::{Scope, TokenCache};
 
 use common::{
     Contender, Recorder, access_token, authorization, bench_round, interleaved, warm_cache,
@@ -87,7 +87,7 @@ fn reqwest_client() -> reqwest::Client {
 /// The clients compared; with `canned`, each ends in [`Canned`] instead of the network.
 fn variants(cache: &TokenCache, canned: bool) -> [(&'static str, ClientWithMiddleware); 4] {
     let token = authorization(&access_token());
-    let auth = || BearerAuthMiddleware::from_cache(cache.clone());
+    let auth = || BearerAuthMiddleware::from_cache(cache.clone(), Scope::any());
     let build = |builder: ClientBuilder| match canned {
         true => builder.with(Canned).build(),
         false => builder.build(),

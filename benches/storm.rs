@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, measurement::WallTime};
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_bearer::{BearerAuthLayer, Token, TokenCache, TokenRequest};
+use tower_bearer::{BearerAuthLayer, Scope, Token, TokenCache, TokenRequest};
 
 use common::*;
 
@@ -200,7 +200,7 @@ fn bearer_storm() -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> {
         let cache = TokenCache::new(refresher);
         cache.token().await.expect("the first token");
         tokio::time::sleep(FIRST_LIFETIME + Duration::from_millis(10)).await;
-        let service = BearerAuthLayer::from_cache(cache).layer(Ok200);
+        let service = BearerAuthLayer::from_cache(cache, Scope::any()).layer(Ok200);
 
         let times = spawn_all(service).await;
         let refresher_calls = calls.load(Ordering::SeqCst) - 1;

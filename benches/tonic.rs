@@ -47,8 +47,8 @@ use tonic::{Request, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
-use tower_bearer::BearerAuthLayer;
 use tower_bearer::tonic::GrpcAuthLayer;
+use tower_bearer::{BearerAuthLayer, Scope};
 
 use common::{Recorder, access_token, authorization, bench_round, interleaved, warm_cache};
 
@@ -221,12 +221,14 @@ fn tonic_unary(c: &mut Criterion) {
     let bare = HealthClient::new(channel.clone());
     let interceptor = HealthClient::with_interceptor(channel.clone(), StaticToken(metadata));
     let retry_off = HealthClient::new(
-        GrpcAuthLayer::from(BearerAuthLayer::from_cache(cache.clone()).retry_unauthorized(false))
-            .layer(channel.clone()),
+        GrpcAuthLayer::from(
+            BearerAuthLayer::from_cache(cache.clone(), Scope::any()).retry_unauthorized(false),
+        )
+        .layer(channel.clone()),
     );
     let grpc_auth = HealthClient::new(
         ServiceBuilder::new()
-            .layer(GrpcAuthLayer::from_cache(cache.clone()))
+            .layer(GrpcAuthLayer::from_cache(cache.clone(), Scope::any()))
             .service(channel),
     );
 
@@ -344,7 +346,8 @@ fn profile(variant: &str) {
             HealthClient::with_interceptor(channel, StaticToken(metadata)),
         ),
         "grpc_auth_retry_off" => {
-            let layer = BearerAuthLayer::from_cache(cache.clone()).retry_unauthorized(false);
+            let layer =
+                BearerAuthLayer::from_cache(cache.clone(), Scope::any()).retry_unauthorized(false);
             sequential(
                 &runtime,
                 HealthClient::new(GrpcAuthLayer::from(layer).layer(channel)),
@@ -352,7 +355,9 @@ fn profile(variant: &str) {
         }
         "grpc_auth" => sequential(
             &runtime,
-            HealthClient::new(GrpcAuthLayer::from_cache(cache.clone()).layer(channel)),
+            HealthClient::new(
+                GrpcAuthLayer::from_cache(cache.clone(), Scope::any()).layer(channel),
+            ),
         ),
         other => panic!("TONIC_PROFILE={other}: expected one of {VARIANTS:?}"),
     }

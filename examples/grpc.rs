@@ -71,7 +71,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::{BoxError, Service, ServiceBuilder};
 use tower_bearer::tonic::{GrpcAuth, GrpcAuthLayer};
-use tower_bearer::{ReplayBody, TokenCache};
+use tower_bearer::{ReplayBody, Scope, TokenCache};
 use tower_bearer_mock::oauth2::MockAuthServer;
 
 #[path = "common/oauth2_env.rs"]
@@ -175,18 +175,17 @@ fn token_cache(settings: &Settings, server: &TokenServer) -> Result<TokenCache, 
     Ok(TokenCache::new(provider))
 }
 
-/// The client a user writes: a generated client over the layer over a channel. Built with
-/// the endpoint as its origin, so that each call's URI is absolute, as a DPoP proof needs.
+/// The client a user writes: a generated client over the layer over a channel. The layer is
+/// built with the channel's origin: the token goes there only, and a DPoP proof names it.
 async fn health_client(endpoint: &str, cache: TokenCache) -> Result<Health, BoxError> {
-    let origin: Uri = endpoint.parse()?;
     let channel = Channel::from_shared(endpoint.to_owned())?
         .timeout(Duration::from_secs(10))
         .connect()
         .await?;
     let channel = ServiceBuilder::new()
-        .layer(GrpcAuthLayer::from_cache(cache))
+        .layer(GrpcAuthLayer::from_cache(cache, Scope::origin(endpoint)?))
         .service(channel);
-    Ok(HealthClient::with_origin(channel, origin))
+    Ok(HealthClient::new(channel))
 }
 
 // ===== the embedded gRPC server =====

@@ -130,7 +130,7 @@ pub async fn run(plan: Plan) -> Result<Report, BoxError> {
     let cache = cache.build();
     let service = ServiceBuilder::new()
         .timeout(Duration::from_secs(20))
-        .layer(BearerAuthLayer::from_cache(cache.clone()).scope(scope))
+        .layer(BearerAuthLayer::from_cache(cache.clone(), scope))
         .service(client);
 
     let ok = Arc::new(AtomicU64::new(0));

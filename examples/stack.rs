@@ -144,7 +144,7 @@ pub(crate) async fn run(out: &mut dyn Write) -> Result<Outcome, BoxError> {
         .timeout(Duration::from_secs(10))
         .retry(policy.clone())
         .concurrency_limit(4)
-        .layer(BearerAuthLayer::from_cache(cache.clone()).scope(scope))
+        .layer(BearerAuthLayer::from_cache(cache.clone(), scope))
         .service(client);
 
     let mut calls = JoinSet::new();

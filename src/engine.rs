@@ -28,18 +28,21 @@ use tower::BoxError;
 use crate::cache::{Acquire, Entry, Outcome, Rejection, WaitFuture};
 use crate::proof::{Proof, Prover};
 use crate::verdict::VerdictRule;
-use crate::{TokenCache, TokenVerdict};
+use crate::{Scope, TokenCache, TokenVerdict};
 
 /// How much of a refused answer's body is read, while the replacement token is fetched, so
 /// that its connection can be reused; past this it is dropped.
 const DRAIN_LIMIT: usize = 16 * 1024;
 
-/// What every request of a layer (or middleware) shares: the cache, and how answers are
-/// judged. One reference-counted handle per request in flight.
+/// What every request of a layer (or middleware) shares: the cache, how answers are judged,
+/// and the scope. One reference-counted handle per request in flight.
 #[derive(Debug)]
 pub(crate) struct Rules {
     pub(crate) cache: TokenCache,
     pub(crate) verdict: VerdictRule,
+    /// Which requests get the token; for a channel's scope, also the origin a path-only URI
+    /// is of, which a proof names.
+    pub(crate) scope: Scope,
 }
 
 /// A request's head, as the engine reads and writes it.
@@ -116,7 +119,11 @@ pub(crate) enum Next {
 /// `None` if `head` already had an `Authorization` header of its own: it is left as it came,
 /// and the request goes without the cache's token.
 #[inline]
-pub(crate) fn attach(entry: &Entry, head: &mut impl Head) -> Result<Option<Attempts>, BoxError> {
+pub(crate) fn attach(
+    rules: &Rules,
+    entry: &Entry,
+    head: &mut impl Head,
+) -> Result<Option<Attempts>, BoxError> {
     let token = &entry.token;
     // One lookup adds the token and tells (true: the key was there) whether the caller brought
     // an `Authorization` of its own, which then goes through as it came.
@@ -129,7 +136,7 @@ pub(crate) fn attach(entry: &Entry, head: &mut impl Head) -> Result<Option<Attem
     }
     let proven = match token.prover() {
         None => None,
-        Some(_) => Some(prove(entry, head)?),
+        Some(_) => Some(prove(rules, entry, head)?),
     };
     Ok(Some(Attempts {
         generation: entry.generation,
@@ -139,10 +146,10 @@ pub(crate) fn attach(entry: &Entry, head: &mut impl Head) -> Result<Option<Attem
 }
 
 #[cold]
-fn prove(entry: &Entry, head: &mut impl Head) -> Result<Box<Proven>, BoxError> {
+fn prove(rules: &Rules, entry: &Entry, head: &mut impl Head) -> Result<Box<Proven>, BoxError> {
     let prover = entry.token.prover_arc().expect("checked by the caller");
     let proof = {
-        let uri = head.uri()?.into_owned();
+        let uri = proof_uri(rules, head)?;
         let method = head.method().clone();
         prover.prove(&method, &uri, head.headers_mut())?
     };
@@ -151,6 +158,16 @@ fn prove(entry: &Entry, head: &mut impl Head) -> Result<Box<Proven>, BoxError> {
         prover,
         proof,
     }))
+}
+
+/// The URI a proof names: the request's, made absolute with its channel's origin if it is a
+/// path-only URI sent through a channel (a generated tonic client's).
+fn proof_uri(rules: &Rules, head: &impl Head) -> Result<Uri, BoxError> {
+    let uri = head.uri()?;
+    Ok(rules
+        .scope
+        .absolute(&uri)
+        .unwrap_or_else(|| uri.into_owned()))
 }
 
 impl Attempts {
@@ -221,7 +238,7 @@ impl Attempts {
             .insert(AUTHORIZATION, token.authorization().clone());
         self.proven = match token.prover() {
             None => None,
-            Some(_) => Some(prove(entry, head)?),
+            Some(_) => Some(prove(rules, entry, head)?),
         };
         self.generation = entry.generation;
         self.resent = true;
@@ -246,7 +263,7 @@ impl Attempts {
             .expect("a nonce challenge is followed only for a proven attempt");
         head.headers_mut()
             .insert(AUTHORIZATION, proven.authorization.clone());
-        let uri = head.uri()?.into_owned();
+        let uri = proof_uri(rules, head)?;
         let method = head.method().clone();
         proven.proof = proven.prover.prove(&method, &uri, head.headers_mut())?;
         self.resent = true;

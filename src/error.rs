@@ -1,7 +1,12 @@
 //! Errors: no token could be had, and a refresher's hint to wait.
+//!
+//! Both errors here show their causes in their one-line `Display` and return none from
+//! [`source`](Error::source) (see [`TokenError`] for why); [`TokenError::find`] and
+//! [`RetryAfter::find`] still look inside them, and inside the wrappers of the stacks this
+//! crate serves.
 
 use std::error::Error;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,26 +34,45 @@ use crate::RefreshReason;
 /// }
 /// ```
 ///
+/// # Its text says why
+///
+/// The one-line `Display` is the whole story, down to the refresher's own words, each cause
+/// once, for a log line that prints `{e}`:
+///
+/// ```text
+/// could not get a token: the authorization server refused the client: invalid_client (wrong client secret)
+/// could not get a token: the last refresh failed, the next is in 27 s: connection refused
+/// could not get a token: the refresher did not answer within 60 s
+/// ```
+///
+/// The Rust error-handling project group's convention is that an error either shows its
+/// source in its `Display` or returns it from [`source`](Error::source), never both, or a
+/// logger that walks the chain (`anyhow`'s `{:#}`, `tracing`'s error fields) prints each cause
+/// twice. A `TokenError` shows its causes, so its `source()` is `None`. To match on the
+/// refresher's error by type, take [`refresher_error`](Self::refresher_error); to find a
+/// `TokenError` under wrappers, [`find`](Self::find).
+///
 /// One failed refresh wakes every request that waited for it, so the error is `Clone`: the
-/// refresher's error is shared behind an `Arc` and reachable through
-/// [`source`](Error::source).
+/// refresher's error is shared behind an `Arc`.
 #[derive(Clone)]
 pub struct TokenError {
     reason: RefreshReason,
     kind: TokenErrorKind,
-    source: Option<Arc<dyn Error + Send + Sync>>,
+    /// The refresher's error; for [`TokenErrorKind::BackingOff`], the failure remembered.
+    cause: Option<Arc<dyn Error + Send + Sync>>,
 }
 
 /// What went wrong, in a [`TokenError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenErrorKind {
-    /// The refresher answered with an error (the [`source`](Error::source)).
+    /// The refresher answered with an error (the
+    /// [`refresher_error`](TokenError::refresher_error)).
     Refresher,
     /// The refresher returned a token that had already expired.
     ExpiredToken,
     /// The refresher failed a moment ago, and the cache does not call it again until the
-    /// backoff has passed; the source is that failure.
+    /// backoff has passed; the error says how that failure went.
     BackingOff {
         /// How long until the cache calls the refresher again.
         retry_in: Duration,
@@ -71,7 +95,7 @@ impl TokenError {
         TokenError {
             reason,
             kind,
-            source: None,
+            cause: None,
         }
     }
 
@@ -79,16 +103,21 @@ impl TokenError {
         TokenError {
             reason,
             kind: TokenErrorKind::Refresher,
-            source: Some(Arc::from(source)),
+            cause: Some(Arc::from(source)),
         }
     }
 
     /// The same failure, remembered during the backoff that follows it.
     pub(crate) fn backing_off(&self, retry_in: Duration) -> Self {
+        let failure = match (&self.kind, &self.cause) {
+            // Already remembered: the failure is the one it remembers.
+            (TokenErrorKind::BackingOff { .. }, Some(cause)) => cause.clone(),
+            _ => Arc::new(self.clone()),
+        };
         TokenError {
             reason: self.reason,
             kind: TokenErrorKind::BackingOff { retry_in },
-            source: Some(Arc::new(self.clone())),
+            cause: Some(failure),
         }
     }
 
@@ -102,9 +131,87 @@ impl TokenError {
         self.kind
     }
 
-    /// The first `TokenError` in `err` or its chain of sources.
+    /// The error the refresher returned, for a [`Refresher`](TokenErrorKind::Refresher)
+    /// failure or a [`BackingOff`](TokenErrorKind::BackingOff) after one: to match on a
+    /// provider's error by its type. Its text is already in this error's `Display`, which is
+    /// why it is not this error's [`source`](Error::source).
+    ///
+    /// ```
+    /// # use tower::BoxError;
+    /// use tower_bearer::TokenError;
+    ///
+    /// #[derive(Debug)]
+    /// struct Refused;
+    /// # impl std::fmt::Display for Refused {
+    /// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("refused") }
+    /// # }
+    /// # impl std::error::Error for Refused {}
+    ///
+    /// fn was_refused(err: &BoxError) -> bool {
+    ///     TokenError::find(&**err)
+    ///         .and_then(TokenError::refresher_error)
+    ///         .is_some_and(|source| source.is::<Refused>())
+    /// }
+    /// ```
+    pub fn refresher_error(&self) -> Option<&(dyn Error + Send + Sync + 'static)> {
+        let cause = self.cause.as_deref()?;
+        match self.kind {
+            TokenErrorKind::BackingOff { .. } => cause
+                .downcast_ref::<TokenError>()
+                .and_then(TokenError::refresher_error),
+            _ => Some(cause),
+        }
+    }
+
+    /// The first `TokenError` in `err` or under it: in its chain of sources (tower's `Buffer`
+    /// wrapper, reqwest-retry's error after retries) and inside reqwest-middleware's `Error`.
+    ///
+    /// An error that hides what it wraps from `source()` hides it from `find` too. The one
+    /// such wrapper in these stacks is reqwest-retry's `RetryError::Error`
+    /// (`#[error(transparent)]`), around a request it did not retry, which a middleware's
+    /// error never is: there, the error's one line is this error's, and says why, but `find`
+    /// returns `None`. (Returning this error from `source()` as well as showing it would have
+    /// every logger that walks the chain print it twice.)
     pub fn find<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a TokenError> {
-        chain(err).find_map(|err| err.downcast_ref())
+        causes(err).find_map(|err| err.downcast_ref())
+    }
+
+    /// Why, after "could not get a token: ".
+    fn write_why(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            TokenErrorKind::Refresher => match &self.cause {
+                Some(cause) => write!(f, "{}", Chain(&**cause)),
+                None => f.write_str("the refresher failed"),
+            },
+            TokenErrorKind::ExpiredToken => {
+                f.write_str("the refresher returned a token that had already expired")
+            }
+            TokenErrorKind::BackingOff { retry_in } => {
+                write!(
+                    f,
+                    "the last refresh failed, the next is in {}",
+                    Seconds(retry_in)
+                )?;
+                match self.cause.as_deref() {
+                    Some(cause) => match cause.downcast_ref::<TokenError>() {
+                        Some(failure) => {
+                            f.write_str(": ")?;
+                            failure.write_why(f)
+                        }
+                        None => write!(f, ": {}", Chain(cause)),
+                    },
+                    None => Ok(()),
+                }
+            }
+            TokenErrorKind::TimedOut { after } => {
+                write!(f, "the refresher did not answer within {}", Seconds(after))
+            }
+            TokenErrorKind::Abandoned => f.write_str(
+                "the refresh ended without an answer (the refresher panicked, or its runtime \
+                 shut down)",
+            ),
+            TokenErrorKind::NoRuntime => f.write_str("no tokio runtime to run the refresh on"),
+        }
     }
 }
 
@@ -113,40 +220,20 @@ impl fmt::Debug for TokenError {
         f.debug_struct("TokenError")
             .field("reason", &self.reason)
             .field("kind", &self.kind)
-            .field("source", &self.source)
+            .field("cause", &self.cause)
             .finish()
     }
 }
 
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "could not get a bearer token ({}): ", self.reason)?;
-        match self.kind {
-            TokenErrorKind::Refresher => f.write_str("the refresher failed"),
-            TokenErrorKind::ExpiredToken => {
-                f.write_str("the refresher returned a token that had already expired")
-            }
-            TokenErrorKind::BackingOff { retry_in } => write!(
-                f,
-                "the last refresh failed; the next attempt is in {} ms",
-                retry_in.as_millis()
-            ),
-            TokenErrorKind::TimedOut { after } => write!(
-                f,
-                "the refresher did not answer within {} ms",
-                after.as_millis()
-            ),
-            TokenErrorKind::Abandoned => f.write_str("the refresh ended without an answer"),
-            TokenErrorKind::NoRuntime => f.write_str("no tokio runtime to run the refresh on"),
-        }
+        f.write_str("could not get a token: ")?;
+        self.write_why(f)
     }
 }
 
-impl Error for TokenError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
-    }
-}
+/// `None`: the causes are in the `Display` (see [`TokenError`]).
+impl Error for TokenError {}
 
 /// A refresher's error that says when to try again.
 ///
@@ -164,9 +251,14 @@ impl Error for TokenError {
 ///
 /// let err = RetryAfter::new(Duration::from_secs(30), "too many requests");
 /// assert_eq!(err.delay(), Some(Duration::from_secs(30)));
+/// assert_eq!(err.to_string(), "too many requests (retry after 30 s)");
 /// let err = RetryAfter::permanent("invalid_client");
 /// assert_eq!(err.delay(), None);
 /// ```
+///
+/// Like [`TokenError`], it shows its error (and that error's causes) in its `Display`, with the
+/// hint after it, and its [`source`](Error::source) is `None`: [`get_ref`](Self::get_ref) is
+/// the error it wraps.
 pub struct RetryAfter {
     /// `None`: the cache's longest backoff.
     delay: Option<Duration>,
@@ -197,10 +289,16 @@ impl RetryAfter {
         self.delay
     }
 
-    /// The first `RetryAfter` in `err` or its chain of sources: how the cache finds a
-    /// provider's hint under the wrappers around it (`tower::timeout`, a `TokenError`).
+    /// The error this one wraps, to match on its type.
+    pub fn get_ref(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// The first `RetryAfter` in `err` or under it, as [`TokenError::find`] looks: how the
+    /// cache finds a provider's hint under the wrappers around it (`tower::timeout`, a
+    /// `TokenError`).
     pub fn find<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a RetryAfter> {
-        chain(err).find_map(|err| err.downcast_ref::<RetryAfter>())
+        causes(err).find_map(|err| err.downcast_ref::<RetryAfter>())
     }
 }
 
@@ -217,26 +315,44 @@ impl fmt::Debug for RetryAfter {
 
 impl fmt::Display for RetryAfter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", Chain(&*self.source))?;
         match self.delay {
-            Some(delay) => write!(f, "{} (retry after {} ms)", self.source, delay.as_millis()),
-            None => write!(f, "{} (will not succeed by retrying soon)", self.source),
+            Some(delay) => write!(f, " (retry after {})", Seconds(delay)),
+            None => f.write_str(" (will not succeed by retrying soon)"),
         }
     }
 }
 
-impl Error for RetryAfter {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&*self.source)
+/// `None`: the wrapped error is in the `Display` (see [`RetryAfter`]).
+impl Error for RetryAfter {}
+
+/// An error's text, then each cause in its chain of sources whose text is not already in what
+/// came before, `: `-separated: the one line a log needs, each cause once, whichever
+/// convention each error in the chain follows (showing its source, or returning it).
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = self.0.to_string();
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let said = cause.to_string();
+            if !text.contains(said.as_str()) {
+                write!(text, ": {said}")?;
+            }
+            next = cause.source();
+        }
+        f.write_str(&text)
     }
 }
 
-/// The chain of an error's sources, `: `-separated, for logs: the reason a refresh failed is
-/// often several wrappers down (a provider error around a connection error).
+/// The chain of an error's sources, `: `-separated, for logs: the reason a store failed is
+/// often several wrappers down (a Redis error around a connection error).
 pub(crate) struct Causes<'a>(pub(crate) &'a (dyn Error + 'static));
 
 impl fmt::Display for Causes<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, err) in chain(self.0).skip(1).enumerate() {
+        for (i, err) in std::iter::successors(self.0.source(), |&err| err.source()).enumerate() {
             if i > 0 {
                 f.write_str(": ")?;
             }
@@ -246,39 +362,275 @@ impl fmt::Display for Causes<'_> {
     }
 }
 
-/// `err`, then its sources in turn.
-fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
-    std::iter::successors(Some(err), |&err| err.source())
+/// A duration in seconds, to two significant digits under ten seconds and whole above:
+/// "27 s", "2.5 s", "0.25 s".
+pub(crate) struct Seconds(pub(crate) Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs_f64();
+        let decimals = if secs >= 10.0 || self.0.is_zero() {
+            0
+        } else {
+            // One decimal from 1 s, two below (0.25), three below 0.1 s (0.012), …
+            (1 - secs.log10().floor() as i32).clamp(1, 9) as usize
+        };
+        let text = format!("{secs:.decimals$}");
+        let text = if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            &text
+        };
+        write!(f, "{text} s")
+    }
+}
+
+/// `err`, then what is under it in turn: its source, or for the errors that show their cause
+/// rather than return it, that cause; for reqwest-middleware's error, the one it holds.
+fn causes<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |&err| under(err))
+}
+
+fn under<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a (dyn Error + 'static)> {
+    if let Some(token) = err.downcast_ref::<TokenError>() {
+        return token
+            .cause
+            .as_deref()
+            .map(|cause| cause as &(dyn Error + 'static));
+    }
+    if let Some(hint) = err.downcast_ref::<RetryAfter>() {
+        return Some(hint.get_ref());
+    }
+    // `#[error(transparent)]`: its `source` is the source of the error it holds, past that
+    // error itself.
+    #[cfg(feature = "reqwest")]
+    if let Some(reqwest_middleware::Error::Middleware(inner)) = err.downcast_ref() {
+        return Some(inner.as_ref());
+    }
+    err.source()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A provider's error as the Rust convention has it: its own text, and its cause returned
+    /// from `source`, not shown.
+    #[derive(Debug)]
+    struct Refused(RetryAfter);
+
+    impl fmt::Display for Refused {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("the authorization server refused the client")
+        }
+    }
+
+    impl Error for Refused {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// An error that shows its source and returns it too, as many do.
+    #[derive(Debug)]
+    struct Both(BoxError);
+
+    impl fmt::Display for Both {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "the request failed: {}", self.0)
+        }
+    }
+
+    impl Error for Both {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    fn refused() -> BoxError {
+        Box::new(Refused(RetryAfter::permanent(
+            "invalid_client (wrong client secret)",
+        )))
+    }
+
+    #[test]
+    fn each_kind_says_why_in_one_line() {
+        let initial = RefreshReason::Initial;
+        let texts = [
+            (
+                TokenError::refresher(initial, "connection refused".into()),
+                "could not get a token: connection refused",
+            ),
+            (
+                TokenError::new(initial, TokenErrorKind::ExpiredToken),
+                "could not get a token: the refresher returned a token that had already expired",
+            ),
+            (
+                TokenError::refresher(initial, "connection refused".into())
+                    .backing_off(Duration::from_millis(27_016)),
+                "could not get a token: the last refresh failed, the next is in 27 s: \
+                 connection refused",
+            ),
+            (
+                TokenError::new(
+                    initial,
+                    TokenErrorKind::TimedOut {
+                        after: Duration::from_secs(60),
+                    },
+                )
+                .backing_off(Duration::from_millis(250)),
+                "could not get a token: the last refresh failed, the next is in 0.25 s: the \
+                 refresher did not answer within 60 s",
+            ),
+            (
+                TokenError::new(
+                    initial,
+                    TokenErrorKind::TimedOut {
+                        after: Duration::from_millis(2_500),
+                    },
+                ),
+                "could not get a token: the refresher did not answer within 2.5 s",
+            ),
+            (
+                TokenError::new(initial, TokenErrorKind::Abandoned),
+                "could not get a token: the refresh ended without an answer (the refresher \
+                 panicked, or its runtime shut down)",
+            ),
+            (
+                TokenError::new(initial, TokenErrorKind::NoRuntime),
+                "could not get a token: no tokio runtime to run the refresh on",
+            ),
+        ];
+        for (error, text) in texts {
+            assert_eq!(error.to_string(), text, "{:?}", error.kind());
+            assert!(error.source().is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_nested_chain_says_each_cause_once() {
+        let error = TokenError::refresher(RefreshReason::Initial, refused());
+        let text = "could not get a token: the authorization server refused the client: \
+                    invalid_client (wrong client secret) (will not succeed by retrying soon)";
+        assert_eq!(error.to_string(), text);
+        // Remembered through a backoff, and through one more.
+        let again = error
+            .backing_off(Duration::from_secs(30))
+            .backing_off(Duration::from_secs(29));
+        assert_eq!(
+            again.to_string(),
+            "could not get a token: the last refresh failed, the next is in 29 s: the \
+             authorization server refused the client: invalid_client (wrong client secret) \
+             (will not succeed by retrying soon)"
+        );
+
+        // A RetryAfter around it all, and an error that shows and returns its source.
+        let hinted = RetryAfter::new(Duration::from_millis(27_016), Both(refused()));
+        let error = TokenError::refresher(RefreshReason::Expired, Box::new(hinted));
+        assert_eq!(
+            error.to_string(),
+            "could not get a token: the request failed: the authorization server refused the \
+             client: invalid_client (wrong client secret) (will not succeed by retrying soon) \
+             (retry after 27 s)"
+        );
+    }
+
+    #[test]
+    fn a_chain_walking_logger_says_each_cause_once() {
+        let error = TokenError::refresher(RefreshReason::Initial, refused());
+        let line = format!("{:#}", anyhow::Error::new(error.clone()));
+        assert_eq!(line, error.to_string());
+        let wrapped = anyhow::Error::new(error).context("sending the report");
+        let line = format!("{wrapped:#}");
+        assert_eq!(line.matches("wrong client secret").count(), 1, "{line}");
+        assert_eq!(line.matches("could not get a token").count(), 1, "{line}");
+
+        // A provider's error with the hint as its source, as the providers return them.
+        let provider = anyhow::Error::from_boxed(refused());
+        assert_eq!(
+            format!("{provider:#}"),
+            "the authorization server refused the client: invalid_client (wrong client secret) \
+             (will not succeed by retrying soon)"
+        );
+    }
+
+    #[test]
+    fn the_refresher_error_is_there_to_match_on() {
+        let error = TokenError::refresher(RefreshReason::Initial, refused());
+        assert!(error.refresher_error().unwrap().is::<Refused>());
+        let again = error.backing_off(Duration::from_secs(1));
+        assert!(again.refresher_error().unwrap().is::<Refused>());
+        let timed_out = TokenError::new(
+            RefreshReason::Initial,
+            TokenErrorKind::TimedOut {
+                after: Duration::from_secs(1),
+            },
+        );
+        assert!(
+            timed_out
+                .backing_off(Duration::from_secs(1))
+                .refresher_error()
+                .is_none()
+        );
+        let hinted = RetryAfter::new(Duration::from_secs(1), refused());
+        assert!(hinted.get_ref().is::<Refused>());
+    }
+
     #[test]
     fn find_looks_through_wrappers() {
-        #[derive(Debug)]
-        struct Wrapper(TokenError);
-        impl fmt::Display for Wrapper {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("wrapped")
-            }
-        }
-        impl Error for Wrapper {
-            fn source(&self) -> Option<&(dyn Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-
         let inner = TokenError::refresher(RefreshReason::Expired, "boom".into());
-        let err: BoxError = Box::new(Wrapper(inner));
+        let err: BoxError = Box::new(Both(Box::new(inner)));
         let found = TokenError::find(&*err).expect("found through the wrapper");
         assert_eq!(found.reason(), RefreshReason::Expired);
         assert_eq!(found.kind(), TokenErrorKind::Refresher);
-        assert_eq!(found.source().unwrap().to_string(), "boom");
+        assert_eq!(found.refresher_error().unwrap().to_string(), "boom");
 
         let other: BoxError = "unrelated".into();
         assert!(TokenError::find(&*other).is_none());
+    }
+
+    /// `Buffer` wraps a failure of its service's `poll_ready` in its `ServiceError`.
+    #[tokio::test]
+    async fn find_looks_through_towers_buffer() {
+        use std::task::{Context, Poll};
+        use tower::{Service, ServiceExt, buffer::Buffer};
+
+        struct NeverReady;
+        impl Service<()> for NeverReady {
+            type Response = ();
+            type Error = BoxError;
+            type Future = std::future::Ready<Result<(), BoxError>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+                let error = TokenError::new(RefreshReason::Initial, TokenErrorKind::NoRuntime);
+                Poll::Ready(Err(Box::new(error)))
+            }
+            fn call(&mut self, (): ()) -> Self::Future {
+                unreachable!("never ready")
+            }
+        }
+
+        let buffered = Buffer::new(NeverReady, 1);
+        let err = buffered.oneshot(()).await.unwrap_err();
+        assert!(
+            err.downcast_ref::<TokenError>().is_none(),
+            "wrapped: {err:?}"
+        );
+        assert_eq!(
+            TokenError::find(&*err).map(TokenError::kind),
+            Some(TokenErrorKind::NoRuntime)
+        );
+    }
+
+    #[cfg(feature = "reqwest")]
+    #[test]
+    fn find_looks_inside_reqwest_middleware_errors() {
+        let inner = TokenError::new(RefreshReason::Initial, TokenErrorKind::NoRuntime);
+        let err = reqwest_middleware::Error::middleware(inner.clone());
+        assert_eq!(err.to_string(), inner.to_string());
+        assert_eq!(
+            TokenError::find(&err).map(TokenError::kind),
+            Some(TokenErrorKind::NoRuntime)
+        );
     }
 
     #[test]
@@ -289,10 +641,9 @@ mod tests {
             RetryAfter::find(&wrapped).map(RetryAfter::delay),
             Some(Some(Duration::from_secs(7)))
         );
-        let permanent = TokenError::refresher(
-            RefreshReason::Initial,
-            Box::new(RetryAfter::permanent("invalid_client")),
-        );
+        // Under a provider's error, under a backoff.
+        let permanent = TokenError::refresher(RefreshReason::Initial, refused())
+            .backing_off(Duration::from_secs(1));
         assert_eq!(
             RetryAfter::find(&permanent).map(RetryAfter::delay),
             Some(None)
@@ -308,17 +659,34 @@ mod tests {
     }
 
     #[test]
+    fn seconds_read_as_people_write_them() {
+        let cases = [
+            (Duration::from_millis(27_016), "27 s"),
+            (Duration::from_secs(600), "600 s"),
+            (Duration::from_millis(9_960), "10 s"),
+            (Duration::from_millis(2_500), "2.5 s"),
+            (Duration::from_millis(1_040), "1 s"),
+            (Duration::from_millis(250), "0.25 s"),
+            (Duration::from_millis(100), "0.1 s"),
+            (Duration::from_micros(12_300), "0.012 s"),
+            (Duration::from_nanos(1), "0.000000001 s"),
+            (Duration::ZERO, "0 s"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(Seconds(duration).to_string(), text, "{duration:?}");
+        }
+    }
+
+    #[test]
     fn causes_are_the_sources_after_the_error_itself() {
-        let inner = TokenError::refresher(
-            RefreshReason::Initial,
-            Box::new(RetryAfter::new(
-                Duration::from_secs(1),
-                "connection refused",
-            )),
+        let both = Both(Box::new(Both("connection refused".into())));
+        assert_eq!(
+            Causes(&both).to_string(),
+            "the request failed: connection refused: connection refused"
         );
         assert_eq!(
-            Causes(&inner).to_string(),
-            "connection refused (retry after 1000 ms): connection refused"
+            Chain(&both).to_string(),
+            "the request failed: the request failed: connection refused"
         );
         let alone = TokenError::new(RefreshReason::Initial, TokenErrorKind::Abandoned);
         assert_eq!(Causes(&alone).to_string(), "");

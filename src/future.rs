@@ -9,16 +9,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Extensions, Request, Response, Uri};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
+use tower_http::follow_redirect::RequestUri;
 
 use crate::ReplayBody;
 use crate::body::Replay;
 use crate::cache::{Acquire, WaitFuture};
 use crate::engine::{self, Attempts, Next, Replacement, Rules};
 use crate::head::SavedHead;
+use crate::scope::same_origin;
 
 pin_project! {
     /// Response future of [`BearerAuth`](crate::BearerAuth).
@@ -199,7 +201,7 @@ where
                         settings,
                     } = unsent.take().expect("polled after completion");
                     let (mut parts, body) = request.into_parts();
-                    let next = match engine::attach(&entry, &mut parts)? {
+                    let next = match engine::attach(&settings.rules, &entry, &mut parts)? {
                         Some(attempts) => send(
                             &mut service,
                             Request::from_parts(parts, body),
@@ -222,7 +224,18 @@ where
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    let next = attempts.judge(rules, response.status(), response.headers(), true);
+                    let from_origin_sent_to = response.extensions().is_empty()
+                        || answered_by_origin_asked(
+                            response.extensions(),
+                            retry.as_ref().map(|saved| saved.head.uri()),
+                            rules,
+                        );
+                    let next = attempts.judge(
+                        rules,
+                        response.status(),
+                        response.headers(),
+                        from_origin_sent_to,
+                    );
                     if matches!(next, Next::Done) {
                         return Poll::Ready(Ok(response));
                     }
@@ -299,6 +312,30 @@ where
                 }
             }
         }
+    }
+}
+
+/// Whether an answer with these `extensions` came from the origin its request was sent to
+/// (`asked`, if the request was kept for a retry).
+///
+/// tower-http's `FollowRedirect` below the layer follows redirects the layer never sees, and
+/// leaves the URI that answered in the response (`RequestUri`). The token went to the first
+/// origin only (`FollowRedirect` drops `Authorization` when it leaves it), so another origin's
+/// answer refuses nothing and teaches no nonce. A request kept for a retry is compared by its
+/// URI; one that was not kept (retries off, a body past the replay limit, a second attempt) by
+/// the scope, which costs no copy of the URI on every request: an answering URI outside the
+/// scope is not the asked origin's, one inside is taken as it.
+///
+/// Called only for an answer with extensions (hyper-util's client adds its connection's): for
+/// one with none, nothing need be looked up.
+fn answered_by_origin_asked(extensions: &Extensions, asked: Option<&Uri>, rules: &Rules) -> bool {
+    let Some(RequestUri(answered)) = extensions.get::<RequestUri>() else {
+        // No redirect was followed below the layer: the origin asked answered.
+        return true;
+    };
+    match asked {
+        Some(asked) => same_origin(asked, answered),
+        None => rules.scope.allows(answered),
     }
 }
 

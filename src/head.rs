@@ -27,6 +27,11 @@ impl SavedHead {
         })
     }
 
+    /// The URI the request was sent to.
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
     /// The head again, with its headers in the order they were sent; `None` if a value holds
     /// bytes that a header value parsed from bytes may not (only `unsafe` code can put them
     /// there), since the retry could not send it as it was.

@@ -14,7 +14,9 @@
 //! - after a failed refresh, backs off before calling the refresher again, and fails the
 //!   requests that need a token in the meantime at once, with a [`TokenError`];
 //! - never attaches the token to a request that already has an `Authorization` header, or to
-//!   one outside its [`Scope`].
+//!   one outside its [`Scope`], which every layer is built with (the origins its token may
+//!   go to); a request sent without it for being out of scope is counted, and the first
+//!   logged.
 //!
 //! Replicas of a service can share one token, and one refresh, through a
 //! [`TokenStore`](store::TokenStore) (with the `redis` feature, `store::RedisStore`): see the
@@ -38,7 +40,7 @@
 //! use http::{Request, Response, header::AUTHORIZATION};
 //! use http_body_util::Full;
 //! use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
-//! use tower_bearer::{BearerAuthLayer, ReplayBody, Token, TokenRequest};
+//! use tower_bearer::{BearerAuthLayer, ReplayBody, Scope, Token, TokenRequest};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
@@ -55,10 +57,12 @@
 //!
 //! let service = ServiceBuilder::new()
 //!     .timeout(Duration::from_secs(10))
-//!     .layer(BearerAuthLayer::new(refresher))
+//!     // The token goes to this origin only.
+//!     .layer(BearerAuthLayer::new(refresher, Scope::origin("https://api.example.com")?))
 //!     .service(client);
 //!
-//! let response = service.oneshot(Request::new(Full::new(Bytes::new()))).await?;
+//! let request = Request::get("https://api.example.com/v1/items").body(Full::new(Bytes::new()))?;
+//! let response = service.oneshot(request).await?;
 //! # use http_body_util::BodyExt;
 //! # assert_eq!(response.into_body().collect().await?.to_bytes(), "Bearer t0k3n");
 //! # Ok(())

@@ -4,19 +4,31 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::Uri;
-use http::uri::Scheme;
+use http::uri::{Authority, Scheme};
 
 /// The requests a token is attached to; any other passes through with none.
 ///
 /// A bearer token must never reach a host it was not issued for: a pre-signed upload URL, a
-/// CDN, a redirect to a third party. A `Scope` names the origins (scheme, host and port) the
-/// token is for. The default, [`Scope::any`], attaches it to every request, which suits a
-/// client that only ever talks to one API; a provider that knows its API's origin sets the
-/// scope to it.
+/// CDN, a redirect to a third party. Every layer and middleware is built with a `Scope`, so
+/// that where the token goes is a decision written down, not a default:
+///
+/// | the client | its scope |
+/// | --- | --- |
+/// | sends to one API, and maybe elsewhere (uploads, CDNs, redirects) | [`Scope::origin`]: the API's `scheme://host[:port]` |
+/// | sends to several APIs of the same account | [`Scope::origins`] |
+/// | cannot send anywhere but one origin (a connection, a gRPC channel) | [`Scope::any`] |
+/// | decides by more than the origin | [`Scope::predicate`] |
+///
+/// A provider that knows its API's origin builds a layer scoped to it (`into_layer`).
 ///
 /// A request whose URI has no scheme and host (an origin-form URI, as on a connection already
-/// bound to a host) is outside every origin scope: use [`Scope::any`] or
-/// [`Scope::predicate`] for such a client.
+/// bound to a host) is outside every origin scope, except for the gRPC layer
+/// (`tonic::GrpcAuthLayer`), which sits in front of one channel: there a scope of one origin
+/// is the channel's, and a path-only URI counts as that origin.
+///
+/// A request sent without the token because it is out of scope is counted
+/// ([`Stats::out_of_scope`](crate::Stats::out_of_scope)), and the first one is logged as a
+/// warning: a layer that never attaches its token is a misconfiguration to be seen.
 ///
 /// ```
 /// use tower_bearer::Scope;
@@ -38,6 +50,8 @@ pub struct Scope {
 enum Kind {
     Any,
     Origins(Arc<[Origin]>),
+    /// One origin, that of a channel: a path-only URI counts as it.
+    Channel(Arc<Origin>),
     Predicate(Arc<dyn Fn(&Uri) -> bool + Send + Sync>),
 }
 
@@ -47,10 +61,14 @@ struct Origin {
     scheme: Scheme,
     host: String,
     port: u16,
+    /// As given, less any userinfo: what a path-only URI is made absolute with.
+    authority: Authority,
 }
 
 impl Scope {
-    /// Every request gets the token.
+    /// Every request gets the token, wherever it goes: for a client that cannot send
+    /// anywhere but one origin (a connection bound to a host, a gRPC channel), or that you
+    /// trust with the token everywhere.
     pub fn any() -> Self {
         Scope { kind: Kind::Any }
     }
@@ -105,8 +123,43 @@ impl Scope {
                     .iter()
                     .any(|origin| origin.matches(scheme.as_str(), host, port))
             }
+            Kind::Channel(origin) => match (uri.scheme(), uri.host()) {
+                (None, None) => true,
+                (Some(scheme), Some(host)) => {
+                    let port = uri.port_u16().or_else(|| default_port(scheme));
+                    origin.matches(scheme.as_str(), host, port)
+                }
+                _ => false,
+            },
             Kind::Predicate(allows) => allows(uri),
         }
+    }
+
+    /// The scope of a layer in front of one channel: a scope of one origin becomes that
+    /// channel's, which path-only URIs count as; any other is as it was.
+    pub(crate) fn for_channel(self) -> Scope {
+        match &self.kind {
+            Kind::Origins(origins) if origins.len() == 1 => Scope {
+                kind: Kind::Channel(Arc::new(origins[0].clone())),
+            },
+            _ => self,
+        }
+    }
+
+    /// `uri` made absolute with the channel's origin, for a path-only URI in a channel's
+    /// scope: what a proof names. `None` for any other.
+    pub(crate) fn absolute(&self, uri: &Uri) -> Option<Uri> {
+        let Kind::Channel(origin) = &self.kind else {
+            return None;
+        };
+        if uri.scheme().is_some() || uri.authority().is_some() {
+            return None;
+        }
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(origin.scheme.clone());
+        parts.authority = Some(origin.authority.clone());
+        parts.path_and_query = uri.path_and_query().cloned();
+        Uri::from_parts(parts).ok()
     }
 
     /// Whether a request to `scheme://host:port` gets the token, for a client whose URLs are
@@ -130,14 +183,9 @@ impl Scope {
                     .iter()
                     .any(|origin| origin.matches(scheme, host, port))
             }),
+            Kind::Channel(origin) => host.is_some_and(|host| origin.matches(scheme, host, port)),
             Kind::Predicate(allows) => uri().is_some_and(|uri| allows(&uri)),
         }
-    }
-}
-
-impl Default for Scope {
-    fn default() -> Self {
-        Scope::any()
     }
 }
 
@@ -146,7 +194,18 @@ impl Origin {
         let scheme = uri.scheme()?.clone();
         let host = uri.host()?.to_ascii_lowercase();
         let port = uri.port_u16().or_else(|| default_port(&scheme))?;
-        Some(Origin { scheme, host, port })
+        let authority = match uri.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        }
+        .parse()
+        .ok()?;
+        Some(Origin {
+            scheme,
+            host,
+            port,
+            authority,
+        })
     }
 
     /// Whether a URI with this scheme, host and port (explicit, or the scheme's default) is
@@ -156,6 +215,38 @@ impl Origin {
             && host.eq_ignore_ascii_case(&self.host)
             && port == Some(self.port)
     }
+}
+
+/// A request's URI as a log may show it: scheme, host, port and path, without the userinfo
+/// and the query, which may carry credentials (a pre-signed URL's signature).
+pub(crate) struct WithoutSecrets<'a>(pub(crate) &'a Uri);
+
+impl fmt::Display for WithoutSecrets<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.0;
+        if let (Some(scheme), Some(host)) = (uri.scheme(), uri.host()) {
+            write!(f, "{scheme}://{host}")?;
+            if let Some(port) = uri.port() {
+                write!(f, ":{port}")?;
+            }
+        }
+        f.write_str(uri.path())
+    }
+}
+
+/// Whether two URIs are of one origin: scheme, host (in any case) and port (explicit, or the
+/// scheme's default). Two path-only URIs are of one origin, the connection's.
+pub(crate) fn same_origin(a: &Uri, b: &Uri) -> bool {
+    let port = |uri: &Uri| {
+        uri.port_u16()
+            .or_else(|| uri.scheme().and_then(default_port))
+    };
+    a.scheme() == b.scheme()
+        && match (a.host(), b.host()) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        }
+        && port(a) == port(b)
 }
 
 fn default_port(scheme: &Scheme) -> Option<u16> {
@@ -176,6 +267,7 @@ impl fmt::Debug for Scope {
                 .debug_tuple("Scope::Origins")
                 .field(&origins.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>())
                 .finish(),
+            Kind::Channel(origin) => f.debug_tuple("Scope::Channel").field(origin).finish(),
             Kind::Predicate(_) => f.write_str("Scope::Predicate"),
         }
     }

@@ -11,12 +11,53 @@ use tower::{BoxError, Layer, Service};
 use crate::cache::Reader;
 use crate::engine;
 use crate::future::{RequestSettings, ResponseFuture, Unsent};
-use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
+use crate::scope::WithoutSecrets;
+use crate::{BearerAuthLayer, Scope, TokenCache};
 
 /// Middleware that authenticates requests with the [`TokenCache`]'s bearer token.
 ///
 /// Built by [`BearerAuthLayer`]; see the [crate documentation](crate) for what it does
 /// with each request.
+///
+/// # The inner service's body
+///
+/// The inner service takes `http::Request<ReplayBody<B>>` for the caller's `B` (see
+/// [`ReplayBody`](crate::ReplayBody) for why). A client built for `B` itself does not compile.
+/// Where the stack goes to something that needs a service (a function taking
+/// `impl Service<…>`, a `BoxCloneService`, a `Buffer`), rustc says why:
+///
+/// ```compile_fail,E0277
+/// # use bytes::Bytes;
+/// # use http::Request;
+/// # use http_body_util::Full;
+/// # use hyper_util::client::legacy::{Client, connect::HttpConnector};
+/// # use hyper_util::rt::TokioExecutor;
+/// # use tower::{Service, ServiceBuilder, service_fn};
+/// # use tower_bearer::{BearerAuthLayer, Scope, Token, TokenRequest};
+/// fn use_api(api: impl Service<Request<Full<Bytes>>>) { /* … */ }
+///
+/// # let refresher = service_fn(|_: TokenRequest| async { Token::bearer("t") });
+/// // Should be `Client<HttpConnector, ReplayBody<Full<Bytes>>>`.
+/// let client: Client<HttpConnector, Full<Bytes>> =
+///     Client::builder(TokioExecutor::new()).build_http();
+/// let api = ServiceBuilder::new()
+///     .layer(BearerAuthLayer::new(refresher, Scope::any()))
+///     .service(client);
+/// use_api(api);
+/// ```
+///
+/// ```text
+/// error[E0277]: `Client<HttpConnector, Full<Bytes>>` does not take `http::Request<ReplayBody<Full<Bytes>>>`, the request `BearerAuth` sends it
+///    |
+///    |     use_api(api);
+///    |             ^^^ the inner service of `BearerAuth` must take `ReplayBody<Full<Bytes>>` bodies
+///    |
+///    = note: build the client for `ReplayBody<Full<Bytes>>` rather than `Full<Bytes>`: for hyper-util, `Client<_, tower_bearer::ReplayBody<Full<Bytes>>>`; …
+/// ```
+///
+/// A method called on the stack itself, `api.oneshot(request)`, fails instead with rustc's
+/// own `E0599`, "the method `oneshot` exists for struct `BearerAuth<…>`, but its trait bounds
+/// were not satisfied": the same mistake, with the same fix.
 #[derive(Clone, Debug)]
 pub struct BearerAuth<S> {
     inner: S,
@@ -30,14 +71,15 @@ impl<S> BearerAuth<S> {
         BearerAuth {
             inner,
             reader: layer.cache().reader(),
-            scope: layer.scope.clone(),
+            scope: layer.settings.rules.scope.clone(),
             settings: layer.settings.clone(),
         }
     }
 
-    /// Wraps `inner` with the default settings, getting tokens from `cache`.
-    pub fn new(inner: S, cache: TokenCache) -> Self {
-        BearerAuthLayer::from_cache(cache).layer(inner)
+    /// Wraps `inner` with the default settings, getting tokens from `cache` for the requests
+    /// in `scope`.
+    pub fn new(inner: S, cache: TokenCache, scope: Scope) -> Self {
+        BearerAuthLayer::from_cache(cache, scope).layer(inner)
     }
 
     /// The token cache this service reads.
@@ -61,10 +103,14 @@ impl<S> BearerAuth<S> {
     }
 }
 
+/// The inner service takes `http::Request<ReplayBody<B>>` (see
+/// [`ReplayBody`](crate::ReplayBody) for why). The bound is written `TakesReplayBody<B>`, which
+/// every such service meets, so that rustc reports a client built for `B` instead as what it
+/// is, naming `ReplayBody` and the fix.
 impl<S, B, ResBody> Service<Request<B>> for BearerAuth<S>
 where
-    S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
-    S::Error: Into<BoxError>,
+    S: TakesReplayBody<B, ResponseBody = ResBody> + Clone,
+    S::InnerError: Into<BoxError>,
     B: Body,
     ResBody: Body,
 {
@@ -78,11 +124,16 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if !self.scope.allows(request.uri()) {
+            self.settings
+                .rules
+                .cache
+                .count_out_of_scope(&WithoutSecrets(request.uri()));
             return ResponseFuture::passthrough(&mut self.inner, request);
         }
-        let cache = &self.settings.rules.cache;
+        let rules = &self.settings.rules;
+        let cache = &rules.cache;
         if let Some(entry) = cache.entry_as_is(&mut self.reader) {
-            return match engine::attach(entry, &mut request) {
+            return match engine::attach(rules, entry, &mut request) {
                 Ok(Some(attempts)) => {
                     ResponseFuture::send(&mut self.inner, request, attempts, &self.settings)
                 }
@@ -107,5 +158,58 @@ where
                 settings: self.settings.clone(),
             },
         )
+    }
+}
+
+use inner_service::TakesReplayBody;
+
+/// The bound on [`BearerAuth`]'s inner service, written for rustc's messages.
+///
+/// Public in a private module: the bound must name it, and nothing else may.
+mod inner_service {
+    use http::{Request, Response};
+    use tower::Service;
+
+    use crate::ReplayBody;
+
+    /// A service of `http::Request<ReplayBody<B>>`, as the inner service of
+    /// [`BearerAuth`](crate::BearerAuth) must be: any such service is one. It exists for
+    /// rustc's message when a client was built for `B` instead, wherever rustc reports the
+    /// bound unmet (`E0277`); `#[diagnostic::do_not_recommend]` keeps it from reporting the
+    /// impl's own bound (tower's `Service`) instead.
+    ///
+    /// A method called on the service itself (`service.oneshot(request)`) is reported as
+    /// `E0599` ("the method exists … but its trait bounds were not satisfied"), with no
+    /// message of ours: rustc decides that from the bound while it looks the method up, and a
+    /// bound that it could not decide there (written through a projection of `B`) would also
+    /// stop it inferring `B` from the client in `service.ready().await?.call(request)`, which
+    /// every correct program relies on.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` does not take `http::Request<ReplayBody<{B}>>`, the request `BearerAuth` sends it",
+        label = "the inner service of `BearerAuth` must take `ReplayBody<{B}>` bodies",
+        note = "build the client for `ReplayBody<{B}>` rather than `{B}`: for hyper-util, \
+                `Client<_, tower_bearer::ReplayBody<{B}>>`; `BearerAuth` wraps each body so \
+                that it can send a request again after a 401"
+    )]
+    pub trait TakesReplayBody<B>:
+        Service<
+            Request<ReplayBody<B>>,
+            Response = Response<Self::ResponseBody>,
+            Error = Self::InnerError,
+        >
+    {
+        /// The body of the inner service's responses.
+        type ResponseBody;
+        /// The inner service's error.
+        type InnerError;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<S, B, ResBody> TakesReplayBody<B> for S
+    where
+        S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>>,
+    {
+        type ResponseBody = ResBody;
+        type InnerError = S::Error;
     }
 }

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::{
-    BearerAuthLayer, RefreshReason, Refresher, ReplayBody, Token, TokenCache, TokenError,
+    BearerAuthLayer, RefreshReason, Refresher, ReplayBody, Scope, Token, TokenCache, TokenError,
     TokenErrorKind, TokenRequest,
 };
 use tower_bearer_apivideo::{ApiVideo, ApiVideoError, Malformed};
@@ -85,7 +85,10 @@ fn provider_error<'a>(error: &'a (dyn Error + 'static)) -> &'a ApiVideoError {
         if let Some(found) = error.downcast_ref::<ApiVideoError>() {
             return found;
         }
-        next = error.source();
+        next = match error.downcast_ref::<TokenError>() {
+            Some(token) => token.refresher_error().map(|e| e as _),
+            None => error.source(),
+        };
     }
     panic!("no ApiVideoError in {error:?}");
 }
@@ -115,7 +118,7 @@ async fn logs_in_with_the_api_key() {
     assert!(!headers.contains_key("av-origin-client"));
 
     // The token works on the API.
-    let response = BearerAuthLayer::from_cache(TokenCache::new(api))
+    let response = BearerAuthLayer::from_cache(TokenCache::new(api), Scope::any())
         .layer(http())
         .oneshot(list(&server))
         .await
@@ -255,9 +258,7 @@ async fn a_revoked_token_is_replaced_and_the_post_arrives_again_byte_identical()
     let client = http();
     let api = provider(&server, client.clone());
     let scope = api.scope();
-    let service = BearerAuthLayer::from_cache(cache(api))
-        .scope(scope)
-        .layer(client);
+    let service = BearerAuthLayer::from_cache(cache(api), scope).layer(client);
 
     let first = service
         .clone()
@@ -342,13 +343,13 @@ async fn a_hung_or_slow_auth_server_times_out() {
     let refresher = ServiceBuilder::new()
         .timeout(Duration::from_millis(200))
         .service(provider(&server, client.clone()));
-    let service = BearerAuthLayer::from_cache(cache(refresher)).layer(client);
+    let service = BearerAuthLayer::from_cache(cache(refresher), Scope::any()).layer(client);
     let error = service.clone().oneshot(list(&server)).await.unwrap_err();
     let token_error = TokenError::find(&*error).expect("a token error");
     assert_eq!(token_error.kind(), TokenErrorKind::Refresher);
     assert!(
         token_error
-            .source()
+            .refresher_error()
             .unwrap()
             .is::<tower::timeout::error::Elapsed>()
     );
@@ -366,7 +367,8 @@ async fn auth_server_down_then_back() {
     server.fail_next_auth(3, Failure::Status(StatusCode::SERVICE_UNAVAILABLE));
     let client = http();
     let service =
-        BearerAuthLayer::from_cache(cache(provider(&server, client.clone()))).layer(client);
+        BearerAuthLayer::from_cache(cache(provider(&server, client.clone())), Scope::any())
+            .layer(client);
 
     let error = service.clone().oneshot(list(&server)).await.unwrap_err();
     let token_error = TokenError::find(&*error).expect("a token error");

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::time::advance;
 use tokio_test::assert_pending;
 use tower::{BoxError, Layer, ServiceExt};
-use tower_bearer::{BearerAuthLayer, RefreshReason, ReplayBody, TokenCache};
+use tower_bearer::{BearerAuthLayer, RefreshReason, ReplayBody, Scope, TokenCache};
 use tower_test::mock;
 
 type Streaming = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -38,7 +38,7 @@ async fn a_retried_body_arrives_byte_identical() {
     let (refresher, mut handle) = refresher();
     let cache = cache_with_first(&mut handle, refresher).await;
     let api = Api::rejecting("first");
-    let service = BearerAuthLayer::from_cache(cache).layer(api.clone());
+    let service = BearerAuthLayer::from_cache(cache, Scope::any()).layer(api.clone());
 
     let body = r#"{"title":"Maths","description":"ünïcode ✓","tags":["a","b"]}"#;
     let call = tokio::spawn(service.oneshot(post("http://api.test/videos", body)));
@@ -55,7 +55,7 @@ async fn a_body_over_the_limit_is_not_retried_but_the_token_is_still_replaced() 
     let (refresher, mut handle) = refresher();
     let cache = cache_with_first(&mut handle, refresher).await;
     let api = Api::rejecting("first");
-    let service = BearerAuthLayer::from_cache(cache.clone())
+    let service = BearerAuthLayer::from_cache(cache.clone(), Scope::any())
         .replay_limit(8)
         .layer(api.clone());
 
@@ -84,7 +84,7 @@ async fn a_body_streaming_past_the_limit_is_not_retried() {
     let (refresher, mut handle) = refresher();
     let cache = cache_with_first(&mut handle, refresher).await;
     let api = Api::rejecting("first");
-    let service = BearerAuthLayer::from_cache(cache.clone())
+    let service = BearerAuthLayer::from_cache(cache.clone(), Scope::any())
         .replay_limit(8)
         .layer(api.clone());
 
@@ -117,7 +117,7 @@ async fn the_first_attempt_streams_the_body_as_it_is_produced() {
     let (refresher, mut handle) = refresher();
     let cache = cache_with_first(&mut handle, refresher).await;
     let (inner, mut api) = mock::pair::<Request<ReplayBody<Streaming>>, Response<Full<Bytes>>>();
-    let service = BearerAuthLayer::from_cache(cache).layer(inner);
+    let service = BearerAuthLayer::from_cache(cache, Scope::any()).layer(inner);
 
     let (mut tx, body) = Channel::<Bytes, BoxError>::new(1);
     let mut call = tokio_test::task::spawn(
@@ -149,7 +149,7 @@ async fn a_401_body_is_read_while_the_new_token_is_fetched_and_dropped_before_th
     let (refresher, mut handle) = refresher();
     let cache = cache_with_first(&mut handle, refresher).await;
     let (inner, mut api) = mock::pair::<Request<ReplayBody<Full<Bytes>>>, Response<Streaming>>();
-    let service = BearerAuthLayer::from_cache(cache.clone()).layer(inner);
+    let service = BearerAuthLayer::from_cache(cache.clone(), Scope::any()).layer(inner);
 
     let mut call = tokio_test::task::spawn(service.oneshot(get("http://api.test/videos")));
     assert_pending!(call.poll());

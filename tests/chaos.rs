@@ -136,7 +136,9 @@ fn classify(error: &BoxError, outcomes: &mut Outcomes) {
         outcomes.other.push(format!("not a TokenError: {error:?}"));
         return;
     };
-    let provider = std::error::Error::source(token).and_then(|s| s.downcast_ref::<ApiVideoError>());
+    let provider = token
+        .refresher_error()
+        .and_then(|s| s.downcast_ref::<ApiVideoError>());
     match (token.kind(), provider) {
         (TokenErrorKind::BackingOff { .. }, _) => outcomes.backing_off += 1,
         (TokenErrorKind::Refresher, Some(ApiVideoError::Status(problem)))
@@ -212,9 +214,7 @@ async fn soak(soak: Soak) {
             client.request(request)
         }
     });
-    let service = BearerAuthLayer::from_cache(cache.clone())
-        .scope(scope)
-        .layer(counting);
+    let service = BearerAuthLayer::from_cache(cache.clone(), scope).layer(counting);
 
     let revocations = Arc::new(AtomicU64::new(0));
     let server = Arc::new(server);

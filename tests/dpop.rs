@@ -12,7 +12,7 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
 use tower_bearer::{
-    BearerAuth, BearerAuthLayer, RefreshReason, TokenCache, TokenRequest, TokenType,
+    BearerAuth, BearerAuthLayer, RefreshReason, Scope, TokenCache, TokenRequest, TokenType,
 };
 use tower_bearer_mock::oauth2::{Fault, MockAuthServer, MockClient};
 use tower_bearer_oauth2::dpop::DpopKey;
@@ -31,9 +31,11 @@ async fn strict_server() -> MockAuthServer {
 
 /// The API behind a layer fed by `provider`, every request recorded on `wire`.
 fn api(cache: &TokenCache, server: &MockAuthServer, wire: &Wire) -> BearerAuth<Recording> {
-    BearerAuthLayer::from_cache(cache.clone())
-        .scope(tower_bearer::Scope::origin(server.uri()).unwrap())
-        .layer(wire.client())
+    BearerAuthLayer::from_cache(
+        cache.clone(),
+        tower_bearer::Scope::origin(server.uri()).unwrap(),
+    )
+    .layer(wire.client())
 }
 
 async fn get(api: &BearerAuth<Recording>, server: &MockAuthServer) -> StatusCode {
@@ -297,7 +299,7 @@ async fn a_server_that_keeps_asking_for_new_nonces_gets_two_sends() {
         async move { token }
     });
     let wire = Wire::default();
-    let api = BearerAuthLayer::new(refresher).layer(wire.client());
+    let api = BearerAuthLayer::new(refresher, Scope::any()).layer(wire.client());
     let request = Request::get(restless.uri())
         .body(Full::<Bytes>::default())
         .unwrap();

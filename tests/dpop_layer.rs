@@ -12,7 +12,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 
-use tower_bearer::{BearerAuthLayer, ReplayBody, Token, TokenRequest};
+use tower_bearer::{BearerAuthLayer, ReplayBody, Scope, Token, TokenRequest};
 use tower_bearer_mock::dpop::{ProofContext, ProofRejection, ProofVerifier};
 use tower_bearer_oauth2::dpop::DpopKey;
 use tower_bearer_oauth2::jose::Algorithm;
@@ -168,7 +168,7 @@ async fn a_first_request_meets_the_nonce_challenge_and_recovers_with_one_retry()
     let key = DpopKey::generate(Algorithm::Es256).unwrap();
     let (refresher, calls) = refresher(&key);
     let api = Api::new(&key);
-    let service = BearerAuthLayer::new(refresher).layer(api.clone());
+    let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api.clone());
 
     let response = service
         .clone()
@@ -206,7 +206,7 @@ async fn a_rotated_nonce_costs_one_retry_not_a_refresh_and_proofs_are_never_reus
     let key = DpopKey::generate(Algorithm::Es256).unwrap();
     let (refresher, calls) = refresher(&key);
     let api = Api::new(&key);
-    let service = BearerAuthLayer::new(refresher).layer(api.clone());
+    let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api.clone());
     service
         .clone()
         .oneshot(get("https://api.test/"))
@@ -241,7 +241,7 @@ async fn a_server_that_keeps_asking_for_new_nonces_cannot_loop_the_client() {
     let (refresher, calls) = refresher(&key);
     let mut api = Api::new(&key);
     api.restless = true;
-    let service = BearerAuthLayer::new(refresher).layer(api.clone());
+    let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api.clone());
 
     let response = service.oneshot(get("https://api.test/")).await.unwrap();
 
@@ -259,6 +259,7 @@ async fn a_rejected_dpop_token_is_replaced_and_the_retry_proves_the_new_one() {
         tower_bearer::TokenCache::builder(refresher)
             .min_token_age(Duration::ZERO)
             .build(),
+        Scope::any(),
     );
     let service = layer.layer(api.clone());
     service
@@ -292,7 +293,7 @@ async fn a_bearer_token_carries_no_proof() {
         async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())) }
     });
     let refresher = service_fn(|_: TokenRequest| async { Token::bearer("plain") });
-    let service = BearerAuthLayer::new(refresher).layer(api);
+    let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api);
 
     service.oneshot(get("https://api.test/")).await.unwrap();
 

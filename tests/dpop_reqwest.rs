@@ -17,7 +17,7 @@ use reqwest_middleware::ClientBuilder;
 use tower::{BoxError, service_fn};
 
 use tower_bearer::reqwest::BearerAuthMiddleware;
-use tower_bearer::{Token, TokenCache, TokenRequest};
+use tower_bearer::{Scope, Token, TokenCache, TokenRequest};
 use tower_bearer_mock::dpop::{ProofContext, ProofRejection, ProofVerifier};
 use tower_bearer_oauth2::dpop::DpopKey;
 use tower_bearer_oauth2::jose::Algorithm;
@@ -152,7 +152,10 @@ fn cache(key: &DpopKey) -> (TokenCache, Arc<AtomicUsize>) {
 
 fn client(cache: &TokenCache) -> reqwest_middleware::ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
-        .with(BearerAuthMiddleware::from_cache(cache.clone()))
+        .with(BearerAuthMiddleware::from_cache(
+            cache.clone(),
+            Scope::any(),
+        ))
         .build()
 }
 

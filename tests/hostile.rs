@@ -354,7 +354,7 @@ fn lifetime(token: &Token) -> Duration {
 
 /// The provider's error in a cache error's chain.
 fn provider_error(error: &TokenError) -> &ApiVideoError {
-    let mut next: Option<&(dyn Error + 'static)> = Some(error);
+    let mut next: Option<&(dyn Error + 'static)> = error.refresher_error().map(|e| e as _);
     while let Some(error) = next {
         if let Some(found) = error.downcast_ref::<ApiVideoError>() {
             return found;

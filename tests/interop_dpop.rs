@@ -54,9 +54,9 @@ fn provider_for(server: &OidcProvider, client: &TestClient, key: &DpopKey) -> OA
 
 /// A GET of the API through a layer fed by `cache`: the API's JSON about the token.
 async fn call(server: &OidcProvider, cache: &TokenCache, client: &Http) -> Value {
-    let api = BearerAuthLayer::from_cache(cache.clone())
-        .scope(Scope::origin(server.api_origin()).unwrap())
-        .layer(client.clone());
+    let api =
+        BearerAuthLayer::from_cache(cache.clone(), Scope::origin(server.api_origin()).unwrap())
+            .layer(client.clone());
     let request = Request::get(server.api_url())
         .body(Full::default())
         .unwrap();

@@ -57,10 +57,10 @@ fn provider_for(server: &OidcProvider, client: &TestClient) -> OAuth2Builder {
 /// `calls` GETs of the API through a layer fed by `cache`, each answered 200.
 async fn call_the_api(server: &OidcProvider, cache: &TokenCache, client: &Http, calls: usize) {
     let api = ServiceBuilder::new()
-        .layer(
-            BearerAuthLayer::from_cache(cache.clone())
-                .scope(Scope::origin(server.api_origin()).unwrap()),
-        )
+        .layer(BearerAuthLayer::from_cache(
+            cache.clone(),
+            Scope::origin(server.api_origin()).unwrap(),
+        ))
         .service(client.clone());
     for n in 0..calls {
         let request = Request::get(server.api_url())

@@ -134,7 +134,7 @@ async fn a_retried_post_arrives_byte_identical_on_the_same_connection() {
     let client: Client<HttpConnector, ReplayBody<Full<Bytes>>> =
         Client::builder(TokioExecutor::new()).build_http();
     let service = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache()))
+        .layer(BearerAuthLayer::from_cache(cache(), Scope::any()))
         .service(client);
 
     let body = r#"{"title":"Maths video","tags":["maths"],"public":false}"#;
@@ -170,7 +170,7 @@ async fn a_streaming_body_with_trailers_is_replayed_after_a_401() {
     let server = Server::start(None).await;
     let client: Client<HttpConnector, ReplayBody<Streaming>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let service = BearerAuthLayer::from_cache(cache()).layer(client);
+    let service = BearerAuthLayer::from_cache(cache(), Scope::any()).layer(client);
 
     let (mut tx, body) = http_body_util::channel::Channel::<Bytes, BoxError>::new(4);
     let request = Request::post(server.uri("/upload"))
@@ -211,7 +211,10 @@ async fn a_redirect_to_another_origin_does_not_carry_the_token() {
     cache.token().await.unwrap(); // `old`: refused, so the first attempt gets a 401
     let service = ServiceBuilder::new()
         .layer(FollowRedirectLayer::new())
-        .layer(BearerAuthLayer::from_cache(cache).scope(Scope::origin(api.uri("/")).unwrap()))
+        .layer(BearerAuthLayer::from_cache(
+            cache,
+            Scope::origin(api.uri("/")).unwrap(),
+        ))
         .service(client);
 
     let response = service

@@ -20,7 +20,7 @@ use tower_bearer::{
 };
 
 fn layer(refresher: Refresher) -> BearerAuthLayer {
-    BearerAuthLayer::new(refresher)
+    BearerAuthLayer::new(refresher, Scope::any())
 }
 
 /// A cache holding `first` (one hour), obtained now.
@@ -197,7 +197,7 @@ async fn the_minimum_validity_starts_on_time_without_a_refresh_ahead_window() {
     let cache = TokenCache::builder(refresher)
         .refresh_ahead(Duration::ZERO)
         .build();
-    let service = BearerAuthLayer::from_cache(cache).layer(api.clone());
+    let service = BearerAuthLayer::from_cache(cache, Scope::any()).layer(api.clone());
     warmed(&mut handle, service.cache()).await;
 
     advance(HOUR - Duration::from_secs(30) - Duration::from_millis(1)).await;
@@ -577,7 +577,7 @@ async fn a_server_refusing_everything_gets_one_forced_refresh_per_minimum_age() 
         })
     };
     let api = Api::new(|_| true);
-    let service = BearerAuthLayer::new(refresher).layer(api.clone());
+    let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api.clone());
 
     // A minute of requests, ten a second; the minimum token age is 5 s.
     for _ in 0..600 {
@@ -622,7 +622,7 @@ async fn a_refresher_error_reaches_every_waiter_then_backs_off() {
         let token_err = TokenError::find(&*err).expect("a token error");
         assert_eq!(token_err.kind(), TokenErrorKind::Refresher);
         assert_eq!(token_err.reason(), RefreshReason::Initial);
-        let source = std::error::Error::source(token_err).unwrap();
+        let source = token_err.refresher_error().unwrap();
         assert_eq!(source.to_string(), "the auth server is down");
     }
 
@@ -773,7 +773,7 @@ async fn a_refresher_that_panics_fails_its_waiters() {
         }
         Ok::<_, BoxError>(token("never", HOUR))
     });
-    let service = BearerAuthLayer::new(refresher).layer(Api::open());
+    let service = BearerAuthLayer::new(refresher, Scope::any()).layer(Api::open());
     let err = service
         .clone()
         .oneshot(get("http://api.test/"))
@@ -1034,7 +1034,7 @@ async fn a_refresher_that_never_answers_times_out() {
     let cache = TokenCache::builder(refresher)
         .refresh_timeout(Duration::from_secs(10))
         .build();
-    let service = BearerAuthLayer::from_cache(cache.clone()).layer(Api::open());
+    let service = BearerAuthLayer::from_cache(cache.clone(), Scope::any()).layer(Api::open());
 
     let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
     let (_, _never_answered) = next_refresh(&mut handle).await;

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tokio_test::task::Spawn;
 use tower::{BoxError, Layer, Service};
 use tower_bearer::{
-    BearerAuth, BearerAuthLayer, ReplayBody, ResponseFuture, Token, TokenCache, TokenError,
+    BearerAuth, BearerAuthLayer, ReplayBody, ResponseFuture, Scope, Token, TokenCache, TokenError,
     TokenErrorKind, TokenRequest,
 };
 
@@ -337,7 +337,7 @@ impl Harness {
             .backoff(BACKOFF, BACKOFF)
             .refresh_timeout(REFRESH_TIMEOUT)
             .build();
-        let service = BearerAuthLayer::from_cache(cache.clone())
+        let service = BearerAuthLayer::from_cache(cache.clone(), Scope::any())
             .replay_limit(REPLAY_LIMIT)
             .layer(Server(world.clone()));
         Harness {

@@ -17,7 +17,8 @@ const LONGEST: Duration = Duration::from_secs(600);
 
 /// The provider's error under a cache error.
 fn provider_error(error: &TokenError) -> &OAuth2Error {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut next: Option<&(dyn std::error::Error + 'static)> =
+        error.refresher_error().map(|e| e as _);
     while let Some(error) = next {
         if let Some(found) = error.downcast_ref::<OAuth2Error>() {
             return found;

@@ -347,7 +347,7 @@ fn rows() -> Vec<Row> {
 
 /// The provider's error in a cache error's chain.
 fn provider_error(error: &TokenError) -> &OAuth2Error {
-    let mut next: Option<&(dyn Error + 'static)> = Some(error);
+    let mut next: Option<&(dyn Error + 'static)> = error.refresher_error().map(|e| e as _);
     while let Some(error) = next {
         if let Some(found) = error.downcast_ref::<OAuth2Error>() {
             return found;

@@ -43,7 +43,7 @@ async fn a_thousand_requests_at_expiry_use_the_refresh_token_once() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let recorded = seen.clone();
     let api = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache.clone()))
+        .layer(BearerAuthLayer::from_cache(cache.clone(), Scope::any()))
         .service(service_fn(
             move |request: Request<ReplayBody<Full<Bytes>>>| {
                 let header = request.headers()[AUTHORIZATION]
@@ -135,7 +135,10 @@ async fn a_revocation_mid_run_is_recovered_by_one_retry() {
         .min_token_age(Duration::ZERO)
         .build();
     let api = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache).scope(Scope::origin(server.uri()).unwrap()))
+        .layer(BearerAuthLayer::from_cache(
+            cache,
+            Scope::origin(server.uri()).unwrap(),
+        ))
         .service(client);
     let call = |path: &'static str| {
         let api = api.clone();

@@ -751,7 +751,7 @@ async fn dpop_replicas_with_one_key_share_one_token() {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
     use tower::{Layer, ServiceExt};
-    use tower_bearer::{BearerAuthLayer, ReplayBody};
+    use tower_bearer::{BearerAuthLayer, ReplayBody, Scope};
     use tower_bearer_mock::oauth2::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MockAuthServer};
     use tower_bearer_oauth2::OAuth2;
     use tower_bearer_oauth2::dpop::DpopKey;
@@ -781,7 +781,7 @@ async fn dpop_replicas_with_one_key_share_one_token() {
         (TokenCache::builder(provider).store(store).build(), key_name)
     };
     let call = |cache: &TokenCache| {
-        let api = BearerAuthLayer::from_cache(cache.clone()).layer(http.clone());
+        let api = BearerAuthLayer::from_cache(cache.clone(), Scope::any()).layer(http.clone());
         let request = http::Request::get(server.uri_for("/api/items"))
             .body(Full::<Bytes>::default())
             .unwrap();

@@ -37,7 +37,7 @@ fn client(auth: BearerAuthMiddleware, below: &Below) -> ClientWithMiddleware {
 fn auth(server: &MockServer) -> BearerAuthMiddleware {
     let api = apivideo(server);
     let scope = api.scope();
-    BearerAuthMiddleware::from_cache(believing(api)).scope(scope)
+    BearerAuthMiddleware::from_cache(believing(api), scope)
 }
 
 fn videos(server: &MockServer) -> String {
@@ -225,7 +225,7 @@ async fn a_tower_client_and_a_reqwest_client_share_one_cache() {
         }
     });
     let tower_client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache.clone()).scope(scope.clone()))
+        .layer(BearerAuthLayer::from_cache(cache.clone(), scope.clone()))
         .service(gated);
     let tower_get = || {
         let request = http::Request::get(server.uri_for("/videos"))
@@ -238,7 +238,7 @@ async fn a_tower_client_and_a_reqwest_client_share_one_cache() {
     // The reqwest side, with the same cache.
     let below = Below::default();
     let reqwest_client = client(
-        BearerAuthMiddleware::from_cache(cache.clone()).scope(scope),
+        BearerAuthMiddleware::from_cache(cache.clone(), scope),
         &below,
     );
     let reqwest_get = || reqwest_client.get(videos(&server)).send();
@@ -321,8 +321,10 @@ fn retries(max: u32, wait: Duration) -> RetryTransientMiddleware<ExponentialBack
 async fn reqwest_retry_attempts_cost_no_refresh() {
     let server = mock().await;
     let proxy = flaky_proxy(&server).await;
-    let auth = BearerAuthMiddleware::from_cache(believing(apivideo(&server)))
-        .scope(Scope::origin(proxy.origin()).unwrap());
+    let auth = BearerAuthMiddleware::from_cache(
+        believing(apivideo(&server)),
+        Scope::origin(proxy.origin()).unwrap(),
+    );
     let cache = auth.cache().clone();
     let client = ClientBuilder::new(reqwest::Client::new())
         .with(TracingMiddleware::default())
@@ -370,7 +372,7 @@ async fn the_middleware_goes_after_reqwest_retry() {
             .await
             .unwrap();
         let proxy = flaky_proxy(&server).await;
-        let auth = BearerAuthMiddleware::new(apivideo(&server));
+        let auth = BearerAuthMiddleware::new(apivideo(&server), Scope::any());
         let stack = ClientBuilder::new(reqwest::Client::new()).with(TracingMiddleware::default());
         let client = if auth_last {
             stack.with(retries(1, WAIT)).with(auth).build()

@@ -25,8 +25,8 @@ async fn fifty_refusals_after_a_revocation_cost_one_grant() {
         .client_secret(DEFAULT_CLIENT_SECRET)
         .build(ClientService::new(reqwest::Client::new()))
         .unwrap();
-    let auth = BearerAuthMiddleware::from_cache(believing(provider))
-        .scope(Scope::origin(server.uri()).unwrap());
+    let auth =
+        BearerAuthMiddleware::from_cache(believing(provider), Scope::origin(server.uri()).unwrap());
     let cache = auth.cache().clone();
     let below = Below::default();
     let client = ClientBuilder::new(reqwest::Client::new())

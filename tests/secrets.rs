@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt};
-use tower_bearer::{BearerAuthLayer, ReplayBody, TokenCache, TokenError};
+use tower_bearer::{BearerAuthLayer, ReplayBody, Scope, TokenCache, TokenError};
 
 const ACCESS: [&str; 3] = [
     "ACCESS-0-f1b2c3d4e5",
@@ -46,7 +46,7 @@ async fn no_token_in_debug_display_or_trace_output() {
             async move { api.call(request).await }
         })
     };
-    let layer = BearerAuthLayer::from_cache(cache.clone());
+    let layer = BearerAuthLayer::from_cache(cache.clone(), Scope::any());
     let mut service = layer.clone().layer(recording);
 
     // Initial refresh, a refused token, a forced refresh and a retry.
@@ -105,7 +105,10 @@ async fn no_token_in_debug_display_or_trace_output() {
     assert!(trace.contains("401"), "{trace}");
     assert!(trace.contains("token refresh failed"), "{trace}");
     // The refresher's own error is logged, not just its outermost wrapper.
-    assert!(trace.contains("causes=down"), "{trace}");
+    assert!(
+        trace.contains("error=could not get a token: down"),
+        "{trace}"
+    );
     assert_no_secret(&trace);
 
     assert!(sensitive.lock().unwrap().iter().all(|s| *s));
@@ -193,8 +196,10 @@ async fn no_secret_through_the_api_video_flows() {
         .min_token_age(Duration::ZERO)
         .backoff(Duration::ZERO, Duration::ZERO)
         .build();
-    let layer = BearerAuthLayer::from_cache(cache.clone())
-        .scope(Scope::origins([server.uri_for("/"), redirecting.clone()]).unwrap());
+    let layer = BearerAuthLayer::from_cache(
+        cache.clone(),
+        Scope::origins([server.uri_for("/"), redirecting.clone()]).unwrap(),
+    );
     let service = ServiceBuilder::new()
         .layer(FollowRedirectLayer::new())
         .layer(layer.clone())
@@ -459,7 +464,7 @@ async fn no_secret_through_the_oauth2_flows() {
             .min_token_age(Duration::ZERO)
             .build();
         let layer =
-            BearerAuthLayer::from_cache(cache.clone()).scope(Scope::origin(server.uri()).unwrap());
+            BearerAuthLayer::from_cache(cache.clone(), Scope::origin(server.uri()).unwrap());
         let api = ServiceBuilder::new()
             .layer(layer)
             .service(recording.clone());

@@ -14,10 +14,13 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
-use tower_bearer::TokenCache;
 use tower_bearer::tonic::{GrpcAuth, GrpcAuthLayer};
+use tower_bearer::{Scope, TokenCache};
 
 use grpc::{Call, EchoClient, GrpcServer};
+
+/// Long enough for loopback, short enough that a hang fails the test.
+const BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn call(method: &str, token: u64, refused: bool) -> Call {
     Call {
@@ -29,7 +32,7 @@ fn call(method: &str, token: u64, refused: bool) -> Call {
 
 /// A `test.Echo` client through the layer, and the layer's cache.
 async fn echo_client(server: &GrpcServer) -> (EchoClient<GrpcAuth<Channel>>, TokenCache) {
-    let layer = GrpcAuthLayer::from_cache(server.cache());
+    let layer = GrpcAuthLayer::from_cache(server.cache(), Scope::origin(server.uri()).unwrap());
     let cache = layer.cache().clone();
     let channel = server.channel().await;
     (
@@ -47,7 +50,10 @@ async fn a_generated_client_recovers_from_a_revoked_token_by_one_retry() {
     let cache = server.cache();
     let mut client = HealthClient::new(
         ServiceBuilder::new()
-            .layer(GrpcAuthLayer::from_cache(cache.clone()))
+            .layer(GrpcAuthLayer::from_cache(
+                cache.clone(),
+                Scope::origin(server.uri()).unwrap(),
+            ))
             .service(channel),
     );
     let check = || HealthCheckRequest {
@@ -182,7 +188,7 @@ async fn insufficient_scope_is_not_retried_and_keeps_the_token() {
 async fn a_call_with_its_own_token_is_left_alone() {
     let server = GrpcServer::start().await;
     let channel = server.channel().await;
-    let layer = GrpcAuthLayer::from_cache(server.cache());
+    let layer = GrpcAuthLayer::from_cache(server.cache(), Scope::origin(server.uri()).unwrap());
     let mut client = HealthClient::new(ServiceBuilder::new().layer(layer).service(channel));
 
     let mut request = tonic::Request::new(HealthCheckRequest {
@@ -202,4 +208,62 @@ async fn a_call_with_its_own_token_is_left_alone() {
         }]
     );
     assert_eq!(server.authority.issued(), 0, "the cache was never asked");
+}
+
+/// The silent no-op: a generated client built the natural way,
+/// `HealthClient::new(channel)`, sends path-only URIs, which no origin matches. The layer,
+/// built with the channel's origin, takes them as that origin's: the call carries the token.
+#[tokio::test]
+async fn a_client_built_the_natural_way_gets_the_token() {
+    let server = GrpcServer::start().await;
+    let layer = GrpcAuthLayer::from_cache(server.cache(), Scope::origin(server.uri()).unwrap());
+    let cache = layer.cache().clone();
+    let channel = server.channel().await;
+    let mut client = HealthClient::new(ServiceBuilder::new().layer(layer).service(channel));
+
+    let check = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    let reply = tokio::time::timeout(BOUND, check).await.unwrap().unwrap();
+
+    assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
+    assert_eq!(server.authority.calls(), [call("Check", 1, false)]);
+    let stats = cache.stats();
+    assert_eq!((stats.total().succeeded, stats.out_of_scope), (1, 0));
+}
+
+/// An absolute URI must match the channel's origin: a client built `with_origin` for another
+/// one gets no token (the channel still sends the call to its own server), and the cache
+/// counts it.
+#[tokio::test]
+async fn a_client_naming_another_origin_gets_no_token_and_is_counted() {
+    let server = GrpcServer::start().await;
+    let layer = GrpcAuthLayer::from_cache(server.cache(), Scope::origin(server.uri()).unwrap());
+    let cache = layer.cache().clone();
+    let channel = server.channel().await;
+    let elsewhere = "http://elsewhere.test:50051".parse().unwrap();
+    let mut client = HealthClient::with_origin(
+        ServiceBuilder::new().layer(layer).service(channel),
+        elsewhere,
+    );
+
+    let check = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    let refused = tokio::time::timeout(BOUND, check)
+        .await
+        .unwrap()
+        .unwrap_err();
+
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(
+        server.authority.calls(),
+        [Call {
+            method: "Check".to_owned(),
+            token: None,
+            refused: true,
+        }]
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.total().started, stats.out_of_scope), (0, 1));
 }

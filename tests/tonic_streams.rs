@@ -13,8 +13,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
-use tower_bearer::BearerAuthLayer;
 use tower_bearer::tonic::{GrpcAuth, GrpcAuthLayer};
+use tower_bearer::{BearerAuthLayer, Scope};
 
 use grpc::{Call, EchoClient, GrpcServer};
 
@@ -44,7 +44,11 @@ fn kibibytes() -> Vec<Bytes> {
 #[tokio::test]
 async fn a_server_stream_refused_in_the_headers_is_sent_again() {
     let server = GrpcServer::start().await;
-    let mut client = echo_client(&server, GrpcAuthLayer::from_cache(server.cache())).await;
+    let mut client = echo_client(
+        &server,
+        GrpcAuthLayer::from_cache(server.cache(), Scope::origin(server.uri()).unwrap()),
+    )
+    .await;
     client.unary(Bytes::from_static(b"warm")).await.unwrap();
     server.authority.revoke_all();
 
@@ -66,7 +70,7 @@ async fn a_server_stream_refused_in_the_headers_is_sent_again() {
 #[tokio::test]
 async fn a_generated_watch_refused_in_the_headers_is_sent_again() {
     let server = GrpcServer::start().await;
-    let layer = GrpcAuthLayer::from_cache(server.cache());
+    let layer = GrpcAuthLayer::from_cache(server.cache(), Scope::origin(server.uri()).unwrap());
     let channel = server.channel().await;
     let mut client = HealthClient::new(ServiceBuilder::new().layer(layer).service(channel));
     let request = || HealthCheckRequest {
@@ -89,7 +93,11 @@ async fn a_generated_watch_refused_in_the_headers_is_sent_again() {
 #[tokio::test]
 async fn a_client_stream_within_the_replay_limit_is_sent_again() {
     let server = GrpcServer::start().await;
-    let mut client = echo_client(&server, GrpcAuthLayer::from_cache(server.cache())).await;
+    let mut client = echo_client(
+        &server,
+        GrpcAuthLayer::from_cache(server.cache(), Scope::origin(server.uri()).unwrap()),
+    )
+    .await;
     client.unary(Bytes::from_static(b"warm")).await.unwrap();
     server.authority.revoke_all();
 
@@ -110,7 +118,10 @@ async fn a_client_stream_within_the_replay_limit_is_sent_again() {
 async fn a_client_stream_past_the_replay_limit_is_not_sent_again_but_its_token_is_replaced() {
     let server = GrpcServer::start().await;
     let cache = server.cache();
-    let layer = GrpcAuthLayer::from(BearerAuthLayer::from_cache(cache.clone()).replay_limit(4096));
+    let layer = GrpcAuthLayer::from(
+        BearerAuthLayer::from_cache(cache.clone(), Scope::origin(server.uri()).unwrap())
+            .replay_limit(4096),
+    );
     let mut client = echo_client(&server, layer).await;
     client.unary(Bytes::from_static(b"warm")).await.unwrap();
     server.authority.revoke_all();
@@ -136,7 +147,11 @@ async fn a_client_stream_past_the_replay_limit_is_not_sent_again_but_its_token_i
 async fn unauthenticated_in_the_trailers_is_not_retried_but_replaces_the_token() {
     let server = GrpcServer::start().await;
     let cache = server.cache();
-    let mut client = echo_client(&server, GrpcAuthLayer::from_cache(cache.clone())).await;
+    let mut client = echo_client(
+        &server,
+        GrpcAuthLayer::from_cache(cache.clone(), Scope::origin(server.uri()).unwrap()),
+    )
+    .await;
 
     // Trailers-only: refused, then sent again.
     client.unary(Bytes::from_static(b"warm")).await.unwrap();

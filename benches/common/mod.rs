@@ -17,7 +17,7 @@ use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
 use tower::{BoxError, Layer, Service, service_fn};
-use tower_bearer::{BearerAuth, BearerAuthLayer, Token, TokenCache, TokenRequest};
+use tower_bearer::{BearerAuth, BearerAuthLayer, Scope, Token, TokenCache, TokenRequest};
 use tower_http::auth::AddAuthorization;
 
 /// The request every variant sends: a GET with a path and query, four ordinary headers (set
@@ -161,13 +161,13 @@ pub fn add_authorization<S>(inner: S) -> AddAuthorization<S> {
 }
 
 pub fn bearer_retry_off<S>(inner: S, cache: &TokenCache) -> BearerAuth<S> {
-    BearerAuthLayer::from_cache(cache.clone())
+    BearerAuthLayer::from_cache(cache.clone(), Scope::any())
         .retry_unauthorized(false)
         .layer(inner)
 }
 
 pub fn bearer_defaults<S>(inner: S, cache: &TokenCache) -> BearerAuth<S> {
-    BearerAuthLayer::from_cache(cache.clone()).layer(inner)
+    BearerAuthLayer::from_cache(cache.clone(), Scope::any()).layer(inner)
 }
 
 /// A naive cache with a valid one-hour token.

@@ -125,6 +125,14 @@ impl<B> ReplayBody<B> {
     }
 }
 
+/// An empty body, for a request a middleware below the layer makes of its own: tower-http's
+/// `FollowRedirect` sends one when it follows a redirect of a request whose body was empty.
+impl<B> Default for ReplayBody<B> {
+    fn default() -> Self {
+        ReplayBody { kind: Kind::Empty }
+    }
+}
+
 impl<B> Replay<B> {
     /// The body for the retry, unless what the first attempt recorded cannot be replayed.
     ///

@@ -294,7 +294,6 @@ impl TokenCache {
                     backoff_ms = delay.as_millis() as u64,
                     consecutive,
                     error = %error,
-                    causes = %crate::error::Causes(&error),
                     "token refresh failed"
                 );
                 state.failure = Some(Failure {

@@ -205,6 +205,7 @@ impl TokenCache {
             retried: self.shared.counters.retried.load(Ordering::Relaxed),
             not_replaced: self.shared.counters.not_replaced.load(Ordering::Relaxed),
             nonce_retried: self.shared.counters.nonce_retried.load(Ordering::Relaxed),
+            out_of_scope: self.shared.counters.out_of_scope.load(Ordering::Relaxed),
             generation: current.as_ref().map_or(0, |e| e.generation),
             age: current
                 .as_ref()

@@ -21,6 +21,7 @@ pub(super) struct StatCounters {
     pub(super) retried: AtomicU64,
     pub(super) not_replaced: AtomicU64,
     pub(super) nonce_retried: AtomicU64,
+    pub(super) out_of_scope: AtomicU64,
 }
 
 impl StatCounters {
@@ -60,6 +61,23 @@ impl TokenCache {
         let counters = &self.shared.counters;
         counters.nonce_retried.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A request to `uri` (shown without its query or userinfo) is being sent without the
+    /// token, because it is outside the scope of the layer or middleware reading this cache.
+    /// The first one is logged: a layer whose every request is out of scope (a client whose
+    /// URIs carry no origin, a scope naming the wrong one) does nothing, and must not do it
+    /// silently.
+    #[cold]
+    pub(crate) fn count_out_of_scope(&self, uri: &dyn fmt::Display) {
+        let counters = &self.shared.counters;
+        if counters.out_of_scope.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                uri = %uri,
+                "a request was sent without the token: its URI is outside the layer's scope \
+                 (logged once per cache; counted in Stats::out_of_scope)"
+            );
+        }
+    }
 }
 
 /// What a [`TokenCache`] has done so far, from [`TokenCache::stats`].
@@ -69,6 +87,9 @@ impl TokenCache {
 /// ```text
 /// 5 tokens obtained (initial 1, ahead 3, expired 0, rejected 1), 0 refreshes failed; 1 refused by a server, 1 retried; generation 5, expires in 1.4 s
 /// ```
+///
+/// Counts that are usually 0 (requests sent without the token because they were out of
+/// scope, say) show only when they are not.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -84,6 +105,10 @@ pub struct Stats {
     /// Requests sent a second time with the same DPoP token and a new proof, because the
     /// server asked for its new nonce (`use_dpop_nonce`): no refresh.
     pub nonce_retried: u64,
+    /// Requests sent without the token because their URI was outside the
+    /// [scope](crate::Scope) of the layer or middleware that read this cache. The first is
+    /// logged as a warning.
+    pub out_of_scope: u64,
     /// How many tokens the cache has obtained; 0 before the first.
     pub generation: u64,
     /// Time since the current token was obtained (a 401 replaces it only past the
@@ -148,6 +173,13 @@ impl fmt::Display for Stats {
         if self.nonce_retried > 0 {
             write!(f, ", {} sent again for a DPoP nonce", self.nonce_retried)?;
         }
+        if self.out_of_scope > 0 {
+            write!(
+                f,
+                "; {} sent without the token (out of scope)",
+                self.out_of_scope
+            )?;
+        }
         write!(f, "; generation {}", self.generation)?;
         if let Some(left) = self.expires_in {
             write!(f, ", expires in {:.1} s", left.as_secs_f64())?;
@@ -192,6 +224,7 @@ impl fmt::Debug for Stats {
             .field("retried", &self.retried)
             .field("not_replaced", &self.not_replaced)
             .field("nonce_retried", &self.nonce_retried)
+            .field("out_of_scope", &self.out_of_scope)
             .field("generation", &self.generation)
             .field("age", &self.age)
             .field("expires_in", &self.expires_in)
@@ -235,6 +268,7 @@ mod tests {
             retried: 1,
             not_replaced: 0,
             nonce_retried: 0,
+            out_of_scope: 0,
             generation: 5,
             age: Some(Duration::from_millis(600)),
             expires_in: Some(Duration::from_millis(1400)),
@@ -253,5 +287,18 @@ mod tests {
             debug.contains("Ahead: RefreshCounts { started: 0, succeeded: 3"),
             "{debug}"
         );
+        assert!(debug.contains("out_of_scope: 0"), "{debug}");
+
+        let skipped = Stats {
+            out_of_scope: 3,
+            ..stats
+        };
+        assert_eq!(
+            skipped.to_string(),
+            "5 tokens obtained (initial 1, ahead 3, expired 0, rejected 1), 1 refreshes failed; \
+             2 refused by a server, 1 retried; 3 sent without the token (out of scope); \
+             generation 5, expires in 1.4 s"
+        );
+        assert!(format!("{skipped:?}").contains("out_of_scope: 3"));
     }
 }

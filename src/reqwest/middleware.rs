@@ -21,37 +21,39 @@ use crate::{BearerAuthLayer, Refresher, Scope, TokenCache, TokenError, TokenVerd
 /// Build it with [`new`](Self::new) (a refresher), [`from_cache`](Self::from_cache) (a cache
 /// that tower clients of the same process may share: one token, one refresh between them), or
 /// from a [`BearerAuthLayer`] (`BearerAuthMiddleware::from(&layer)`, which keeps the layer's
-/// cache, scope, retry and verdict). See the [module documentation](super) for what it does
-/// with each request, and where it goes in a stack.
+/// cache, scope, retry and verdict). Each names its [`Scope`], the requests its token may go
+/// to: [`Scope::origin`] for a client of one API. See the [module documentation](super) for
+/// what it does with each request, and where it goes in a stack.
 ///
 /// | setting | default | why |
 /// | --- | --- | --- |
 /// | [`retry_unauthorized`](Self::retry_unauthorized) | on | a token revoked or rotated away before its expiry costs one retry, not a failed request |
 /// | [`verdict`](Self::verdict) | [`TokenVerdict::of`]: a 401, unless its challenge says `insufficient_scope` | the server decides when a token is refused; an API with its own way of saying it is told here |
-/// | [`scope`](Self::scope) | [`Scope::any`] | a client built for one API attaches the token to all it sends; narrow it when the client also reaches other hosts |
 #[derive(Clone, Debug)]
 pub struct BearerAuthMiddleware {
     rules: Arc<Rules>,
+    /// The rules' scope, kept beside them: every request reads it.
     scope: Scope,
     retry: bool,
 }
 
 impl BearerAuthMiddleware {
     /// A middleware that gets tokens from `refresher`, through a new [`TokenCache`] with the
-    /// default settings.
-    pub fn new(refresher: impl Refresher) -> Self {
-        BearerAuthMiddleware::from_cache(TokenCache::new(refresher))
+    /// default settings, for the requests in `scope`.
+    pub fn new(refresher: impl Refresher, scope: Scope) -> Self {
+        BearerAuthMiddleware::from_cache(TokenCache::new(refresher), scope)
     }
 
     /// A middleware that reads `cache`, and so shares its token and its refreshes with every
-    /// layer and middleware built from the same cache.
-    pub fn from_cache(cache: TokenCache) -> Self {
+    /// layer and middleware built from the same cache, for the requests in `scope`.
+    pub fn from_cache(cache: TokenCache, scope: Scope) -> Self {
         BearerAuthMiddleware {
             rules: Arc::new(Rules {
                 cache,
                 verdict: VerdictRule::default(),
+                scope: scope.clone(),
             }),
-            scope: Scope::any(),
+            scope,
             retry: true,
         }
     }
@@ -73,12 +75,12 @@ impl BearerAuthMiddleware {
     /// ```
     /// use http::{HeaderMap, StatusCode};
     /// # use tower::service_fn;
-    /// use tower_bearer::TokenVerdict;
+    /// use tower_bearer::{Scope, TokenVerdict};
     /// use tower_bearer::reqwest::BearerAuthMiddleware;
     /// # let refresher = service_fn(|_: tower_bearer::TokenRequest| async { tower_bearer::Token::bearer("t") });
     ///
     /// // An API that answers 419 for an expired token.
-    /// let auth = BearerAuthMiddleware::new(refresher).verdict(|status: StatusCode, headers: &HeaderMap| {
+    /// let auth = BearerAuthMiddleware::new(refresher, Scope::any()).verdict(|status: StatusCode, headers: &HeaderMap| {
     ///     match status.as_u16() {
     ///         419 => TokenVerdict::Rejected,
     ///         _ => TokenVerdict::of(status, headers),
@@ -95,12 +97,19 @@ impl BearerAuthMiddleware {
         self.rules = Arc::new(Rules {
             cache: self.rules.cache.clone(),
             verdict: VerdictRule::custom(decide),
+            scope: self.scope.clone(),
         });
         self
     }
 
-    /// The requests that get the token; any other passes through without one.
+    /// Replaces the scope the middleware was built with: the requests that get the token; any
+    /// other passes through without one (counted, and the first logged).
     pub fn scope(mut self, scope: Scope) -> Self {
+        self.rules = Arc::new(Rules {
+            cache: self.rules.cache.clone(),
+            verdict: self.rules.verdict.clone(),
+            scope: scope.clone(),
+        });
         self.scope = scope;
         self
     }
@@ -129,7 +138,7 @@ impl From<&BearerAuthLayer> for BearerAuthMiddleware {
     fn from(layer: &BearerAuthLayer) -> Self {
         BearerAuthMiddleware {
             rules: layer.settings.rules.clone(),
-            scope: layer.scope.clone(),
+            scope: layer.settings.rules.scope.clone(),
             retry: layer.settings.retry,
         }
     }
@@ -151,6 +160,9 @@ impl Middleware for BearerAuthMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         if !self.allows(request.url()) {
+            self.rules
+                .cache
+                .count_out_of_scope(&UrlWithoutSecrets(request.url()));
             return next.run(request, extensions).await;
         }
         let cache = &self.rules.cache;
@@ -161,7 +173,7 @@ impl Middleware for BearerAuthMiddleware {
             }
             None => cache.acquire().into_future().await.map_err(not_sent)?,
         };
-        let attached = engine::attach(&entry, &mut request).map_err(proof_failed)?;
+        let attached = engine::attach(&self.rules, &entry, &mut request).map_err(proof_failed)?;
         drop(entry);
         let Some(mut attempts) = attached else {
             // The caller's own `Authorization` goes through as it came.
@@ -329,6 +341,21 @@ impl Saved {
     }
 }
 
+/// A URL as a log may show it: scheme, host, port and path, without the userinfo and the
+/// query, which may carry credentials.
+struct UrlWithoutSecrets<'a>(&'a Url);
+
+impl std::fmt::Display for UrlWithoutSecrets<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.0;
+        write!(f, "{}://{}", url.scheme(), url.host_str().unwrap_or(""))?;
+        if let Some(port) = url.port() {
+            write!(f, ":{port}")?;
+        }
+        f.write_str(url.path())
+    }
+}
+
 /// reqwest's own test for a redirect that drops `Authorization`: another scheme, host or port.
 fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
@@ -336,17 +363,16 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// The error of a request whose token's proof could not be made: it was not sent.
+/// The error of a request whose token's proof could not be made: it was not sent. The
+/// prover's error as it is, as the tower layer returns it.
 fn proof_failed(error: BoxError) -> reqwest_middleware::Error {
-    reqwest_middleware::Error::Middleware(
-        anyhow::Error::from_boxed(error).context("request not sent"),
-    )
+    reqwest_middleware::Error::Middleware(anyhow::Error::from_boxed(error))
 }
 
 /// The error of a request that no token could be had for: it was not sent (or, after a
-/// refusal, not sent again). The [`TokenError`] is the source, so that [`TokenError::find`]
-/// reaches it through reqwest-middleware's wrappers, which hand out an error's sources but
-/// not the error itself.
+/// refusal, not sent again). The [`TokenError`] itself, with no context around it, so that the
+/// error's one line is the `TokenError`'s, which says why; [`TokenError::find`] looks inside
+/// reqwest-middleware's error for it.
 fn not_sent(error: TokenError) -> reqwest_middleware::Error {
-    reqwest_middleware::Error::Middleware(anyhow::Error::new(error).context("request not sent"))
+    reqwest_middleware::Error::Middleware(anyhow::Error::new(error))
 }

@@ -5,8 +5,8 @@
 //! [`BearerAuthLayer`](crate::BearerAuthLayer) does for a tower client, from the same kind of
 //! [`TokenCache`](crate::TokenCache): built from one cache, the two share one token and one
 //! refresh, so a process whose tower clients and reqwest clients call the same API logs in
-//! once. `tower_bearer_provider::reqwest::ClientService` lets a token provider (`OAuth2`, `ApiVideo`) send its own requests
-//! through the same reqwest client.
+//! once. `tower_bearer_provider::reqwest::ClientService` lets a token provider (`OAuth2`,
+//! `ApiVideo`) send its own requests through the same reqwest client.
 //!
 //! # Example
 //!
@@ -43,7 +43,7 @@
 //!
 //! | the request | the middleware |
 //! | --- | --- |
-//! | for an origin outside the [`scope`](BearerAuthMiddleware::scope) | sends it as it came, with no token |
+//! | for an origin outside the [scope](crate::Scope) it was built with | sends it as it came, with no token; counted in [`Stats::out_of_scope`](crate::Stats::out_of_scope), and the first one logged |
 //! | with an `Authorization` header of its own | sends it as it came |
 //! | any other | attaches the cache's token (an atomic load and a reference count when it is valid; else it waits for the one refresh in flight) |
 //! | answered with a refusal (a 401, by default: see [`verdict`](BearerAuthMiddleware::verdict)) | tells the cache which token was refused (one refresh, however many requests were refused with it), then sends the request once more with the new token, if `Request::try_clone` could copy it |
@@ -68,7 +68,7 @@
 //! # use tower_bearer::reqwest::BearerAuthMiddleware;
 //! # let auth = BearerAuthMiddleware::new(tower::service_fn(|_: tower_bearer::TokenRequest| async {
 //! #     tower_bearer::Token::bearer("t")
-//! # }));
+//! # }), tower_bearer::Scope::any());
 //!
 //! let retry = ExponentialBackoff::builder().build_with_max_retries(3);
 //! let client = ClientBuilder::new(reqwest::Client::new())
@@ -104,9 +104,12 @@
 //! # Errors
 //!
 //! When no token can be had, the request is not sent, and the error is
-//! [`reqwest_middleware::Error::Middleware`] with the [`TokenError`](crate::TokenError) as its
-//! source: [`TokenError::find`](crate::TokenError::find) finds it, also under reqwest-retry's
-//! `RetryError`. Any other error is the client's, or another middleware's, as it came.
+//! [`reqwest_middleware::Error::Middleware`] holding the [`TokenError`](crate::TokenError),
+//! whose one line it shows ("could not get a token: …", down to the refresher's own words):
+//! [`TokenError::find`](crate::TokenError::find) finds it, but not under reqwest-retry, whose
+//! `RetryError` hides it (the one line still says why). When a DPoP proof cannot be made, the error holds the prover's error, as the
+//! tower layer returns it. Any other error is the client's, or another middleware's, as it
+//! came.
 //!
 //! # Versions
 //!

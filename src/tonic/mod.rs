@@ -14,7 +14,7 @@
 //! use tonic_health::pb::health_client::HealthClient;
 //! use tower::{BoxError, ServiceBuilder, service_fn};
 //! use tower_bearer::tonic::GrpcAuthLayer;
-//! use tower_bearer::{Token, TokenCache, TokenRequest};
+//! use tower_bearer::{Scope, Token, TokenCache, TokenRequest};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
@@ -23,10 +23,12 @@
 //!     Ok::<_, BoxError>(Token::bearer("t0k3n")?.expires_in(Duration::from_secs(3600)))
 //! }));
 //!
-//! let channel = Channel::from_static("http://127.0.0.1:50051").connect().await?;
+//! let origin = "http://127.0.0.1:50051";
+//! let channel = Channel::from_static(origin).connect().await?;
 //! let mut client = HealthClient::new(
 //!     ServiceBuilder::new()
-//!         .layer(GrpcAuthLayer::from_cache(cache))
+//!         // The channel's origin: the scope of its token.
+//!         .layer(GrpcAuthLayer::from_cache(cache, Scope::origin(origin)?))
 //!         .service(channel),
 //! );
 //! let reply = client.check(HealthCheckRequest { service: String::new() }).await?;
@@ -68,11 +70,16 @@
 //! # Scope, and DPoP
 //!
 //! A generated client sends its requests with a path-only URI (the `Channel` adds the
-//! origin), which no [origin scope](crate::Scope::origin) matches. The layer sits in front of
-//! one channel, so the default scope, every request, is usually right; if you narrow it,
-//! build the client with `with_origin` so that the URIs carry the server's origin. A token
-//! bound to a key (DPoP) needs the same: its proof names the absolute URI of each call, and a
-//! call with a path-only URI fails with the proof's error rather than go without one.
+//! origin). The layer sits in front of one channel, so it is built with that channel's origin
+//! ([`Scope::origin`](crate::Scope::origin)) and takes path-only URIs as that origin's; an
+//! absolute URI (a client built `with_origin`) must match it. A token bound to a key (DPoP)
+//! gets proofs that name the call's absolute URI, the channel's origin and the call's path,
+//! so `HealthClient::new(channel)` works with it as it is.
+//!
+//! [`Scope::any`](crate::Scope::any) suits a channel as well, but knows no origin: a
+//! DPoP-bound call then needs a client built `with_origin`, or it fails with the proof's
+//! error rather than go without one. A call sent without the token because it is out of scope
+//! is counted in [`Stats::out_of_scope`](crate::Stats::out_of_scope), and the first is logged.
 
 mod body;
 mod future;

@@ -8,7 +8,7 @@ use tower::{BoxError, Layer, Service};
 
 use super::inner::Inner;
 use super::{GrpcAuthLayer, ResponseBody, ResponseFuture};
-use crate::{BearerAuth, BearerAuthLayer, TokenCache};
+use crate::{BearerAuth, BearerAuthLayer, Scope, TokenCache};
 
 /// Middleware that authenticates tonic calls with the [`TokenCache`]'s bearer token: a
 /// [`BearerAuth`] that serves `http::Request<tonic::body::Body>`, as a generated client sends
@@ -31,9 +31,10 @@ impl<S> GrpcAuth<S> {
         }
     }
 
-    /// Wraps `inner` with the default settings, getting tokens from `cache`.
-    pub fn new(inner: S, cache: TokenCache) -> Self {
-        GrpcAuthLayer::from_cache(cache).layer(inner)
+    /// Wraps `inner` with the default settings, getting tokens from `cache` for the calls in
+    /// `scope`: the channel's origin (see [`GrpcAuthLayer`]).
+    pub fn new(inner: S, cache: TokenCache, scope: Scope) -> Self {
+        GrpcAuthLayer::from_cache(cache, scope).layer(inner)
     }
 
     /// The token cache this service reads.

@@ -39,6 +39,8 @@ pub struct Seen {
     /// Path and query.
     pub target: String,
     pub authorization: Option<String>,
+    /// The `DPoP` proof header.
+    pub dpop: Option<String>,
     pub content_type: Option<String>,
     pub body: Bytes,
 }
@@ -98,6 +100,7 @@ impl Server {
                             method: parts.method.clone(),
                             target: parts.uri.path_and_query().unwrap().to_string(),
                             authorization: header(AUTHORIZATION),
+                            dpop: header(http::HeaderName::from_static("dpop")),
                             content_type: header(CONTENT_TYPE),
                             body: body.collect().await.unwrap().to_bytes(),
                         };

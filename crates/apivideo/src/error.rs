@@ -27,7 +27,7 @@ use tower_bearer::{InvalidToken, RetryAfter};
 ///
 /// fn api_key_was_refused(err: &BoxError) -> bool {
 ///     let provider = TokenError::find(&**err)
-///         .and_then(|token| std::error::Error::source(token))
+///         .and_then(TokenError::refresher_error)
 ///         .and_then(|source| source.downcast_ref::<ApiVideoError>());
 ///     matches!(provider, Some(ApiVideoError::Rejected(_)))
 /// }

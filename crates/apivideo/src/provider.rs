@@ -204,7 +204,7 @@ where
     /// [`TokenCache`](tower_bearer::TokenCache) settings, attaching them only to requests for
     /// api.video's origin ([`scope`](Self::scope)).
     ///
-    /// The scope is the point of this method over `BearerAuthLayer::new(api)`: a client that
+    /// The scope is the point of this method over `BearerAuthLayer::new(api, scope)`: a client that
     /// also fetches pre-signed upload URLs or CDN assets never sends them the token. To send
     /// it elsewhere too, replace the scope: `.into_layer().scope(Scope::origins([..])?)`.
     ///
@@ -228,11 +228,11 @@ where
     /// let cache = TokenCache::builder(refresher)
     ///     .refresh_ahead(Duration::from_secs(600))
     ///     .build();
-    /// let layer = BearerAuthLayer::from_cache(cache).scope(scope);
+    /// let layer = BearerAuthLayer::from_cache(cache, scope);
     /// ```
     pub fn into_layer(self) -> BearerAuthLayer {
         let scope = self.scope();
-        BearerAuthLayer::new(self).scope(scope)
+        BearerAuthLayer::new(self, scope)
     }
 }
 

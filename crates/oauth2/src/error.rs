@@ -32,7 +32,7 @@ use tower_bearer::{InvalidToken, RetryAfter};
 ///
 /// fn client_was_refused(err: &BoxError) -> bool {
 ///     let provider = TokenError::find(&**err)
-///         .and_then(|token| std::error::Error::source(token))
+///         .and_then(TokenError::refresher_error)
 ///         .and_then(|source| source.downcast_ref::<OAuth2Error>());
 ///     provider
 ///         .and_then(OAuth2Error::error_response)

@@ -102,7 +102,7 @@ where
     /// fetches other hosts (pre-signed URLs, CDNs, redirects) never sends them the token.
     ///
     /// For other cache settings, build the layer yourself with the same scope:
-    /// `BearerAuthLayer::from_cache(cache).scope(Scope::origin(api_origin)?)`.
+    /// `BearerAuthLayer::from_cache(cache, Scope::origin(api_origin)?)`.
     ///
     /// # Errors
     ///
@@ -112,7 +112,7 @@ where
         U: TryInto<Uri>,
     {
         let scope = Scope::origin(api_origin)?;
-        Ok(BearerAuthLayer::new(self).scope(scope))
+        Ok(BearerAuthLayer::new(self, scope))
     }
 }
 

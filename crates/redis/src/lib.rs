@@ -96,7 +96,7 @@ pub use builder::RedisStoreBuilder;
 /// let api = ApiVideo::production(api_key, client.clone());
 /// let scope = api.scope();
 /// let cache = TokenCache::builder(api).store(store).build();
-/// let layer = BearerAuthLayer::from_cache(cache).scope(scope);
+/// let layer = BearerAuthLayer::from_cache(cache, scope);
 /// # Ok(())
 /// # }
 /// ```
