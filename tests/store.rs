@@ -10,7 +10,7 @@ use tower_bearer::store::{MemoryStore, Publish, TokenStore};
 use tower_bearer::{RefreshReason, Token, TokenCache, TokenRequest};
 
 mod common;
-use common::{publish_by_generation, until};
+use common::{publish_by_generation, until, within};
 
 const LIFETIME: Duration = Duration::from_secs(100);
 
@@ -77,8 +77,7 @@ async fn tokens(caches: &[TokenCache]) -> Vec<String> {
     let mut out = Vec::new();
     for cache in caches {
         out.push(
-            cache
-                .token()
+            within(cache.token())
                 .await
                 .unwrap()
                 .expose_access_token()
@@ -97,7 +96,7 @@ async fn concurrent_first_requests_across_caches_cost_one_refresh() {
     });
     let mut got = Vec::new();
     for task in all.collect::<Vec<_>>() {
-        got.push(task.await.unwrap());
+        got.push(within(task).await.unwrap());
     }
     assert_eq!(got, vec!["t1"; 5]);
     assert_eq!(fleet.issued.load(Ordering::SeqCst), 1);
@@ -146,13 +145,13 @@ async fn refreshes_ahead_are_shared_and_use_the_shared_refresh_token() {
 #[tokio::test(start_paused = true)]
 async fn a_rejected_token_is_replaced_once_for_the_fleet() {
     let fleet = fleet(3, Duration::from_millis(10));
-    let t1 = fleet.caches[0].token().await.unwrap();
+    let t1 = within(fleet.caches[0].token()).await.unwrap();
     assert_eq!(tokens(&fleet.caches).await, vec!["t1"; 3]);
     tokio::time::advance(Duration::from_secs(20)).await;
 
     // Every replica meets a 401 with t1: one refresh, and every one gets its successor.
     for cache in &fleet.caches {
-        let next = cache.reject(&t1).await.unwrap();
+        let next = within(cache.reject(&t1)).await.unwrap();
         assert_eq!(next.expose_access_token(), "t2");
     }
     assert_eq!(fleet.issued.load(Ordering::SeqCst), 2);
@@ -191,9 +190,9 @@ async fn a_live_holder_renews_its_lease_through_a_slow_refresh() {
     let a = tokio::spawn(async move { first.token().await.unwrap() });
     let store = fleet.store.clone();
     until(|| store.lease_holder().is_some()).await;
-    let b = fleet.caches[1].token().await.unwrap();
+    let b = within(fleet.caches[1].token()).await.unwrap();
     assert_eq!(b.expose_access_token(), "t1");
-    assert_eq!(a.await.unwrap().expose_access_token(), "t1");
+    assert_eq!(within(a).await.unwrap().expose_access_token(), "t1");
     assert_eq!(fleet.issued.load(Ordering::SeqCst), 1);
 }
 
@@ -281,7 +280,10 @@ async fn a_store_that_does_not_answer_in_time_is_an_outage() {
         .store_timeout(Duration::from_millis(500))
         .build();
     let started = tokio::time::Instant::now();
-    assert_eq!(cache.token().await.unwrap().expose_access_token(), "t1");
+    assert_eq!(
+        within(cache.token()).await.unwrap().expose_access_token(),
+        "t1"
+    );
     assert_eq!(started.elapsed(), Duration::from_millis(500));
     let stats = cache.stats().store.unwrap();
     assert!(stats.unavailable);

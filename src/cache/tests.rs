@@ -38,6 +38,22 @@ fn counting(lifetime: Option<Duration>) -> (impl Refresher, Previous) {
     (refresher, previous)
 }
 
+/// `future`'s output, failing the test rather than hanging if it does not complete: on the
+/// paused clock a cache waiting for nothing reaches the timeout at once, and one spinning
+/// (refreshing over and over with a refresher that answers at once, so that the clock never
+/// moves) wakes the future on every turn, and reaches the bound on its polls.
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(tokio::time::timeout(Duration::from_secs(10 * 60), future));
+    let mut polls = 0;
+    std::future::poll_fn(|cx| {
+        polls += 1;
+        assert!(polls <= 1_000, "woken {polls} times: the cache is spinning");
+        future.as_mut().poll(cx)
+    })
+    .await
+    .expect("still pending: the test would have hung here")
+}
+
 /// Bug: a `RetryAfter` hint too long for the clock overflowed `Instant + Duration` in the
 /// refresh task, which then died holding the lock; every waiter got `Abandoned` instead of
 /// the refresher's error, and the cache forgot the failure.
@@ -48,12 +64,12 @@ async fn a_huge_retry_after_hint_is_a_long_backoff_not_a_panic() {
     });
     let cache = TokenCache::new(refresher);
 
-    let error = cache.token().await.unwrap_err();
+    let error = within(cache.token()).await.unwrap_err();
 
     assert_eq!(error.kind(), TokenErrorKind::Refresher);
     let backing_off = cache.stats().backing_off.expect("backing off");
     assert!(backing_off >= LONGEST_WAIT - Duration::from_secs(1));
-    let again = cache.token().await.unwrap_err();
+    let again = within(cache.token()).await.unwrap_err();
     assert!(matches!(again.kind(), TokenErrorKind::BackingOff { .. }));
 }
 
@@ -68,7 +84,7 @@ async fn a_permanent_failure_backs_off_to_the_maximum_at_once() {
         .backoff(Duration::from_secs(1), Duration::from_secs(600))
         .build();
 
-    cache.token().await.unwrap_err();
+    within(cache.token()).await.unwrap_err();
 
     let backing_off = cache.stats().backing_off.expect("backing off");
     // Jittered between half and all of the maximum.
@@ -84,7 +100,7 @@ async fn a_huge_backoff_setting_does_not_overflow() {
         .backoff(Duration::MAX, Duration::MAX)
         .build();
 
-    let error = cache.token().await.unwrap_err();
+    let error = within(cache.token()).await.unwrap_err();
 
     assert_eq!(error.kind(), TokenErrorKind::Refresher);
     assert!(cache.stats().backing_off.is_some());
@@ -99,14 +115,13 @@ async fn a_huge_min_token_age_with_an_endless_token() {
         .min_token_age(Duration::MAX)
         .build();
 
-    let token = cache
-        .token()
+    let token = within(cache.token())
         .await
         .expect("a token, not an abandoned refresh");
 
     assert_eq!(token.expose_access_token(), "t1");
     // Never old enough to blame: a 401 gives the same token back.
-    let same = cache.reject(&token).await.unwrap();
+    let same = within(cache.reject(&token)).await.unwrap();
     assert_eq!(same.expose_access_token(), "t1");
     assert_eq!(cache.stats().not_replaced, 1);
 }
@@ -120,10 +135,10 @@ async fn a_replaced_entry_starts_no_refresh_ahead() {
     let (refresher, previous) = counting(Some(lifetime));
     let cache = TokenCache::new(refresher);
 
-    let first = cache.token().await.unwrap();
+    let first = within(cache.token()).await.unwrap();
     let stale = cache.shared.current.load_full().unwrap();
     tokio::time::advance(Duration::from_secs(20)).await;
-    let second = cache.reject(&first).await.unwrap();
+    let second = within(cache.reject(&first)).await.unwrap();
     assert_eq!(second.expose_access_token(), "t2");
 
     // Inside the first token's refresh-ahead window (the last quarter of its life), not the
