@@ -651,6 +651,62 @@ async fn a_refresher_error_reaches_every_waiter_then_backs_off() {
     assert_eq!(stats.refreshes(RefreshReason::Initial).succeeded, 1);
 }
 
+// The builder documents the default backoff; each wait is drawn between half and all of
+// its step, so a step is told from the one before by the lower bound.
+#[tokio::test(start_paused = true)]
+async fn the_default_backoff_doubles_from_one_second_up_to_thirty() {
+    let refresher = tower::service_fn(|_: tower_bearer::TokenRequest| async {
+        Err::<tower_bearer::Token, BoxError>("the auth server is down".into())
+    });
+    let cache = TokenCache::new(refresher);
+
+    for step in [1, 2, 4, 8, 16, 30, 30] {
+        let step = Duration::from_secs(step);
+        let err = within(cache.token()).await.unwrap_err();
+        assert_eq!(err.kind(), TokenErrorKind::Refresher);
+        let backing_off = cache.stats().backing_off.expect("backing off");
+        assert!(
+            step / 2 <= backing_off && backing_off <= step,
+            "{backing_off:?} after a failure whose step is {step:?}"
+        );
+        advance(step).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backoff_ends_on_time() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::new(refresher);
+    let failed = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.token().await }
+    });
+    let (_, respond) = next_refresh(&mut handle).await;
+    respond.send_error("the auth server is down");
+    within(failed).await.unwrap().unwrap_err();
+    let backing_off = cache.stats().backing_off.expect("backing off");
+
+    advance(backing_off - Duration::from_millis(1)).await;
+    let err = within(cache.token()).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), TokenErrorKind::BackingOff { .. }),
+        "a millisecond before its end: {err}"
+    );
+    assert!(!refresh_asked(&mut handle));
+
+    advance(Duration::from_millis(1)).await;
+    let call = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.token().await }
+    });
+    answer(&mut handle, token("first", HOUR)).await;
+    let first = within(call)
+        .await
+        .unwrap()
+        .expect("the refresher was called again");
+    assert_eq!(first.expose_access_token(), "first");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
     let (refresher, mut handle) = refresher();
