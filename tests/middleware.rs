@@ -707,6 +707,39 @@ async fn a_backoff_ends_on_time() {
     assert_eq!(first.expose_access_token(), "first");
 }
 
+// A refusal's replacement that failed leaves the refused token marked as refused: the
+// refresher is told, when the backoff lets the cache try again, that the token was
+// refused, not that it expired.
+#[tokio::test(start_paused = true)]
+async fn a_refused_token_whose_replacement_failed_is_replaced_as_refused() {
+    let (service, mut handle, api) = refused_first().await;
+
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let (asked, respond) = next_refresh(&mut handle).await;
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    respond.send_error("the auth server is down");
+    let err = within(call).await.unwrap().unwrap_err();
+    assert_eq!(
+        TokenError::find(&*err).unwrap().kind(),
+        TokenErrorKind::Refresher
+    );
+
+    advance(Duration::from_secs(1)).await;
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(
+        within(call).await.unwrap().unwrap().status(),
+        StatusCode::OK
+    );
+
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    assert_eq!(asked.previous().unwrap().expose_access_token(), "first");
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+    let stats = service.cache().stats();
+    assert_eq!(stats.refreshes(RefreshReason::Rejected).started, 2);
+    assert_eq!(stats.refreshes(RefreshReason::Expired).started, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
     let (refresher, mut handle) = refresher();
