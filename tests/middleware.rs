@@ -603,6 +603,35 @@ async fn a_server_refusing_everything_gets_one_forced_refresh_per_minimum_age() 
     assert_eq!(api.seen().len() as u64, 600 + forced);
 }
 
+// A 401 for a token of exactly the minimum age (5 s by default) replaces it.
+#[tokio::test(start_paused = true)]
+async fn the_minimum_token_age_ends_on_time() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::new(refresher);
+    warmed(&mut handle, &cache).await;
+    let first = within(cache.token()).await.unwrap();
+
+    advance(Duration::from_secs(5) - Duration::from_millis(1)).await;
+    let same = within(cache.reject(&first)).await.unwrap();
+    assert_eq!(
+        same.expose_access_token(),
+        "first",
+        "a millisecond too young"
+    );
+    assert!(!refresh_asked(&mut handle));
+
+    advance(Duration::from_millis(1)).await;
+    let replace = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.reject(&first).await }
+    });
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    let second = within(replace).await.unwrap().unwrap();
+    assert_eq!(second.expose_access_token(), "second");
+    assert_eq!(cache.stats().not_replaced, 1);
+}
+
 // ===== failures: every waiter gets the error, then the cache backs off =====
 
 #[tokio::test(start_paused = true)]
