@@ -157,6 +157,96 @@ async fn a_rejected_token_is_replaced_once_for_the_fleet() {
     assert_eq!(fleet.issued.load(Ordering::SeqCst), 2);
 }
 
+// ===== which shared token a cache takes instead of refreshing =====
+//
+// A token published by hand at the start, living `LIFETIME`: its refresh-ahead window opens
+// three quarters into its life, and its minimum validity (a tenth of it) starts at nine tenths.
+
+/// Publishes `shared`, living `LIFETIME` from now, as the store's first token.
+async fn publish_shared(store: &MemoryStore) {
+    let shared = Token::bearer("shared")
+        .unwrap()
+        .expires_in(LIFETIME)
+        .with_refresh_token("shared-refresh");
+    let published = store.publish(0, &shared).await.unwrap();
+    assert_eq!(published, Publish::Published { generation: 1 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_token_inside_its_minimum_validity_is_not_taken() {
+    let fleet = fleet(1, Duration::ZERO);
+    publish_shared(&fleet.store).await;
+    tokio::time::advance(LIFETIME * 9 / 10).await;
+
+    let token = within(fleet.caches[0].token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "t1");
+    assert_eq!(
+        *fleet.asked.lock().unwrap(),
+        [(RefreshReason::Initial, Some("shared".to_owned()))],
+        "one refresh, with the shared token's refresh token"
+    );
+    let stats = fleet.caches[0].stats().store.unwrap();
+    assert_eq!((stats.adopted, stats.publishes), (0, 1));
+    assert_eq!(fleet.store.generation(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_shared_token_is_not_taken() {
+    let fleet = fleet(1, Duration::ZERO);
+    publish_shared(&fleet.store).await;
+    tokio::time::advance(LIFETIME).await;
+
+    let token = within(fleet.caches[0].token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "t1");
+    assert_eq!(fleet.caches[0].stats().store.unwrap().adopted, 0);
+    assert_eq!(fleet.store.generation(), 2);
+}
+
+// A token in its refresh-ahead window can still be sent: a cache that has none takes it, and
+// its requests need not wait for a refresh.
+#[tokio::test(start_paused = true)]
+async fn a_cache_without_a_token_takes_a_shared_one_in_its_refresh_ahead_window() {
+    let fleet = fleet(1, Duration::ZERO);
+    publish_shared(&fleet.store).await;
+    tokio::time::advance(LIFETIME * 3 / 4).await;
+
+    let token = within(fleet.caches[0].token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "shared");
+    assert!(fleet.asked.lock().unwrap().is_empty(), "no refresher call");
+    assert_eq!(fleet.caches[0].stats().store.unwrap().adopted, 1);
+}
+
+// A refresh ahead of expiry that took a token itself due for refresh would leave the cache
+// where it started: in the window, with a refresh still to do.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_ahead_does_not_take_a_shared_token_that_is_itself_due_for_one() {
+    let fleet = fleet(1, Duration::ZERO);
+    let cache = &fleet.caches[0];
+    publish_shared(&fleet.store).await;
+    // The cache got a token of its own while the store was down, at the same time.
+    fleet.store.set_unavailable(true);
+    assert_eq!(tokens(&fleet.caches).await, ["t1"]);
+    fleet.store.set_unavailable(false);
+
+    // Both tokens enter their refresh-ahead window now; the next request notices.
+    tokio::time::advance(LIFETIME * 3 / 4).await;
+    assert_eq!(tokens(&fleet.caches).await, ["t1"]);
+    until(|| cache.stats().refreshes(RefreshReason::Ahead).succeeded == 1).await;
+
+    assert_eq!(tokens(&fleet.caches).await, ["t2"]);
+    assert_eq!(
+        fleet.asked.lock().unwrap().last().unwrap(),
+        &(RefreshReason::Ahead, Some("shared".to_owned())),
+        "refreshed with the shared token's refresh token"
+    );
+    let stats = cache.stats().store.unwrap();
+    assert_eq!((stats.adopted, stats.publishes), (0, 1));
+    assert_eq!(fleet.store.generation(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_dead_lease_holder_delays_the_others_by_the_lease_at_most() {
     let fleet = fleet(2, Duration::from_millis(10));
