@@ -165,3 +165,22 @@ async fn a_replaced_entry_starts_no_refresh_ahead() {
     assert_eq!(cache.stats().refreshes(RefreshReason::Ahead).succeeded, 1);
     assert_eq!(previous.lock().unwrap()[2].as_deref(), Some("t2"));
 }
+
+/// The hot path reads the clock only once a token's alarm has rung: the entry a refresh
+/// stores carries an alarm set shortly before its first window, not one that has rung already.
+#[tokio::test(start_paused = true)]
+async fn a_new_token_is_used_without_reading_the_clock_until_shortly_before_its_first_window() {
+    let lifetime = Duration::from_secs(3600);
+    let (refresher, _) = counting(Some(lifetime));
+    let cache = TokenCache::new(refresher);
+    within(cache.token()).await.unwrap();
+    let entry = cache.shared.current.load_full().unwrap();
+    assert!(!entry.alarm.has_rung());
+
+    // The refresh-ahead window (the last five minutes) opens a second after the alarm.
+    let alarm_at = lifetime - Duration::from_secs(5 * 60) - alarm::AHEAD;
+    tokio::time::advance(alarm_at - Duration::from_millis(1)).await;
+    assert!(!entry.alarm.has_rung());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(entry.alarm.has_rung());
+}
