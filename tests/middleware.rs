@@ -1137,6 +1137,20 @@ async fn a_token_that_has_already_expired_is_a_refresh_failure() {
     assert_eq!(cache.stats().generation, 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn stats_say_how_old_the_token_is_and_how_long_it_has_left() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::new(refresher);
+    assert_eq!((cache.stats().age, cache.stats().expires_in), (None, None));
+
+    warmed(&mut handle, &cache).await;
+    advance(Duration::from_secs(10 * 60)).await;
+
+    let stats = cache.stats();
+    assert_eq!(stats.age, Some(Duration::from_secs(10 * 60)));
+    assert_eq!(stats.expires_in, Some(Duration::from_secs(50 * 60)));
+}
+
 // ===== refreshes that never answer: a runtime shutting down, a refresher that hangs =====
 
 // A refresh whose task is dropped unrun (its runtime is shutting down) ends, telling
