@@ -814,6 +814,36 @@ async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
     assert_eq!(asked.reason(), RefreshReason::Ahead);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_background_refresh_after_a_failed_one_starts_as_its_backoff_ends() {
+    let (refresher, mut handle) = refresher();
+    let service = layer(refresher).layer(Api::open());
+    let ahead = || service.cache().stats().refreshes(RefreshReason::Ahead);
+    warmed(&mut handle, service.cache()).await;
+    advance(HOUR - Duration::from_secs(4 * 60)).await;
+    within(service.clone().oneshot(get("http://api.test/")))
+        .await
+        .unwrap();
+    let (_, respond) = next_refresh(&mut handle).await;
+    respond.send_error("flaky");
+    until(|| ahead().failed == 1).await;
+    let backing_off = service.cache().stats().backing_off.expect("backing off");
+
+    advance(backing_off - Duration::from_millis(1)).await;
+    within(service.clone().oneshot(get("http://api.test/")))
+        .await
+        .unwrap();
+    assert_eq!(ahead().started, 1, "a millisecond before the backoff ends");
+
+    advance(Duration::from_millis(1)).await;
+    within(service.clone().oneshot(get("http://api.test/")))
+        .await
+        .unwrap();
+    assert_eq!(ahead().started, 2, "as the backoff ends");
+    let (asked, _respond) = next_refresh(&mut handle).await;
+    assert_eq!(asked.reason(), RefreshReason::Ahead);
+}
+
 // ===== cancellation: a refresh runs in its own task, whatever its requesters do =====
 
 #[tokio::test(start_paused = true)]
