@@ -184,3 +184,34 @@ async fn a_new_token_is_used_without_reading_the_clock_until_shortly_before_its_
     tokio::time::advance(Duration::from_millis(1)).await;
     assert!(entry.alarm.has_rung());
 }
+
+/// Only the first request to find a token in its refresh-ahead window takes the cache's lock
+/// to start the background refresh: it claims the token's refresh first, and the requests
+/// after it see the claim and go on without the lock.
+#[tokio::test(start_paused = true)]
+async fn the_first_request_in_the_refresh_ahead_window_claims_the_background_refresh() {
+    let lifetime = Duration::from_secs(100);
+    let (refresher, _) = counting(Some(lifetime));
+    let cache = TokenCache::new(refresher);
+    within(cache.token()).await.unwrap();
+    let entry = cache.shared.current.load_full().unwrap();
+
+    tokio::time::advance(lifetime * 3 / 4).await;
+    assert_eq!(entry.next_ahead.load(Ordering::Relaxed), 0);
+    assert!(cache.current_as_is().is_some());
+
+    assert_eq!(entry.next_ahead.load(Ordering::Relaxed), entry::CLAIMED);
+    assert_eq!(cache.stats().refreshes(RefreshReason::Ahead).started, 1);
+}
+
+/// A service's `Debug` shows its reader by name, without the token it holds.
+#[tokio::test(start_paused = true)]
+async fn a_reader_shows_its_name_and_nothing_it_holds() {
+    let (refresher, _) = counting(None);
+    let cache = TokenCache::new(refresher);
+    within(cache.token()).await.unwrap();
+    let mut reader = cache.reader();
+    assert!(cache.entry_as_is(&mut reader).is_some());
+
+    assert_eq!(format!("{reader:?}"), "Reader { .. }");
+}
