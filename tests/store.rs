@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tower::{BoxError, service_fn};
-use tower_bearer::store::{MemoryStore, Publish, TokenStore};
-use tower_bearer::{RefreshReason, Token, TokenCache, TokenRequest};
+use tower_bearer::store::{MemoryStore, Publish, SharedToken, StoreError, StoreFuture, TokenStore};
+use tower_bearer::{RefreshReason, Token, TokenCache, TokenErrorKind, TokenRequest};
 
 mod common;
 use common::{publish_by_generation, until, within};
@@ -380,6 +380,120 @@ async fn a_store_that_does_not_answer_in_time_is_an_outage() {
     assert_eq!(stats.local_refreshes, 1);
 }
 
+/// A `MemoryStore` whose calls named in `fails` fail with `error()`.
+struct Failing {
+    inner: MemoryStore,
+    fails: &'static [&'static str],
+    error: fn() -> StoreError,
+}
+
+impl Failing {
+    fn call<'a, T: Send + 'a>(&self, name: &str, call: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        if self.fails.contains(&name) {
+            Box::pin(std::future::ready(Err((self.error)())))
+        } else {
+            call
+        }
+    }
+}
+
+impl TokenStore for Failing {
+    fn load(&self) -> StoreFuture<'_, Option<SharedToken>> {
+        self.call("load", self.inner.load())
+    }
+    fn try_lease<'a>(&'a self, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        self.call("try_lease", self.inner.try_lease(owner, ttl))
+    }
+    fn renew<'a>(&'a self, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        self.call("renew", self.inner.renew(owner, ttl))
+    }
+    fn release<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
+        self.call("release", self.inner.release(owner))
+    }
+    fn publish<'a>(&'a self, replaces: u64, token: &'a Token) -> StoreFuture<'a, Publish> {
+        self.call("publish", self.inner.publish(replaces, token))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_is_timed_from_the_first_failed_store_call() {
+    let fleet = fleet(1, Duration::ZERO);
+    fleet.store.set_unavailable(true);
+    assert_eq!(tokens(&fleet.caches).await, ["t1"]);
+
+    tokio::time::advance(Duration::from_secs(10)).await;
+
+    let stats = fleet.caches[0].stats().store.unwrap();
+    assert_eq!(stats.errors, 1, "the one load that failed");
+    assert_eq!(stats.unavailable_for, Some(Duration::from_secs(10)));
+}
+
+// A store that cannot hold this cache's tokens will not be fixed by trying again: it is
+// logged as an error, and it is no outage.
+#[tokio::test(start_paused = true)]
+async fn a_store_that_cannot_hold_the_tokens_is_not_an_outage() {
+    let store = Failing {
+        inner: MemoryStore::new(),
+        fails: &["load", "try_lease", "renew", "release", "publish"],
+        error: || StoreError::misconfigured("this store cannot hold these tokens"),
+    };
+    let issued = Arc::new(AtomicU64::new(0));
+    let cache = TokenCache::builder(refresher(issued, Duration::ZERO, Arc::default()))
+        .store(store)
+        .build();
+
+    let token = within(cache.token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "t1");
+    let stats = cache.stats().store.unwrap();
+    assert_eq!(stats.local_refreshes, 1);
+    assert!(!stats.unavailable);
+    assert_eq!(stats.unavailable_for, None);
+}
+
+// The refresh releases the lease itself, through the same call as every other store call:
+// a release that fails is counted, and says the store is unavailable, as any failed call.
+#[tokio::test(start_paused = true)]
+async fn a_release_the_store_refuses_is_a_failed_store_call() {
+    let store = Failing {
+        inner: MemoryStore::new(),
+        fails: &["release"],
+        error: || StoreError::msg("the store refused the release"),
+    };
+    let issued = Arc::new(AtomicU64::new(0));
+    let cache = TokenCache::builder(refresher(issued, Duration::ZERO, Arc::default()))
+        .store(store)
+        .build();
+
+    let token = within(cache.token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "t1");
+    let stats = cache.stats().store.unwrap();
+    assert_eq!((stats.publishes, stats.errors), (1, 1));
+    assert!(stats.unavailable, "the last store call failed");
+}
+
+// A refresh abandoned while it holds the lease (here, past the refresh timeout) releases it
+// at once, rather than making the other replicas wait for it to run out.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_that_times_out_releases_its_lease_at_once() {
+    let store = MemoryStore::new();
+    let issued = Arc::new(AtomicU64::new(0));
+    let cache = TokenCache::builder(refresher(issued, Duration::from_secs(10), Arc::default()))
+        .store(store.clone())
+        .lease(Duration::from_secs(3))
+        .refresh_timeout(Duration::from_secs(2))
+        .build();
+
+    let error = within(cache.token()).await.unwrap_err();
+
+    assert!(
+        matches!(error.kind(), TokenErrorKind::TimedOut { .. }),
+        "{error}"
+    );
+    until(|| store.lease_holder().is_none()).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn debug_output_of_a_cache_with_a_store_has_no_secret() {
     let fleet = fleet(1, Duration::ZERO);
@@ -391,5 +505,9 @@ async fn debug_output_of_a_cache_with_a_store_has_no_secret() {
         fleet.store
     );
     assert!(!text.contains("t1") && !text.contains("r1"), "{text}");
-    assert!(text.contains("store"), "{text}");
+    // How the cache uses its store: its settings, as the builder left them.
+    assert!(
+        text.contains("lease: 3s") && text.contains("poll: 100ms"),
+        "{text}"
+    );
 }
