@@ -269,9 +269,12 @@ impl fmt::Debug for VerdictRule {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-    use super::TokenVerdict::{self, InsufficientScope, Rejected, Unrelated};
+    use super::TokenVerdict::{self, InsufficientScope, Rejected, Unrelated, UseDpopNonce};
+    use super::VerdictRule;
 
     const GRPC: (&str, &str) = ("content-type", "application/grpc");
     const UNAUTHENTICATED: (&str, &str) = ("grpc-status", "16");
@@ -390,6 +393,37 @@ mod tests {
             ),
             (unauthorized, &[SCOPE, challenge("=")], Rejected),
             (unauthorized, &[challenge("="), SCOPE], Rejected),
+            // DPoP's nonce: only a DPoP challenge asks for it, and it wins over the scope.
+            (
+                unauthorized,
+                &[challenge(r#"DPoP error="use_dpop_nonce", algs="ES256""#)],
+                UseDpopNonce,
+            ),
+            (
+                unauthorized,
+                &[challenge(r#"dpop ERROR=use_dpop_nonce"#)],
+                UseDpopNonce,
+            ),
+            (
+                unauthorized,
+                &[challenge(r#"Bearer error="use_dpop_nonce""#)],
+                Rejected,
+            ),
+            (
+                unauthorized,
+                &[challenge(r#"DPoP error="invalid_token""#)],
+                Rejected,
+            ),
+            (
+                unauthorized,
+                &[challenge(r#"DPoP error="use_dpop_nonce""#), SCOPE],
+                UseDpopNonce,
+            ),
+            (
+                unauthorized,
+                &[SCOPE, challenge(r#"DPoP error="use_dpop_nonce""#)],
+                UseDpopNonce,
+            ),
             // 403.
             (forbidden, &[], Unrelated),
             (
@@ -484,6 +518,62 @@ mod tests {
                 "{fields:?}"
             );
         }
+    }
+
+    /// Everything a subscriber at TRACE writes, as text.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the default rule logs about a response, on this thread.
+    fn logged(status: StatusCode, fields: Fields<'_>, generation: u64) -> String {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            // A parallel test may have reached the log's callsite first, with nobody
+            // listening; tracing remembers that per callsite until asked again.
+            tracing::callsite::rebuild_interest_cache();
+            VerdictRule::default().judge(status, &headers(fields), generation);
+        });
+        String::from_utf8(logs.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_refused_token_is_logged_at_debug_with_its_generation() {
+        let text = logged(StatusCode::UNAUTHORIZED, &[], 7);
+        assert!(text.contains("DEBUG"), "{text}");
+        assert!(text.contains("the server rejected the token"), "{text}");
+        assert!(
+            text.contains("status=401") && text.contains("generation=7"),
+            "{text}"
+        );
+
+        let text = logged(StatusCode::FORBIDDEN, &[SCOPE], 7);
+        assert!(text.contains("DEBUG"), "{text}");
+        assert!(text.contains("scope is insufficient"), "{text}");
+        assert!(text.contains("status=403"), "{text}");
+    }
+
+    #[test]
+    fn debug_output_says_whether_the_rule_is_the_default_or_custom() {
+        assert_eq!(format!("{:?}", VerdictRule::default()), "TokenVerdict::of");
+        let custom = VerdictRule::custom(|_, _| TokenVerdict::Unrelated);
+        assert_eq!(format!("{custom:?}"), "custom");
     }
 
     #[test]

@@ -28,7 +28,7 @@ async fn warmed(handle: &mut RefreshHandle, cache: &TokenCache) {
     let cache = cache.clone();
     let warm = tokio::spawn(async move { cache.token().await });
     answer(handle, token("first", HOUR)).await;
-    warm.await.unwrap().unwrap();
+    within(warm).await.unwrap().unwrap();
 }
 
 /// A service whose API refuses `first`, holding `first` and old enough (10 s) for a 401 to
@@ -52,7 +52,7 @@ async fn first_request_gets_a_token_and_carries_it() {
 
     let call = tokio::spawn(service.oneshot(get("http://api.test/videos")));
     let asked = answer(&mut handle, token("first", HOUR)).await;
-    let response = call.await.unwrap().unwrap();
+    let response = within(call).await.unwrap().unwrap();
 
     assert_eq!(asked.reason(), RefreshReason::Initial);
     assert!(asked.previous().is_none());
@@ -74,7 +74,10 @@ async fn a_thousand_requests_without_a_token_share_one_refresh() {
     until(|| service.cache().stats().waiting == 1000).await;
     answer(&mut handle, token("first", HOUR)).await;
     for call in calls {
-        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            within(call).await.unwrap().unwrap().status(),
+            StatusCode::OK
+        );
     }
 
     assert!(!refresh_asked(&mut handle));
@@ -97,7 +100,10 @@ async fn a_thousand_requests_with_an_expired_token_share_one_refresh() {
     until(|| service.cache().stats().waiting == 1000).await;
     let asked = answer(&mut handle, token("second", HOUR)).await;
     for call in calls {
-        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            within(call).await.unwrap().unwrap().status(),
+            StatusCode::OK
+        );
     }
 
     assert_eq!(asked.reason(), RefreshReason::Expired);
@@ -126,9 +132,7 @@ async fn in_the_refresh_ahead_window_one_background_refresh_starts_and_nobody_wa
     // Five minutes before expiry is the default window; four is inside it.
     advance(HOUR - Duration::from_secs(4 * 60)).await;
     for _ in 0..50 {
-        let response = service
-            .clone()
-            .oneshot(get("http://api.test/"))
+        let response = within(service.clone().oneshot(get("http://api.test/")))
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -146,9 +150,7 @@ async fn in_the_refresh_ahead_window_one_background_refresh_starts_and_nobody_wa
 
     respond.send_response(token("second", HOUR));
     until(|| service.cache().stats().generation == 2).await;
-    service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap();
     assert_eq!(api.tokens().last().unwrap(), "Bearer second");
@@ -171,17 +173,13 @@ async fn the_refresh_ahead_window_opens_on_time() {
     };
 
     advance(HOUR - Duration::from_secs(5 * 60) - Duration::from_millis(1)).await;
-    service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap();
     assert_eq!(ahead_started(), 0, "a millisecond before the window");
 
     advance(Duration::from_millis(1)).await;
-    service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap();
     assert_eq!(ahead_started(), 1, "as the window opens");
@@ -201,9 +199,7 @@ async fn the_minimum_validity_starts_on_time_without_a_refresh_ahead_window() {
     warmed(&mut handle, service.cache()).await;
 
     advance(HOUR - Duration::from_secs(30) - Duration::from_millis(1)).await;
-    service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap();
     assert_eq!(api.tokens(), vec!["Bearer first"]);
@@ -294,7 +290,7 @@ async fn a_401_forces_one_refresh_and_one_retry() {
 
     let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
     let asked = answer(&mut handle, token("second", HOUR)).await;
-    let response = call.await.unwrap().unwrap();
+    let response = within(call).await.unwrap().unwrap();
 
     assert_eq!(asked.reason(), RefreshReason::Rejected);
     assert_eq!(asked.previous().unwrap().expose_access_token(), "first");
@@ -332,7 +328,7 @@ async fn a_second_401_goes_back_to_the_caller() {
 
     let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
     answer(&mut handle, token("second", HOUR)).await;
-    let response = call.await.unwrap().unwrap();
+    let response = within(call).await.unwrap().unwrap();
 
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
@@ -380,9 +376,7 @@ async fn a_401_for_insufficient_scope_goes_back_without_a_refresh() {
     })
     .await;
 
-    let response = service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    let response = within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap();
 
@@ -405,9 +399,7 @@ async fn a_403_never_replaces_the_token() {
     })
     .await;
 
-    let response = service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    let response = within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap();
 
@@ -431,7 +423,10 @@ async fn a_401_whose_challenge_cannot_be_read_is_a_rejected_token() {
     let asked = answer(&mut handle, token("second", HOUR)).await;
 
     assert_eq!(asked.reason(), RefreshReason::Rejected);
-    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        within(call).await.unwrap().unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
 }
 
@@ -456,7 +451,7 @@ async fn grpc_unauthenticated_in_the_headers_is_a_rejected_token() {
             .oneshot(post("http://api.test/pkg.Svc/Call", "msg")),
     );
     let asked = answer(&mut handle, token("second", HOUR)).await;
-    let response = call.await.unwrap().unwrap();
+    let response = within(call).await.unwrap().unwrap();
 
     assert_eq!(asked.reason(), RefreshReason::Rejected);
     assert!(
@@ -487,7 +482,10 @@ async fn an_api_of_its_own_can_say_how_it_rejects_a_token() {
     let asked = answer(&mut handle, token("second", HOUR)).await;
 
     assert_eq!(asked.reason(), RefreshReason::Rejected);
-    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        within(call).await.unwrap().unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
     let stats = service.cache().stats();
     assert_eq!((stats.unauthorized, stats.retried), (1, 1));
@@ -501,9 +499,7 @@ async fn a_401_an_api_of_its_own_calls_unrelated_goes_back() {
     )
     .await;
 
-    let response = service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    let response = within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap();
 
@@ -527,7 +523,10 @@ async fn a_hundred_401s_for_one_token_cause_one_refresh() {
     api.release();
     let asked = answer(&mut handle, token("second", HOUR)).await;
     for call in calls {
-        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            within(call).await.unwrap().unwrap().status(),
+            StatusCode::OK
+        );
     }
 
     assert_eq!(asked.reason(), RefreshReason::Rejected);
@@ -549,13 +548,16 @@ async fn a_401_for_a_replaced_token_retries_with_the_current_one() {
     let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
     until(|| api.seen().len() == 1).await;
     // Meanwhile the token is replaced (another user of the cache reported it).
-    let first = cache.token().await.unwrap();
+    let first = within(cache.token()).await.unwrap();
     let reject = tokio::spawn(async move { cache.reject(&first).await });
     answer(&mut handle, token("second", HOUR)).await;
-    reject.await.unwrap().unwrap();
+    within(reject).await.unwrap().unwrap();
     api.release();
 
-    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        within(call).await.unwrap().unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
     assert!(
         !refresh_asked(&mut handle),
@@ -581,9 +583,7 @@ async fn a_server_refusing_everything_gets_one_forced_refresh_per_minimum_age() 
 
     // A minute of requests, ten a second; the minimum token age is 5 s.
     for _ in 0..600 {
-        let response = service
-            .clone()
-            .oneshot(get("http://api.test/"))
+        let response = within(service.clone().oneshot(get("http://api.test/")))
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -603,6 +603,35 @@ async fn a_server_refusing_everything_gets_one_forced_refresh_per_minimum_age() 
     assert_eq!(api.seen().len() as u64, 600 + forced);
 }
 
+// A 401 for a token of exactly the minimum age (5 s by default) replaces it.
+#[tokio::test(start_paused = true)]
+async fn the_minimum_token_age_ends_on_time() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::new(refresher);
+    warmed(&mut handle, &cache).await;
+    let first = within(cache.token()).await.unwrap();
+
+    advance(Duration::from_secs(5) - Duration::from_millis(1)).await;
+    let same = within(cache.reject(&first)).await.unwrap();
+    assert_eq!(
+        same.expose_access_token(),
+        "first",
+        "a millisecond too young"
+    );
+    assert!(!refresh_asked(&mut handle));
+
+    advance(Duration::from_millis(1)).await;
+    let replace = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.reject(&first).await }
+    });
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    let second = within(replace).await.unwrap().unwrap();
+    assert_eq!(second.expose_access_token(), "second");
+    assert_eq!(cache.stats().not_replaced, 1);
+}
+
 // ===== failures: every waiter gets the error, then the cache backs off =====
 
 #[tokio::test(start_paused = true)]
@@ -618,7 +647,7 @@ async fn a_refresher_error_reaches_every_waiter_then_backs_off() {
     let (_, respond) = next_refresh(&mut handle).await;
     respond.send_error("the auth server is down");
     for call in calls {
-        let err = call.await.unwrap().unwrap_err();
+        let err = within(call).await.unwrap().unwrap_err();
         let token_err = TokenError::find(&*err).expect("a token error");
         assert_eq!(token_err.kind(), TokenErrorKind::Refresher);
         assert_eq!(token_err.reason(), RefreshReason::Initial);
@@ -627,9 +656,7 @@ async fn a_refresher_error_reaches_every_waiter_then_backs_off() {
     }
 
     // During the backoff (at least half of the first second) requests fail at once.
-    let err = service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    let err = within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap_err();
     assert!(matches!(
@@ -643,11 +670,103 @@ async fn a_refresher_error_reaches_every_waiter_then_backs_off() {
     advance(Duration::from_secs(1)).await;
     let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
     answer(&mut handle, token("first", HOUR)).await;
-    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        within(call).await.unwrap().unwrap().status(),
+        StatusCode::OK
+    );
     assert!(api.seen().len() == 1);
     let stats = service.cache().stats();
     assert_eq!(stats.refreshes(RefreshReason::Initial).failed, 1);
     assert_eq!(stats.refreshes(RefreshReason::Initial).succeeded, 1);
+}
+
+// The builder documents the default backoff; each wait is drawn between half and all of
+// its step, so a step is told from the one before by the lower bound.
+#[tokio::test(start_paused = true)]
+async fn the_default_backoff_doubles_from_one_second_up_to_thirty() {
+    let refresher = tower::service_fn(|_: tower_bearer::TokenRequest| async {
+        Err::<tower_bearer::Token, BoxError>("the auth server is down".into())
+    });
+    let cache = TokenCache::new(refresher);
+
+    for step in [1, 2, 4, 8, 16, 30, 30] {
+        let step = Duration::from_secs(step);
+        let err = within(cache.token()).await.unwrap_err();
+        assert_eq!(err.kind(), TokenErrorKind::Refresher);
+        let backing_off = cache.stats().backing_off.expect("backing off");
+        assert!(
+            step / 2 <= backing_off && backing_off <= step,
+            "{backing_off:?} after a failure whose step is {step:?}"
+        );
+        advance(step).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backoff_ends_on_time() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::new(refresher);
+    let failed = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.token().await }
+    });
+    let (_, respond) = next_refresh(&mut handle).await;
+    respond.send_error("the auth server is down");
+    within(failed).await.unwrap().unwrap_err();
+    let backing_off = cache.stats().backing_off.expect("backing off");
+
+    advance(backing_off - Duration::from_millis(1)).await;
+    let err = within(cache.token()).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), TokenErrorKind::BackingOff { .. }),
+        "a millisecond before its end: {err}"
+    );
+    assert!(!refresh_asked(&mut handle));
+
+    advance(Duration::from_millis(1)).await;
+    let call = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.token().await }
+    });
+    answer(&mut handle, token("first", HOUR)).await;
+    let first = within(call)
+        .await
+        .unwrap()
+        .expect("the refresher was called again");
+    assert_eq!(first.expose_access_token(), "first");
+}
+
+// A refusal's replacement that failed leaves the refused token marked as refused: the
+// refresher is told, when the backoff lets the cache try again, that the token was
+// refused, not that it expired.
+#[tokio::test(start_paused = true)]
+async fn a_refused_token_whose_replacement_failed_is_replaced_as_refused() {
+    let (service, mut handle, api) = refused_first().await;
+
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let (asked, respond) = next_refresh(&mut handle).await;
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    respond.send_error("the auth server is down");
+    let err = within(call).await.unwrap().unwrap_err();
+    assert_eq!(
+        TokenError::find(&*err).unwrap().kind(),
+        TokenErrorKind::Refresher
+    );
+
+    advance(Duration::from_secs(1)).await;
+    let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(
+        within(call).await.unwrap().unwrap().status(),
+        StatusCode::OK
+    );
+
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    assert_eq!(asked.previous().unwrap().expose_access_token(), "first");
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+    let stats = service.cache().stats();
+    assert_eq!(stats.refreshes(RefreshReason::Rejected).started, 2);
+    assert_eq!(stats.refreshes(RefreshReason::Expired).started, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -658,9 +777,7 @@ async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
     warmed(&mut handle, service.cache()).await;
     advance(HOUR - Duration::from_secs(4 * 60)).await;
 
-    service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap();
     let (asked, respond) = next_refresh(&mut handle).await;
@@ -677,9 +794,7 @@ async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
     .await;
 
     for _ in 0..10 {
-        let response = service
-            .clone()
-            .oneshot(get("http://api.test/"))
+        let response = within(service.clone().oneshot(get("http://api.test/")))
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -692,12 +807,40 @@ async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
 
     // Once the backoff has passed, the next request starts another background refresh.
     advance(Duration::from_secs(1)).await;
-    service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap();
     let asked = answer(&mut handle, token("second", HOUR)).await;
+    assert_eq!(asked.reason(), RefreshReason::Ahead);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_background_refresh_after_a_failed_one_starts_as_its_backoff_ends() {
+    let (refresher, mut handle) = refresher();
+    let service = layer(refresher).layer(Api::open());
+    let ahead = || service.cache().stats().refreshes(RefreshReason::Ahead);
+    warmed(&mut handle, service.cache()).await;
+    advance(HOUR - Duration::from_secs(4 * 60)).await;
+    within(service.clone().oneshot(get("http://api.test/")))
+        .await
+        .unwrap();
+    let (_, respond) = next_refresh(&mut handle).await;
+    respond.send_error("flaky");
+    until(|| ahead().failed == 1).await;
+    let backing_off = service.cache().stats().backing_off.expect("backing off");
+
+    advance(backing_off - Duration::from_millis(1)).await;
+    within(service.clone().oneshot(get("http://api.test/")))
+        .await
+        .unwrap();
+    assert_eq!(ahead().started, 1, "a millisecond before the backoff ends");
+
+    advance(Duration::from_millis(1)).await;
+    within(service.clone().oneshot(get("http://api.test/")))
+        .await
+        .unwrap();
+    assert_eq!(ahead().started, 2, "as the backoff ends");
+    let (asked, _respond) = next_refresh(&mut handle).await;
     assert_eq!(asked.reason(), RefreshReason::Ahead);
 }
 
@@ -718,7 +861,10 @@ async fn dropping_the_request_that_started_a_refresh_does_not_cancel_it() {
 
     answer(&mut handle, token("first", HOUR)).await;
     for call in others {
-        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            within(call).await.unwrap().unwrap().status(),
+            StatusCode::OK
+        );
     }
     assert_eq!(api.tokens(), vec!["Bearer first"; 5]);
 }
@@ -736,13 +882,16 @@ async fn a_timeout_outside_the_layer_does_not_poison_the_refresh() {
     let (_, respond) = next_refresh(&mut handle).await;
     // The refresher takes longer than the caller's timeout.
     advance(Duration::from_secs(1)).await;
-    let err = first.await.unwrap().unwrap_err();
+    let err = within(first).await.unwrap().unwrap_err();
     assert!(err.is::<tower::timeout::error::Elapsed>());
 
     let second = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
     tokio::task::yield_now().await;
     respond.send_response(token("first", HOUR));
-    assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        within(second).await.unwrap().unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(api.tokens(), ["Bearer first"]);
     assert!(!refresh_asked(&mut handle));
 }
@@ -760,7 +909,10 @@ async fn dropping_a_request_waiting_for_its_retry_token_does_not_cancel_the_refr
     drop(rejected);
     respond.send_response(token("second", HOUR));
 
-    assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        within(waiting).await.unwrap().unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
 }
 
@@ -774,9 +926,7 @@ async fn a_refresher_that_panics_fails_its_waiters() {
         Ok::<_, BoxError>(token("never", HOUR))
     });
     let service = BearerAuthLayer::new(refresher, Scope::any()).layer(Api::open());
-    let err = service
-        .clone()
-        .oneshot(get("http://api.test/"))
+    let err = within(service.clone().oneshot(get("http://api.test/")))
         .await
         .unwrap_err();
     assert_eq!(
@@ -798,7 +948,7 @@ async fn a_request_with_its_own_authorization_passes_through() {
     request
         .headers_mut()
         .insert(AUTHORIZATION, "Basic dXNlcjpwYXNz".parse().unwrap());
-    service.oneshot(request).await.unwrap();
+    within(service.oneshot(request)).await.unwrap();
 
     assert_eq!(api.tokens(), ["Basic dXNlcjpwYXNz"]);
     assert!(!refresh_asked(&mut handle), "no token was needed");
@@ -827,8 +977,10 @@ async fn a_request_with_its_own_authorization_passes_through_as_it_came_while_a_
     headers.append(AUTHORIZATION, "Other scheme".parse().unwrap());
     headers.insert("x-after", "1".parse().unwrap());
     let sent = headers.clone();
-    service.clone().oneshot(request).await.unwrap();
-    service.oneshot(get("http://api.test/")).await.unwrap();
+    within(service.clone().oneshot(request)).await.unwrap();
+    within(service.oneshot(get("http://api.test/")))
+        .await
+        .unwrap();
 
     let seen = seen.lock().unwrap();
     let in_order = |headers: &http::HeaderMap| -> Vec<_> {
@@ -852,19 +1004,19 @@ async fn a_request_outside_the_scope_carries_no_token() {
         .scope(Scope::origin("https://api.test").unwrap())
         .layer(api.clone());
 
-    service
-        .clone()
-        .oneshot(get("https://uploads.example.net/presigned?sig=abc"))
-        .await
-        .unwrap();
-    service
-        .clone()
-        .oneshot(get("http://api.test/downgraded"))
+    within(
+        service
+            .clone()
+            .oneshot(get("https://uploads.example.net/presigned?sig=abc")),
+    )
+    .await
+    .unwrap();
+    within(service.clone().oneshot(get("http://api.test/downgraded")))
         .await
         .unwrap();
     let call = tokio::spawn(service.clone().oneshot(get("https://api.test/videos")));
     answer(&mut handle, token("first", HOUR)).await;
-    call.await.unwrap().unwrap();
+    within(call).await.unwrap().unwrap();
 
     let seen: Vec<_> = api.seen().into_iter().map(|s| s.authorization).collect();
     assert_eq!(seen, [None, None, Some("Bearer first".to_owned())]);
@@ -891,7 +1043,7 @@ async fn poll_ready_is_the_inner_services_and_the_retry_waits_for_a_ready_clone(
 
     let mut call = tokio_test::task::spawn(service.call(get("http://api.test/")));
     assert_pending!(call.poll());
-    let (request, respond) = api.next_request().await.unwrap();
+    let (request, respond) = within(api.next_request()).await.unwrap();
     assert_eq!(request.headers()[AUTHORIZATION], "Bearer first");
     let mut unauthorized = http::Response::new(Default::default());
     *unauthorized.status_mut() = StatusCode::UNAUTHORIZED;
@@ -905,7 +1057,7 @@ async fn poll_ready_is_the_inner_services_and_the_retry_waits_for_a_ready_clone(
     assert!(!refresh_asked(&mut refreshes));
     api.allow(1);
     assert_pending!(call.poll());
-    let (retried, respond) = api.next_request().await.unwrap();
+    let (retried, respond) = within(api.next_request()).await.unwrap();
     assert_eq!(service.cache().stats().retried, 1);
     assert_eq!(retried.headers()[AUTHORIZATION], "Bearer second");
     respond.send_response(http::Response::new(Default::default()));
@@ -927,7 +1079,10 @@ async fn works_behind_buffer_and_concurrency_limit() {
         .collect();
     answer(&mut handle, token("first", HOUR)).await;
     for call in calls {
-        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            within(call).await.unwrap().unwrap().status(),
+            StatusCode::OK
+        );
     }
     assert_eq!(api.tokens(), vec!["Bearer first"; 20]);
 }
@@ -962,11 +1117,14 @@ async fn reject_outside_http_replaces_the_token_once() {
     let (refresher, mut handle) = refresher();
     let cache = TokenCache::new(refresher);
     warmed(&mut handle, &cache).await;
-    let first = cache.token().await.unwrap();
+    let first = within(cache.token()).await.unwrap();
 
     // Too young to blame: the same token comes back.
     assert_eq!(
-        cache.reject(&first).await.unwrap().expose_access_token(),
+        within(cache.reject(&first))
+            .await
+            .unwrap()
+            .expose_access_token(),
         "first"
     );
     advance(Duration::from_secs(10)).await;
@@ -980,11 +1138,15 @@ async fn reject_outside_http_replaces_the_token_once() {
     };
     answer(&mut handle, token("second", HOUR)).await;
     assert_eq!(
-        replace.await.unwrap().unwrap().expose_access_token(),
+        within(replace)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_access_token(),
         "second"
     );
     assert_eq!(
-        again.await.unwrap().unwrap().expose_access_token(),
+        within(again).await.unwrap().unwrap().expose_access_token(),
         "second"
     );
     assert!(!refresh_asked(&mut handle));
@@ -1000,9 +1162,23 @@ async fn a_token_that_has_already_expired_is_a_refresh_failure() {
         async move { cache.token().await }
     });
     answer(&mut handle, token("stale", Duration::ZERO)).await;
-    let err = call.await.unwrap().unwrap_err();
+    let err = within(call).await.unwrap().unwrap_err();
     assert_eq!(err.kind(), TokenErrorKind::ExpiredToken);
     assert_eq!(cache.stats().generation, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stats_say_how_old_the_token_is_and_how_long_it_has_left() {
+    let (refresher, mut handle) = refresher();
+    let cache = TokenCache::new(refresher);
+    assert_eq!((cache.stats().age, cache.stats().expires_in), (None, None));
+
+    warmed(&mut handle, &cache).await;
+    advance(Duration::from_secs(10 * 60)).await;
+
+    let stats = cache.stats();
+    assert_eq!(stats.age, Some(Duration::from_secs(10 * 60)));
+    assert_eq!(stats.expires_in, Some(Duration::from_secs(50 * 60)));
 }
 
 // ===== refreshes that never answer: a runtime shutting down, a refresher that hangs =====
@@ -1039,7 +1215,7 @@ async fn a_refresher_that_never_answers_times_out() {
     let call = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
     let (_, _never_answered) = next_refresh(&mut handle).await;
     advance(Duration::from_secs(10)).await;
-    let err = call.await.unwrap().unwrap_err();
+    let err = within(call).await.unwrap().unwrap_err();
     assert_eq!(
         TokenError::find(&*err).unwrap().kind(),
         TokenErrorKind::TimedOut {

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tower::{BoxError, service_fn};
-use tower_bearer::store::{MemoryStore, Publish, TokenStore};
-use tower_bearer::{RefreshReason, Token, TokenCache, TokenRequest};
+use tower_bearer::store::{MemoryStore, Publish, SharedToken, StoreError, StoreFuture, TokenStore};
+use tower_bearer::{RefreshReason, Token, TokenCache, TokenErrorKind, TokenRequest};
 
 mod common;
-use common::{publish_by_generation, until};
+use common::{publish_by_generation, until, within};
 
 const LIFETIME: Duration = Duration::from_secs(100);
 
@@ -77,8 +77,7 @@ async fn tokens(caches: &[TokenCache]) -> Vec<String> {
     let mut out = Vec::new();
     for cache in caches {
         out.push(
-            cache
-                .token()
+            within(cache.token())
                 .await
                 .unwrap()
                 .expose_access_token()
@@ -97,7 +96,7 @@ async fn concurrent_first_requests_across_caches_cost_one_refresh() {
     });
     let mut got = Vec::new();
     for task in all.collect::<Vec<_>>() {
-        got.push(task.await.unwrap());
+        got.push(within(task).await.unwrap());
     }
     assert_eq!(got, vec!["t1"; 5]);
     assert_eq!(fleet.issued.load(Ordering::SeqCst), 1);
@@ -146,16 +145,106 @@ async fn refreshes_ahead_are_shared_and_use_the_shared_refresh_token() {
 #[tokio::test(start_paused = true)]
 async fn a_rejected_token_is_replaced_once_for_the_fleet() {
     let fleet = fleet(3, Duration::from_millis(10));
-    let t1 = fleet.caches[0].token().await.unwrap();
+    let t1 = within(fleet.caches[0].token()).await.unwrap();
     assert_eq!(tokens(&fleet.caches).await, vec!["t1"; 3]);
     tokio::time::advance(Duration::from_secs(20)).await;
 
     // Every replica meets a 401 with t1: one refresh, and every one gets its successor.
     for cache in &fleet.caches {
-        let next = cache.reject(&t1).await.unwrap();
+        let next = within(cache.reject(&t1)).await.unwrap();
         assert_eq!(next.expose_access_token(), "t2");
     }
     assert_eq!(fleet.issued.load(Ordering::SeqCst), 2);
+}
+
+// ===== which shared token a cache takes instead of refreshing =====
+//
+// A token published by hand at the start, living `LIFETIME`: its refresh-ahead window opens
+// three quarters into its life, and its minimum validity (a tenth of it) starts at nine tenths.
+
+/// Publishes `shared`, living `LIFETIME` from now, as the store's first token.
+async fn publish_shared(store: &MemoryStore) {
+    let shared = Token::bearer("shared")
+        .unwrap()
+        .expires_in(LIFETIME)
+        .with_refresh_token("shared-refresh");
+    let published = store.publish(0, &shared).await.unwrap();
+    assert_eq!(published, Publish::Published { generation: 1 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_token_inside_its_minimum_validity_is_not_taken() {
+    let fleet = fleet(1, Duration::ZERO);
+    publish_shared(&fleet.store).await;
+    tokio::time::advance(LIFETIME * 9 / 10).await;
+
+    let token = within(fleet.caches[0].token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "t1");
+    assert_eq!(
+        *fleet.asked.lock().unwrap(),
+        [(RefreshReason::Initial, Some("shared".to_owned()))],
+        "one refresh, with the shared token's refresh token"
+    );
+    let stats = fleet.caches[0].stats().store.unwrap();
+    assert_eq!((stats.adopted, stats.publishes), (0, 1));
+    assert_eq!(fleet.store.generation(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_shared_token_is_not_taken() {
+    let fleet = fleet(1, Duration::ZERO);
+    publish_shared(&fleet.store).await;
+    tokio::time::advance(LIFETIME).await;
+
+    let token = within(fleet.caches[0].token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "t1");
+    assert_eq!(fleet.caches[0].stats().store.unwrap().adopted, 0);
+    assert_eq!(fleet.store.generation(), 2);
+}
+
+// A token in its refresh-ahead window can still be sent: a cache that has none takes it, and
+// its requests need not wait for a refresh.
+#[tokio::test(start_paused = true)]
+async fn a_cache_without_a_token_takes_a_shared_one_in_its_refresh_ahead_window() {
+    let fleet = fleet(1, Duration::ZERO);
+    publish_shared(&fleet.store).await;
+    tokio::time::advance(LIFETIME * 3 / 4).await;
+
+    let token = within(fleet.caches[0].token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "shared");
+    assert!(fleet.asked.lock().unwrap().is_empty(), "no refresher call");
+    assert_eq!(fleet.caches[0].stats().store.unwrap().adopted, 1);
+}
+
+// A refresh ahead of expiry that took a token itself due for refresh would leave the cache
+// where it started: in the window, with a refresh still to do.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_ahead_does_not_take_a_shared_token_that_is_itself_due_for_one() {
+    let fleet = fleet(1, Duration::ZERO);
+    let cache = &fleet.caches[0];
+    publish_shared(&fleet.store).await;
+    // The cache got a token of its own while the store was down, at the same time.
+    fleet.store.set_unavailable(true);
+    assert_eq!(tokens(&fleet.caches).await, ["t1"]);
+    fleet.store.set_unavailable(false);
+
+    // Both tokens enter their refresh-ahead window now; the next request notices.
+    tokio::time::advance(LIFETIME * 3 / 4).await;
+    assert_eq!(tokens(&fleet.caches).await, ["t1"]);
+    until(|| cache.stats().refreshes(RefreshReason::Ahead).succeeded == 1).await;
+
+    assert_eq!(tokens(&fleet.caches).await, ["t2"]);
+    assert_eq!(
+        fleet.asked.lock().unwrap().last().unwrap(),
+        &(RefreshReason::Ahead, Some("shared".to_owned())),
+        "refreshed with the shared token's refresh token"
+    );
+    let stats = cache.stats().store.unwrap();
+    assert_eq!((stats.adopted, stats.publishes), (0, 1));
+    assert_eq!(fleet.store.generation(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -191,9 +280,9 @@ async fn a_live_holder_renews_its_lease_through_a_slow_refresh() {
     let a = tokio::spawn(async move { first.token().await.unwrap() });
     let store = fleet.store.clone();
     until(|| store.lease_holder().is_some()).await;
-    let b = fleet.caches[1].token().await.unwrap();
+    let b = within(fleet.caches[1].token()).await.unwrap();
     assert_eq!(b.expose_access_token(), "t1");
-    assert_eq!(a.await.unwrap().expose_access_token(), "t1");
+    assert_eq!(within(a).await.unwrap().expose_access_token(), "t1");
     assert_eq!(fleet.issued.load(Ordering::SeqCst), 1);
 }
 
@@ -281,11 +370,128 @@ async fn a_store_that_does_not_answer_in_time_is_an_outage() {
         .store_timeout(Duration::from_millis(500))
         .build();
     let started = tokio::time::Instant::now();
-    assert_eq!(cache.token().await.unwrap().expose_access_token(), "t1");
+    assert_eq!(
+        within(cache.token()).await.unwrap().expose_access_token(),
+        "t1"
+    );
     assert_eq!(started.elapsed(), Duration::from_millis(500));
     let stats = cache.stats().store.unwrap();
     assert!(stats.unavailable);
     assert_eq!(stats.local_refreshes, 1);
+}
+
+/// A `MemoryStore` whose calls named in `fails` fail with `error()`.
+struct Failing {
+    inner: MemoryStore,
+    fails: &'static [&'static str],
+    error: fn() -> StoreError,
+}
+
+impl Failing {
+    fn call<'a, T: Send + 'a>(&self, name: &str, call: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        if self.fails.contains(&name) {
+            Box::pin(std::future::ready(Err((self.error)())))
+        } else {
+            call
+        }
+    }
+}
+
+impl TokenStore for Failing {
+    fn load(&self) -> StoreFuture<'_, Option<SharedToken>> {
+        self.call("load", self.inner.load())
+    }
+    fn try_lease<'a>(&'a self, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        self.call("try_lease", self.inner.try_lease(owner, ttl))
+    }
+    fn renew<'a>(&'a self, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        self.call("renew", self.inner.renew(owner, ttl))
+    }
+    fn release<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
+        self.call("release", self.inner.release(owner))
+    }
+    fn publish<'a>(&'a self, replaces: u64, token: &'a Token) -> StoreFuture<'a, Publish> {
+        self.call("publish", self.inner.publish(replaces, token))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_is_timed_from_the_first_failed_store_call() {
+    let fleet = fleet(1, Duration::ZERO);
+    fleet.store.set_unavailable(true);
+    assert_eq!(tokens(&fleet.caches).await, ["t1"]);
+
+    tokio::time::advance(Duration::from_secs(10)).await;
+
+    let stats = fleet.caches[0].stats().store.unwrap();
+    assert_eq!(stats.errors, 1, "the one load that failed");
+    assert_eq!(stats.unavailable_for, Some(Duration::from_secs(10)));
+}
+
+// A store that cannot hold this cache's tokens will not be fixed by trying again: it is
+// logged as an error, and it is no outage.
+#[tokio::test(start_paused = true)]
+async fn a_store_that_cannot_hold_the_tokens_is_not_an_outage() {
+    let store = Failing {
+        inner: MemoryStore::new(),
+        fails: &["load", "try_lease", "renew", "release", "publish"],
+        error: || StoreError::misconfigured("this store cannot hold these tokens"),
+    };
+    let issued = Arc::new(AtomicU64::new(0));
+    let cache = TokenCache::builder(refresher(issued, Duration::ZERO, Arc::default()))
+        .store(store)
+        .build();
+
+    let token = within(cache.token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "t1");
+    let stats = cache.stats().store.unwrap();
+    assert_eq!(stats.local_refreshes, 1);
+    assert!(!stats.unavailable);
+    assert_eq!(stats.unavailable_for, None);
+}
+
+// The refresh releases the lease itself, through the same call as every other store call:
+// a release that fails is counted, and says the store is unavailable, as any failed call.
+#[tokio::test(start_paused = true)]
+async fn a_release_the_store_refuses_is_a_failed_store_call() {
+    let store = Failing {
+        inner: MemoryStore::new(),
+        fails: &["release"],
+        error: || StoreError::msg("the store refused the release"),
+    };
+    let issued = Arc::new(AtomicU64::new(0));
+    let cache = TokenCache::builder(refresher(issued, Duration::ZERO, Arc::default()))
+        .store(store)
+        .build();
+
+    let token = within(cache.token()).await.unwrap();
+
+    assert_eq!(token.expose_access_token(), "t1");
+    let stats = cache.stats().store.unwrap();
+    assert_eq!((stats.publishes, stats.errors), (1, 1));
+    assert!(stats.unavailable, "the last store call failed");
+}
+
+// A refresh abandoned while it holds the lease (here, past the refresh timeout) releases it
+// at once, rather than making the other replicas wait for it to run out.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_that_times_out_releases_its_lease_at_once() {
+    let store = MemoryStore::new();
+    let issued = Arc::new(AtomicU64::new(0));
+    let cache = TokenCache::builder(refresher(issued, Duration::from_secs(10), Arc::default()))
+        .store(store.clone())
+        .lease(Duration::from_secs(3))
+        .refresh_timeout(Duration::from_secs(2))
+        .build();
+
+    let error = within(cache.token()).await.unwrap_err();
+
+    assert!(
+        matches!(error.kind(), TokenErrorKind::TimedOut { .. }),
+        "{error}"
+    );
+    until(|| store.lease_holder().is_none()).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -299,5 +505,9 @@ async fn debug_output_of_a_cache_with_a_store_has_no_secret() {
         fleet.store
     );
     assert!(!text.contains("t1") && !text.contains("r1"), "{text}");
-    assert!(text.contains("store"), "{text}");
+    // How the cache uses its store: its settings, as the builder left them.
+    assert!(
+        text.contains("lease: 3s") && text.contains("poll: 100ms"),
+        "{text}"
+    );
 }

@@ -38,6 +38,22 @@ fn counting(lifetime: Option<Duration>) -> (impl Refresher, Previous) {
     (refresher, previous)
 }
 
+/// `future`'s output, failing the test rather than hanging if it does not complete: on the
+/// paused clock a cache waiting for nothing reaches the timeout at once, and one spinning
+/// (refreshing over and over with a refresher that answers at once, so that the clock never
+/// moves) wakes the future on every turn, and reaches the bound on its polls.
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(tokio::time::timeout(Duration::from_secs(10 * 60), future));
+    let mut polls = 0;
+    std::future::poll_fn(|cx| {
+        polls += 1;
+        assert!(polls <= 1_000, "woken {polls} times: the cache is spinning");
+        future.as_mut().poll(cx)
+    })
+    .await
+    .expect("still pending: the test would have hung here")
+}
+
 /// Bug: a `RetryAfter` hint too long for the clock overflowed `Instant + Duration` in the
 /// refresh task, which then died holding the lock; every waiter got `Abandoned` instead of
 /// the refresher's error, and the cache forgot the failure.
@@ -48,12 +64,12 @@ async fn a_huge_retry_after_hint_is_a_long_backoff_not_a_panic() {
     });
     let cache = TokenCache::new(refresher);
 
-    let error = cache.token().await.unwrap_err();
+    let error = within(cache.token()).await.unwrap_err();
 
     assert_eq!(error.kind(), TokenErrorKind::Refresher);
     let backing_off = cache.stats().backing_off.expect("backing off");
     assert!(backing_off >= LONGEST_WAIT - Duration::from_secs(1));
-    let again = cache.token().await.unwrap_err();
+    let again = within(cache.token()).await.unwrap_err();
     assert!(matches!(again.kind(), TokenErrorKind::BackingOff { .. }));
 }
 
@@ -68,7 +84,7 @@ async fn a_permanent_failure_backs_off_to_the_maximum_at_once() {
         .backoff(Duration::from_secs(1), Duration::from_secs(600))
         .build();
 
-    cache.token().await.unwrap_err();
+    within(cache.token()).await.unwrap_err();
 
     let backing_off = cache.stats().backing_off.expect("backing off");
     // Jittered between half and all of the maximum.
@@ -84,7 +100,7 @@ async fn a_huge_backoff_setting_does_not_overflow() {
         .backoff(Duration::MAX, Duration::MAX)
         .build();
 
-    let error = cache.token().await.unwrap_err();
+    let error = within(cache.token()).await.unwrap_err();
 
     assert_eq!(error.kind(), TokenErrorKind::Refresher);
     assert!(cache.stats().backing_off.is_some());
@@ -99,14 +115,13 @@ async fn a_huge_min_token_age_with_an_endless_token() {
         .min_token_age(Duration::MAX)
         .build();
 
-    let token = cache
-        .token()
+    let token = within(cache.token())
         .await
         .expect("a token, not an abandoned refresh");
 
     assert_eq!(token.expose_access_token(), "t1");
     // Never old enough to blame: a 401 gives the same token back.
-    let same = cache.reject(&token).await.unwrap();
+    let same = within(cache.reject(&token)).await.unwrap();
     assert_eq!(same.expose_access_token(), "t1");
     assert_eq!(cache.stats().not_replaced, 1);
 }
@@ -120,10 +135,10 @@ async fn a_replaced_entry_starts_no_refresh_ahead() {
     let (refresher, previous) = counting(Some(lifetime));
     let cache = TokenCache::new(refresher);
 
-    let first = cache.token().await.unwrap();
+    let first = within(cache.token()).await.unwrap();
     let stale = cache.shared.current.load_full().unwrap();
     tokio::time::advance(Duration::from_secs(20)).await;
-    let second = cache.reject(&first).await.unwrap();
+    let second = within(cache.reject(&first)).await.unwrap();
     assert_eq!(second.expose_access_token(), "t2");
 
     // Inside the first token's refresh-ahead window (the last quarter of its life), not the
@@ -149,4 +164,54 @@ async fn a_replaced_entry_starts_no_refresh_ahead() {
     tokio::task::yield_now().await;
     assert_eq!(cache.stats().refreshes(RefreshReason::Ahead).succeeded, 1);
     assert_eq!(previous.lock().unwrap()[2].as_deref(), Some("t2"));
+}
+
+/// The hot path reads the clock only once a token's alarm has rung: the entry a refresh
+/// stores carries an alarm set shortly before its first window, not one that has rung already.
+#[tokio::test(start_paused = true)]
+async fn a_new_token_is_used_without_reading_the_clock_until_shortly_before_its_first_window() {
+    let lifetime = Duration::from_secs(3600);
+    let (refresher, _) = counting(Some(lifetime));
+    let cache = TokenCache::new(refresher);
+    within(cache.token()).await.unwrap();
+    let entry = cache.shared.current.load_full().unwrap();
+    assert!(!entry.alarm.has_rung());
+
+    // The refresh-ahead window (the last five minutes) opens a second after the alarm.
+    let alarm_at = lifetime - Duration::from_secs(5 * 60) - alarm::AHEAD;
+    tokio::time::advance(alarm_at - Duration::from_millis(1)).await;
+    assert!(!entry.alarm.has_rung());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(entry.alarm.has_rung());
+}
+
+/// Only the first request to find a token in its refresh-ahead window takes the cache's lock
+/// to start the background refresh: it claims the token's refresh first, and the requests
+/// after it see the claim and go on without the lock.
+#[tokio::test(start_paused = true)]
+async fn the_first_request_in_the_refresh_ahead_window_claims_the_background_refresh() {
+    let lifetime = Duration::from_secs(100);
+    let (refresher, _) = counting(Some(lifetime));
+    let cache = TokenCache::new(refresher);
+    within(cache.token()).await.unwrap();
+    let entry = cache.shared.current.load_full().unwrap();
+
+    tokio::time::advance(lifetime * 3 / 4).await;
+    assert_eq!(entry.next_ahead.load(Ordering::Relaxed), 0);
+    assert!(cache.current_as_is().is_some());
+
+    assert_eq!(entry.next_ahead.load(Ordering::Relaxed), entry::CLAIMED);
+    assert_eq!(cache.stats().refreshes(RefreshReason::Ahead).started, 1);
+}
+
+/// A service's `Debug` shows its reader by name, without the token it holds.
+#[tokio::test(start_paused = true)]
+async fn a_reader_shows_its_name_and_nothing_it_holds() {
+    let (refresher, _) = counting(None);
+    let cache = TokenCache::new(refresher);
+    within(cache.token()).await.unwrap();
+    let mut reader = cache.reader();
+    assert!(cache.entry_as_is(&mut reader).is_some());
+
+    assert_eq!(format!("{reader:?}"), "Reader { .. }");
 }

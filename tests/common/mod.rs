@@ -48,9 +48,40 @@ pub fn refresher() -> (Refresher, RefreshHandle) {
     mock::pair()
 }
 
+/// How long, in tokio's paused time, a test waits for what should come without anyone
+/// answering: past every timer the cache sets (its refresh timeout, backoff and store lease,
+/// at their defaults and in these tests), so that only a hang reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(10 * 60);
+
+/// How many times a test's future may be woken before it completes: far more than any
+/// request or token read needs, far fewer than a cache spinning reaches in a second.
+pub const MOST_POLLS: u32 = 1_000;
+
+/// `future`'s output, failing the test rather than hanging if it does not complete.
+///
+/// A broken cache hangs a test on the paused clock in one of two ways. It waits for something
+/// that never comes: the runtime is idle, so the clock jumps to the timeout at once. Or it
+/// spins, replacing a token it will not send with a refresher that answers at once: the
+/// runtime is never idle, so the paused clock never moves and no timeout fires, but the
+/// future is woken on every turn, and its polls are counted.
+pub async fn within<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(tokio::time::timeout(PATIENCE, future));
+    let mut polls = 0;
+    std::future::poll_fn(|cx| {
+        polls += 1;
+        assert!(
+            polls <= MOST_POLLS,
+            "woken {polls} times without completing: the cache is spinning"
+        );
+        future.as_mut().poll(cx)
+    })
+    .await
+    .expect("still pending: the test would have hung here")
+}
+
 /// The next refresh the cache asks for, failing the test rather than hanging if none comes.
 pub async fn next_refresh(handle: &mut RefreshHandle) -> (TokenRequest, mock::SendResponse<Token>) {
-    tokio::time::timeout(Duration::from_secs(24 * 3600), handle.next_request())
+    tokio::time::timeout(PATIENCE, handle.next_request())
         .await
         .expect("the cache asked for no refresh")
         .expect("the refresher was dropped")
