@@ -207,7 +207,9 @@ struct ServerCounts {
 }
 
 impl GrpcServer {
-    pub(crate) async fn start(check_uri: Uri) -> Result<GrpcServer, BoxError> {
+    /// Starts the server on a free port of 127.0.0.1; it checks tokens at `check_url`.
+    pub(crate) async fn start(check_url: &str) -> Result<GrpcServer, BoxError> {
+        let check_uri = check_url.parse()?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(ServerCounts::default());
@@ -471,7 +473,7 @@ pub(crate) async fn run_mock(
         .token_ttl(MOCK_TTL)
         .start()
         .await?;
-    let grpc = GrpcServer::start(auth.uri_for("/api/grpc-token-check")).await?;
+    let grpc = GrpcServer::start(&auth.uri_for("/api/grpc-token-check")).await?;
     writeln!(
         out,
         "tower-bearer grpc: {} Health/Check calls from {} tasks to a tonic server at {}, tokens \

@@ -435,7 +435,7 @@ pub(crate) async fn run_mock(
         .require_dpop(settings.dpop())
         .require_dpop_nonce(settings.dpop());
     let server = server.start().await?;
-    settings.api_url = Some(server.uri_for("/api/items").to_string());
+    settings.api_url = Some(server.uri_for("/api/items"));
     writeln!(
         out,
         "tower-bearer oauth2: {} calls from {} tasks against a mock authorization server at {} \

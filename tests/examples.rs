@@ -574,7 +574,7 @@ async fn grpc_with_an_endpoint_and_a_token_url() {
         .start()
         .await
         .unwrap();
-    let grpc = grpc_example::GrpcServer::start(auth.uri_for("/api/check"))
+    let grpc = grpc_example::GrpcServer::start(&auth.uri_for("/api/check"))
         .await
         .unwrap();
     let vars = [
@@ -782,7 +782,7 @@ async fn oauth2_with_a_token_url_and_an_api_url() {
         ("OAUTH2_CLIENT_ID", "oauth2-real-path".to_owned()),
         ("OAUTH2_CLIENT_SECRET", "its-secret".to_owned()),
         ("OAUTH2_AUTH_METHOD", "client_secret_post".to_owned()),
-        ("API_URL", auth.uri_for("/api/items").to_string()),
+        ("API_URL", auth.uri_for("/api/items")),
         ("REQUESTS", "24".to_owned()),
         ("CONCURRENCY", "4".to_owned()),
     ];
