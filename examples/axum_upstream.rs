@@ -58,13 +58,6 @@ impl AppState {
     }
 }
 
-/// The app's routes.
-pub(crate) fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/titles", get(titles))
-        .with_state(state)
-}
-
 /// `GET /titles`: the titles of the first page of upstream videos.
 async fn titles(State(state): State<AppState>) -> Result<Json<Vec<String>>, (StatusCode, String)> {
     let request = Request::get(format!("{}/videos?pageSize=10", state.base))
@@ -100,26 +93,11 @@ async fn titles(State(state): State<AppState>) -> Result<Json<Vec<String>>, (Sta
     Ok(Json(titles))
 }
 
-fn upstream_error(error: BoxError) -> (StatusCode, String) {
-    match TokenError::find(&*error) {
-        // The request never left: say so, and say it is temporary.
-        Some(token) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("upstream authentication unavailable: {token}"),
-        ),
-        None => (StatusCode::BAD_GATEWAY, format!("upstream failed: {error}")),
-    }
-}
-
-/// Serves the app on `listener` until `stop` resolves.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(stop)
-        .await
+/// The app's routes.
+pub(crate) fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/titles", get(titles))
+        .with_state(state)
 }
 
 #[tokio::main]
@@ -145,4 +123,29 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+// ===== errors and serving =====
+
+/// What the app's caller gets when the upstream call fails.
+fn upstream_error(error: BoxError) -> (StatusCode, String) {
+    match TokenError::find(&*error) {
+        // The request never left: say so, and say it is temporary.
+        Some(token) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("upstream authentication unavailable: {token}"),
+        ),
+        None => (StatusCode::BAD_GATEWAY, format!("upstream failed: {error}")),
+    }
+}
+
+/// Serves the app on `listener` until `stop` resolves.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(stop)
+        .await
 }

@@ -26,7 +26,7 @@
 //! | `OAUTH2_AUTH_METHOD` | `client_secret_basic` (default), `client_secret_post`, `private_key_jwt` |
 //! | `OAUTH2_PRIVATE_KEY`, `OAUTH2_KEY_ID` | PEM file of the client's private key (EC P-256 or RSA), its `kid` |
 //! | `OAUTH2_SCOPE`, `OAUTH2_AUDIENCE`, `OAUTH2_RESOURCE` | optional parameters (`OAUTH2_RESOURCE` may list several, space-separated) |
-//! | `OAUTH2_DPOP=1`, or `OAUTH2_DPOP_KEY` | DPoP-bound tokens (RFC 9449; build with `--features dpop`): a fresh ES256 key per run, or the key in this PEM file; with `GRPC_ENDPOINT` only |
+//! | `OAUTH2_DPOP=1`, or `OAUTH2_DPOP_KEY` | DPoP-bound tokens (RFC 9449): a fresh ES256 key per run, or the key in this PEM file; with `GRPC_ENDPOINT` only |
 //! | `REQUESTS` (default 200), `CONCURRENCY` (default 8), `PACE_MS` (default 0) | how many calls, from how many tasks, with what pause between a task's calls |
 //!
 //! ```text
@@ -37,49 +37,84 @@
 //! Against the embedded servers, `OAUTH2_AUTH_METHOD`, `REQUESTS`, `CONCURRENCY` and `PACE_MS`
 //! apply too (`PACE_MS` is 150 there unless set, so that the run spans several lifetimes).
 
-use std::convert::Infallible;
-use std::fmt::Write as _;
-use std::future::Future;
 use std::io::{self, Write};
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
-use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::Status;
-use tonic::body::Body;
-use tonic::server::NamedService;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tower::{BoxError, Service, ServiceBuilder};
+use tower::{BoxError, ServiceBuilder};
 use tower_bearer::tonic::{GrpcAuth, GrpcAuthLayer};
 use tower_bearer::{ReplayBody, Scope, TokenCache};
 use tower_bearer_mock::oauth2::MockAuthServer;
+use tower_bearer_oauth2::OAuth2Builder;
 
-#[path = "common/oauth2_env.rs"]
-mod oauth2_env;
-#[path = "common/tally.rs"]
-mod tally;
-use oauth2_env::{Load, TokenServer, TokenSettings};
-use tally::{Tally, chain, secs};
+mod common;
+use common::load::{self, Finished, Moment, Plan, Progress, Revocations};
+use common::oauth2_env::{self, Load, TokenServer, TokenSettings};
+use common::summary::Summary;
+use grpc_server::GrpcServer;
+
+/// The client a user builds: a generated client over the layer over a channel.
+type Health = HealthClient<GrpcAuth<Channel>>;
+
+/// The token cache: the OAuth 2.0 provider, getting its tokens through a hyper client.
+/// `provider` is `OAuth2::builder()` with what the variables say (`.issuer(…)` or
+/// `.token_endpoint(…)`, `.client_id(…)`, `.client_secret(…)`, …). The cache could serve HTTP
+/// clients of the same process too.
+fn token_cache(provider: OAuth2Builder) -> Result<TokenCache, BoxError> {
+    let client = common::https_client::<ReplayBody<Full<Bytes>>>();
+    Ok(TokenCache::new(provider.build(client)?))
+}
+
+/// Connects to `endpoint`, with the layer between the generated client and the channel. The
+/// layer is built with the channel's origin: the token goes there only, and a DPoP proof
+/// names it.
+async fn health_client(endpoint: &str, cache: TokenCache) -> Result<Health, BoxError> {
+    let channel = Channel::from_shared(endpoint.to_owned())?
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    let channel = ServiceBuilder::new()
+        .layer(GrpcAuthLayer::from_cache(cache, Scope::origin(endpoint)?))
+        .service(channel);
+    Ok(HealthClient::new(channel))
+}
+
+/// One call: `Health/Check` for the server as a whole; a success is SERVING.
+async fn check(mut client: Health) -> Result<(), String> {
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    let response = client
+        .check(request)
+        .await
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
+    match response.into_inner().status() {
+        ServingStatus::Serving => Ok(()),
+        other => Err(format!("answered {}", other.as_str_name())),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("grpc: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let requests = settings.load.requests;
+    let result = run(settings, &mut io::stdout()).await;
+    common::exit_status("grpc", result.map(|report| report.success(requests)))
+}
+
+// ===== the settings and the two targets =====
 
 /// The mock's token lifetime: short, so that a few seconds span several.
 const MOCK_TTL: Duration = Duration::from_secs(1);
@@ -119,345 +154,25 @@ impl Settings {
         }
     }
 
-    fn pace(&self) -> Duration {
-        let default = if self.endpoint.is_some() {
-            Duration::ZERO
-        } else {
-            MOCK_PACE
+    /// What to send: against the embedded servers, calls paced so that the run spans several
+    /// lifetimes.
+    fn plan(&self) -> Plan {
+        let pace = match self.endpoint {
+            Some(_) => Duration::ZERO,
+            None => MOCK_PACE,
         };
-        self.load.pace_or(default)
+        self.load.plan(pace)
     }
 }
 
-/// How it went.
-#[derive(Debug, Default)]
-pub(crate) struct Report {
-    /// Calls answered SERVING.
-    pub(crate) ok: u64,
-    pub(crate) failed: u64,
-    /// Tokens the cache obtained.
-    pub(crate) tokens: u64,
-    /// UNAUTHENTICATED answers to calls with the cache's token, and those sent again.
-    pub(crate) unauthenticated: u64,
-    pub(crate) retried: u64,
-    /// What the embedded gRPC server saw (mock only): calls, and those it refused.
-    pub(crate) revocations: u64,
-    pub(crate) served: u64,
-    pub(crate) refused: u64,
-}
-
-impl Report {
-    pub(crate) fn success(&self, requests: usize) -> bool {
-        self.failed == 0 && self.ok == requests as u64
+/// Whichever the settings ask for.
+pub(crate) async fn run(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
+    if settings.endpoint.is_some() {
+        run_real(settings, out).await
+    } else {
+        run_mock(settings, out).await
     }
 }
-
-// ===== the client =====
-
-/// The client a user builds: a generated client over the layer over a channel.
-type Health = HealthClient<GrpcAuth<Channel>>;
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, ReplayBody<Full<Bytes>>>;
-
-fn http_client() -> HttpClient {
-    let https = HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Client::builder(TokioExecutor::new()).build(https)
-}
-
-/// The token cache: the OAuth 2.0 provider the settings describe, getting its tokens from
-/// `server` through a hyper client. It could serve HTTP clients of the same process too.
-fn token_cache(settings: &Settings, server: &TokenServer) -> Result<TokenCache, BoxError> {
-    let provider = settings.tokens.builder(server).build(http_client())?;
-    Ok(TokenCache::new(provider))
-}
-
-/// The client a user writes: a generated client over the layer over a channel. The layer is
-/// built with the channel's origin: the token goes there only, and a DPoP proof names it.
-async fn health_client(endpoint: &str, cache: TokenCache) -> Result<Health, BoxError> {
-    let channel = Channel::from_shared(endpoint.to_owned())?
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await?;
-    let channel = ServiceBuilder::new()
-        .layer(GrpcAuthLayer::from_cache(cache, Scope::origin(endpoint)?))
-        .service(channel);
-    Ok(HealthClient::new(channel))
-}
-
-// ===== the embedded gRPC server =====
-
-/// tonic-health behind a token check that asks the authorization server, as a resource server
-/// that introspects its tokens would: a call whose token the authorization server does not
-/// take is answered UNAUTHENTICATED before it reaches the health service.
-pub(crate) struct GrpcServer {
-    addr: SocketAddr,
-    counts: Arc<ServerCounts>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
-}
-
-#[derive(Default)]
-struct ServerCounts {
-    served: AtomicU64,
-    refused: AtomicU64,
-}
-
-impl GrpcServer {
-    pub(crate) async fn start(check_uri: Uri) -> Result<GrpcServer, BoxError> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let counts = Arc::new(ServerCounts::default());
-        let (_, health) = tonic_health::server::health_reporter();
-        let checked = TokenCheck {
-            inner: health,
-            check_uri,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            counts: counts.clone(),
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(
-            Server::builder()
-                .add_service(checked)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                }),
-        );
-        Ok(GrpcServer {
-            addr,
-            counts,
-            stop,
-            task,
-        })
-    }
-
-    pub(crate) fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub(crate) async fn stop(self) -> Result<(), BoxError> {
-        let _ = self.stop.send(());
-        self.task.await??;
-        Ok(())
-    }
-}
-
-#[derive(Clone)]
-struct TokenCheck<S> {
-    inner: S,
-    /// The authorization server's protected API: 200 for a good token.
-    check_uri: Uri,
-    client: Client<HttpConnector, Full<Bytes>>,
-    counts: Arc<ServerCounts>,
-}
-
-impl<S: NamedService> NamedService for TokenCheck<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> Service<http::Request<Body>> for TokenCheck<S>
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The clone dance: the inner service driven ready goes with this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (client, check_uri, counts) = (
-            self.client.clone(),
-            self.check_uri.clone(),
-            self.counts.clone(),
-        );
-        Box::pin(async move {
-            let token = request.headers().get(AUTHORIZATION).cloned();
-            let good = match token {
-                None => false,
-                Some(token) => {
-                    let check = Request::get(check_uri)
-                        .header(AUTHORIZATION, token)
-                        .body(Full::default())
-                        .expect("a valid request");
-                    matches!(client.request(check).await, Ok(r) if r.status() == StatusCode::OK)
-                }
-            };
-            if !good {
-                counts.refused.fetch_add(1, Ordering::Relaxed);
-                return Ok(Status::unauthenticated("the token is not valid").into_http());
-            }
-            counts.served.fetch_add(1, Ordering::Relaxed);
-            inner.call(request).await
-        })
-    }
-}
-
-// ===== the session =====
-
-/// One call: `Health/Check` for the server as a whole; a success is SERVING.
-async fn check(client: &mut Health) -> Result<(), String> {
-    let request = HealthCheckRequest {
-        service: String::new(),
-    };
-    let response = client
-        .check(request)
-        .await
-        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
-    match response.into_inner().status() {
-        ServingStatus::Serving => Ok(()),
-        other => Err(format!("answered {}", other.as_str_name())),
-    }
-}
-
-async fn task(mut client: Health, id: usize, calls: usize, settings: Settings, tally: Arc<Tally>) {
-    let pace = settings.pace();
-    if !pace.is_zero() {
-        // Tasks start spread over one pace, so calls arrive evenly.
-        sleep(pace * id as u32 / settings.load.concurrency as u32).await;
-    }
-    let mut ticks = interval(pace.max(Duration::from_nanos(1)));
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    for _ in 0..calls {
-        if !pace.is_zero() {
-            ticks.tick().await;
-        }
-        let started = Instant::now();
-        let result = check(&mut client).await;
-        tally.record(started, result);
-    }
-}
-
-/// What the session can ask of the embedded servers.
-struct Mock<'a> {
-    auth: &'a MockAuthServer,
-    grpc: &'a GrpcServer,
-}
-
-/// Runs the calls, printing progress to `out`; with the embedded servers, revokes every token
-/// once, halfway through.
-async fn session(
-    settings: &Settings,
-    client: Health,
-    cache: TokenCache,
-    mock: Option<Mock<'_>>,
-    out: &mut dyn Write,
-) -> Result<Report, BoxError> {
-    let tally = Arc::new(Tally::default());
-    let started = Instant::now();
-    let mut tasks = JoinSet::new();
-    for id in 0..settings.load.concurrency {
-        let calls = settings.load.calls_of(id);
-        tasks.spawn(task(
-            client.clone(),
-            id,
-            calls,
-            settings.clone(),
-            tally.clone(),
-        ));
-    }
-
-    let mut progress = interval(Duration::from_secs(1));
-    progress.tick().await;
-    let mut watch = interval(Duration::from_millis(10));
-    let mut report = Report::default();
-    let mut revocation_due = mock.is_some();
-    loop {
-        tokio::select! {
-            joined = tasks.join_next() => match joined {
-                Some(result) => result?,
-                None => break,
-            },
-            _ = progress.tick() => {
-                writeln!(out, "{}", progress_line(started, &tally, &cache))?;
-            }
-            _ = watch.tick(), if revocation_due => {
-                let done = tally.ok() + tally.failed();
-                // An UNAUTHENTICATED replaces only a token past its minimum age, and a
-                // revocation while a refresh is in flight is another story: revoke when the
-                // current token is well into its life.
-                let stats = cache.stats();
-                let settled = !stats.refreshing
-                    && stats.age.is_some_and(|age| age >= MOCK_TTL / 4)
-                    && stats.expires_in.is_some_and(|left| left >= MOCK_TTL / 3);
-                if done >= settings.load.requests as u64 / 2 && settled {
-                    if let Some(mock) = &mock {
-                        mock.auth.revoke_all();
-                    }
-                    revocation_due = false;
-                    report.revocations += 1;
-                    writeln!(out, "{:>5.1}s  the authorization server revoked every token", secs(started))?;
-                }
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    writeln!(out, "{}", progress_line(started, &tally, &cache))?;
-
-    report.ok = tally.ok();
-    report.failed = tally.failed();
-    let stats = cache.stats();
-    report.tokens = stats.total().succeeded;
-    report.unauthenticated = stats.unauthorized;
-    report.retried = stats.retried;
-    if let Some(mock) = &mock {
-        report.served = mock.grpc.counts.served.load(Ordering::Relaxed);
-        report.refused = mock.grpc.counts.refused.load(Ordering::Relaxed);
-    }
-
-    let mut summary = String::new();
-    writeln!(summary, "done in {:.1} s", elapsed.as_secs_f64())?;
-    writeln!(
-        summary,
-        "  calls            {} SERVING, {} failed",
-        report.ok, report.failed
-    )?;
-    writeln!(summary, "  tokens           {} obtained", report.tokens)?;
-    writeln!(
-        summary,
-        "  UNAUTHENTICATED  {} answered, {} recovered by a retry",
-        report.unauthenticated, report.retried
-    )?;
-    writeln!(summary, "  latency          {}", tally.latency())?;
-    if mock.is_some() {
-        writeln!(
-            summary,
-            "  gRPC server      {} calls served, {} refused; {} revocation",
-            report.served, report.refused, report.revocations
-        )?;
-    }
-    for error in tally.first_errors() {
-        writeln!(summary, "  error: {error}")?;
-    }
-    out.write_all(summary.as_bytes())?;
-    Ok(report)
-}
-
-fn progress_line(started: Instant, tally: &Tally, cache: &TokenCache) -> String {
-    let stats = cache.stats();
-    format!(
-        "{:>5.1}s  {:>4} ok  {} failed  token #{}  UNAUTHENTICATED retried {}",
-        secs(started),
-        tally.ok(),
-        tally.failed(),
-        stats.generation,
-        stats.retried,
-    )
-}
-
-// ===== the two targets =====
 
 /// The session against the embedded authorization server and gRPC server, the client
 /// registered with the authentication method the settings name.
@@ -471,7 +186,7 @@ pub(crate) async fn run_mock(
         .token_ttl(MOCK_TTL)
         .start()
         .await?;
-    let grpc = GrpcServer::start(auth.uri_for("/api/grpc-token-check")).await?;
+    let grpc = GrpcServer::start(&auth.uri_for("/api/grpc-token-check")).await?;
     writeln!(
         out,
         "tower-bearer grpc: {} Health/Check calls from {} tasks to a tonic server at {}, tokens \
@@ -488,13 +203,9 @@ pub(crate) async fn run_mock(
          real server)",
         MOCK_TTL.as_secs()
     )?;
-    let cache = token_cache(&settings, &TokenServer::Issuer(auth.issuer()))?;
+    let cache = token_cache(settings.tokens.builder(&TokenServer::Issuer(auth.issuer())))?;
     let client = health_client(&grpc.endpoint(), cache.clone()).await?;
-    let mock = Mock {
-        auth: &auth,
-        grpc: &grpc,
-    };
-    let report = session(&settings, client, cache, Some(mock), out).await;
+    let report = session(&settings, client, cache, Some((&auth, &grpc)), out).await;
     grpc.stop().await?;
     auth.shutdown().await;
     report
@@ -518,36 +229,264 @@ pub(crate) async fn run_real(settings: Settings, out: &mut dyn Write) -> Result<
         settings.tokens.auth_method,
         settings.tokens.dpop_note(),
     )?;
-    let cache = token_cache(&settings, &server)?;
+    let cache = token_cache(settings.tokens.builder(&server))?;
     let client = health_client(&endpoint, cache.clone()).await?;
     session(&settings, client, cache, None, out).await
 }
 
-/// Whichever the settings ask for.
-pub(crate) async fn run(settings: Settings, out: &mut dyn Write) -> Result<Report, BoxError> {
-    if settings.endpoint.is_some() {
-        run_real(settings, out).await
-    } else {
-        run_mock(settings, out).await
+// ===== the session =====
+
+/// The progress line: `  1.0s    54 ok  0 failed  token #2  UNAUTHENTICATED retried 0`.
+const PROGRESS: Progress = Progress {
+    ok_width: 4,
+    time_left: false,
+    refusals: "UNAUTHENTICATED",
+};
+
+/// How it went.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// Calls answered SERVING.
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    /// Tokens the cache obtained.
+    pub(crate) tokens: u64,
+    /// UNAUTHENTICATED answers to calls with the cache's token, and those sent again.
+    pub(crate) unauthenticated: u64,
+    pub(crate) retried: u64,
+    /// What the embedded gRPC server saw (mock only): calls, and those it refused.
+    pub(crate) revocations: u64,
+    pub(crate) served: u64,
+    pub(crate) refused: u64,
+    /// Whether the servers were the embedded ones.
+    mock: bool,
+}
+
+impl Report {
+    pub(crate) fn success(&self, requests: usize) -> bool {
+        self.failed == 0 && self.ok == requests as u64
+    }
+
+    fn summary(&self, finished: &Finished) -> Summary {
+        let mut summary = Summary::new(finished, 17);
+        let (ok, failed) = (self.ok, self.failed);
+        summary.row("calls", format_args!("{ok} SERVING, {failed} failed"));
+        summary.row("tokens", format_args!("{} obtained", self.tokens));
+        let (refused, retried) = (self.unauthenticated, self.retried);
+        summary.row(
+            "UNAUTHENTICATED",
+            format_args!("{refused} answered, {retried} recovered by a retry"),
+        );
+        summary.latency(finished);
+        if self.mock {
+            let (served, refused, revocations) = (self.served, self.refused, self.revocations);
+            summary.row(
+                "gRPC server",
+                format_args!("{served} calls served, {refused} refused; {revocations} revocation"),
+            );
+        }
+        summary.errors(finished);
+        summary
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let settings = match Settings::from_lookup(|name| std::env::var(name).ok()) {
-        Ok(settings) => settings,
-        Err(message) => {
-            eprintln!("grpc: {message}");
-            return ExitCode::from(2);
-        }
+/// Runs the calls, printing progress and a summary to `out`; with the embedded servers,
+/// revokes every token once, halfway through.
+async fn session(
+    settings: &Settings,
+    client: Health,
+    cache: TokenCache,
+    mock: Option<(&MockAuthServer, &GrpcServer)>,
+    out: &mut dyn Write,
+) -> Result<Report, BoxError> {
+    let calls = move |_| check(client.clone());
+    let plan = settings.plan();
+    let mut revocations = match mock {
+        Some(_) => Revocations::at(MOCK_TTL, [plan.requests / 2]),
+        None => Revocations::none(),
     };
-    let requests = settings.load.requests;
-    match run(settings, &mut io::stdout()).await {
-        Ok(report) if report.success(requests) => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("grpc: {}", chain(&*error));
-            ExitCode::FAILURE
+    let revoke = |moment: &Moment| {
+        let (auth, _) = mock?;
+        if !revocations.due(moment) {
+            return None;
+        }
+        auth.revoke_all();
+        Some("the authorization server revoked every token".to_owned())
+    };
+    let finished = load::run(plan, calls, &cache, PROGRESS, revoke, out).await?;
+
+    let stats = cache.stats();
+    let mut report = Report {
+        ok: finished.tally.ok(),
+        failed: finished.tally.failed(),
+        tokens: stats.total().succeeded,
+        unauthenticated: stats.unauthorized,
+        retried: stats.retried,
+        revocations: revocations.made,
+        mock: mock.is_some(),
+        ..Report::default()
+    };
+    if let Some((_, grpc)) = mock {
+        (report.served, report.refused) = grpc.counts();
+    }
+    report.summary(&finished).print(out)?;
+    Ok(report)
+}
+
+// ===== the embedded gRPC server =====
+
+pub(crate) mod grpc_server {
+    //! A tonic server with `grpc.health.v1.Health` that asks the authorization server whether
+    //! each call's token is good.
+
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http::header::AUTHORIZATION;
+    use http::{Request, StatusCode, Uri};
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::Status;
+    use tonic::body::Body;
+    use tonic::server::NamedService;
+    use tonic::transport::Server;
+    use tower::{BoxError, Service};
+
+    /// tonic-health behind a token check that asks the authorization server, as a resource server
+    /// that introspects its tokens would: a call whose token the authorization server does not
+    /// take is answered UNAUTHENTICATED before it reaches the health service.
+    pub(crate) struct GrpcServer {
+        addr: SocketAddr,
+        counts: Arc<ServerCounts>,
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    }
+
+    #[derive(Default)]
+    struct ServerCounts {
+        served: AtomicU64,
+        refused: AtomicU64,
+    }
+
+    impl GrpcServer {
+        /// Starts the server on a free port of 127.0.0.1; it checks tokens at `check_url`.
+        pub(crate) async fn start(check_url: &str) -> Result<GrpcServer, BoxError> {
+            let check_uri = check_url.parse()?;
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let counts = Arc::new(ServerCounts::default());
+            let (_, health) = tonic_health::server::health_reporter();
+            let checked = TokenCheck {
+                inner: health,
+                check_uri,
+                client: Client::builder(TokioExecutor::new()).build_http(),
+                counts: counts.clone(),
+            };
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(
+                Server::builder()
+                    .add_service(checked)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                        let _ = stopped.await;
+                    }),
+            );
+            Ok(GrpcServer {
+                addr,
+                counts,
+                stop,
+                task,
+            })
+        }
+
+        /// `http://127.0.0.1:PORT`.
+        pub(crate) fn endpoint(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+
+        /// The calls it served, and those it refused.
+        pub(crate) fn counts(&self) -> (u64, u64) {
+            let counts = &self.counts;
+            let load = |count: &AtomicU64| count.load(Ordering::Relaxed);
+            (load(&counts.served), load(&counts.refused))
+        }
+
+        /// Stops it, and waits until it has.
+        pub(crate) async fn stop(self) -> Result<(), BoxError> {
+            let _ = self.stop.send(());
+            self.task.await??;
+            Ok(())
+        }
+    }
+
+    #[derive(Clone)]
+    struct TokenCheck<S> {
+        inner: S,
+        /// The authorization server's protected API: 200 for a good token.
+        check_uri: Uri,
+        client: Client<HttpConnector, Full<Bytes>>,
+        counts: Arc<ServerCounts>,
+    }
+
+    impl<S: NamedService> NamedService for TokenCheck<S> {
+        const NAME: &'static str = S::NAME;
+    }
+
+    impl<S> Service<http::Request<Body>> for TokenCheck<S>
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send,
+    {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future =
+            Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+            // The clone dance: the inner service driven ready goes with this call.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let (client, check_uri, counts) = (
+                self.client.clone(),
+                self.check_uri.clone(),
+                self.counts.clone(),
+            );
+            Box::pin(async move {
+                let token = request.headers().get(AUTHORIZATION).cloned();
+                let good = match token {
+                    None => false,
+                    Some(token) => {
+                        let check = Request::get(check_uri)
+                            .header(AUTHORIZATION, token)
+                            .body(Full::default())
+                            .expect("a valid request");
+                        matches!(client.request(check).await, Ok(r) if r.status() == StatusCode::OK)
+                    }
+                };
+                if !good {
+                    counts.refused.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Status::unauthenticated("the token is not valid").into_http());
+                }
+                counts.served.fetch_add(1, Ordering::Relaxed);
+                inner.call(request).await
+            })
         }
     }
 }

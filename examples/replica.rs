@@ -4,9 +4,9 @@
 //!
 //! ```text
 //! redis-server --port 6390 --save '' --appendonly no &
-//! cargo run --example mock_server -- --ttl 2            # prints its address
+//! cargo run -p tower-bearer-mock --bin mock_server -- --ttl 2   # prints its address
 //! for i in 1 2 3 4; do
-//!   cargo run --features redis,mock --example replica -- \
+//!   cargo run --example replica -- \
 //!     --redis redis://127.0.0.1:6390/ --base http://127.0.0.1:PORT/ --requests 1000 --secs 8 &
 //! done; wait
 //! ```
@@ -32,6 +32,89 @@ use tower_bearer::{BearerAuthLayer, ReplayBody, Stats, TokenCache};
 use tower_bearer_apivideo::ApiVideo;
 use tower_bearer_mock::apivideo::DEFAULT_API_KEY;
 use tower_bearer_redis::RedisStore;
+
+/// Runs one replica: its own HTTP client, its own provider and cache, and the store.
+pub async fn run(plan: Plan) -> Result<Report, BoxError> {
+    let client: Client<_, ReplayBody<Full<Bytes>>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let key = api_key();
+    let api = ApiVideo::with_base_uri(plan.base.as_str(), key.as_str(), client.clone())?
+        .timeout(Duration::from_secs(5));
+    let scope = api.scope();
+    let mut cache = TokenCache::builder(api);
+    if let Some(url) = &plan.redis {
+        let store = RedisStore::builder(url.as_str(), key.as_bytes())
+            .namespace(plan.namespace.as_str())
+            .clock_skew(plan.clock_skew)
+            .build()?;
+        cache = cache
+            .store(store)
+            .lease(plan.lease)
+            .store_poll(Duration::from_millis(100));
+    }
+    let cache = cache.build();
+    let service = ServiceBuilder::new()
+        .timeout(Duration::from_secs(20))
+        .layer(BearerAuthLayer::from_cache(cache.clone(), scope))
+        .service(client);
+
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = tokio::time::Instant::now();
+    let interval = plan.duration / plan.requests.max(1) as u32;
+    let uri = format!("{}/videos?pageSize=1", plan.base.trim_end_matches('/'));
+    let tasks: Vec<_> = (0..plan.concurrency)
+        .map(|task| {
+            let (service, ok, failed, uri) =
+                (service.clone(), ok.clone(), failed.clone(), uri.clone());
+            let plan = plan.clone();
+            tokio::spawn(async move {
+                for i in (task..plan.requests).step_by(plan.concurrency) {
+                    tokio::time::sleep_until(start + interval * i as u32).await;
+                    let request = Request::get(uri.as_str())
+                        .body(Full::default())
+                        .expect("a valid request");
+                    match service.clone().oneshot(request).await {
+                        Ok(response) if response.status().is_success() => {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Ok(response) => {
+                            eprintln!("replica: {} for a request", response.status());
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(error) => {
+                            eprintln!("replica: a request failed: {error}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+    Ok(Report {
+        ok: ok.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        stats: cache.stats(),
+        cache,
+    })
+}
+
+#[tokio::main]
+#[allow(dead_code)]
+async fn main() -> Result<(), BoxError> {
+    let plan = parse(std::env::args().skip(1))?;
+    let report = run(plan).await?;
+    println!("{}", report.line());
+    if report.failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+// ===== the plan, the report and the command line =====
 
 /// What one replica does.
 #[derive(Clone, Debug)]
@@ -108,75 +191,6 @@ fn api_key() -> String {
     std::env::var("APIVIDEO_API_KEY").unwrap_or_else(|_| DEFAULT_API_KEY.to_owned())
 }
 
-/// Runs one replica: its own HTTP client, its own provider and cache, and the store.
-pub async fn run(plan: Plan) -> Result<Report, BoxError> {
-    let client: Client<_, ReplayBody<Full<Bytes>>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let key = api_key();
-    let api = ApiVideo::with_base_uri(plan.base.as_str(), key.as_str(), client.clone())?
-        .timeout(Duration::from_secs(5));
-    let scope = api.scope();
-    let mut cache = TokenCache::builder(api);
-    if let Some(url) = &plan.redis {
-        let store = RedisStore::builder(url.as_str(), key.as_bytes())
-            .namespace(plan.namespace.as_str())
-            .clock_skew(plan.clock_skew)
-            .build()?;
-        cache = cache
-            .store(store)
-            .lease(plan.lease)
-            .store_poll(Duration::from_millis(100));
-    }
-    let cache = cache.build();
-    let service = ServiceBuilder::new()
-        .timeout(Duration::from_secs(20))
-        .layer(BearerAuthLayer::from_cache(cache.clone(), scope))
-        .service(client);
-
-    let ok = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let start = tokio::time::Instant::now();
-    let interval = plan.duration / plan.requests.max(1) as u32;
-    let uri = format!("{}/videos?pageSize=1", plan.base.trim_end_matches('/'));
-    let tasks: Vec<_> = (0..plan.concurrency)
-        .map(|task| {
-            let (service, ok, failed, uri) =
-                (service.clone(), ok.clone(), failed.clone(), uri.clone());
-            let plan = plan.clone();
-            tokio::spawn(async move {
-                for i in (task..plan.requests).step_by(plan.concurrency) {
-                    tokio::time::sleep_until(start + interval * i as u32).await;
-                    let request = Request::get(uri.as_str())
-                        .body(Full::default())
-                        .expect("a valid request");
-                    match service.clone().oneshot(request).await {
-                        Ok(response) if response.status().is_success() => {
-                            ok.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Ok(response) => {
-                            eprintln!("replica: {} for a request", response.status());
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Err(error) => {
-                            eprintln!("replica: a request failed: {error}");
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await?;
-    }
-    Ok(Report {
-        ok: ok.load(Ordering::Relaxed),
-        failed: failed.load(Ordering::Relaxed),
-        stats: cache.stats(),
-        cache,
-    })
-}
-
 const USAGE: &str = "usage: replica --base URI [--redis URL | --no-store] [--requests N] [--secs S] [--lease-ms MS]";
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Plan, String> {
@@ -204,16 +218,4 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Plan, String> {
         }
     }
     Ok(plan)
-}
-
-#[tokio::main]
-#[allow(dead_code)]
-async fn main() -> Result<(), BoxError> {
-    let plan = parse(std::env::args().skip(1))?;
-    let report = run(plan).await?;
-    println!("{}", report.line());
-    if report.failed > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
 }

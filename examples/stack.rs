@@ -39,6 +39,83 @@ use tower_bearer::{BearerAuthLayer, ReplayBody, TokenCache, TokenError, TokenErr
 use tower_bearer_apivideo::ApiVideo;
 use tower_bearer_mock::apivideo::{Failure, MockServer};
 
+/// Builds the stack against a fresh mock and sends the 16 calls.
+pub(crate) async fn run(out: &mut dyn Write) -> Result<Outcome, BoxError> {
+    let server = MockServer::builder().api_key("stack-key").start().await?;
+    // The auth server's first answer is a 503.
+    server.fail_next_auth(1, Failure::Status(StatusCode::SERVICE_UNAVAILABLE));
+
+    let client: Client<HttpConnector, ReplayBody<Full<Bytes>>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let provider = ApiVideo::with_base_uri(server.uri(), "stack-key", client.clone())?
+        .timeout(Duration::from_secs(5));
+    let scope = provider.scope();
+    let cache = TokenCache::builder(provider)
+        .backoff(Duration::from_millis(100), Duration::from_secs(5))
+        .build();
+    let policy = RetryPolicy::new(3);
+    let api = ServiceBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .retry(policy.clone())
+        .concurrency_limit(4)
+        .layer(BearerAuthLayer::from_cache(cache.clone(), scope))
+        .service(client);
+
+    // All at once; a success is a 2xx answer read to its end.
+    let mut calls = JoinSet::new();
+    for n in 0..16 {
+        let (api, request) = (api.clone(), video_request(&server, n)?);
+        calls.spawn(async move {
+            let what = format!("{} {}", request.method(), request.uri().path());
+            let result = async {
+                let response = api.oneshot(request).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                Ok::<_, BoxError>(status)
+            }
+            .await;
+            (what, result)
+        });
+    }
+    let outcome = report(calls, &policy, &server, &cache, out).await;
+    server.shutdown().await;
+    outcome
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(&mut io::stdout()).await {
+        Ok(outcome) if outcome.failed == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("stack: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ===== the calls and what they show =====
+
+/// Call `n`: every fourth a create, the others lists.
+fn video_request(server: &MockServer, n: usize) -> http::Result<Request<Full<Bytes>>> {
+    if n % 4 == 3 {
+        Request::post(server.uri_for("/videos"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::from(format!(r#"{{"title":"stack {n}"}}"#)))
+    } else {
+        Request::get(server.uri_for("/videos?pageSize=5")).body(Full::default())
+    }
+}
+
+/// How the run went.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) succeeded: usize,
+    pub(crate) failed: usize,
+    pub(crate) retries: u64,
+    pub(crate) logins: u64,
+}
+
 /// Retries a request that was never sent (no token could be had), whatever its method, and an
 /// idempotent one whose answer was a gateway error or whose connection failed.
 #[derive(Clone, Debug)]
@@ -116,60 +193,14 @@ impl Policy<Request<Full<Bytes>>, Response<Incoming>, BoxError> for RetryPolicy 
     }
 }
 
-/// How the run went.
-#[derive(Debug)]
-pub(crate) struct Outcome {
-    pub(crate) succeeded: usize,
-    pub(crate) failed: usize,
-    pub(crate) retries: u64,
-    pub(crate) logins: u64,
-}
-
-/// Builds the stack against a fresh mock and sends the 16 calls.
-pub(crate) async fn run(out: &mut dyn Write) -> Result<Outcome, BoxError> {
-    let server = MockServer::builder().api_key("stack-key").start().await?;
-    // The auth server's first answer is a 503.
-    server.fail_next_auth(1, Failure::Status(StatusCode::SERVICE_UNAVAILABLE));
-
-    let client: Client<HttpConnector, ReplayBody<Full<Bytes>>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let provider = ApiVideo::with_base_uri(server.uri(), "stack-key", client.clone())?
-        .timeout(Duration::from_secs(5));
-    let scope = provider.scope();
-    let cache = TokenCache::builder(provider)
-        .backoff(Duration::from_millis(100), Duration::from_secs(5))
-        .build();
-    let policy = RetryPolicy::new(3);
-    let api = ServiceBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .retry(policy.clone())
-        .concurrency_limit(4)
-        .layer(BearerAuthLayer::from_cache(cache.clone(), scope))
-        .service(client);
-
-    let mut calls = JoinSet::new();
-    for n in 0..16 {
-        let request = if n % 4 == 3 {
-            Request::post(server.uri_for("/videos"))
-                .header(CONTENT_TYPE, "application/json")
-                .body(Full::from(format!(r#"{{"title":"stack {n}"}}"#)))?
-        } else {
-            Request::get(server.uri_for("/videos?pageSize=5")).body(Full::default())?
-        };
-        let api = api.clone();
-        calls.spawn(async move {
-            let what = format!("{} {}", request.method(), request.uri().path());
-            let result = async {
-                let response = api.oneshot(request).await?;
-                let status = response.status();
-                response.into_body().collect().await?;
-                Ok::<_, BoxError>(status)
-            }
-            .await;
-            (what, result)
-        });
-    }
-
+/// Waits for the `calls`, printing each failure and then one line to `out`.
+async fn report(
+    mut calls: JoinSet<(String, Result<StatusCode, BoxError>)>,
+    policy: &RetryPolicy,
+    server: &MockServer,
+    cache: &TokenCache,
+    out: &mut dyn Write,
+) -> Result<Outcome, BoxError> {
     let (mut succeeded, mut failed) = (0, 0);
     while let Some(joined) = calls.join_next().await {
         let (what, result) = joined?;
@@ -202,18 +233,5 @@ pub(crate) async fn run(out: &mut dyn Write) -> Result<Outcome, BoxError> {
         outcome.logins,
         stats.total().failed,
     )?;
-    server.shutdown().await;
     Ok(outcome)
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run(&mut io::stdout()).await {
-        Ok(outcome) if outcome.failed == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("stack: {error}");
-            ExitCode::FAILURE
-        }
-    }
 }

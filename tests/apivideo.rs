@@ -308,7 +308,7 @@ async fn the_layer_is_scoped_to_the_api() {
     let service = provider(&server, client).into_layer().layer(recorder);
 
     for uri in [
-        server.uri_for("/videos").to_string(),
+        server.uri_for("/videos"),
         "https://upload.example.net/signed?x=1".to_owned(),
         format!("http://localhost:{}/videos", server.addr().port()),
     ] {

@@ -97,7 +97,7 @@ async fn the_first_request_to_an_origin_meets_its_nonce_and_recovers_with_one_re
     assert!(call.authorization.as_deref().unwrap().starts_with("DPoP "));
     let claims = call.claims();
     assert_eq!(claims["htm"], "GET");
-    assert_eq!(claims["htu"], server.uri_for("/api/items").to_string());
+    assert_eq!(claims["htu"], server.uri_for("/api/items"));
     assert_eq!(claims["nonce"], nonce, "the same origin's nonce");
     assert!(claims["ath"].is_string());
     assert_proofs_unique(&wire);

@@ -83,7 +83,7 @@ async fn a_stolen_dpop_token_is_worthless_without_the_key() {
         .start()
         .await
         .unwrap();
-    let api = server.uri_for("/api/accounts");
+    let api: Uri = server.uri_for("/api/accounts").parse().unwrap();
 
     let bearer = grant(&server, None, None).await;
     assert_eq!(bearer.json["token_type"], "Bearer");
@@ -170,7 +170,7 @@ async fn the_api_checks_each_proof_against_its_request() {
         .as_str()
         .unwrap()
         .to_owned();
-    let api = server.uri_for("/api/items");
+    let api: Uri = server.uri_for("/api/items").parse().unwrap();
     let scheme = format!("DPoP {token}");
 
     let challenged = call(
@@ -189,7 +189,7 @@ async fn the_api_checks_each_proof_against_its_request() {
     );
     assert_eq!(challenged.nonce.as_deref(), Some(nonce.as_str()));
 
-    let other_uri = server.uri_for("/api/other");
+    let other_uri: Uri = server.uri_for("/api/other").parse().unwrap();
     let bad = [
         key.proof(&Method::POST, &api, Some(&token), Some(&nonce)),
         key.proof(&Method::GET, &other_uri, Some(&token), Some(&nonce)),

@@ -10,13 +10,25 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use regex::Regex;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_bearer_mock::apivideo::{MockServer, RequestLog};
+use tower_bearer_mock::oauth2::{MockAuthServer, MockClient};
 
+// The session examples each bring `examples/common/` along, as a module of their own.
+#[path = "../examples/grpc.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod grpc_example;
+#[path = "../examples/oauth2.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod oauth2_example;
 #[path = "../examples/quickstart.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod quickstart;
+#[path = "../examples/reqwest.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod reqwest_example;
 
 #[path = "../examples/stack.rs"]
 #[allow(dead_code)]
@@ -26,18 +38,22 @@ mod stack;
 #[allow(dead_code)]
 mod axum_upstream;
 
-// The examples bring `examples/common/` along, each as modules of its own: `tally.rs` (all
-// but `stack` and `axum_upstream`), `oauth2_env.rs` (both OAuth 2.0 examples).
-#[path = "../examples/oauth2.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod oauth2_example;
-#[path = "../examples/reqwest.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod reqwest_example;
+/// `vars`, as a lookup the examples' settings read in place of the environment.
+fn lookup<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        vars.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    }
+}
 
-#[path = "../examples/grpc.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod grpc_example;
+/// `cargo run --example oauth2` with the environment `vars`: its report and what it printed.
+async fn run_oauth2(vars: &[(&str, &str)]) -> (oauth2_example::Report, String) {
+    let settings = oauth2_example::Settings::from_lookup(lookup(vars)).unwrap();
+    let mut out = Vec::new();
+    let report = oauth2_example::run(settings, &mut out).await.unwrap();
+    (report, String::from_utf8(out).unwrap())
+}
 
 /// The README's first command, as it runs: every call succeeds across token lifetimes and a
 /// revocation, and the auth server saw logins and refresh-token grants.
@@ -48,12 +64,7 @@ async fn quickstart_against_the_mock() {
     let out = String::from_utf8(out).unwrap();
 
     assert!(report.success(), "{out}");
-    let plan = quickstart::MOCK_PLAN;
-    assert_eq!(
-        report.ok,
-        (plan.tasks * plan.calls_per_task) as u64,
-        "{out}"
-    );
+    assert_eq!(report.ok, quickstart::MOCK_PLAN.requests as u64, "{out}");
     assert_eq!(report.failed, 0, "{out}");
     assert!(report.revoked, "{out}");
     // The first login and the one after the revocation (whose refresh token was revoked too).
@@ -63,7 +74,29 @@ async fn quickstart_against_the_mock() {
     assert!(report.retried >= 1, "{out}");
     assert_eq!(report.expired_sent, 0, "{out}");
     assert!(out.contains("320 ok, 0 failed"), "{out}");
-    assert!(out.contains("the server revoked every token"), "{out}");
+    assert_eq!(
+        out.matches("the server revoked every token").count(),
+        1,
+        "{out}"
+    );
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer quickstart: 320 calls from 8 tasks against a mock api.video at \
+                 http://127.0.0.1:{n}",
+            ),
+            Line("(tokens live 2 s; set APIVIDEO_API_KEY to run against the real API)"),
+            Lines(&[VIDEO_PROGRESS, REVOKED]),
+            Line("done in {n} s"),
+            Line("  requests      320 ok, 0 failed"),
+            Line("  auth server   2 logins with the API key, {n} refresh-token grants"),
+            Line("  tokens        {n} obtained (initial 1, ahead {n}, expired {n}, rejected {n})"),
+            Line("  401s          {n} answered, {n} recovered by a retry"),
+            Line("  latency       p50 {n} ms, p99 {n} ms"),
+            Line("  sent with an expired token: 0"),
+        ],
+    );
 }
 
 /// The real-API session's own code (list, create, then delete what it created), pointed at
@@ -105,6 +138,27 @@ async fn quickstart_real_api_session_against_the_mock() {
     assert_eq!(expected.len(), 10);
     assert_eq!(deletes, expected);
     assert!(out.contains("10 created, 0 deleted again"), "{out}");
+    assert_shape(
+        &out,
+        &[
+            Line("tower-bearer quickstart: 40 calls from 4 tasks against http://127.0.0.1:{n}"),
+            Lines(&[VIDEO_PROGRESS]),
+            Line("done in {n} s"),
+            Line("  requests      40 ok, 0 failed"),
+            Line("  tokens        {n} obtained (initial 1, ahead {n}, expired {n}, rejected {n})"),
+            Line("  401s          0 answered, 0 recovered by a retry"),
+            Line("  latency       p50 {n} ms, p99 {n} ms"),
+            Line("  videos        10 created, 0 deleted again"),
+            // The first five errors, then every video left behind.
+            Line("  error: DELETE /videos/{*}: 404 Not Found"),
+            Line("  error: DELETE /videos/{*}: 404 Not Found"),
+            Line("  error: DELETE /videos/{*}: 404 Not Found"),
+            Line("  error: DELETE /videos/{*}: 404 Not Found"),
+            Line("  error: DELETE /videos/{*}: 404 Not Found"),
+            Lines(&["  not deleted: {*}"]),
+        ],
+    );
+    assert_eq!(out.matches("  not deleted: ").count(), 10, "{out}");
 }
 
 /// The reqwest example, as it runs: every call succeeds through reqwest-tracing,
@@ -124,7 +178,29 @@ async fn reqwest_example_against_the_mock() {
     assert!(report.retried >= 1, "{out}");
     assert_eq!(report.expired_sent, 0, "{out}");
     assert!(out.contains("240 ok, 0 failed"), "{out}");
-    assert!(out.contains("the server revoked every token"), "{out}");
+    assert_eq!(
+        out.matches("the server revoked every token").count(),
+        1,
+        "{out}"
+    );
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer with reqwest: 240 calls from 8 tasks against a mock api.video at \
+                 http://127.0.0.1:{n}",
+            ),
+            Line("(tokens live 2 s; reqwest-tracing, reqwest-retry, then BearerAuthMiddleware)"),
+            Lines(&[VIDEO_PROGRESS, REVOKED]),
+            Line("done in {n} s"),
+            Line("  requests      240 ok, 0 failed"),
+            Line("  auth server   2 logins with the API key, {n} refresh-token grants"),
+            Line("  tokens        {n} obtained (initial 1, ahead {n}, expired {n}, rejected {n})"),
+            Line("  401s          {n} answered, {n} recovered by a retry"),
+            Line("  latency       p50 {n} ms, p99 {n} ms"),
+            Line("  sent with an expired token: 0"),
+        ],
+    );
 }
 
 #[tokio::test]
@@ -136,6 +212,13 @@ async fn stack_recovers_from_an_auth_outage_with_retries() {
     assert_eq!((outcome.succeeded, outcome.failed), (16, 0), "{out}");
     assert!(outcome.retries >= 1, "{out}");
     assert_eq!(outcome.logins, 1, "{out}");
+    assert_shape(
+        &out,
+        &[Line(
+            "16 of 16 calls succeeded, 0 failed; the retry policy resent {n} (the auth server's \
+             503 left them without a token); 1 login, {n} failed refresh",
+        )],
+    );
 }
 
 /// The axum app over real HTTP: concurrent callers share one upstream login, and a
@@ -219,30 +302,53 @@ async fn oauth2_against_the_mock() {
     assert!(report.retried >= 2, "{out}");
     assert_eq!((report.reuses, report.expired_sent), (0, 0), "{out}");
     assert!(out.contains("200 ok, 0 failed"), "{out}");
-    assert!(out.contains("the server revoked every token"), "{out}");
+    assert_eq!(
+        out.matches("the server revoked every token").count(),
+        2,
+        "{out}"
+    );
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer oauth2: 200 calls from 8 tasks against a mock authorization server \
+                 at http://127.0.0.1:{n} (client_secret_basic)",
+            ),
+            Line(
+                "(tokens live 1 s; set OAUTH2_ISSUER or OAUTH2_TOKEN_URL to run against a real \
+                 server)",
+            ),
+            Lines(&[OAUTH2_PROGRESS, REVOKED]),
+            Line("done in {n} s"),
+            Line("  calls           200 ok, 0 failed"),
+            Line("  token endpoint  3 client_credentials, {n} refresh_token requests ({n} tokens)"),
+            Line("  401s            {n} answered, {n} recovered by a retry"),
+            Line("  latency         p50 {n} ms, p99 {n} ms"),
+            Line(
+                "  server          2 revocations, 0 refresh tokens reused, 0 calls with an \
+                 expired token",
+            ),
+        ],
+    );
 }
 
 /// The mock registers the client with `OAUTH2_AUTH_METHOD`, and checks it on the wire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_against_the_mock_with_each_auth_method() {
     for method in ["client_secret_post", "private_key_jwt"] {
-        let settings = oauth2_example::Settings::from_lookup(|name| match name {
-            "OAUTH2_AUTH_METHOD" => Some(method.to_owned()),
-            "REQUESTS" => Some("40".to_owned()),
-            "PACE_MS" => Some("0".to_owned()),
-            _ => None,
-        })
-        .unwrap();
-        let mut out = Vec::new();
-        let report = oauth2_example::run(settings, &mut out).await.unwrap();
-        let out = String::from_utf8(out).unwrap();
+        let (report, out) = run_oauth2(&[
+            ("OAUTH2_AUTH_METHOD", method),
+            ("REQUESTS", "40"),
+            ("PACE_MS", "0"),
+        ])
+        .await;
         assert!(report.success(40), "{method}: {out}");
         assert_eq!(report.client_credentials, 1, "{out}");
         assert!(out.contains(method), "{out}");
     }
 }
 
-/// `OAUTH2_DPOP=1 cargo run --example oauth2 --features dpop`: the same run with DPoP-bound
+/// `OAUTH2_DPOP=1 cargo run --example oauth2`: the same run with DPoP-bound
 /// tokens against a mock that requires proofs and its nonce everywhere and changes its nonce
 /// every second; every call succeeds, each nonce change recovered by a retry with the same
 /// token, and no proof refused.
@@ -271,22 +377,48 @@ async fn oauth2_against_the_mock_with_dpop() {
         out.contains("sent again with the server's new nonce"),
         "{out}"
     );
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer oauth2: 200 calls from 8 tasks against a mock authorization server \
+                 at http://127.0.0.1:{n} (client_secret_basic, DPoP with ES256 key {*})",
+            ),
+            Line(
+                "(tokens live 1 s; set OAUTH2_ISSUER or OAUTH2_TOKEN_URL to run against a real \
+                 server)",
+            ),
+            Lines(&[OAUTH2_PROGRESS, REVOKED]),
+            Line("done in {n} s"),
+            Line("  calls           200 ok, 0 failed"),
+            Line(
+                "  token endpoint  {n} client_credentials, {n} refresh_token requests ({n} tokens)",
+            ),
+            Line("  401s            {n} answered, {n} recovered by a retry"),
+            Line("  dpop            {n} sent again with the server's new nonce (same token)"),
+            Line("  latency         p50 {n} ms, p99 {n} ms"),
+            Line(
+                "  server          2 revocations, 0 refresh tokens reused, 0 calls with an \
+                 expired token",
+            ),
+            Line(
+                "  server dpop     {n} nonce rotations; nonce challenges: {n} at the token \
+                 endpoint, {n} at the API; 0 proofs refused",
+            ),
+        ],
+    );
 }
 
 /// `OAUTH2_DPOP_KEY` loads the key from a PEM file (DPoP without `OAUTH2_DPOP`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_against_the_mock_with_a_dpop_key_from_a_file() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/ed25519.pkcs8.pem");
-    let settings = oauth2_example::Settings::from_lookup(|name| match name {
-        "OAUTH2_DPOP_KEY" => Some(path.to_owned()),
-        "REQUESTS" => Some("40".to_owned()),
-        "PACE_MS" => Some("0".to_owned()),
-        _ => None,
-    })
-    .unwrap();
-    let mut out = Vec::new();
-    let report = oauth2_example::run(settings, &mut out).await.unwrap();
-    let out = String::from_utf8(out).unwrap();
+    let (report, out) = run_oauth2(&[
+        ("OAUTH2_DPOP_KEY", path),
+        ("REQUESTS", "40"),
+        ("PACE_MS", "0"),
+    ])
+    .await;
     assert!(report.success(40), "{out}");
     assert!(out.contains("DPoP with EdDSA key"), "{out}");
     assert_eq!(report.proofs_refused, 0, "{out}");
@@ -294,13 +426,6 @@ async fn oauth2_against_the_mock_with_a_dpop_key_from_a_file() {
 
 #[test]
 fn oauth2_settings_are_checked() {
-    let lookup = |vars: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            vars.iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        }
-    };
     let error = |vars| {
         oauth2_example::Settings::from_lookup(lookup(vars))
             .err()
@@ -362,18 +487,35 @@ async fn grpc_against_the_embedded_servers() {
     assert!(report.tokens >= 3, "{out}");
     assert!(out.contains("200 SERVING, 0 failed"), "{out}");
     assert!(out.contains("revoked every token"), "{out}");
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer grpc: 200 Health/Check calls from 8 tasks to a tonic server at \
+                 http://127.0.0.1:{n}, tokens from a mock authorization server at \
+                 http://127.0.0.1:{n} (client_secret_basic)",
+            ),
+            Line(
+                "(tokens live 1 s; set GRPC_ENDPOINT and OAUTH2_ISSUER or OAUTH2_TOKEN_URL to \
+                 call a real server)",
+            ),
+            Lines(&[
+                GRPC_PROGRESS,
+                "{>5.1}s  the authorization server revoked every token",
+            ]),
+            Line("done in {n} s"),
+            Line("  calls            200 SERVING, 0 failed"),
+            Line("  tokens           {n} obtained"),
+            Line("  UNAUTHENTICATED  {n} answered, {n} recovered by a retry"),
+            Line("  latency          p50 {n} ms, p99 {n} ms"),
+            Line("  gRPC server      200 calls served, {n} refused; 1 revocation"),
+        ],
+    );
 }
 
 /// The example's variables are read as its documentation says.
 #[test]
 fn grpc_settings_are_checked() {
-    let lookup = |vars: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    };
     let defaults = grpc_example::Settings::from_lookup(lookup(&[])).unwrap();
     assert_eq!(defaults.load.requests, 200);
     let error = |vars| {
@@ -414,30 +556,23 @@ fn grpc_settings_are_checked() {
 /// not start itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_with_an_endpoint_and_a_token_url() {
-    use tower_bearer_mock::oauth2::{MockAuthServer, MockClient};
-
     let auth = MockAuthServer::builder()
         .register(MockClient::secret_post("grpc-real-path", "its-secret"))
         .start()
         .await
         .unwrap();
-    let grpc = grpc_example::GrpcServer::start(auth.uri_for("/api/check"))
+    let grpc = grpc_example::grpc_server::GrpcServer::start(&auth.uri_for("/api/check"))
         .await
         .unwrap();
-    let vars = [
-        ("GRPC_ENDPOINT", grpc.endpoint()),
-        ("OAUTH2_TOKEN_URL", auth.token_endpoint()),
-        ("OAUTH2_CLIENT_ID", "grpc-real-path".to_owned()),
-        ("OAUTH2_CLIENT_SECRET", "its-secret".to_owned()),
-        ("OAUTH2_AUTH_METHOD", "client_secret_post".to_owned()),
-        ("REQUESTS", "24".to_owned()),
-        ("CONCURRENCY", "4".to_owned()),
-    ];
-    let settings = grpc_example::Settings::from_lookup(|name| {
-        vars.iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    })
+    let settings = grpc_example::Settings::from_lookup(lookup(&[
+        ("GRPC_ENDPOINT", &grpc.endpoint()),
+        ("OAUTH2_TOKEN_URL", &auth.token_endpoint()),
+        ("OAUTH2_CLIENT_ID", "grpc-real-path"),
+        ("OAUTH2_CLIENT_SECRET", "its-secret"),
+        ("OAUTH2_AUTH_METHOD", "client_secret_post"),
+        ("REQUESTS", "24"),
+        ("CONCURRENCY", "4"),
+    ]))
     .unwrap();
 
     let mut out = Vec::new();
@@ -448,6 +583,249 @@ async fn grpc_with_an_endpoint_and_a_token_url() {
     assert_eq!(report.tokens, 1, "{out}");
     assert!(out.contains(&grpc.endpoint()), "{out}");
     assert_eq!(auth.counters().token_requests, 1, "{out}");
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer grpc: 24 Health/Check calls from 4 tasks to http://127.0.0.1:{n} \
+                 with tokens from http://127.0.0.1:{n}/token (client_secret_post)",
+            ),
+            Lines(&[GRPC_PROGRESS]),
+            Line("done in {n} s"),
+            Line("  calls            24 SERVING, 0 failed"),
+            Line("  tokens           1 obtained"),
+            Line("  UNAUTHENTICATED  0 answered, 0 recovered by a retry"),
+            Line("  latency          p50 {n} ms, p99 {n} ms"),
+        ],
+    );
     grpc.stop().await.unwrap();
     auth.shutdown().await;
+}
+
+// ===== what the examples print =====
+
+/// A part of an example's output: one line, or one or more lines each like one of these (the
+/// progress lines, with an event among them). In a template `{n}` is a number, `{>W}` a whole
+/// number right-aligned in `W` columns, `{>W.1}` one with one decimal, `{*}` any text; the rest
+/// stands for itself, spaces included.
+enum Shape {
+    Line(&'static str),
+    Lines(&'static [&'static str]),
+}
+
+use Shape::{Line, Lines};
+
+/// The regular expression of a template line.
+fn pattern(template: &str) -> Regex {
+    let placeholder = Regex::new(r"\{(n|\*|>\d+(?:\.1)?)\}").unwrap();
+    let mut regex = String::from("^");
+    let mut rest = 0;
+    for found in placeholder.captures_iter(template) {
+        let whole = found.get(0).unwrap();
+        regex.push_str(&regex::escape(&template[rest..whole.start()]));
+        rest = whole.end();
+        let what = &found[1];
+        let alternatives = match what {
+            "n" => r"\d+(?:\.\d+)?".to_owned(),
+            "*" => ".*".to_owned(),
+            aligned => {
+                let (width, decimal) = match aligned[1..].split_once('.') {
+                    Some((width, _)) => (width.parse::<usize>().unwrap(), true),
+                    None => (aligned[1..].parse::<usize>().unwrap(), false),
+                };
+                let tail = if decimal { r"\.\d" } else { "" };
+                let digits_at_least = if decimal { width - 2 } else { width };
+                // Padded to the width, or wider than it with no padding.
+                let mut choices = vec![format!(r"\d{{{digits_at_least},}}{tail}")];
+                for spaces in 1..digits_at_least {
+                    choices.push(format!(
+                        " {{{spaces}}}\\d{{{}}}{tail}",
+                        digits_at_least - spaces
+                    ));
+                }
+                format!("(?:{})", choices.join("|"))
+            }
+        };
+        regex.push_str(&alternatives);
+    }
+    regex.push_str(&regex::escape(&template[rest..]));
+    regex.push('$');
+    Regex::new(&regex).unwrap()
+}
+
+/// Checks that `out` is made of `shape`, line for line.
+#[track_caller]
+fn assert_shape(out: &str, shape: &[Shape]) {
+    let mut lines = out.lines().peekable();
+    for part in shape {
+        match part {
+            Line(template) => {
+                let line = lines.next().unwrap_or_default();
+                assert!(
+                    pattern(template).is_match(line),
+                    "expected a line like {template:?}, found {line:?} in\n{out}"
+                );
+            }
+            Lines(templates) => {
+                let patterns: Vec<Regex> = templates.iter().map(|t| pattern(t)).collect();
+                let mut matched = 0;
+                while let Some(line) = lines.peek() {
+                    if !patterns.iter().any(|p| p.is_match(line)) {
+                        break;
+                    }
+                    lines.next();
+                    matched += 1;
+                }
+                assert!(
+                    matched > 0,
+                    "expected lines like {templates:?}, found {:?} in\n{out}",
+                    lines.peek()
+                );
+            }
+        }
+    }
+    assert_eq!(lines.next(), None, "more than expected in\n{out}");
+}
+
+/// The progress line of the api.video examples (quickstart, reqwest).
+const VIDEO_PROGRESS: &str =
+    "{>5.1}s  {>3} ok  {n} failed  token #{n} ({n} s left)  401s retried {n}";
+const REVOKED: &str = "{>5.1}s  the server revoked every token";
+/// The progress line of the OAuth 2.0 example.
+const OAUTH2_PROGRESS: &str = "{>5.1}s  {>4} ok  {n} failed  token #{n}  401s retried {n}";
+/// The progress line of the gRPC example.
+const GRPC_PROGRESS: &str = "{>5.1}s  {>4} ok  {n} failed  token #{n}  UNAUTHENTICATED retried {n}";
+
+#[test]
+fn shape_templates_read_as_documented() {
+    let progress = pattern(VIDEO_PROGRESS);
+    assert!(progress.is_match("  1.0s   54 ok  0 failed  token #1 (1.0 s left)  401s retried 0"));
+    assert!(progress.is_match(" 10.0s  320 ok  0 failed  token #5 (1.0 s left)  401s retried 1"));
+    assert!(progress.is_match("100.0s  1320 ok  0 failed  token #5 (1.0 s left)  401s retried 1"));
+    // Misaligned: a column too few, or too many.
+    assert!(!progress.is_match(" 1.0s   54 ok  0 failed  token #1 (1.0 s left)  401s retried 0"));
+    assert!(!progress.is_match("  1.0s    54 ok  0 failed  token #1 (1.0 s left)  401s retried 0"));
+    assert!(!progress.is_match("  1.0s   54 ok  0 failed  token #1 (1.0 s left)  401s retried x"));
+    assert!(pattern("  error: {*}").is_match("  error: GET /videos: 500"));
+    assert!(!pattern("  tokens        {n} obtained").is_match("  tokens       1 obtained"));
+}
+
+/// The real-API session with a key the server refuses: every call fails, with why, and the
+/// run is a failure.
+#[tokio::test]
+async fn quickstart_with_a_refused_api_key() {
+    let server = MockServer::builder()
+        .api_key("the-right-key")
+        .start()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let report = quickstart::run_real("a-wrong-key".into(), server.uri().to_string(), &mut out)
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert!(!report.success(), "{out}");
+    assert_eq!(
+        (report.ok, report.failed, report.created),
+        (0, 40, 0),
+        "{out}"
+    );
+    assert!(!out.contains("a-wrong-key"), "{out}");
+    assert_shape(
+        &out,
+        &[
+            Line("tower-bearer quickstart: 40 calls from 4 tasks against http://127.0.0.1:{n}"),
+            Lines(&[VIDEO_PROGRESS]),
+            Line("done in {n} s"),
+            Line("  requests      0 ok, 40 failed"),
+            Line("  tokens        0 obtained (initial 0, ahead 0, expired 0, rejected 0)"),
+            Line("  401s          0 answered, 0 recovered by a retry"),
+            Line("  latency       p50 {n} ms, p99 {n} ms"),
+            Line("  videos        0 created, 0 deleted again"),
+            Line("  error: {*} /videos: could not get a token: api.video refused the API key {*}"),
+            Lines(&["  error: {*} /videos: could not get a token: {*}"]),
+        ],
+    );
+    assert_eq!(out.matches("  error: ").count(), 5, "{out}");
+}
+
+/// The variables of the contract for a real server, pointed at the mock authorization server
+/// and its API: the session's real-server path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_with_a_token_url_and_an_api_url() {
+    let auth = MockAuthServer::builder()
+        .register(MockClient::secret_post("oauth2-real-path", "its-secret"))
+        .start()
+        .await
+        .unwrap();
+    let (report, out) = run_oauth2(&[
+        ("OAUTH2_TOKEN_URL", &auth.token_endpoint()),
+        ("OAUTH2_CLIENT_ID", "oauth2-real-path"),
+        ("OAUTH2_CLIENT_SECRET", "its-secret"),
+        ("OAUTH2_AUTH_METHOD", "client_secret_post"),
+        ("API_URL", &auth.uri_for("/api/items")),
+        ("REQUESTS", "24"),
+        ("CONCURRENCY", "4"),
+    ])
+    .await;
+
+    assert!(report.success(24), "{out}");
+    assert_eq!(report.client_credentials, 1, "{out}");
+    assert_eq!(auth.counters().token_requests, 1, "{out}");
+    assert!(!out.contains("its-secret"), "{out}");
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer oauth2: 24 calls from 4 tasks to http://127.0.0.1:{n}/api/items \
+                 with tokens from http://127.0.0.1:{n}/token (client_secret_post)",
+            ),
+            Lines(&[OAUTH2_PROGRESS]),
+            Line("done in {n} s"),
+            Line("  calls           24 ok, 0 failed"),
+            Line("  token endpoint  1 client_credentials, 0 refresh_token requests (1 tokens)"),
+            Line("  401s            0 answered, 0 recovered by a retry"),
+            Line("  latency         p50 {n} ms, p99 {n} ms"),
+        ],
+    );
+    auth.shutdown().await;
+}
+
+/// A token endpoint nothing listens on: every call fails, each with why, and the run is a
+/// failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_with_a_token_endpoint_that_cannot_be_reached() {
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let (report, out) = run_oauth2(&[
+        ("OAUTH2_TOKEN_URL", &format!("http://{closed}/token")),
+        ("OAUTH2_CLIENT_ID", "c"),
+        ("OAUTH2_CLIENT_SECRET", "s"),
+        ("API_URL", &format!("http://{closed}/api")),
+        ("REQUESTS", "3"),
+    ])
+    .await;
+
+    assert!(!report.success(3), "{out}");
+    assert_eq!((report.ok, report.failed), (0, 3), "{out}");
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer oauth2: 3 calls from 8 tasks to http://127.0.0.1:{n}/api with \
+                 tokens from http://127.0.0.1:{n}/token (client_secret_basic)",
+            ),
+            Lines(&[OAUTH2_PROGRESS]),
+            Line("done in {n} s"),
+            Line("  calls           0 ok, 3 failed"),
+            Line("  token endpoint  {n} client_credentials, 0 refresh_token requests (0 tokens)"),
+            Line("  401s            0 answered, 0 recovered by a retry"),
+            Line("  latency         p50 {n} ms, p99 {n} ms"),
+            Lines(&["  error: could not get a token: {*}"]),
+        ],
+    );
+    assert_eq!(out.matches("  error: ").count(), 3, "{out}");
 }

@@ -41,7 +41,7 @@ fn auth(server: &MockServer) -> BearerAuthMiddleware {
 }
 
 fn videos(server: &MockServer) -> String {
-    server.uri_for("/videos").to_string()
+    server.uri_for("/videos")
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ async fn fifty_refusals_after_a_revocation_cost_one_grant() {
         .with(auth)
         .with(below.clone())
         .build();
-    let api = server.uri_for("/api/reports").to_string();
+    let api = server.uri_for("/api/reports");
 
     let first = client.get(&api).send().await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
@@ -85,9 +85,9 @@ async fn the_token_stays_with_the_api() {
         .with(BearerAuthMiddleware::from(&layer))
         .build();
 
-    let ours = client.get(server.uri_for("/api").to_string()).send();
+    let ours = client.get(server.uri_for("/api")).send();
     assert_eq!(ours.await.unwrap().status(), StatusCode::OK);
-    let theirs = client.get(elsewhere.uri_for("/api").to_string()).send();
+    let theirs = client.get(elsewhere.uri_for("/api")).send();
     assert_eq!(theirs.await.unwrap().status(), StatusCode::UNAUTHORIZED);
 
     assert_eq!(server.counters().resource_unauthorized, 0);
@@ -126,7 +126,7 @@ async fn dpop_bound_tokens_are_proven_and_a_new_nonce_costs_one_retry() {
         .with(auth)
         .with(below.clone())
         .build();
-    let api = server.uri_for("/api/reports").to_string();
+    let api = server.uri_for("/api/reports");
 
     assert_eq!(
         client.get(&api).send().await.unwrap().status(),

@@ -9,7 +9,7 @@
 //! | `OAUTH2_AUTH_METHOD` | `client_secret_basic` (default), `client_secret_post`, `private_key_jwt` |
 //! | `OAUTH2_PRIVATE_KEY`, `OAUTH2_KEY_ID` | PEM file of the client's private key (EC P-256 or RSA), its `kid` |
 //! | `OAUTH2_SCOPE`, `OAUTH2_AUDIENCE`, `OAUTH2_RESOURCE` | optional parameters (`OAUTH2_RESOURCE` may list several, space-separated) |
-//! | `OAUTH2_DPOP=1`, or `OAUTH2_DPOP_KEY` | DPoP-bound tokens (RFC 9449; build with `--features dpop`): a fresh ES256 key per run, or the key in this PEM file (EC P-256, Ed25519 or RSA) |
+//! | `OAUTH2_DPOP=1`, or `OAUTH2_DPOP_KEY` | DPoP-bound tokens (RFC 9449): a fresh ES256 key per run, or the key in this PEM file (EC P-256, Ed25519 or RSA) |
 //! | `REQUESTS` (default 200), `CONCURRENCY` (default 8), `PACE_MS` (default 0) | how many calls, from how many tasks, with what pause between a task's calls |
 
 use std::time::Duration;
@@ -19,6 +19,8 @@ use tower_bearer_mock::oauth2::MockClient;
 use tower_bearer_oauth2::dpop::DpopKey;
 use tower_bearer_oauth2::jose::{Algorithm, SigningKey};
 use tower_bearer_oauth2::{AuthMethod, OAuth2, OAuth2Builder};
+
+use super::load::Plan;
 
 /// The client the examples register with the embedded mock.
 pub(crate) const MOCK_CLIENT_ID: &str = "example-client";
@@ -229,13 +231,12 @@ impl Load {
         })
     }
 
-    /// The pause between a task's calls: `PACE_MS`, else `default`.
-    pub(crate) fn pace_or(&self, default: Duration) -> Duration {
-        self.pace.unwrap_or(default)
-    }
-
-    /// The calls task `id` of `concurrency` makes: shared out as evenly as they go.
-    pub(crate) fn calls_of(&self, id: usize) -> usize {
-        self.requests / self.concurrency + usize::from(id < self.requests % self.concurrency)
+    /// What to send: `PACE_MS` between a task's calls, else `default_pace`.
+    pub(crate) fn plan(&self, default_pace: Duration) -> Plan {
+        Plan {
+            requests: self.requests,
+            tasks: self.concurrency,
+            pace: self.pace.unwrap_or(default_pace),
+        }
     }
 }

@@ -156,12 +156,14 @@ impl Stats {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total = self.total();
-        write!(f, "{} tokens obtained (", total.succeeded)?;
+        let n = total.succeeded;
+        write!(f, "{n} {} obtained (", noun(n, "token", "tokens"))?;
         for (i, (reason, counts)) in self.refreshes_by_reason().enumerate() {
             let separator = if i == 0 { "" } else { ", " };
             write!(f, "{separator}{reason} {}", counts.succeeded)?;
         }
-        write!(f, "), {} refreshes failed", total.failed)?;
+        let n = total.failed;
+        write!(f, "), {n} {} failed", noun(n, "refresh", "refreshes"))?;
         write!(
             f,
             "; {} refused by a server, {} retried",
@@ -193,12 +195,14 @@ impl fmt::Display for Stats {
         if let Some(store) = &self.store {
             write!(
                 f,
-                "; store: {} adopted, {} published, {} leases won, {} lost, {} errors{}",
+                "; store: {} adopted, {} published, {} {} won, {} lost, {} {}{}",
                 store.adopted,
                 store.publishes,
                 store.leases_won,
+                noun(store.leases_won, "lease", "leases"),
                 store.leases_lost,
                 store.errors,
+                noun(store.errors, "error", "errors"),
                 if store.unavailable {
                     ", unavailable"
                 } else {
@@ -208,6 +212,11 @@ impl fmt::Display for Stats {
         }
         Ok(())
     }
+}
+
+/// `one` for a count of 1, `many` for any other: "1 token obtained", "0 tokens obtained".
+fn noun<'a>(count: u64, one: &'a str, many: &'a str) -> &'a str {
+    if count == 1 { one } else { many }
 }
 
 impl fmt::Debug for Stats {
@@ -279,7 +288,7 @@ mod tests {
         };
         assert_eq!(
             stats.to_string(),
-            "5 tokens obtained (initial 1, ahead 3, expired 0, rejected 1), 1 refreshes failed; \
+            "5 tokens obtained (initial 1, ahead 3, expired 0, rejected 1), 1 refresh failed; \
              2 refused by a server, 1 retried; generation 5, expires in 1.4 s"
         );
         let debug = format!("{stats:?}");
@@ -295,10 +304,68 @@ mod tests {
         };
         assert_eq!(
             skipped.to_string(),
-            "5 tokens obtained (initial 1, ahead 3, expired 0, rejected 1), 1 refreshes failed; \
+            "5 tokens obtained (initial 1, ahead 3, expired 0, rejected 1), 1 refresh failed; \
              2 refused by a server, 1 retried; 3 sent without the token (out of scope); \
              generation 5, expires in 1.4 s"
         );
         assert!(format!("{skipped:?}").contains("out_of_scope: 3"));
+    }
+
+    #[test]
+    fn a_count_of_one_reads_in_the_singular() {
+        let mut refreshes = [RefreshCounts::default(); REASONS];
+        refreshes[RefreshReason::Initial.index()] = RefreshCounts {
+            started: 2,
+            succeeded: 1,
+            failed: 1,
+        };
+        let store = StoreStats {
+            adopted: 1,
+            publishes: 1,
+            leases_won: 1,
+            leases_lost: 1,
+            errors: 1,
+            ..StoreStats::default()
+        };
+        let one = Stats {
+            refreshes,
+            unauthorized: 1,
+            retried: 1,
+            not_replaced: 1,
+            nonce_retried: 1,
+            out_of_scope: 1,
+            generation: 1,
+            age: None,
+            expires_in: None,
+            refreshing: true,
+            waiting: 1,
+            backing_off: None,
+            store: Some(store.clone()),
+        };
+        assert_eq!(
+            one.to_string(),
+            "1 token obtained (initial 1, ahead 0, expired 0, rejected 0), 1 refresh failed; \
+             1 refused by a server, 1 retried, 1 too young to replace, 1 sent again for a DPoP \
+             nonce; 1 sent without the token (out of scope); generation 1; refreshing, 1 \
+             waiting; store: 1 adopted, 1 published, 1 lease won, 1 lost, 1 error"
+        );
+
+        let two = Stats {
+            refreshes: [RefreshCounts {
+                started: 2,
+                succeeded: 2,
+                failed: 2,
+            }; REASONS],
+            store: Some(StoreStats {
+                leases_won: 2,
+                errors: 2,
+                ..store
+            }),
+            ..one
+        };
+        let two = two.to_string();
+        assert!(two.starts_with("8 tokens obtained ("), "{two}");
+        assert!(two.contains("), 8 refreshes failed;"), "{two}");
+        assert!(two.contains(", 2 leases won, 1 lost, 2 errors"), "{two}");
     }
 }

@@ -78,7 +78,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, Uri};
+use http::{HeaderMap, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
@@ -187,13 +187,32 @@ impl MockServer {
         self.server.base_url()
     }
 
-    /// The URI of `path_and_query` (such as `/videos?currentPage=2`, or `videos`: a missing
-    /// leading `/` is added) on this server.
+    /// The URL of `path_and_query` (such as `/videos?currentPage=2`, or `videos`: a missing
+    /// leading `/` is added) on this server: `http://127.0.0.1:PORT/videos?currentPage=2`.
+    ///
+    /// A `String`, which every client takes as it is: `http::Request::get` and
+    /// `Request::builder().uri` (for hyper-util and any tower service), and reqwest's
+    /// `Client::get`; `.parse::<http::Uri>()` if a `Uri` is wanted.
+    ///
+    /// ```
+    /// use tower_bearer_mock::apivideo::MockServer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = MockServer::start().await?;
+    /// let url = server.uri_for("videos?pageSize=2");
+    /// assert_eq!(url, format!("{}/videos?pageSize=2", server.uri()));
+    /// let request = http::Request::get(&url).body(())?;
+    /// assert_eq!(request.uri().path(), "/videos");
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Panics
     ///
     /// If `path_and_query` is not a valid URI path and query.
-    pub fn uri_for(&self, path_and_query: &str) -> Uri {
+    pub fn uri_for(&self, path_and_query: &str) -> String {
         self.server.uri_for(path_and_query)
     }
 

@@ -94,7 +94,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Uri;
 use tokio::time::Instant;
 
 pub use builder::MockAuthServerBuilder;
@@ -196,12 +195,32 @@ impl MockAuthServer {
         self.server.base_url()
     }
 
-    /// The URI of `path_and_query` (such as `/api/reports`; a missing leading `/` is added).
+    /// The URL of `path_and_query` (such as `/api/reports`; a missing leading `/` is added) on
+    /// this server: `http://127.0.0.1:PORT/api/reports`.
+    ///
+    /// A `String`, which every client takes as it is: `http::Request::get` and
+    /// `Request::builder().uri` (for hyper-util and any tower service), and reqwest's
+    /// `Client::get`; `.parse::<http::Uri>()` if a `Uri` is wanted.
+    ///
+    /// ```
+    /// use tower_bearer_mock::oauth2::MockAuthServer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = MockAuthServer::start().await?;
+    /// let url = server.uri_for("/api/reports");
+    /// assert_eq!(url, format!("{}/api/reports", server.uri()));
+    /// let request = http::Request::get(&url).body(())?;
+    /// assert_eq!(request.uri().path(), "/api/reports");
+    /// # server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Panics
     ///
     /// If `path_and_query` is not a valid URI path and query.
-    pub fn uri_for(&self, path_and_query: &str) -> Uri {
+    pub fn uri_for(&self, path_and_query: &str) -> String {
         self.server.uri_for(path_and_query)
     }
 

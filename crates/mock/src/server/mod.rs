@@ -11,7 +11,8 @@ mod shutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use http::{Request, Response, Uri};
+use http::uri::PathAndQuery;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -75,23 +76,22 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// The URI of `path_and_query` on this server; a missing leading `/` is added.
+    /// `http://ADDR` and `path_and_query`, with the leading `/` added if it is missing.
     ///
     /// # Panics
     ///
     /// If `path_and_query` is not a valid URI path and query.
-    pub(crate) fn uri_for(&self, path_and_query: &str) -> Uri {
-        let path_and_query = if path_and_query.starts_with('/') {
-            path_and_query.to_owned()
+    pub(crate) fn uri_for(&self, path_and_query: &str) -> String {
+        let slash = if path_and_query.starts_with('/') {
+            ""
         } else {
-            format!("/{path_and_query}")
+            "/"
         };
-        Uri::builder()
-            .scheme("http")
-            .authority(self.addr.to_string())
-            .path_and_query(path_and_query)
-            .build()
-            .expect("a socket address and a path make a valid URI")
+        let path_and_query = format!("{slash}{path_and_query}");
+        if let Err(error) = PathAndQuery::try_from(path_and_query.as_str()) {
+            panic!("not a URI path and query: {path_and_query:?} ({error})");
+        }
+        format!("{}{path_and_query}", self.base_url())
     }
 
     /// Stops the server and waits until every task it spawned has ended.
