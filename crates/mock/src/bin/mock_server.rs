@@ -1,7 +1,7 @@
 //! A mock api.video server to point any client (or curl) at.
 //!
 //! ```text
-//! cargo run --example mock_server -- [--addr 127.0.0.1:8080] [--api-key KEY] [--ttl SECS]
+//! cargo run -p tower-bearer-mock --bin mock_server -- [--addr 127.0.0.1:8080] [--api-key KEY] [--ttl SECS]
 //! ```
 //!
 //! Prints `listening on http://ADDR` once it accepts connections, then the API key it accepts
