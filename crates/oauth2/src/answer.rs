@@ -73,6 +73,16 @@ pub(super) fn token_from(
     })
 }
 
+/// Whether `answer` refuses a DPoP proof for want of the server's nonce: RFC 9449 §8 says
+/// 400; the code, not the status, is what says it.
+pub(super) fn asks_for_dpop_nonce(answer: &Answer) -> bool {
+    answer.status.is_client_error()
+        && answer.body.as_ref().is_ok_and(|body| {
+            parse_error(answer.status, body, &[])
+                .is_some_and(|response| *response.code() == ErrorCode::UseDpopNonce)
+        })
+}
+
 pub(super) fn read_error(error: ReadError) -> OAuth2Error {
     match error {
         ReadError::TooLarge => OAuth2Error::TooLarge {

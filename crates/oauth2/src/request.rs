@@ -71,7 +71,12 @@ where
         let answer = http_client::send(client, request)
             .await
             .map_err(OAuth2Error::Transport)?;
-        if dpop::ask_again(proof.as_ref(), endpoint, &answer) && !nonce_retry {
+        // The server asked for its nonce (`use_dpop_nonce`), and gave one the proof did not
+        // carry: asked again once, with it. Every answer's nonce is learned.
+        let new_nonce = proof
+            .as_ref()
+            .is_some_and(|proof| proof.learn_nonce(endpoint, &answer.headers));
+        if new_nonce && !nonce_retry && answer::asks_for_dpop_nonce(&answer) {
             nonce_retry = true;
             tracing::debug!(
                 grant = grant.name(),
