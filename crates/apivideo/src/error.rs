@@ -161,6 +161,19 @@ impl fmt::Display for Malformed {
     }
 }
 
+impl From<tower_bearer_provider::Malformed> for Malformed {
+    fn from(malformed: tower_bearer_provider::Malformed) -> Self {
+        use tower_bearer_provider::Malformed as Read;
+        match malformed {
+            Read::NotJson(source) => Malformed::NotJson(source),
+            Read::NotAnObject => Malformed::NotAnObject,
+            Read::Missing(field) => Malformed::Missing(field),
+            Read::NotAString(field) => Malformed::NotAString(field),
+            Read::ExpiresIn => Malformed::ExpiresIn,
+        }
+    }
+}
+
 impl Error for Malformed {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {

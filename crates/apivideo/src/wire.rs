@@ -5,13 +5,13 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use http::{Method, Request, StatusCode, Uri};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::error::{ApiVideoError, Malformed, Problem};
 use tower_bearer::{RetryAfter, Token};
-use tower_bearer_provider::RequestBody;
-use tower_bearer_provider::{self as http_client, Answer, MAX_ANSWER_BYTES, ReadError};
+use tower_bearer_provider::{self as http_client, Answer, ExpiresIn, Members, RequestBody};
+use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -96,48 +96,21 @@ pub(super) fn token_from(answer: Answer, secret: &str) -> Result<Token, ApiVideo
     })
 }
 
-/// The `access-token` schema: `token_type`, `expires_in`, `access_token`, `refresh_token`.
-///
-/// The body is parsed as a generic JSON value and each field checked by hand, rather than
-/// deserialized into a struct: serde's type errors quote the offending value, which here may
-/// be a token. A syntax error quotes nothing.
+/// The `access-token` schema, read as every provider reads a token answer
+/// ([`tower_bearer_provider::parse_token`]), with what is api.video's own: `expires_in` must
+/// be there, as a number, and `token_type` is `bearer` in any case.
 pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malformed> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|error| Malformed::NotJson(error.into()))?;
-    let Value::Object(mut fields) = value else {
-        return Err(Malformed::NotAnObject);
-    };
-    if !string(&fields, "token_type")?.eq_ignore_ascii_case("bearer") {
-        return Err(Malformed::TokenType);
-    }
-    let expires_in = match present(&fields, "expires_in")? {
-        Value::Number(n) => n.as_u64().filter(|&s| s > 0).ok_or(Malformed::ExpiresIn)?,
-        _ => return Err(Malformed::ExpiresIn),
-    };
-    let token = Token::bearer(string(&fields, "access_token")?)
-        .map_err(Malformed::AccessToken)?
-        .expires_at(http_client::expiry(sent_at, expires_in));
-    // Optional in the schema; an empty one is no refresh token. Moved, not copied, into the
-    // token's secret.
-    match fields.remove("refresh_token") {
-        None | Some(Value::Null) => Ok(token),
-        Some(Value::String(refresh)) if refresh.is_empty() => Ok(token),
-        Some(Value::String(refresh)) => Ok(token.with_refresh_token(refresh)),
-        Some(_) => Err(Malformed::NotAString("refresh_token")),
-    }
-}
-
-fn present<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, Malformed> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Err(Malformed::Missing(name)),
-        Some(value) => Ok(value),
-    }
-}
-
-fn string<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, Malformed> {
-    present(fields, name)?
-        .as_str()
-        .ok_or(Malformed::NotAString(name))
+    http_client::parse_token(
+        body,
+        sent_at,
+        ExpiresIn::Required,
+        |token_type, access_token| {
+            if !token_type.eq_ignore_ascii_case("bearer") {
+                return Err(Malformed::TokenType);
+            }
+            Token::bearer(access_token).map_err(Malformed::AccessToken)
+        },
+    )
 }
 
 /// The status, with the `type` and `title` of a problem document if the body is one.
@@ -146,11 +119,10 @@ fn string<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a 
 /// OpenAPI document says `application/json`, and either way only two string fields are read.
 /// Any occurrence of `secret` in them is redacted.
 pub(super) fn parse_problem(status: StatusCode, body: &[u8], secret: &str) -> Problem {
-    let fields = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(fields)) => fields,
-        _ => return Problem::new(status, None, None, ""),
+    let Ok(members) = Members::parse(body) else {
+        return Problem::new(status, None, None, "");
     };
-    let text = |name| fields.get(name).and_then(Value::as_str);
+    let text = |name| members.get(name).and_then(Value::as_str);
     Problem::new(status, text("type"), text("title"), secret)
 }
 
@@ -161,7 +133,6 @@ mod tests {
     use super::*;
     use http::header::{HeaderMap, RETRY_AFTER};
     use http_body_util::{BodyExt, Full};
-    use tower_bearer_provider::MAX_LIFETIME;
 
     fn parse(json: &str) -> Result<Token, Malformed> {
         parse_token(json.as_bytes(), Instant::now())
@@ -191,55 +162,6 @@ mod tests {
             .unwrap();
             assert_eq!(token.authorization(), "Bearer a.b.c");
             assert!(token.expose_refresh_token().is_some());
-        }
-    }
-
-    #[test]
-    fn refresh_token_is_optional() {
-        let fields = r#""token_type":"Bearer","expires_in":60,"access_token":"a""#;
-        for extra in ["", r#","refresh_token":null"#, r#","refresh_token":"""#] {
-            let token = parse(&format!("{{{fields}{extra}}}")).unwrap();
-            assert!(token.expose_refresh_token().is_none(), "{extra}");
-        }
-        assert!(matches!(
-            parse(&format!(r#"{{{fields},"refresh_token":7}}"#)),
-            Err(Malformed::NotAString("refresh_token"))
-        ));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn lifetime_counts_from_the_send_and_is_capped() {
-        let sent_at = Instant::now();
-        let token = parse_token(
-            br#"{"token_type":"Bearer","expires_in":3600,"access_token":"a"}"#,
-            sent_at,
-        )
-        .unwrap();
-        assert_eq!(token.expiry(), Some(sent_at + Duration::from_secs(3600)));
-        let token = parse_token(
-            br#"{"token_type":"Bearer","expires_in":18446744073709551615,"access_token":"a"}"#,
-            sent_at,
-        )
-        .unwrap();
-        assert_eq!(token.expiry(), Some(sent_at + MAX_LIFETIME));
-    }
-
-    #[test]
-    fn bad_expires_in() {
-        for expires_in in ["-1", "0", "3600.5", "1e3", r#""3600""#, "true", "[]"] {
-            let json = format!(
-                r#"{{"token_type":"Bearer","expires_in":{expires_in},"access_token":"a"}}"#
-            );
-            assert!(
-                matches!(parse(&json), Err(Malformed::ExpiresIn)),
-                "{expires_in}"
-            );
-        }
-        for json in [
-            r#"{"token_type":"Bearer","access_token":"a"}"#,
-            r#"{"token_type":"Bearer","expires_in":null,"access_token":"a"}"#,
-        ] {
-            assert!(matches!(parse(json), Err(Malformed::Missing("expires_in"))));
         }
     }
 

@@ -1,62 +1,20 @@
-//! api.video's answer parsers fed arbitrary input: a token or a typed error, never a panic,
-//! and nothing secret in what they print. (The fuzz targets under `fuzz/` do the same
-//! without a bound on the input.)
-
-use std::time::Duration;
+//! api.video's problem parser fed arbitrary input: a problem with bounded, clean texts, never
+//! a panic, and no secret in what it prints. (Its token
+//! answers are read by `tower_bearer_provider::parse_token`, property-tested there; the fuzz
+//! targets under `fuzz/` do both without a bound on the input.)
 
 use http::StatusCode;
 use proptest::prelude::*;
-use tokio::time::Instant;
 
-use super::Malformed;
-use super::wire::{parse_problem, parse_token};
-use tower_bearer::Token;
-
-fn token(body: &[u8]) -> Result<Token, Malformed> {
-    parse_token(body, Instant::now())
-}
+use super::wire::parse_problem;
 
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 2048,
-        // A failing input is printed; these parsers need no replay file.
+        // A failing input is printed; this parser needs no replay file.
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
-
-    /// Any bytes: a token or a typed error, never a panic; a token is always sendable.
-    #[test]
-    fn token_parser_takes_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-        if let Ok(token) = token(&body) {
-            prop_assert!(token.authorization().is_sensitive());
-            prop_assert!(token.expiry().is_some());
-        }
-    }
-
-    /// JSON objects shaped almost like a token: fields of any type, any value.
-    #[test]
-    fn token_parser_takes_any_field_values(
-        token_type in json_value(),
-        expires_in in json_value(),
-        access_token in json_value(),
-        refresh_token in json_value(),
-    ) {
-        let body = format!(
-            r#"{{"token_type":{token_type},"expires_in":{expires_in},"access_token":{access_token},"refresh_token":{refresh_token}}}"#
-        );
-        match token(body.as_bytes()) {
-            Ok(token) => {
-                prop_assert!(token_type.eq_ignore_ascii_case(r#""bearer""#));
-                let lifetime = token.expiry().unwrap() - Instant::now();
-                prop_assert!(lifetime <= Duration::from_secs(86_400));
-            }
-            Err(error) => {
-                // Names the field, never quotes the value.
-                let printed = format!("{error} {error:?}");
-                prop_assert!(!printed.contains("SECRET"), "{}", printed);
-            }
-        }
-    }
 
     /// Any bytes and any status: a problem with bounded, clean texts and no secret.
     #[test]
@@ -86,24 +44,4 @@ proptest! {
         let printed = format!("{problem} {problem:?}");
         prop_assert!(!printed.contains(&secret), "{}", printed);
     }
-}
-
-/// Any JSON value, with a secret-looking string among the choices.
-fn json_value() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just("null".to_owned()),
-        Just(r#""Bearer""#.to_owned()),
-        Just(r#""bearer""#.to_owned()),
-        Just(r#""SECRET value""#.to_owned()),
-        Just(r#""SECRET-ok""#.to_owned()),
-        any::<i64>().prop_map(|n| n.to_string()),
-        any::<u64>().prop_map(|n| n.to_string()),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(|f| format!("{f:e}")),
-        any::<bool>().prop_map(|b| b.to_string()),
-        "[ -~]{0,40}".prop_map(|s| serde_json::to_string(&s).unwrap()),
-        Just("[]".to_owned()),
-        Just(r#"{"SECRET":1}"#.to_owned()),
-    ]
 }

@@ -12,7 +12,7 @@ use crate::error::{DiscoveryError, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::grant_proof::{self as dpop, DpopSettings};
 use tower_bearer::RetryAfter;
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, RequestBody};
+use tower_bearer_provider::{HttpClient, Malformed, Members, RequestBody};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -113,22 +113,22 @@ pub(super) struct Metadata {
 /// The token endpoint of a metadata document, if its `issuer` is `expected` (RFC 8414 §3.3:
 /// identical, character for character), and the DPoP algorithms it lists.
 pub(super) fn parse_metadata(body: &[u8], expected: &str) -> Result<Metadata, DiscoveryError> {
-    let fields = answer::object(body).map_err(DiscoveryError::Malformed)?;
-    let issuer = answer::string(&fields, "issuer").map_err(DiscoveryError::Malformed)?;
+    let malformed = |error: Malformed| DiscoveryError::Malformed(error.into());
+    let members = Members::parse(body).map_err(malformed)?;
+    let issuer = members.string("issuer").map_err(malformed)?;
     if issuer != expected {
         return Err(DiscoveryError::IssuerMismatch {
             expected: expected.to_owned(),
             found: http_client::server_text(issuer, &[], MAX_TEXT),
         });
     }
-    let token_endpoint =
-        answer::string(&fields, "token_endpoint").map_err(DiscoveryError::Malformed)?;
+    let token_endpoint = members.string("token_endpoint").map_err(malformed)?;
     let token_endpoint = TokenEndpoint::parse(token_endpoint).ok_or(DiscoveryError::Malformed(
         MalformedAnswer::NotAUri("token_endpoint"),
     ))?;
     // A list that is not one is ignored rather than refused: a server that breaks this
     // member still issues tokens, and its proofs' fate says the rest.
-    let dpop_algorithms = match fields.get("dpop_signing_alg_values_supported") {
+    let dpop_algorithms = match members.get("dpop_signing_alg_values_supported") {
         Some(Value::Array(values)) => values
             .iter()
             .map(|value| {

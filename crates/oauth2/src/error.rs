@@ -10,6 +10,7 @@ use tower::BoxError;
 use crate::auth_method::AuthMethod;
 use crate::jose::KeyError;
 use tower_bearer::{InvalidToken, RetryAfter};
+use tower_bearer_provider::Malformed;
 
 /// Why [`OAuth2`](crate::OAuth2) could not get a token.
 ///
@@ -406,6 +407,18 @@ impl fmt::Display for MalformedAnswer {
                     "`{member}` is not an absolute http or https URI with a host and no user info"
                 )
             }
+        }
+    }
+}
+
+impl From<Malformed> for MalformedAnswer {
+    fn from(malformed: Malformed) -> Self {
+        match malformed {
+            Malformed::NotJson(source) => MalformedAnswer::NotJson(source),
+            Malformed::NotAnObject => MalformedAnswer::NotAnObject,
+            Malformed::Missing(member) => MalformedAnswer::Missing(member),
+            Malformed::NotAString(member) => MalformedAnswer::NotAString(member),
+            Malformed::ExpiresIn => MalformedAnswer::ExpiresIn,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What every `tower-bearer` token provider shares: the HTTP client it sends through, and the
 //! steps of a token request they all take — build the body, send it, read the answer within a
-//! cap, read a `Retry-After`, keep a server's text safe to log.
+//! cap, parse a token answer, read a `Retry-After`, keep a server's text safe to log.
 //!
 //! A provider is a tower service from [`TokenRequest`](tower_bearer::TokenRequest) to
 //! [`Token`](tower_bearer::Token) that `tower_bearer::TokenCache` calls about once per token
@@ -18,6 +18,13 @@
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+
+mod token_answer;
+
+#[cfg(test)]
+mod token_answer_properties;
+
+pub use token_answer::{ExpiresIn, Malformed, Members, parse_token};
 
 use std::future::poll_fn;
 use std::time::Duration;
