@@ -329,7 +329,7 @@ async fn no_secret_through_the_api_video_flows() {
     for event in [
         "token refresh started",
         "api.video auth request",
-        "api.video refused the refresh token; logging in with the API key",
+        "the refresh token was refused; asking with the provider's own credential",
         "token rejected: forcing a refresh",
         "retrying with a new token after the server rejected the old one",
         "token refresh failed",
@@ -550,7 +550,7 @@ async fn no_secret_through_the_oauth2_flows() {
     for event in [
         "OAuth 2.0 token request",
         "mock OAuth 2.0 server request",
-        "the authorization server refused the refresh token; using the grant again",
+        "the refresh token was refused; asking with the provider's own credential",
         "mock OAuth 2.0 server: token request refused",
     ] {
         assert!(logs.contains(event), "no {event:?} in the logs");

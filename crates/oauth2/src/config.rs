@@ -1,11 +1,12 @@
 //! What every clone of a provider, and every call in flight, shares: where the token endpoint
 //! is, who the client is, what it asks for.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::sync::OnceCell;
+use tower_bearer::Token;
 
 use crate::client_auth::ClientAuth;
 use crate::endpoint::TokenEndpoint;
@@ -29,6 +30,35 @@ pub(super) struct ProviderConfig {
     pub(super) newest_refresh_token: Mutex<Option<SecretString>>,
     /// The DPoP key every token request proves, if the tokens are to be bound to one.
     pub(super) dpop: Option<DpopSettings>,
+}
+
+impl ProviderConfig {
+    /// The token endpoint: the one given, or the one discovered (once a call has done it).
+    pub(super) fn token_endpoint(&self) -> Option<&TokenEndpoint> {
+        match &self.endpoint {
+            EndpointSource::Fixed(endpoint) => Some(endpoint),
+            EndpointSource::Discovered { endpoint, .. } => endpoint.get(),
+        }
+    }
+
+    /// The newest refresh token issued, for
+    /// [`Grant::refresh_token`](crate::Grant::refresh_token).
+    pub(super) fn newest_refresh_token(&self) -> Option<SecretString> {
+        lock(&self.newest_refresh_token).clone()
+    }
+
+    /// Remembers `token`'s refresh token, if it has one, as the newest.
+    pub(super) fn set_newest_refresh_token(&self, token: &Token) {
+        if let Some(refresh_token) = token.expose_refresh_token() {
+            *lock(&self.newest_refresh_token) = Some(SecretString::from(refresh_token.to_owned()));
+        }
+    }
+}
+
+/// A mutex's guard, even if a holder panicked: what it guards is replaced whole, never left
+/// half-written.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Where the token endpoint comes from.

@@ -165,11 +165,3 @@ pub mod parse {
 
 #[cfg(test)]
 mod answer_properties;
-
-/// A mutex's guard, even if a holder panicked: what it guards is replaced whole, never left
-/// half-written.
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}

@@ -1,11 +1,12 @@
-//! What every `tower-bearer` token provider shares: the HTTP client it sends through, and the
-//! steps of a token request they all take — build the body, send it, read the answer within a
-//! cap, parse a token answer, read a `Retry-After`, keep a server's text safe to log.
+//! What every `tower-bearer` token provider shares: the HTTP client it sends through, the
+//! plumbing of a provider as a tower `Service`, and the steps of a token request they all take
+//! — build the body, send it, read the answer within a cap, parse a token answer, read a
+//! `Retry-After`, keep a server's text safe to log.
 //!
 //! A provider is a tower service from [`TokenRequest`](tower_bearer::TokenRequest) to
 //! [`Token`](tower_bearer::Token) that `tower_bearer::TokenCache` calls about once per token
 //! lifetime. `tower-bearer-oauth2` and `tower-bearer-apivideo` are built on this crate; so can
-//! a provider of your own.
+//! a provider of your own: a [`Refresher`] around your [`Grants`].
 //!
 //! [`HttpClient`] and [`RequestBody`] are the bounds of the providers' public impls
 //! (`ApiVideo<C, B>`, `OAuth2<C, B>`): a user who writes code generic over a provider's client
@@ -19,11 +20,13 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 
+mod refresher;
 mod token_answer;
 
 #[cfg(test)]
 mod token_answer_properties;
 
+pub use refresher::{Grants, Refresher, ResponseFuture};
 pub use token_answer::{ExpiresIn, Malformed, Members, parse_token};
 
 use std::future::poll_fn;
