@@ -8,6 +8,7 @@ use http::StatusCode;
 use tower::BoxError;
 
 use tower_bearer::{InvalidToken, RetryAfter};
+use tower_bearer_provider::Secrets;
 
 /// Why [`ApiVideo`](super::ApiVideo) could not get a token (or, for
 /// [`InvalidBaseUri`](Self::InvalidBaseUri), could not be built).
@@ -200,15 +201,15 @@ pub struct Problem {
 const MAX_TEXT: usize = 200;
 
 impl Problem {
-    /// A problem with the server's texts cleaned, and `secret` (the credential the request
-    /// sent; empty for none) redacted from them.
+    /// A problem with the server's texts cleaned, and `secrets` (what the request sent)
+    /// redacted from them.
     pub(super) fn new(
         status: StatusCode,
         type_uri: Option<&str>,
         title: Option<&str>,
-        secret: &str,
+        secrets: &Secrets<'_>,
     ) -> Self {
-        let clean = |text: &str| tower_bearer_provider::server_text(text, &[secret], MAX_TEXT);
+        let clean = |text: &str| tower_bearer_provider::server_text(text, secrets, MAX_TEXT);
         Problem {
             status,
             type_uri: type_uri.map(clean),

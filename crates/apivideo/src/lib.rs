@@ -68,7 +68,9 @@
 //!
 //! # What an answer means
 //!
-//! Errors are [`ApiVideoError`]s; none contains the API key or a token.
+//! Errors are [`ApiVideoError`]s; none contains the API key or a token: a server's text that
+//! echoes one the request sent is redacted in every form the request gave it (as it is, or
+//! JSON-escaped).
 //!
 //! - At most 64 KiB of a response is read ([`ApiVideoError::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `bearer` in any case,
@@ -128,7 +130,8 @@ pub mod parse {
 
     /// An error answer's body as a problem, `secret` redacted from its texts.
     pub fn problem(status: StatusCode, body: &[u8], secret: &str) -> Problem {
-        wire::parse_problem(status, body, secret)
+        let secrets = tower_bearer_provider::Secrets::from_iter([secret]);
+        wire::parse_problem(status, body, &secrets)
     }
 }
 pub use provider::{ApiVideo, DEFAULT_TIMEOUT, PRODUCTION, ResponseFuture, SANDBOX};

@@ -360,7 +360,7 @@ where
         .await
         .map_err(ApiVideoError::Transport)?;
     let (status, sent_at) = (answer.status.as_u16(), answer.sent_at);
-    let result = wire::token_from(answer, credential.secret());
+    let result = wire::token_from(answer, &credential.secrets());
     tracing::trace!(
         grant = credential.name(),
         reason,

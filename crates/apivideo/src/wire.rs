@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::error::{ApiVideoError, Malformed, Problem};
 use tower_bearer::{RetryAfter, Token};
 use tower_bearer_provider::{self as http_client, Answer, ExpiresIn, Members, RequestBody};
-use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError};
+use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Secrets};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -37,10 +37,12 @@ impl Credential<'_> {
         }
     }
 
-    /// The credential itself, to redact from what the server answers.
-    pub(super) fn secret(&self) -> &str {
+    /// The credential, to redact (in every form) from what the server answers.
+    pub(super) fn secrets(&self) -> Secrets<'_> {
         match self {
-            Credential::ApiKey(secret) | Credential::RefreshToken(secret) => secret,
+            Credential::ApiKey(secret) | Credential::RefreshToken(secret) => {
+                Secrets::from_iter([*secret])
+            }
         }
     }
 }
@@ -60,8 +62,8 @@ pub(super) fn request<B: RequestBody>(uri: &Uri, credential: &Credential<'_>) ->
 
 /// What an auth endpoint's answer means: a token, or why there is none.
 ///
-/// `secret` is the credential the request sent: a server's text that echoes it is redacted.
-pub(super) fn token_from(answer: Answer, secret: &str) -> Result<Token, ApiVideoError> {
+/// `secrets` is the credential the request sent: a server's text that echoes it is redacted.
+pub(super) fn token_from(answer: Answer, secrets: &Secrets<'_>) -> Result<Token, ApiVideoError> {
     let Answer {
         status,
         headers,
@@ -80,8 +82,8 @@ pub(super) fn token_from(answer: Answer, secret: &str) -> Result<Token, ApiVideo
     // The body only adds detail to the status: a body that cannot be read loses the detail,
     // not the status.
     let problem = match body {
-        Ok(body) => parse_problem(status, &body, secret),
-        Err(_) => Problem::new(status, None, None, ""),
+        Ok(body) => parse_problem(status, &body, secrets),
+        Err(_) => Problem::new(status, None, None, &Secrets::new()),
     };
     Err(match status {
         // The OpenAPI document says 400, the error reference says 401: both mean the
@@ -117,13 +119,13 @@ pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malfor
 ///
 /// The content type is not checked: api.video documents `application/problem+json`, its
 /// OpenAPI document says `application/json`, and either way only two string fields are read.
-/// Any occurrence of `secret` in them is redacted.
-pub(super) fn parse_problem(status: StatusCode, body: &[u8], secret: &str) -> Problem {
+/// Any echo of `secrets` in them is redacted.
+pub(super) fn parse_problem(status: StatusCode, body: &[u8], secrets: &Secrets<'_>) -> Problem {
     let Ok(members) = Members::parse(body) else {
-        return Problem::new(status, None, None, "");
+        return Problem::new(status, None, None, secrets);
     };
     let text = |name| members.get(name).and_then(Value::as_str);
-    Problem::new(status, text("type"), text("title"), secret)
+    Problem::new(status, text("type"), text("title"), secrets)
 }
 
 #[cfg(test)]
@@ -203,7 +205,7 @@ mod tests {
         let problem = parse_problem(
             StatusCode::BAD_REQUEST,
             br#"{"type":"https://docs.api.video/reference/x","title":"Bad\nline","status":400,"detail":"echo"}"#,
-            "",
+            &Secrets::new(),
         );
         assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
@@ -215,8 +217,11 @@ mod tests {
             problem.to_string(),
             "400 Bad Request: Badline <https://docs.api.video/reference/x>"
         );
-        let html = parse_problem(StatusCode::BAD_GATEWAY, b"<html>", "");
-        assert_eq!(html, Problem::new(StatusCode::BAD_GATEWAY, None, None, ""));
+        let html = parse_problem(StatusCode::BAD_GATEWAY, b"<html>", &Secrets::new());
+        assert_eq!(
+            html,
+            Problem::new(StatusCode::BAD_GATEWAY, None, None, &Secrets::new())
+        );
     }
 
     /// Bug: a server that echoed the credential in a problem's `title` (or `type`) had it
@@ -227,7 +232,11 @@ mod tests {
         let body = format!(
             r#"{{"type":"https://x.test/{key}","title":"The API key {key} is invalid; {key}","status":401}}"#
         );
-        let problem = parse_problem(StatusCode::UNAUTHORIZED, body.as_bytes(), key);
+        let problem = parse_problem(
+            StatusCode::UNAUTHORIZED,
+            body.as_bytes(),
+            &Secrets::from_iter([key]),
+        );
         let text = format!("{problem} {problem:?}");
         assert!(!text.contains(key), "{text}");
         assert_eq!(
@@ -241,7 +250,11 @@ mod tests {
         let long = "def50200".to_owned() + &"ab".repeat(300);
         let split = format!(r"{}\u0007{}", &long[..10], &long[10..]);
         let body = format!(r#"{{"title":"{}{split}"}}"#, "x".repeat(150));
-        let problem = parse_problem(StatusCode::BAD_REQUEST, body.as_bytes(), &long);
+        let problem = parse_problem(
+            StatusCode::BAD_REQUEST,
+            body.as_bytes(),
+            &Secrets::from_iter([long.as_str()]),
+        );
         let title = problem.title().unwrap();
         assert!(title.ends_with("[REDACTED]"), "{title}");
         assert!(!title.contains("def50200"), "{title}");
@@ -256,7 +269,7 @@ mod tests {
                 body: Ok(Bytes::new()),
                 sent_at: Instant::now(),
             };
-            match token_from(answer, "") {
+            match token_from(answer, &Secrets::new()) {
                 Err(ApiVideoError::RateLimited { retry_after, .. }) => {
                     retry_after.and_then(|hint| hint.delay())
                 }

@@ -11,7 +11,7 @@ use crate::error::{ErrorCode, ErrorResponse, MAX_TEXT, MalformedAnswer, OAuth2Er
 use crate::grant_proof::{self as dpop, DpopSettings};
 use tower_bearer::{RetryAfter, Token};
 use tower_bearer_provider::{
-    self as http_client, Answer, ExpiresIn, MAX_ANSWER_BYTES, Members, ReadError,
+    self as http_client, Answer, ExpiresIn, MAX_ANSWER_BYTES, Members, ReadError, Secrets,
 };
 
 /// An `error` code longer than this is cut: codes are short ASCII words.
@@ -21,7 +21,7 @@ const MAX_CODE: usize = 64;
 /// one is redacted. `default_lifetime` is a token's lifetime when `expires_in` is absent.
 pub(super) fn token_from(
     answer: Answer,
-    secrets: &[&str],
+    secrets: &Secrets<'_>,
     default_lifetime: Option<Duration>,
     dpop: Option<&DpopSettings>,
 ) -> Result<Token, OAuth2Error> {
@@ -72,7 +72,7 @@ pub(super) fn token_from(
 pub(super) fn asks_for_dpop_nonce(answer: &Answer) -> bool {
     answer.status.is_client_error()
         && answer.body.as_ref().is_ok_and(|body| {
-            parse_error(answer.status, body, &[])
+            parse_error(answer.status, body, &Secrets::new())
                 .is_some_and(|response| *response.code() == ErrorCode::UseDpopNonce)
         })
 }
@@ -117,7 +117,7 @@ pub(super) fn parse_token(
 pub(super) fn parse_error(
     status: StatusCode,
     body: &[u8],
-    secrets: &[&str],
+    secrets: &Secrets<'_>,
 ) -> Option<ErrorResponse> {
     let members = Members::parse(body).ok()?;
     let code = members.get("error")?.as_str()?;
@@ -271,8 +271,8 @@ mod tests {
     #[test]
     fn error_responses_are_typed_cleaned_and_redacted() {
         let body = r#"{"error":"invalid_client","error_description":"client secret s3cr3t-value\nis wrong","error_uri":"https://as.example/errors/s3cr3t-value"}"#;
-        let response =
-            parse_error(StatusCode::UNAUTHORIZED, body.as_bytes(), &["s3cr3t-value"]).unwrap();
+        let secrets = Secrets::from_iter(["s3cr3t-value"]);
+        let response = parse_error(StatusCode::UNAUTHORIZED, body.as_bytes(), &secrets).unwrap();
         assert_eq!(response.code(), &ErrorCode::InvalidClient);
         assert_eq!(
             response.description(),
@@ -289,13 +289,18 @@ mod tests {
             "y".repeat(100),
             "z".repeat(500)
         );
-        let response = parse_error(StatusCode::BAD_REQUEST, long.as_bytes(), &[]).unwrap();
+        let response =
+            parse_error(StatusCode::BAD_REQUEST, long.as_bytes(), &Secrets::new()).unwrap();
         assert_eq!(response.code().as_str().len(), MAX_CODE);
         assert!(!response.is_permanent());
         assert_eq!(response.description().unwrap().len(), MAX_TEXT);
         for not_an_error in ["<html>", "{}", r#"{"error":7}"#, r#"{"error":""}"#, "[]"] {
             assert_eq!(
-                parse_error(StatusCode::BAD_REQUEST, not_an_error.as_bytes(), &[]),
+                parse_error(
+                    StatusCode::BAD_REQUEST,
+                    not_an_error.as_bytes(),
+                    &Secrets::new()
+                ),
                 None,
                 "{not_an_error}"
             );
@@ -306,7 +311,7 @@ mod tests {
     fn permanent_refusals_carry_a_permanent_hint_and_waits_a_delay() {
         let refused = token_from(
             answer(StatusCode::BAD_REQUEST, &[], r#"{"error":"invalid_grant"}"#),
-            &[],
+            &Secrets::new(),
             None,
             None,
         )
@@ -323,7 +328,7 @@ mod tests {
                 &[("retry-after", "12")],
                 r#"{"error":"temporarily_unavailable"}"#,
             ),
-            &[],
+            &Secrets::new(),
             None,
             None,
         )
@@ -340,7 +345,7 @@ mod tests {
                 &[("retry-after", "999999")],
                 "<html>slow down</html>",
             ),
-            &[],
+            &Secrets::new(),
             None,
             None,
         )
@@ -363,7 +368,7 @@ mod tests {
                 &[],
                 r#"{"error":"server_error"}"#,
             ),
-            &[],
+            &Secrets::new(),
             None,
             None,
         )

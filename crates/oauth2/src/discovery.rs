@@ -12,7 +12,7 @@ use crate::error::{DiscoveryError, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::grant_proof::{self as dpop, DpopSettings};
 use tower_bearer::RetryAfter;
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, Malformed, Members, RequestBody};
+use tower_bearer_provider::{HttpClient, Malformed, Members, RequestBody, Secrets};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -119,7 +119,7 @@ pub(super) fn parse_metadata(body: &[u8], expected: &str) -> Result<Metadata, Di
     if issuer != expected {
         return Err(DiscoveryError::IssuerMismatch {
             expected: expected.to_owned(),
-            found: http_client::server_text(issuer, &[], MAX_TEXT),
+            found: http_client::server_text(issuer, &Secrets::new(), MAX_TEXT),
         });
     }
     let token_endpoint = members.string("token_endpoint").map_err(malformed)?;
@@ -134,7 +134,7 @@ pub(super) fn parse_metadata(body: &[u8], expected: &str) -> Result<Metadata, Di
             .map(|value| {
                 value
                     .as_str()
-                    .map(|alg| http_client::server_text(alg, &[], MAX_TEXT))
+                    .map(|alg| http_client::server_text(alg, &Secrets::new(), MAX_TEXT))
             })
             .collect(),
         _ => None,

@@ -71,7 +71,9 @@
 //!
 //! # What an answer means
 //!
-//! Errors are [`OAuth2Error`]s; none contains a secret.
+//! Errors are [`OAuth2Error`]s; none contains a secret: a server's text that echoes one the
+//! request sent is redacted in every form the request gave it (as it is, form-urlencoded, in
+//! the `Basic` header).
 //!
 //! - At most 64 KiB of a response is read ([`OAuth2Error::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `Bearer` in any case (`DPoP`
@@ -154,7 +156,8 @@ pub mod parse {
 
     /// An error answer's body as an RFC 6749 error response, `secret` redacted from its texts.
     pub fn error(status: StatusCode, body: &[u8], secret: &str) -> Option<super::ErrorResponse> {
-        super::answer::parse_error(status, body, &[secret])
+        let secrets = tower_bearer_provider::Secrets::from_iter([secret]);
+        super::answer::parse_error(status, body, &secrets)
     }
 
     /// A metadata document's token endpoint, if its issuer is `issuer`.

@@ -12,11 +12,11 @@ use crate::answer;
 use crate::config::ProviderConfig;
 use crate::endpoint::TokenEndpoint;
 use crate::error::OAuth2Error;
-use crate::form::{Form, Secrets};
+use crate::form::Form;
 use crate::grant_proof as dpop;
 use tower_bearer::Token;
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, RequestBody};
+use tower_bearer_provider::{HttpClient, RequestBody, Secrets};
 
 const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -65,7 +65,7 @@ where
     let started = Instant::now();
     let mut nonce_retry = false;
     loop {
-        let mut secrets = Secrets::default();
+        let mut secrets = Secrets::new();
         let mut request = build::<B>(config, endpoint, &grant, &mut secrets)?;
         let proof = dpop::prove(dpop, endpoint, request.headers_mut())?;
         let answer = http_client::send(client, request)
@@ -86,7 +86,7 @@ where
             continue;
         }
         let status = answer.status.as_u16();
-        let result = answer::token_from(answer, &secrets.all(), config.default_lifetime, dpop);
+        let result = answer::token_from(answer, &secrets, config.default_lifetime, dpop);
         tracing::trace!(
             grant = grant.name(),
             reason,

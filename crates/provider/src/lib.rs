@@ -12,6 +12,11 @@
 //! (`ApiVideo<C, B>`, `OAuth2<C, B>`): a user who writes code generic over a provider's client
 //! names them. [`RequestBody`] is sealed: the providers build their own request bodies, so the
 //! set of body types is theirs to know.
+//!
+//! # What every provider promises
+//!
+//! - A server's text it keeps in an error holds no secret the request sent, in any of the
+//!   forms the wire gave it ([`Secrets`]), and no control character.
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -21,12 +26,14 @@
 pub mod reqwest;
 
 mod refresher;
+mod secrets;
 mod token_answer;
 
 #[cfg(test)]
 mod token_answer_properties;
 
 pub use refresher::{Grants, Refresher, ResponseFuture};
+pub use secrets::{Secrets, basic_credentials, server_text};
 pub use token_answer::{ExpiresIn, Malformed, Members, parse_token};
 
 use std::future::poll_fn;
@@ -217,23 +224,6 @@ pub fn expiry(sent_at: Instant, expires_in_secs: u64) -> Instant {
     sent_at + Duration::from_secs(expires_in_secs).min(MAX_LIFETIME)
 }
 
-/// A server's text (an error description, a problem title) made safe to keep in an error
-/// that ends up in logs: no control characters (no forged log lines), no echo of any of
-/// `secrets` (what the request sent; empty ones are skipped), at most `max` characters.
-/// Cut last, so that no prefix of a long secret survives the redaction.
-pub fn server_text(text: &str, secrets: &[&str], max: usize) -> String {
-    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
-    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        if text.contains(secret) {
-            text = text.replace(secret, "[REDACTED]");
-        }
-    }
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => text[..cut].to_owned(),
-        None => text,
-    }
-}
-
 /// The wait the first of `names` (lowercase header names, such as `retry-after`) present in
 /// `headers` asks for, in whole seconds (an HTTP-date is not understood, and ignored), at most
 /// [`MAX_RETRY_AFTER`].
@@ -273,21 +263,6 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&headers, &names), Some(Duration::from_secs(7)));
-    }
-
-    #[test]
-    fn server_text_is_clean_redacted_and_capped() {
-        assert_eq!(
-            server_text("a\u{7}b KEY c KEY", &["", "KEY"], 100),
-            "ab [REDACTED] c [REDACTED]"
-        );
-        // A control character inside the secret does not hide it from the redaction.
-        assert_eq!(server_text("xK\nEYx", &["KEY"], 100), "x[REDACTED]x");
-        assert_eq!(server_text("ééééé", &[], 3), "ééé");
-        assert_eq!(
-            server_text("two secrets: A1 B2", &["A1", "B2"], 100),
-            "two secrets: [REDACTED] [REDACTED]"
-        );
     }
 
     #[tokio::test]
