@@ -292,7 +292,7 @@ async fn no_secret_through_the_api_video_flows() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(rejected, ApiVideoError::Rejected(_)));
+    assert!(matches!(rejected, ApiVideoError::Rejected { .. }));
     for error in &errors {
         printed.push_str(&describe(&**error));
         let token = TokenError::find(&**error).expect("a TokenError");

@@ -8,7 +8,7 @@ use http::StatusCode;
 use tower::BoxError;
 
 use tower_bearer::{InvalidToken, RetryAfter};
-use tower_bearer_provider::Secrets;
+use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Seconds, Secrets};
 
 /// Why [`ApiVideo`](super::ApiVideo) could not get a token (or, for
 /// [`InvalidBaseUri`](Self::InvalidBaseUri), could not be built).
@@ -30,7 +30,7 @@ use tower_bearer_provider::Secrets;
 ///     let provider = TokenError::find(&**err)
 ///         .and_then(|token| std::error::Error::source(token))
 ///         .and_then(|source| source.downcast_ref::<ApiVideoError>());
-///     matches!(provider, Some(ApiVideoError::Rejected(_)))
+///     matches!(provider, Some(ApiVideoError::Rejected { .. }))
 /// }
 /// ```
 #[derive(Debug)]
@@ -40,23 +40,45 @@ pub enum ApiVideoError {
     /// not an absolute `http` or `https` URI with a host and no query.
     InvalidBaseUri,
     /// The HTTP client failed: the request was not sent, or no response came back.
-    Transport(BoxError),
+    Transport {
+        /// The client's error.
+        source: BoxError,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// The response's body could not be read to its end.
-    Body(BoxError),
+    Body {
+        /// Why.
+        source: BoxError,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// The call (both requests, when a rejected refresh token falls back to the API key) took
     /// longer than the provider's [timeout](super::ApiVideo::timeout).
-    Timeout(Duration),
+    Timeout {
+        /// The timeout.
+        after: Duration,
+        /// The base URI, without user info.
+        url: String,
+    },
     /// The response's body was longer than the provider reads.
     TooLarge {
         /// The most bytes read, 64 KiB.
         limit: usize,
+        /// The URL asked, without user info or query.
+        url: String,
     },
     /// api.video refused the API key (400 or 401 from `/auth/api-key`): a wrong key, a key
     /// for the other environment, or a revoked one. The cache backs off; this is not fixed by
     /// trying again.
     ///
     /// A refused *refresh token* never shows here: the provider logs in with the key instead.
-    Rejected(Problem),
+    Rejected {
+        /// The status and the problem document.
+        problem: Problem,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// api.video answered 429 Too Many Requests.
     RateLimited {
         /// The wait the server asked for (`X-RateLimit-Retry-After`, else `Retry-After`), as
@@ -66,13 +88,38 @@ pub enum ApiVideoError {
         retry_after: Option<RetryAfter>,
         /// The status and the problem document.
         problem: Problem,
+        /// The URL asked, without user info or query.
+        url: String,
     },
     /// Any other answer that was not a success: a 5xx, a 403 for a suspended account, a 404
     /// from a proxy in the way.
-    Status(Problem),
+    Status {
+        /// The status and the problem document.
+        problem: Problem,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// The server answered with success, but its body is not a token this provider can use.
     /// Nothing is cached.
-    Malformed(Malformed),
+    Malformed {
+        /// What is wrong with it; this error's [`source`](Error::source).
+        error: Malformed,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
+}
+
+impl ApiVideoError {
+    /// The error for an answer from `url` whose body could not be read.
+    pub(super) fn unread(error: ReadError, url: String) -> Self {
+        match error {
+            ReadError::TooLarge => ApiVideoError::TooLarge {
+                limit: MAX_ANSWER_BYTES,
+                url,
+            },
+            ReadError::Body(source) => ApiVideoError::Body { source, url },
+        }
+    }
 }
 
 impl fmt::Display for ApiVideoError {
@@ -82,26 +129,24 @@ impl fmt::Display for ApiVideoError {
                 "the api.video base URI must be an absolute http or https URI with a host \
                  and no query",
             ),
-            ApiVideoError::Transport(_) => f.write_str("the request to api.video failed"),
-            ApiVideoError::Body(_) => f.write_str("reading api.video's response failed"),
-            ApiVideoError::Timeout(after) => {
-                write!(
-                    f,
-                    "api.video did not answer within {} ms",
-                    after.as_millis()
-                )
+            ApiVideoError::Transport { url, .. } => write!(f, "the request to {url} failed"),
+            ApiVideoError::Body { url, .. } => write!(f, "reading the answer of {url} failed"),
+            ApiVideoError::Timeout { after, url } => {
+                write!(f, "no answer from {url} within {}", Seconds(*after))
             }
-            ApiVideoError::TooLarge { limit } => {
-                write!(f, "api.video's response was longer than {limit} bytes")
+            ApiVideoError::TooLarge { limit, url } => {
+                write!(f, "the answer of {url} was longer than {limit} bytes")
             }
-            ApiVideoError::Rejected(problem) => {
-                write!(f, "api.video refused the API key ({problem})")
+            ApiVideoError::Rejected { problem, url } => {
+                write!(f, "{url} refused the API key: {problem}")
             }
-            ApiVideoError::RateLimited { problem, .. } => {
-                write!(f, "api.video is rate limiting the requests ({problem})")
+            ApiVideoError::RateLimited { problem, url, .. } => {
+                write!(f, "{url} is rate limiting the requests: {problem}")
             }
-            ApiVideoError::Status(problem) => write!(f, "api.video answered {problem}"),
-            ApiVideoError::Malformed(_) => f.write_str("api.video's token response is unusable"),
+            ApiVideoError::Status { problem, url } => write!(f, "{url} answered {problem}"),
+            ApiVideoError::Malformed { url, .. } => {
+                write!(f, "the answer of {url} is not a token")
+            }
         }
     }
 }
@@ -109,12 +154,14 @@ impl fmt::Display for ApiVideoError {
 impl Error for ApiVideoError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            ApiVideoError::Transport(source) | ApiVideoError::Body(source) => Some(&**source),
+            ApiVideoError::Transport { source, .. } | ApiVideoError::Body { source, .. } => {
+                Some(&**source)
+            }
             ApiVideoError::RateLimited {
                 retry_after: Some(hint),
                 ..
             } => Some(hint),
-            ApiVideoError::Malformed(malformed) => Some(malformed),
+            ApiVideoError::Malformed { error, .. } => Some(error),
             _ => None,
         }
     }

@@ -68,9 +68,9 @@
 //!
 //! # What an answer means
 //!
-//! Errors are [`ApiVideoError`]s; none contains the API key or a token: a server's text that
-//! echoes one the request sent is redacted in every form the request gave it (as it is, or
-//! JSON-escaped).
+//! Errors are [`ApiVideoError`]s; each names the URL it came from, and none contains the API
+//! key or a token: a server's text that echoes one the request sent is redacted in every form
+//! the request gave it (as it is, or JSON-escaped).
 //!
 //! - At most 64 KiB of a response is read ([`ApiVideoError::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `bearer` in any case,

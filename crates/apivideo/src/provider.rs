@@ -16,7 +16,7 @@ use super::error::ApiVideoError;
 use super::wire::{self, Credential};
 use tower_bearer::{BearerAuthLayer, Scope, Token, TokenRequest};
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody};
+use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody, shown_url};
 
 /// api.video's production server.
 pub const PRODUCTION: &str = "https://ws.api.video";
@@ -332,15 +332,21 @@ where
     /// or revoked: the key still works, and a second request now is cheaper than a failed
     /// refresh and a backoff.
     fn refused_refresh_token(&self, error: &ApiVideoError) -> bool {
-        matches!(error, ApiVideoError::Rejected(_))
+        matches!(error, ApiVideoError::Rejected { .. })
     }
 
-    fn client_failed(&self, error: BoxError) -> ApiVideoError {
-        ApiVideoError::Transport(error)
+    fn client_failed(&self, source: BoxError) -> ApiVideoError {
+        ApiVideoError::Transport {
+            source,
+            url: shown_url(&self.base_uri),
+        }
     }
 
     fn timed_out(&self, after: Duration) -> ApiVideoError {
-        ApiVideoError::Timeout(after)
+        ApiVideoError::Timeout {
+            after,
+            url: shown_url(&self.base_uri),
+        }
     }
 }
 
@@ -356,11 +362,15 @@ where
     B: RequestBody,
 {
     let request = wire::request::<B>(uri, &credential);
-    let answer = http_client::send(client, request)
-        .await
-        .map_err(ApiVideoError::Transport)?;
+    let answer =
+        http_client::send(client, request)
+            .await
+            .map_err(|source| ApiVideoError::Transport {
+                source,
+                url: shown_url(uri),
+            })?;
     let (status, sent_at) = (answer.status.as_u16(), answer.sent_at);
-    let result = wire::token_from(answer, &credential.secrets());
+    let result = wire::token_from(answer, uri, &credential.secrets());
     tracing::trace!(
         grant = credential.name(),
         reason,
@@ -475,6 +485,10 @@ mod tests {
             .oneshot(TokenRequest::new(RefreshReason::Initial, None))
             .await
             .unwrap_err();
-        assert!(matches!(error, ApiVideoError::Timeout(d) if d == Duration::from_secs(2)));
+        assert!(matches!(
+            &error,
+            ApiVideoError::Timeout { after, url }
+                if *after == Duration::from_secs(2) && url == "https://sandbox.api.video/"
+        ));
     }
 }

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::error::{ApiVideoError, Malformed, Problem};
 use tower_bearer::{RetryAfter, Token};
 use tower_bearer_provider::{self as http_client, Answer, ExpiresIn, Members, RequestBody};
-use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Secrets};
+use tower_bearer_provider::{Secrets, shown_url};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -60,24 +60,25 @@ pub(super) fn request<B: RequestBody>(uri: &Uri, credential: &Credential<'_>) ->
     request
 }
 
-/// What an auth endpoint's answer means: a token, or why there is none.
+/// What an answer from the auth endpoint `uri` means: a token, or why there is none.
 ///
 /// `secrets` is the credential the request sent: a server's text that echoes it is redacted.
-pub(super) fn token_from(answer: Answer, secrets: &Secrets<'_>) -> Result<Token, ApiVideoError> {
+pub(super) fn token_from(
+    answer: Answer,
+    uri: &Uri,
+    secrets: &Secrets<'_>,
+) -> Result<Token, ApiVideoError> {
     let Answer {
         status,
         headers,
         body,
         sent_at,
     } = answer;
+    let url = || shown_url(uri);
     if status.is_success() {
-        let body = body.map_err(|error| match error {
-            ReadError::TooLarge => ApiVideoError::TooLarge {
-                limit: MAX_ANSWER_BYTES,
-            },
-            ReadError::Body(error) => ApiVideoError::Body(error),
-        })?;
-        return parse_token(&body, sent_at).map_err(ApiVideoError::Malformed);
+        let body = body.map_err(|error| ApiVideoError::unread(error, url()))?;
+        return parse_token(&body, sent_at)
+            .map_err(|error| ApiVideoError::Malformed { error, url: url() });
     }
     // The body only adds detail to the status: a body that cannot be read loses the detail,
     // not the status.
@@ -85,16 +86,20 @@ pub(super) fn token_from(answer: Answer, secrets: &Secrets<'_>) -> Result<Token,
         Ok(body) => parse_problem(status, &body, secrets),
         Err(_) => Problem::new(status, None, None, &Secrets::new()),
     };
+    let url = url();
     Err(match status {
         // The OpenAPI document says 400, the error reference says 401: both mean the
         // credential was refused.
-        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => ApiVideoError::Rejected(problem),
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => {
+            ApiVideoError::Rejected { problem, url }
+        }
         StatusCode::TOO_MANY_REQUESTS => ApiVideoError::RateLimited {
             retry_after: http_client::retry_after(&headers, &RETRY_AFTER_HEADERS)
                 .map(|delay| RetryAfter::new(delay, "api.video asked to wait")),
             problem,
+            url,
         },
-        _ => ApiVideoError::Status(problem),
+        _ => ApiVideoError::Status { problem, url },
     })
 }
 
@@ -269,7 +274,8 @@ mod tests {
                 body: Ok(Bytes::new()),
                 sent_at: Instant::now(),
             };
-            match token_from(answer, &Secrets::new()) {
+            let uri = "https://ws.api.video/auth/api-key".parse().unwrap();
+            match token_from(answer, &uri, &Secrets::new()) {
                 Err(ApiVideoError::RateLimited { retry_after, .. }) => {
                     retry_after.and_then(|hint| hint.delay())
                 }

@@ -3,24 +3,24 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{StatusCode, Uri};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::error::{ErrorCode, ErrorResponse, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::grant_proof::{self as dpop, DpopSettings};
 use tower_bearer::{RetryAfter, Token};
-use tower_bearer_provider::{
-    self as http_client, Answer, ExpiresIn, MAX_ANSWER_BYTES, Members, ReadError, Secrets,
-};
+use tower_bearer_provider::{self as http_client, Answer, ExpiresIn, Members, Secrets, shown_url};
 
 /// An `error` code longer than this is cut: codes are short ASCII words.
 const MAX_CODE: usize = 64;
 
-/// What an answer means. `secrets` are what the request sent: a server's text that echoes
-/// one is redacted. `default_lifetime` is a token's lifetime when `expires_in` is absent.
+/// What an answer from the token endpoint `uri` means. `secrets` are what the request sent:
+/// a server's text that echoes one is redacted. `default_lifetime` is a token's lifetime
+/// when `expires_in` is absent.
 pub(super) fn token_from(
     answer: Answer,
+    uri: &Uri,
     secrets: &Secrets<'_>,
     default_lifetime: Option<Duration>,
     dpop: Option<&DpopSettings>,
@@ -31,9 +31,11 @@ pub(super) fn token_from(
         body,
         sent_at,
     } = answer;
+    let url = || shown_url(uri);
     if status.is_success() {
-        let body = body.map_err(read_error)?;
-        return parse_token(&body, sent_at, default_lifetime, dpop).map_err(OAuth2Error::Malformed);
+        let body = body.map_err(|error| OAuth2Error::unread(error, url()))?;
+        return parse_token(&body, sent_at, default_lifetime, dpop)
+            .map_err(|error| OAuth2Error::Malformed { error, url: url() });
     }
     // 429 and 503 say when to come back; RFC 6749 says nothing of `Retry-After` on a token
     // endpoint, but servers and proxies in front of them send it.
@@ -58,11 +60,13 @@ pub(super) fn token_from(
             OAuth2Error::Refused {
                 response,
                 retry_after,
+                url: url(),
             }
         }
         None => OAuth2Error::Status {
             status,
             retry_after: waited("the token endpoint asked to wait"),
+            url: url(),
         },
     })
 }
@@ -75,15 +79,6 @@ pub(super) fn asks_for_dpop_nonce(answer: &Answer) -> bool {
             parse_error(answer.status, body, &Secrets::new())
                 .is_some_and(|response| *response.code() == ErrorCode::UseDpopNonce)
         })
-}
-
-pub(super) fn read_error(error: ReadError) -> OAuth2Error {
-    match error {
-        ReadError::TooLarge => OAuth2Error::TooLarge {
-            limit: MAX_ANSWER_BYTES,
-        },
-        ReadError::Body(error) => OAuth2Error::Body(error),
-    }
 }
 
 /// A successful answer's body as a token, its lifetime counted from `sent_at`: the answer
@@ -311,6 +306,7 @@ mod tests {
     fn permanent_refusals_carry_a_permanent_hint_and_waits_a_delay() {
         let refused = token_from(
             answer(StatusCode::BAD_REQUEST, &[], r#"{"error":"invalid_grant"}"#),
+            &"https://as.example/token".parse().unwrap(),
             &Secrets::new(),
             None,
             None,
@@ -328,6 +324,7 @@ mod tests {
                 &[("retry-after", "12")],
                 r#"{"error":"temporarily_unavailable"}"#,
             ),
+            &"https://as.example/token".parse().unwrap(),
             &Secrets::new(),
             None,
             None,
@@ -345,17 +342,19 @@ mod tests {
                 &[("retry-after", "999999")],
                 "<html>slow down</html>",
             ),
+            &"https://as.example/token".parse().unwrap(),
             &Secrets::new(),
             None,
             None,
         )
         .unwrap_err();
         assert!(matches!(
-            limited,
+            &limited,
             OAuth2Error::Status {
                 status: StatusCode::TOO_MANY_REQUESTS,
+                url,
                 ..
-            }
+            } if url == "https://as.example/token"
         ));
         assert_eq!(
             tower_bearer::RetryAfter::find(&limited).map(tower_bearer::RetryAfter::delay),
@@ -368,6 +367,7 @@ mod tests {
                 &[],
                 r#"{"error":"server_error"}"#,
             ),
+            &"https://as.example/token".parse().unwrap(),
             &Secrets::new(),
             None,
             None,

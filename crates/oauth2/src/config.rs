@@ -4,9 +4,11 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use http::Uri;
 use secrecy::SecretString;
 use tokio::sync::OnceCell;
 use tower_bearer::Token;
+use tower_bearer_provider::shown_url;
 
 use crate::client_auth::ClientAuth;
 use crate::endpoint::TokenEndpoint;
@@ -38,6 +40,18 @@ impl ProviderConfig {
         match &self.endpoint {
             EndpointSource::Fixed(endpoint) => Some(endpoint),
             EndpointSource::Discovered { endpoint, .. } => endpoint.get(),
+        }
+    }
+
+    /// Where the provider's requests go, as errors show it: the token endpoint, or the issuer
+    /// while it is not discovered.
+    pub(super) fn shown_url(&self) -> String {
+        match (self.token_endpoint(), &self.endpoint) {
+            (Some(endpoint), _) => shown_url(&endpoint.uri),
+            (None, EndpointSource::Discovered { issuer, .. }) => issuer
+                .parse::<Uri>()
+                .map_or_else(|_| issuer.clone(), |issuer| shown_url(&issuer)),
+            (None, EndpointSource::Fixed(endpoint)) => shown_url(&endpoint.uri),
         }
     }
 

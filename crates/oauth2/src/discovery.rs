@@ -6,13 +6,12 @@ use http::header::{ACCEPT, HeaderValue, USER_AGENT};
 use http::{Request, StatusCode, Uri};
 use serde_json::Value;
 
-use crate::answer;
 use crate::endpoint::TokenEndpoint;
 use crate::error::{DiscoveryError, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::grant_proof::{self as dpop, DpopSettings};
 use tower_bearer::RetryAfter;
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, Malformed, Members, RequestBody, Secrets};
+use tower_bearer_provider::{HttpClient, Malformed, Members, RequestBody, Secrets, shown_url};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -45,29 +44,35 @@ where
     let issuer_uri: Uri = issuer
         .parse()
         .expect("the builder checked the issuer is a URI");
-    let mut last_status = StatusCode::NOT_FOUND;
+    let mut last = (StatusCode::NOT_FOUND, String::new());
     for uri in metadata_uris(&issuer_uri) {
+        let uri: Uri = uri.parse().expect("built from a valid URI");
+        let failed = |error, retry_after| OAuth2Error::Discovery {
+            error,
+            retry_after,
+            url: shown_url(&uri),
+        };
         let mut request = Request::new(http_client::body::<B>(Bytes::new()));
-        *request.uri_mut() = uri.parse().expect("built from a valid URI");
+        *request.uri_mut() = uri.clone();
         request.headers_mut().insert(ACCEPT, JSON);
         request
             .headers_mut()
             .insert(USER_AGENT, http_client::USER_AGENT);
         let answer = http_client::send(client, request)
             .await
-            .map_err(|error| failed(DiscoveryError::Transport(error)))?;
+            .map_err(|error| failed(DiscoveryError::Transport(error), None))?;
         if !answer.status.is_success() {
             tracing::debug!(
-                uri,
+                uri = %uri,
                 status = answer.status.as_u16(),
                 "no authorization server metadata"
             );
-            last_status = answer.status;
+            last = (answer.status, shown_url(&uri));
             continue;
         }
         let body = answer
             .body
-            .map_err(|error| failed(DiscoveryError::Transport(answer::read_error(error).into())))?;
+            .map_err(|error| failed(DiscoveryError::Transport(error.into()), None))?;
         return parse_metadata(&body, issuer)
             .and_then(|metadata| {
                 dpop::check_algorithm(dpop, metadata.dpop_algorithms.as_deref())?;
@@ -77,28 +82,23 @@ where
                 // Metadata that names another issuer, no usable endpoint, or no DPoP algorithm
                 // the key signs with, will say the same next time: only a change of
                 // configuration fixes it.
-                OAuth2Error::Discovery {
+                failed(
                     error,
-                    retry_after: Some(RetryAfter::permanent(
+                    Some(RetryAfter::permanent(
                         "the authorization server's metadata is unusable",
                     )),
-                }
+                )
             });
     }
+    let (status, url) = last;
     Err(OAuth2Error::Discovery {
-        error: DiscoveryError::Status(last_status),
+        error: DiscoveryError::Status(status),
         // A 404 at both URIs is a wrong issuer; a 5xx may pass.
-        retry_after: last_status
+        retry_after: status
             .is_client_error()
             .then(|| RetryAfter::permanent("the issuer has no metadata")),
+        url,
     })
-}
-
-fn failed(error: DiscoveryError) -> OAuth2Error {
-    OAuth2Error::Discovery {
-        error,
-        retry_after: None,
-    }
 }
 
 /// What the provider reads in a metadata document.

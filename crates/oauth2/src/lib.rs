@@ -71,9 +71,9 @@
 //!
 //! # What an answer means
 //!
-//! Errors are [`OAuth2Error`]s; none contains a secret: a server's text that echoes one the
-//! request sent is redacted in every form the request gave it (as it is, form-urlencoded, in
-//! the `Basic` header).
+//! Errors are [`OAuth2Error`]s; each names the URL it came from (without user info or query),
+//! and none contains a secret: a server's text that echoes one the request sent is redacted
+//! in every form the request gave it (as it is, form-urlencoded, in the `Basic` header).
 //!
 //! - At most 64 KiB of a response is read ([`OAuth2Error::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `Bearer` in any case (`DPoP`

@@ -218,12 +218,18 @@ where
                 .is_some_and(|response| *response.code() == ErrorCode::InvalidGrant)
     }
 
-    fn client_failed(&self, error: BoxError) -> OAuth2Error {
-        OAuth2Error::Transport(error)
+    fn client_failed(&self, source: BoxError) -> OAuth2Error {
+        OAuth2Error::Transport {
+            source,
+            url: self.shown_url(),
+        }
     }
 
     fn timed_out(&self, after: Duration) -> OAuth2Error {
-        OAuth2Error::Timeout(after)
+        OAuth2Error::Timeout {
+            after,
+            url: self.shown_url(),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::form::Form;
 use crate::grant_proof as dpop;
 use tower_bearer::Token;
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, RequestBody, Secrets};
+use tower_bearer_provider::{HttpClient, RequestBody, Secrets, shown_url};
 
 const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -68,9 +68,13 @@ where
         let mut secrets = Secrets::new();
         let mut request = build::<B>(config, endpoint, &grant, &mut secrets)?;
         let proof = dpop::prove(dpop, endpoint, request.headers_mut())?;
-        let answer = http_client::send(client, request)
-            .await
-            .map_err(OAuth2Error::Transport)?;
+        let answer =
+            http_client::send(client, request)
+                .await
+                .map_err(|source| OAuth2Error::Transport {
+                    source,
+                    url: shown_url(&endpoint.uri),
+                })?;
         // The server asked for its nonce (`use_dpop_nonce`), and gave one the proof did not
         // carry: asked again once, with it. Every answer's nonce is learned.
         let new_nonce = proof
@@ -86,7 +90,13 @@ where
             continue;
         }
         let status = answer.status.as_u16();
-        let result = answer::token_from(answer, &secrets, config.default_lifetime, dpop);
+        let result = answer::token_from(
+            answer,
+            &endpoint.uri,
+            &secrets,
+            config.default_lifetime,
+            dpop,
+        );
         tracing::trace!(
             grant = grant.name(),
             reason,

@@ -36,12 +36,13 @@ pub use refresher::{Grants, Refresher, ResponseFuture};
 pub use secrets::{Secrets, basic_credentials, server_text};
 pub use token_answer::{ExpiresIn, Malformed, Members, parse_token};
 
+use std::fmt;
 use std::future::poll_fn;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tokio::time::Instant;
@@ -179,6 +180,24 @@ pub enum ReadError {
     Body(BoxError),
 }
 
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::TooLarge => write!(f, "the answer was longer than {MAX_ANSWER_BYTES} bytes"),
+            ReadError::Body(_) => f.write_str("reading the answer failed"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadError::TooLarge => None,
+            ReadError::Body(source) => Some(&**source),
+        }
+    }
+}
+
 /// Sends `request` through `client` once it is ready, and reads the whole answer, at most
 /// [`MAX_ANSWER_BYTES`] of it. The error is the client's: the request was not sent, or no
 /// response came back.
@@ -224,6 +243,43 @@ pub fn expiry(sent_at: Instant, expires_in_secs: u64) -> Instant {
     sent_at + Duration::from_secs(expires_in_secs).min(MAX_LIFETIME)
 }
 
+/// `uri` as errors show it: scheme, host and port, and path; never its user info or its
+/// query, either of which may hold a secret.
+///
+/// ```
+/// let uri = "https://id:secret@as.example:8443/token?code=abc".parse().unwrap();
+/// assert_eq!(tower_bearer_provider::shown_url(&uri), "https://as.example:8443/token");
+/// ```
+pub fn shown_url(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("");
+    let host = uri.host().unwrap_or("");
+    match uri.port() {
+        Some(port) => format!("{scheme}://{host}:{port}{}", uri.path()),
+        None => format!("{scheme}://{host}{}", uri.path()),
+    }
+}
+
+/// A duration as errors print it, in seconds: `30 s`, `0.25 s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Seconds(duration) = *self;
+        let millis = duration.subsec_millis();
+        if millis == 0 {
+            return write!(f, "{} s", duration.as_secs());
+        }
+        let fraction = format!("{millis:03}");
+        write!(
+            f,
+            "{}.{} s",
+            duration.as_secs(),
+            fraction.trim_end_matches('0')
+        )
+    }
+}
+
 /// The wait the first of `names` (lowercase header names, such as `retry-after`) present in
 /// `headers` asks for, in whole seconds (an HTTP-date is not understood, and ignored), at most
 /// [`MAX_RETRY_AFTER`].
@@ -263,6 +319,32 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&headers, &names), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn urls_are_shown_without_user_info_or_query() {
+        for (url, shown) in [
+            ("https://as.example", "https://as.example/"),
+            (
+                "https://u:p@as.example/t?secret=1#x",
+                "https://as.example/t",
+            ),
+            ("http://[::1]:8080/t", "http://[::1]:8080/t"),
+        ] {
+            assert_eq!(shown_url(&url.parse().unwrap()), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn seconds_are_whole_or_decimal() {
+        for (duration, shown) in [
+            (Duration::from_secs(30), "30 s"),
+            (Duration::from_millis(200), "0.2 s"),
+            (Duration::from_millis(1250), "1.25 s"),
+            (Duration::from_micros(1), "0 s"),
+        ] {
+            assert_eq!(Seconds(duration).to_string(), shown);
+        }
     }
 
     #[tokio::test]
