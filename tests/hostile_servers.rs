@@ -1,6 +1,14 @@
 //! Hostile servers, probed through the public API as an attacker would, with real hyper
-//! servers on 127.0.0.1: a server that echoes what the request sent in its error text.
+//! servers on 127.0.0.1: a token endpoint or an issuer that redirects to another host, a
+//! server that echoes what the request sent in its error text.
 //!
+//! - No provider follows a redirect, whatever its HTTP client: a hyper-util client (which
+//!   never follows), the same with tower-http's `FollowRedirect` stacked on it, and reqwest
+//!   through `ClientService`, with reqwest's default policy (which follows) and with
+//!   `redirect::Policy::none()` (as the docs ask). The other host receives no token request,
+//!   no body and no credential; its answer is never taken. A client that follows a 301, 302 or
+//!   303 by itself turns a POST into a bodiless GET and sends that before the provider sees
+//!   anything: only the client's own policy can stop that GET, which carries no credential.
 //! - No secret the request sent comes back in an error in any of the forms it took on the
 //!   wire: raw, form-urlencoded, JSON-escaped, or inside a `Basic` header's base64.
 
@@ -12,8 +20,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -21,11 +29,14 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::{RefreshReason, Token, TokenRequest};
 use tower_bearer_apivideo::ApiVideo;
 use tower_bearer_oauth2::jose::{Algorithm, SigningKey};
 use tower_bearer_oauth2::{AuthMethod, Grant, OAuth2, OAuth2Builder, SubjectToken};
+use tower_bearer_provider::reqwest::ClientService;
+use tower_bearer_provider::{HttpClient, RequestBody};
+use tower_http::follow_redirect::FollowRedirectLayer;
 
 /// The longest a provider call may take here: every wait is bounded.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,9 +51,28 @@ const SECRET: &str = "CS+s3cr/et&=x y\"q\\";
 /// A request as a server received it.
 #[derive(Debug, Clone)]
 struct Received {
+    method: Method,
     path: String,
     headers: HeaderMap,
     body: Bytes,
+}
+
+impl Received {
+    /// Everything it carried, as text: to look for a secret in.
+    fn text(&self) -> String {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())))
+            .collect();
+        format!(
+            "{} {}\n{}\n\n{}",
+            self.method,
+            self.path,
+            headers.join("\n"),
+            String::from_utf8_lossy(&self.body)
+        )
+    }
 }
 
 type Answerer = dyn Fn(&Received) -> Response<Full<Bytes>> + Send + Sync;
@@ -77,6 +107,7 @@ impl Server {
                     async move {
                         let (parts, body) = request.into_parts();
                         let request = Received {
+                            method: parts.method,
                             path: parts.uri.to_string(),
                             headers: parts.headers,
                             body: body.collect().await?.to_bytes(),
@@ -109,8 +140,61 @@ fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> 
         .unwrap()
 }
 
+fn redirect(status: StatusCode, to: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(LOCATION, to)
+        .body(Full::default())
+        .unwrap()
+}
+
+/// A token answer, which both providers take.
+fn token_answer() -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::OK,
+        r#"{"token_type":"Bearer","expires_in":3600,"access_token":"from-the-other-host"}"#,
+    )
+}
+
+// ===== the clients a provider may be given =====
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Client {
+    /// hyper-util's legacy client: it never follows a redirect.
+    HyperUtil,
+    /// The same with tower-http's `FollowRedirect` on it, which follows.
+    FollowRedirect,
+    /// reqwest through `ClientService`, with reqwest's default policy, which follows.
+    Reqwest,
+    /// reqwest with `redirect::Policy::none()`, as `ClientService`'s docs ask.
+    ReqwestNoRedirects,
+}
+
+impl Client {
+    const ALL: [Client; 4] = [
+        Client::HyperUtil,
+        Client::FollowRedirect,
+        Client::Reqwest,
+        Client::ReqwestNoRedirects,
+    ];
+
+    /// Whether the client follows a redirect by itself, before the provider sees the answer.
+    fn follows(self) -> bool {
+        matches!(self, Client::FollowRedirect | Client::Reqwest)
+    }
+}
+
 fn hyper_util() -> HyperClient<HttpConnector, Full<Bytes>> {
     HyperClient::builder(TokioExecutor::new()).build_http()
+}
+
+fn reqwest_client(client: Client) -> ClientService {
+    let builder = reqwest::Client::builder();
+    let builder = match client {
+        Client::ReqwestNoRedirects => builder.redirect(reqwest::redirect::Policy::none()),
+        _ => builder,
+    };
+    ClientService::new(builder.build().unwrap())
 }
 
 /// The error (`Debug`, then `Display` with its sources) of one call of `provider` for a first
@@ -130,22 +214,209 @@ fn initial() -> TokenRequest {
     TokenRequest::new(RefreshReason::Initial, None)
 }
 
-/// One OAuth 2.0 provider call, the provider built by `builder`.
-async fn oauth2(builder: OAuth2Builder, request: TokenRequest) -> Result<Token, (String, String)> {
-    let provider = builder.timeout(CALL_TIMEOUT).build(hyper_util()).unwrap();
-    call(provider, request).await
+/// One OAuth 2.0 provider call through `client`, the provider built by `builder`.
+async fn oauth2(
+    client: Client,
+    builder: OAuth2Builder,
+    request: TokenRequest,
+) -> Result<Token, (String, String)> {
+    async fn with<C: HttpClient<B>, B: RequestBody>(
+        builder: OAuth2Builder,
+        client: C,
+        request: TokenRequest,
+    ) -> Result<Token, (String, String)> {
+        call(
+            builder.timeout(CALL_TIMEOUT).build(client).unwrap(),
+            request,
+        )
+        .await
+    }
+    match client {
+        Client::HyperUtil => with(builder, hyper_util(), request).await,
+        Client::FollowRedirect => {
+            let following = ServiceBuilder::new()
+                .layer(FollowRedirectLayer::new())
+                .service(hyper_util());
+            with(builder, following, request).await
+        }
+        Client::Reqwest | Client::ReqwestNoRedirects => {
+            with(builder, reqwest_client(client), request).await
+        }
+    }
 }
 
-/// One api.video provider call, for the server at `base_uri`.
+/// One api.video provider call through `client`, for the server at `base_uri`.
 async fn apivideo(
+    client: Client,
     base_uri: &str,
     api_key: &str,
     request: TokenRequest,
 ) -> Result<Token, (String, String)> {
-    let provider = ApiVideo::with_base_uri(base_uri, api_key.to_owned(), hyper_util())
-        .unwrap()
-        .timeout(CALL_TIMEOUT);
-    call(provider, request).await
+    async fn with<C: HttpClient<B>, B: RequestBody>(
+        base_uri: &str,
+        api_key: &str,
+        client: C,
+        request: TokenRequest,
+    ) -> Result<Token, (String, String)> {
+        let provider = ApiVideo::with_base_uri(base_uri, api_key.to_owned(), client)
+            .unwrap()
+            .timeout(CALL_TIMEOUT);
+        call(provider, request).await
+    }
+    match client {
+        Client::HyperUtil => with(base_uri, api_key, hyper_util(), request).await,
+        Client::FollowRedirect => {
+            let following = ServiceBuilder::new()
+                .layer(FollowRedirectLayer::new())
+                .service(hyper_util());
+            with(base_uri, api_key, following, request).await
+        }
+        Client::Reqwest | Client::ReqwestNoRedirects => {
+            with(base_uri, api_key, reqwest_client(client), request).await
+        }
+    }
+}
+
+// ===== redirects =====
+
+/// What the other host may have received from a provider whose server redirected there:
+/// nothing, from a client that does not follow, or for a 307 (whose POST could only be
+/// re-sent with its body); from a client that follows a 302 by itself, a bodiless GET
+/// without credentials. Never a POST, a body, an `Authorization` header, or `secret`.
+fn assert_nothing_of_value(
+    other: &Server,
+    client: Client,
+    status: StatusCode,
+    secret: &str,
+    case: &str,
+) {
+    let received = other.received();
+    for request in &received {
+        let text = request.text();
+        assert_eq!(request.method, Method::GET, "{case}: {text}");
+        assert!(request.body.is_empty(), "{case}: {text}");
+        assert!(
+            request.headers.get(AUTHORIZATION).is_none(),
+            "{case}: {text}"
+        );
+        for form in wire_forms(secret) {
+            assert!(!text.contains(&form), "{case}: {form} in {text}");
+        }
+    }
+    if !client.follows() || status == StatusCode::TEMPORARY_REDIRECT {
+        assert!(received.is_empty(), "{case}: {received:?}");
+    }
+}
+
+/// Was: through reqwest's default client, a token endpoint's 307 to another host had the
+/// client secret POSTed there, and that host's token taken; through `FollowRedirect`, a 302's
+/// GET was answered by the other host with a token, which was taken; a redirect that was not
+/// followed was an anonymous `Status` error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth2_token_endpoint_that_redirects_is_refused() {
+    for status in [StatusCode::FOUND, StatusCode::TEMPORARY_REDIRECT] {
+        for client in Client::ALL {
+            let case = format!("{status} through {client:?}");
+            let other = Server::start(|_, _| token_answer()).await;
+            let to = other.url("/token");
+            let endpoint = Server::start(move |_, _| redirect(status, &to)).await;
+            let builder = OAuth2::builder()
+                .token_endpoint(endpoint.url("/token"))
+                .client_id(CLIENT_ID)
+                .client_secret(SECRET)
+                .auth_method(AuthMethod::ClientSecretPost);
+            let (debug, display) = oauth2(client, builder, initial())
+                .await
+                .expect_err(&format!("{case}: the other host's token was taken"));
+            assert!(debug.starts_with("Redirected("), "{case}: {debug}");
+            assert!(
+                display.contains(&endpoint.url("/token")),
+                "{case}: {display}"
+            );
+            assert!(display.contains(&other.url("/token")), "{case}: {display}");
+            assert_nothing_of_value(&other, client, status, SECRET, &case);
+            // The token endpoint had the request whole, with its length (reqwest is handed a
+            // body it cannot replay, not one of unknown length).
+            let asked = &endpoint.received()[0];
+            assert_eq!(asked.method, Method::POST, "{case}");
+            assert_eq!(
+                asked.headers[CONTENT_LENGTH],
+                asked.body.len().to_string(),
+                "{case}"
+            );
+        }
+    }
+}
+
+/// Was: an issuer whose metadata sat behind a 302 to another host, which served a document
+/// naming the issuer and its own token endpoint, was believed by every client that follows,
+/// and the client secret was POSTed to that host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_whose_metadata_redirects_is_refused() {
+    for client in Client::ALL {
+        let case = format!("{client:?}");
+        let issuer = Arc::new(Mutex::new(String::new()));
+        let named = issuer.clone();
+        let other = Server::start(move |other, request| {
+            if request.method == Method::GET {
+                let metadata = serde_json::json!({
+                    "issuer": *named.lock().unwrap(),
+                    "token_endpoint": other.url("/token"),
+                });
+                respond(StatusCode::OK, metadata.to_string())
+            } else {
+                token_answer()
+            }
+        })
+        .await;
+        let elsewhere = other.origin.clone();
+        let endpoint = Server::start(move |_, request| {
+            redirect(StatusCode::FOUND, &format!("{elsewhere}{}", request.path))
+        })
+        .await;
+        *issuer.lock().unwrap() = endpoint.url("");
+        let builder = OAuth2::builder()
+            .issuer(endpoint.url(""))
+            .client_id(CLIENT_ID)
+            .client_secret(SECRET)
+            .auth_method(AuthMethod::ClientSecretPost);
+        let (debug, display) = oauth2(client, builder, initial())
+            .await
+            .expect_err(&format!("{case}: the other host's token was taken"));
+        assert!(debug.contains("Redirected("), "{case}: {debug}");
+        assert!(display.contains(&other.origin), "{case}: {display}");
+        assert_nothing_of_value(&other, client, StatusCode::FOUND, SECRET, &case);
+    }
+}
+
+/// Was: as for OAuth 2.0, reqwest re-sent `{"apiKey": …}` to the other host on a 307, and the
+/// other host's token was taken after any redirect a client followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apivideo_server_that_redirects_is_refused() {
+    for status in [StatusCode::FOUND, StatusCode::TEMPORARY_REDIRECT] {
+        for client in Client::ALL {
+            let case = format!("{status} through {client:?}");
+            let other = Server::start(|_, _| token_answer()).await;
+            let elsewhere = other.origin.clone();
+            let server = Server::start(move |_, request| {
+                redirect(status, &format!("{elsewhere}{}", request.path))
+            })
+            .await;
+            let (debug, display) = apivideo(client, &server.url(""), SECRET, initial())
+                .await
+                .expect_err(&format!("{case}: the other host's token was taken"));
+            assert!(debug.starts_with("Redirected("), "{case}: {debug}");
+            assert!(
+                display.contains(&server.url("/auth/api-key")),
+                "{case}: {display}"
+            );
+            assert!(
+                display.contains(&other.url("/auth/api-key")),
+                "{case}: {display}"
+            );
+            assert_nothing_of_value(&other, client, status, SECRET, &case);
+        }
+    }
 }
 
 // ===== secrets echoed in errors =====
@@ -240,11 +511,13 @@ async fn oauth2_errors_redact_every_form_of_every_secret() {
         ),
     ];
     for (case, builder, secret) in cases {
-        let error = oauth2(builder, initial()).await.expect_err(case);
+        let error = oauth2(Client::HyperUtil, builder, initial())
+            .await
+            .expect_err(case);
         assert_redacted(&error, secret, case);
     }
     // A client assertion is made for the request: its form in the body is its own.
-    let error = oauth2(token().private_key(key), initial())
+    let error = oauth2(Client::HyperUtil, token().private_key(key), initial())
         .await
         .expect_err("private_key_jwt");
     let body = server.received().last().unwrap().body.clone();
@@ -270,7 +543,7 @@ async fn apivideo_errors_redact_every_form_of_every_secret() {
         answer
     })
     .await;
-    let error = apivideo(&server.url(""), SECRET, initial())
+    let error = apivideo(Client::HyperUtil, &server.url(""), SECRET, initial())
         .await
         .expect_err("the API key");
     assert_redacted(&error, SECRET, "API key");
@@ -280,6 +553,7 @@ async fn apivideo_errors_redact_every_form_of_every_secret() {
         .unwrap()
         .with_refresh_token(refresh_token.to_owned());
     let error = apivideo(
+        Client::HyperUtil,
         &server.url(""),
         "key",
         TokenRequest::new(RefreshReason::Expired, Some(previous)),

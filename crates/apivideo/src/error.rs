@@ -8,7 +8,7 @@ use http::StatusCode;
 use tower::BoxError;
 
 use tower_bearer::{InvalidToken, RetryAfter};
-use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Seconds, Secrets};
+use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Redirected, Seconds, Secrets, SendError};
 
 /// Why [`ApiVideo`](super::ApiVideo) could not get a token (or, for
 /// [`InvalidBaseUri`](Self::InvalidBaseUri), could not be built).
@@ -68,6 +68,10 @@ pub enum ApiVideoError {
         /// The URL asked, without user info or query.
         url: String,
     },
+    /// The server answered with a redirect, or another URL answered (a client that follows
+    /// redirects sent the request on): a provider never follows a redirect, and nothing the
+    /// answer held is used.
+    Redirected(Redirected),
     /// api.video refused the API key (400 or 401 from `/auth/api-key`): a wrong key, a key
     /// for the other environment, or a revoked one. The cache backs off; this is not fixed by
     /// trying again.
@@ -110,6 +114,14 @@ pub enum ApiVideoError {
 }
 
 impl ApiVideoError {
+    /// The error for a request to `url` that brought back no answer to read.
+    pub(super) fn not_answered(error: SendError, url: String) -> Self {
+        match error {
+            SendError::Transport(source) => ApiVideoError::Transport { source, url },
+            SendError::Redirected(redirected) => ApiVideoError::Redirected(redirected),
+        }
+    }
+
     /// The error for an answer from `url` whose body could not be read.
     pub(super) fn unread(error: ReadError, url: String) -> Self {
         match error {
@@ -137,6 +149,7 @@ impl fmt::Display for ApiVideoError {
             ApiVideoError::TooLarge { limit, url } => {
                 write!(f, "the answer of {url} was longer than {limit} bytes")
             }
+            ApiVideoError::Redirected(redirected) => redirected.fmt(f),
             ApiVideoError::Rejected { problem, url } => {
                 write!(f, "{url} refused the API key: {problem}")
             }

@@ -72,6 +72,10 @@
 //! key or a token: a server's text that echoes one the request sent is redacted in every form
 //! the request gave it (as it is, or JSON-escaped).
 //!
+//! - An answer that is a redirect, or that another URL gave (a client that follows redirects
+//!   sent the request on), is refused ([`ApiVideoError::Redirected`]): the provider never
+//!   follows a redirect. Give it a client that does not follow them either (hyper-util's
+//!   never does; see `tower_bearer_provider::reqwest::ClientService` for reqwest).
 //! - At most 64 KiB of a response is read ([`ApiVideoError::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `bearer` in any case,
 //!   `access_token` a string that can be sent in a header, `expires_in` a whole number of

@@ -362,13 +362,9 @@ where
     B: RequestBody,
 {
     let request = wire::request::<B>(uri, &credential);
-    let answer =
-        http_client::send(client, request)
-            .await
-            .map_err(|source| ApiVideoError::Transport {
-                source,
-                url: shown_url(uri),
-            })?;
+    let answer = http_client::send(client, request)
+        .await
+        .map_err(|error| ApiVideoError::not_answered(error, shown_url(uri)))?;
     let (status, sent_at) = (answer.status.as_u16(), answer.sent_at);
     let result = wire::token_from(answer, uri, &credential.secrets());
     tracing::trace!(

@@ -118,8 +118,10 @@ impl OAuth2Builder {
     /// whose token endpoint is found in its metadata on the first call, then kept: RFC 8414's
     /// `/.well-known/oauth-authorization-server`, else OpenID Connect's
     /// `/.well-known/openid-configuration`. The metadata's `issuer` must be this one exactly
-    /// ([`DiscoveryError::IssuerMismatch`](crate::DiscoveryError::IssuerMismatch) if not).
-    /// Replaces a [`token_endpoint`](Self::token_endpoint).
+    /// ([`DiscoveryError::IssuerMismatch`](crate::DiscoveryError::IssuerMismatch) if not),
+    /// and come from the issuer itself: a redirect is refused
+    /// ([`DiscoveryError::Redirected`](crate::DiscoveryError::Redirected)). Replaces a
+    /// [`token_endpoint`](Self::token_endpoint).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.endpoint = Some(Endpoint::Issuer(issuer.into()));
         self

@@ -11,7 +11,9 @@ use crate::error::{DiscoveryError, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::grant_proof::{self as dpop, DpopSettings};
 use tower_bearer::RetryAfter;
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, Malformed, Members, RequestBody, Secrets, shown_url};
+use tower_bearer_provider::{
+    HttpClient, Malformed, Members, RequestBody, Secrets, SendError, shown_url,
+};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -60,7 +62,12 @@ where
             .insert(USER_AGENT, http_client::USER_AGENT);
         let answer = http_client::send(client, request)
             .await
-            .map_err(|error| failed(DiscoveryError::Transport(error), None))?;
+            .map_err(|error| match error {
+                SendError::Transport(error) => failed(DiscoveryError::Transport(error), None),
+                SendError::Redirected(redirected) => {
+                    failed(DiscoveryError::Redirected(redirected), None)
+                }
+            })?;
         if !answer.status.is_success() {
             tracing::debug!(
                 uri = %uri,

@@ -10,7 +10,9 @@ use tower::BoxError;
 use crate::auth_method::AuthMethod;
 use crate::jose::KeyError;
 use tower_bearer::{InvalidToken, RetryAfter};
-use tower_bearer_provider::{MAX_ANSWER_BYTES, Malformed, ReadError, Seconds};
+use tower_bearer_provider::{
+    MAX_ANSWER_BYTES, Malformed, ReadError, Redirected, Seconds, SendError,
+};
 
 /// Why [`OAuth2`](crate::OAuth2) could not get a token.
 ///
@@ -72,6 +74,10 @@ pub enum OAuth2Error {
         /// The URL asked, without user info or query.
         url: String,
     },
+    /// The token endpoint answered with a redirect, or another URL answered (a client that
+    /// follows redirects sent the request on): a provider never follows a redirect, and
+    /// nothing the answer held is used.
+    Redirected(Redirected),
     /// The authorization server answered with an error response (RFC 6749 §5.2).
     Refused {
         /// The status, the error code and its description.
@@ -144,6 +150,14 @@ impl OAuth2Error {
         }
     }
 
+    /// The error for a request to `url` that brought back no answer to read.
+    pub(crate) fn not_answered(error: SendError, url: String) -> Self {
+        match error {
+            SendError::Transport(source) => OAuth2Error::Transport { source, url },
+            SendError::Redirected(redirected) => OAuth2Error::Redirected(redirected),
+        }
+    }
+
     /// The error for an answer from `url` whose body could not be read.
     pub(crate) fn unread(error: ReadError, url: String) -> Self {
         match error {
@@ -167,6 +181,7 @@ impl fmt::Display for OAuth2Error {
             OAuth2Error::TooLarge { limit, url } => {
                 write!(f, "the answer of {url} was longer than {limit} bytes")
             }
+            OAuth2Error::Redirected(redirected) => redirected.fmt(f),
             OAuth2Error::Refused { response, url, .. } => {
                 write!(
                     f,
@@ -214,7 +229,9 @@ impl Error for OAuth2Error {
             OAuth2Error::Malformed { error, .. } => Some(error),
             OAuth2Error::Signing(error) => Some(error),
             OAuth2Error::DpopProof(error) => Some(error),
-            OAuth2Error::Timeout { .. } | OAuth2Error::TooLarge { .. } => None,
+            OAuth2Error::Timeout { .. }
+            | OAuth2Error::TooLarge { .. }
+            | OAuth2Error::Redirected(_) => None,
         }
     }
 }
@@ -506,6 +523,10 @@ pub enum DiscoveryError {
         /// The algorithms the server lists, each cleaned and cut at 200 characters.
         supported: Vec<String>,
     },
+    /// The metadata request was answered with a redirect, or another URL answered (a client
+    /// that follows redirects sent the request on): the metadata says where the client's
+    /// credentials go, and only the issuer may say it.
+    Redirected(Redirected),
 }
 
 impl fmt::Display for DiscoveryError {
@@ -531,6 +552,7 @@ impl fmt::Display for DiscoveryError {
                 supported.join(", "),
                 algorithm.as_str()
             ),
+            DiscoveryError::Redirected(redirected) => redirected.fmt(f),
         }
     }
 }

@@ -75,6 +75,11 @@
 //! and none contains a secret: a server's text that echoes one the request sent is redacted
 //! in every form the request gave it (as it is, form-urlencoded, in the `Basic` header).
 //!
+//! - An answer that is a redirect, or that another URL gave (a client that follows redirects
+//!   sent the request on), is refused ([`OAuth2Error::Redirected`],
+//!   [`DiscoveryError::Redirected`]): the provider never follows a redirect. Give it a client
+//!   that does not follow them either (hyper-util's never does; see
+//!   `tower_bearer_provider::reqwest::ClientService` for reqwest).
 //! - At most 64 KiB of a response is read ([`OAuth2Error::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `Bearer` in any case (`DPoP`
 //!   when the provider has a DPoP key: see below), `access_token` a string that can be sent

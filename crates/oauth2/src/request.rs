@@ -68,13 +68,9 @@ where
         let mut secrets = Secrets::new();
         let mut request = build::<B>(config, endpoint, &grant, &mut secrets)?;
         let proof = dpop::prove(dpop, endpoint, request.headers_mut())?;
-        let answer =
-            http_client::send(client, request)
-                .await
-                .map_err(|source| OAuth2Error::Transport {
-                    source,
-                    url: shown_url(&endpoint.uri),
-                })?;
+        let answer = http_client::send(client, request)
+            .await
+            .map_err(|error| OAuth2Error::not_answered(error, shown_url(&endpoint.uri)))?;
         // The server asked for its nonce (`use_dpop_nonce`), and gave one the proof did not
         // carry: asked again once, with it. Every answer's nonce is learned.
         let new_nonce = proof

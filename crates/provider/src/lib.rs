@@ -1,7 +1,7 @@
 //! What every `tower-bearer` token provider shares: the HTTP client it sends through, the
 //! plumbing of a provider as a tower `Service`, and the steps of a token request they all take
-//! — build the body, send it, read the answer within a cap, parse a token answer, read a
-//! `Retry-After`, keep a server's text safe to log.
+//! — build the body, send it, refuse a redirect, read the answer within a cap, parse a token
+//! answer, read a `Retry-After`, keep a server's text safe to log.
 //!
 //! A provider is a tower service from [`TokenRequest`](tower_bearer::TokenRequest) to
 //! [`Token`](tower_bearer::Token) that `tower_bearer::TokenCache` calls about once per token
@@ -15,6 +15,11 @@
 //!
 //! # What every provider promises
 //!
+//! - It never follows a redirect: an answer that is a redirect, or that came from another URL
+//!   than the one asked (a client that follows redirects sent the request on), is refused
+//!   ([`Redirected`]), and nothing in it is used. Give a provider a client that does not
+//!   follow redirects (hyper-util's never does; reqwest's with
+//!   `redirect::Policy::none()`), so that nothing is sent elsewhere either.
 //! - A server's text it keeps in an error holds no secret the request sent, in any of the
 //!   forms the wire gave it ([`Secrets`]), and no control character.
 #![deny(unsafe_code)]
@@ -25,6 +30,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 
+mod redirect;
 mod refresher;
 mod secrets;
 mod token_answer;
@@ -32,6 +38,7 @@ mod token_answer;
 #[cfg(test)]
 mod token_answer_properties;
 
+pub use redirect::Redirected;
 pub use refresher::{Grants, Refresher, ResponseFuture};
 pub use secrets::{Secrets, basic_credentials, server_text};
 pub use token_answer::{ExpiresIn, Malformed, Members, parse_token};
@@ -198,13 +205,25 @@ impl std::error::Error for ReadError {
     }
 }
 
+/// Why a request brought back no answer: the client failed, or the answer came from
+/// elsewhere. A provider's own error says it with the URL it asked.
+#[derive(Debug)]
+pub enum SendError {
+    /// The HTTP client failed: the request was not sent, or no response came back.
+    Transport(BoxError),
+    /// The answer is a redirect, or came from another URL.
+    Redirected(Redirected),
+}
+
 /// Sends `request` through `client` once it is ready, and reads the whole answer, at most
-/// [`MAX_ANSWER_BYTES`] of it. The error is the client's: the request was not sent, or no
-/// response came back.
+/// [`MAX_ANSWER_BYTES`] of it.
+///
+/// An answer that is a redirect, or that came from another URL than the request's (a client
+/// that follows redirects sent it on, and said so), is [`SendError::Redirected`], unread.
 ///
 /// The one place a provider's request goes out: a hook that must touch every attempt (a
 /// proof of possession, a log line) goes here.
-pub async fn send<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, BoxError>
+pub async fn send<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, SendError>
 where
     C: HttpClient<B>,
 {
@@ -212,9 +231,14 @@ where
     // a second request in the same call (a fallback) takes the same path.
     poll_fn(|cx| client.poll_ready(cx))
         .await
-        .map_err(Into::into)?;
+        .map_err(|error| SendError::Transport(error.into()))?;
+    let asked = request.uri().clone();
     let sent_at = Instant::now();
-    let response = client.call(request).await.map_err(Into::into)?;
+    let response = client
+        .call(request)
+        .await
+        .map_err(|error| SendError::Transport(error.into()))?;
+    redirect::check(&asked, &response).map_err(SendError::Redirected)?;
     let (parts, body) = response.into_parts();
     Ok(Answer {
         status: parts.status,
