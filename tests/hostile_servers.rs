@@ -1,6 +1,6 @@
 //! Hostile servers, probed through the public API as an attacker would, with real hyper
 //! servers on 127.0.0.1: a token endpoint or an issuer that redirects to another host, a
-//! server that echoes what the request sent in its error text.
+//! cleartext token endpoint, a server that echoes what the request sent in its error text.
 //!
 //! - No provider follows a redirect, whatever its HTTP client: a hyper-util client (which
 //!   never follows), the same with tower-http's `FollowRedirect` stacked on it, and reqwest
@@ -9,6 +9,8 @@
 //!   no body and no credential; its answer is never taken. A client that follows a 301, 302 or
 //!   303 by itself turns a POST into a bodiless GET and sends that before the provider sees
 //!   anything: only the client's own policy can stop that GET, which carries no credential.
+//! - Token and discovery endpoints are `https`, but on loopback or when the builder says
+//!   otherwise; a discovery document may not downgrade the issuer's `https`.
 //! - No secret the request sent comes back in an error in any of the forms it took on the
 //!   wire: raw, form-urlencoded, JSON-escaped, or inside a `Basic` header's base64.
 
@@ -29,7 +31,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::{RefreshReason, Token, TokenRequest};
 use tower_bearer_apivideo::ApiVideo;
 use tower_bearer_oauth2::jose::{Algorithm, SigningKey};
@@ -416,6 +418,137 @@ async fn an_apivideo_server_that_redirects_is_refused() {
             );
             assert_nothing_of_value(&other, client, status, SECRET, &case);
         }
+    }
+}
+
+// ===== cleartext endpoints =====
+
+fn any_client() -> HyperClient<HttpConnector, Full<Bytes>> {
+    hyper_util()
+}
+
+/// Was: `http://` accepted on any host, for the token endpoint and the issuer alike.
+#[tokio::test]
+async fn oauth2_endpoints_off_loopback_must_be_https() {
+    let off_loopback = [
+        "http://as.example/token",
+        "http://10.0.0.1/token",
+        "http://[2001:db8::1]/token",
+        "http://localhost.as.example/token",
+        "http://127.0.0.1.as.example/token",
+    ];
+    for url in off_loopback {
+        for builder in [
+            OAuth2::builder().token_endpoint(url),
+            OAuth2::builder().issuer(url.trim_end_matches("/token")),
+        ] {
+            let error = builder
+                .client_id(CLIENT_ID)
+                .client_secret(SECRET)
+                .build(any_client())
+                .expect_err(url);
+            assert!(
+                format!("{error:?}").contains("Cleartext"),
+                "{url}: {error:?}"
+            );
+        }
+    }
+    for url in [
+        "https://as.example/token",
+        "http://127.0.0.1:8080/token",
+        "http://127.3.2.1/token",
+        "http://localhost:8080/token",
+        "http://LOCALHOST/token",
+        "http://[::1]:8080/token",
+    ] {
+        OAuth2::builder()
+            .token_endpoint(url)
+            .client_id(CLIENT_ID)
+            .client_secret(SECRET)
+            .build(any_client())
+            .expect(url);
+    }
+}
+
+/// Was: an issuer on loopback whose metadata named a cleartext token endpoint on another
+/// host was believed, and the secret sent there in clear (here the address is unroutable:
+/// the call waited out its timeout).
+#[tokio::test]
+async fn discovered_endpoints_off_loopback_must_be_https() {
+    let issuer = Server::start(|issuer, _| {
+        let metadata = serde_json::json!({
+            "issuer": issuer.url(""),
+            "token_endpoint": "http://192.0.2.1/token",
+        });
+        respond(StatusCode::OK, metadata.to_string())
+    })
+    .await;
+    let builder = OAuth2::builder()
+        .issuer(issuer.url(""))
+        .client_id(CLIENT_ID)
+        .client_secret(SECRET);
+    let (debug, display) = oauth2(Client::HyperUtil, builder, initial())
+        .await
+        .expect_err("no token from an unroutable address");
+    assert!(debug.starts_with("Discovery {"), "{debug}");
+    assert!(debug.contains("Cleartext"), "{debug}");
+    assert!(display.contains("http://192.0.2.1/token"), "{display}");
+    assert_eq!(issuer.received().len(), 1, "the metadata only");
+}
+
+/// Was: an `https` issuer's metadata naming an `http` token endpoint was believed, and the
+/// client secret went there in clear. (An `https` server is played by a client that answers
+/// as one: the scheme is the provider's decision, not the wire's.)
+#[tokio::test]
+async fn discovery_never_downgrades_the_issuer_scheme() {
+    let posts = Arc::new(Mutex::new(0));
+    let counted = posts.clone();
+    let client = service_fn(move |request: Request<Full<Bytes>>| {
+        let counted = counted.clone();
+        async move {
+            if request.method() == Method::POST {
+                *counted.lock().unwrap() += 1;
+                return Ok::<_, BoxError>(token_answer());
+            }
+            let metadata = serde_json::json!({
+                "issuer": "https://as.example",
+                "token_endpoint": "http://127.0.0.1:9/token",
+            });
+            Ok(respond(StatusCode::OK, metadata.to_string()))
+        }
+    });
+    let provider = OAuth2::builder()
+        .issuer("https://as.example")
+        .client_id(CLIENT_ID)
+        .client_secret(SECRET)
+        .timeout(CALL_TIMEOUT)
+        .build(client)
+        .unwrap();
+    let (debug, display) = call(provider, initial())
+        .await
+        .expect_err("the token came over cleartext");
+    assert!(debug.starts_with("Discovery {"), "{debug}");
+    assert!(debug.contains("Cleartext"), "{debug}");
+    assert!(display.contains("http://127.0.0.1:9/token"), "{display}");
+    assert_eq!(*posts.lock().unwrap(), 0);
+}
+
+/// Was: any `http://` base URI was taken.
+#[test]
+fn an_apivideo_base_uri_off_loopback_must_be_https() {
+    for uri in ["http://ws.api.video", "http://proxy.example:8080/apivideo"] {
+        let error = ApiVideo::with_base_uri(uri, "key", any_client()).expect_err(uri);
+        assert!(
+            format!("{error:?}").contains("Cleartext"),
+            "{uri}: {error:?}"
+        );
+    }
+    for uri in [
+        "https://ws.api.video",
+        "http://127.0.0.1:8080",
+        "http://localhost:1/x",
+    ] {
+        ApiVideo::with_base_uri(uri, "key", any_client()).expect(uri);
     }
 }
 

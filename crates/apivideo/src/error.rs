@@ -39,6 +39,11 @@ pub enum ApiVideoError {
     /// The base URI given to [`ApiVideo::with_base_uri`](super::ApiVideo::with_base_uri) is
     /// not an absolute `http` or `https` URI with a host and no query.
     InvalidBaseUri,
+    /// The base URI given to [`ApiVideo::with_base_uri`](super::ApiVideo::with_base_uri) is
+    /// `http` on a host that is not loopback: the API key would travel in clear. Use `https`,
+    /// or, for a test server,
+    /// [`ApiVideo::with_cleartext_base_uri`](super::ApiVideo::with_cleartext_base_uri).
+    CleartextBaseUri,
     /// The HTTP client failed: the request was not sent, or no response came back.
     Transport {
         /// The client's error.
@@ -140,6 +145,10 @@ impl fmt::Display for ApiVideoError {
             ApiVideoError::InvalidBaseUri => f.write_str(
                 "the api.video base URI must be an absolute http or https URI with a host \
                  and no query",
+            ),
+            ApiVideoError::CleartextBaseUri => f.write_str(
+                "the api.video base URI is http on a host that is not loopback: https is \
+                 required (ApiVideo::with_cleartext_base_uri for a test server)",
             ),
             ApiVideoError::Transport { url, .. } => write!(f, "the request to {url} failed"),
             ApiVideoError::Body { url, .. } => write!(f, "reading the answer of {url} failed"),

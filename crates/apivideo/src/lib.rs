@@ -95,7 +95,8 @@
 //! # Environments and scope
 //!
 //! [`ApiVideo::production`] and [`ApiVideo::sandbox`] name api.video's two servers (their API
-//! keys differ); [`ApiVideo::with_base_uri`] any other (a proxy, the mock server). A layer
+//! keys differ); [`ApiVideo::with_base_uri`] any other (a proxy, the mock server), `https` or
+//! `http` on loopback ([`ApiVideo::with_cleartext_base_uri`] for `http` elsewhere, in tests). A layer
 //! from [`ApiVideo::into_layer`] attaches the token only to requests for that server's
 //! origin: a pre-signed upload URL or a CDN fetched through the same client never sees it.
 //!

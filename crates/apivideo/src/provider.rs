@@ -16,7 +16,7 @@ use super::error::ApiVideoError;
 use super::wire::{self, Credential};
 use tower_bearer::{BearerAuthLayer, Scope, Token, TokenRequest};
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody, shown_url};
+use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody, is_cleartext, shown_url};
 
 /// api.video's production server.
 pub const PRODUCTION: &str = "https://ws.api.video";
@@ -110,13 +110,16 @@ where
 
     /// A provider for api.video at another address: a proxy, a mock server.
     ///
-    /// `base_uri` is an absolute `http` or `https` URI with a host, such as
-    /// `http://127.0.0.1:8080` or `https://proxy.example/apivideo/`; the auth endpoints are
-    /// under its path (`…/apivideo/auth/api-key`). It may not have a query.
+    /// `base_uri` is an absolute `https` URI with a host, such as
+    /// `https://proxy.example/apivideo/`, or an `http` one on loopback (`localhost`,
+    /// `127.0.0.0/8`, `::1`), such as a mock server's `http://127.0.0.1:8080`; the auth
+    /// endpoints are under its path (`…/apivideo/auth/api-key`). It may not have a query.
     ///
     /// # Errors
     ///
-    /// [`ApiVideoError::InvalidBaseUri`] if `base_uri` is not such a URI.
+    /// [`ApiVideoError::InvalidBaseUri`] if `base_uri` is not such a URI;
+    /// [`ApiVideoError::CleartextBaseUri`] if it is `http` on another host (see
+    /// [`with_cleartext_base_uri`](Self::with_cleartext_base_uri)).
     pub fn with_base_uri<U>(
         base_uri: U,
         api_key: impl Into<SecretString>,
@@ -125,11 +128,45 @@ where
     where
         U: TryInto<Uri>,
     {
+        Self::at(base_uri, api_key.into(), client, false)
+    }
+
+    /// [`with_base_uri`](Self::with_base_uri), but an `http` base URI may be on any host: for
+    /// a test server on another machine or in another container. The API key then travels
+    /// in clear; never use this in production.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiVideoError::InvalidBaseUri`] if `base_uri` is not an absolute `http` or `https`
+    /// URI with a host and no query.
+    pub fn with_cleartext_base_uri<U>(
+        base_uri: U,
+        api_key: impl Into<SecretString>,
+        client: C,
+    ) -> Result<Self, ApiVideoError>
+    where
+        U: TryInto<Uri>,
+    {
+        Self::at(base_uri, api_key.into(), client, true)
+    }
+
+    fn at<U>(
+        base_uri: U,
+        api_key: SecretString,
+        client: C,
+        allow_cleartext: bool,
+    ) -> Result<Self, ApiVideoError>
+    where
+        U: TryInto<Uri>,
+    {
         let base_uri = base_uri
             .try_into()
             .map_err(|_| ApiVideoError::InvalidBaseUri)?;
-        let config =
-            ProviderConfig::new(base_uri, api_key.into()).ok_or(ApiVideoError::InvalidBaseUri)?;
+        let in_clear = is_cleartext(&base_uri);
+        let config = ProviderConfig::new(base_uri, api_key).ok_or(ApiVideoError::InvalidBaseUri)?;
+        if in_clear && !allow_cleartext {
+            return Err(ApiVideoError::CleartextBaseUri);
+        }
         Ok(Self::from_config(config, client))
     }
 

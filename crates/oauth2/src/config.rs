@@ -32,6 +32,9 @@ pub(super) struct ProviderConfig {
     pub(super) newest_refresh_token: Mutex<Option<SecretString>>,
     /// The DPoP key every token request proves, if the tokens are to be bound to one.
     pub(super) dpop: Option<DpopSettings>,
+    /// Whether a discovered token endpoint may be `http` on a host that is not loopback
+    /// ([`OAuth2Builder::allow_cleartext_endpoints`](crate::OAuth2Builder::allow_cleartext_endpoints)).
+    pub(super) allow_cleartext: bool,
 }
 
 impl ProviderConfig {

@@ -12,7 +12,7 @@ use crate::grant_proof::{self as dpop, DpopSettings};
 use tower_bearer::RetryAfter;
 use tower_bearer_provider as http_client;
 use tower_bearer_provider::{
-    HttpClient, Malformed, Members, RequestBody, Secrets, SendError, shown_url,
+    HttpClient, Malformed, Members, RequestBody, Secrets, SendError, is_cleartext, shown_url,
 };
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -33,10 +33,12 @@ pub(super) fn metadata_uris(issuer: &Uri) -> [String; 2] {
 }
 
 /// The issuer's token endpoint, from the first metadata document found; with a DPoP key, the
-/// server must accept its algorithm if it says which it accepts.
+/// server must accept its algorithm if it says which it accepts. The endpoint may not carry
+/// the credentials in clear where the issuer does not ([`check_scheme`]).
 pub(super) async fn discover<C, B>(
     client: &mut C,
     issuer: &str,
+    allow_cleartext: bool,
     dpop: Option<&DpopSettings>,
 ) -> Result<TokenEndpoint, OAuth2Error>
 where
@@ -82,13 +84,14 @@ where
             .map_err(|error| failed(DiscoveryError::Transport(error.into()), None))?;
         return parse_metadata(&body, issuer)
             .and_then(|metadata| {
+                check_scheme(&issuer_uri, &metadata.token_endpoint, allow_cleartext)?;
                 dpop::check_algorithm(dpop, metadata.dpop_algorithms.as_deref())?;
                 Ok(metadata.token_endpoint)
             })
             .map_err(|error| {
-                // Metadata that names another issuer, no usable endpoint, or no DPoP algorithm
-                // the key signs with, will say the same next time: only a change of
-                // configuration fixes it.
+                // Metadata that names another issuer, no usable endpoint, a cleartext one, or
+                // no DPoP algorithm the key signs with, will say the same next time: only a
+                // change of configuration fixes it.
                 failed(
                     error,
                     Some(RetryAfter::permanent(
@@ -106,6 +109,27 @@ where
             .then(|| RetryAfter::permanent("the issuer has no metadata")),
         url,
     })
+}
+
+/// The token endpoint the metadata names may not carry the client's credentials in clear
+/// where the issuer does not: an `https` issuer's endpoint is `https` (a downgrade is never
+/// taken, on loopback neither), and an `http` issuer's is on loopback, or allowed.
+fn check_scheme(
+    issuer: &Uri,
+    endpoint: &TokenEndpoint,
+    allow_cleartext: bool,
+) -> Result<(), DiscoveryError> {
+    let is_https = |uri: &Uri| {
+        uri.scheme_str()
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https"))
+    };
+    let downgrade = is_https(issuer) && !is_https(&endpoint.uri);
+    if downgrade || (is_cleartext(&endpoint.uri) && !allow_cleartext) {
+        return Err(DiscoveryError::Cleartext {
+            token_endpoint: shown_url(&endpoint.uri),
+        });
+    }
+    Ok(())
 }
 
 /// What the provider reads in a metadata document.

@@ -527,6 +527,14 @@ pub enum DiscoveryError {
     /// that follows redirects sent the request on): the metadata says where the client's
     /// credentials go, and only the issuer may say it.
     Redirected(Redirected),
+    /// The metadata names a token endpoint the client's credentials would travel to in clear:
+    /// `http` when the issuer is `https` (never taken), or `http` on a host that is not
+    /// loopback (taken only with
+    /// [`allow_cleartext_endpoints`](crate::OAuth2Builder::allow_cleartext_endpoints)).
+    Cleartext {
+        /// The token endpoint the metadata names, without user info or query.
+        token_endpoint: String,
+    },
 }
 
 impl fmt::Display for DiscoveryError {
@@ -553,6 +561,11 @@ impl fmt::Display for DiscoveryError {
                 algorithm.as_str()
             ),
             DiscoveryError::Redirected(redirected) => redirected.fmt(f),
+            DiscoveryError::Cleartext { token_endpoint } => write!(
+                f,
+                "the metadata names {token_endpoint}, a cleartext token endpoint (http is taken \
+                 only from an http issuer, on loopback or with allow_cleartext_endpoints())"
+            ),
         }
     }
 }
@@ -584,6 +597,10 @@ pub enum ConfigError {
     NoClientSecret(AuthMethod),
     /// `private_key_jwt` needs a private key.
     NoPrivateKey,
+    /// The token endpoint or the issuer is `http` on a host that is not loopback: the
+    /// client's credentials would travel in clear. Use `https`, or, for a test server,
+    /// [`allow_cleartext_endpoints`](crate::OAuth2Builder::allow_cleartext_endpoints).
+    Cleartext(&'static str),
     /// An extra parameter names one the provider sets itself (`grant_type`, `client_id`,
     /// `scope`, …): use the builder's own setting.
     ReservedParameter(String),
@@ -601,6 +618,11 @@ impl fmt::Display for ConfigError {
                     "the {what} is not an absolute http or https URI with a host and no user info"
                 )
             }
+            ConfigError::Cleartext(what) => write!(
+                f,
+                "the {what} is http on a host that is not loopback: https is required \
+                 (allow_cleartext_endpoints() for a test server)"
+            ),
             ConfigError::NoClientId => f.write_str("the client authentication needs a client id"),
             ConfigError::NoClientSecret(method) => write!(f, "{method} needs a client secret"),
             ConfigError::NoPrivateKey => f.write_str("private_key_jwt needs a private key"),

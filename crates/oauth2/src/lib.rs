@@ -64,7 +64,10 @@
 //! refused one is a permanent error, and no other grant stands in.
 //!
 //! The token endpoint is given ([`OAuth2Builder::token_endpoint`]) or discovered from the
-//! issuer ([`OAuth2Builder::issuer`]) on the first call, then kept.
+//! issuer ([`OAuth2Builder::issuer`]) on the first call, then kept. Either is `https`, or
+//! `http` on loopback (a test server), or anywhere with
+//! [`OAuth2Builder::allow_cleartext_endpoints`]; an `https` issuer's metadata may not name an
+//! `http` token endpoint.
 //!
 //! Every request carries `Content-Type: application/x-www-form-urlencoded`,
 //! `Accept: application/json` and `User-Agent: tower-bearer/<version>`.

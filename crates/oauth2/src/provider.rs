@@ -274,7 +274,14 @@ where
         EndpointSource::Fixed(endpoint) => Ok(endpoint),
         EndpointSource::Discovered { issuer, endpoint } => {
             endpoint
-                .get_or_try_init(|| discovery::discover(client, issuer, config.dpop.as_ref()))
+                .get_or_try_init(|| {
+                    discovery::discover(
+                        client,
+                        issuer,
+                        config.allow_cleartext,
+                        config.dpop.as_ref(),
+                    )
+                })
                 .await
         }
     }

@@ -20,6 +20,7 @@
 //!   ([`Redirected`]), and nothing in it is used. Give a provider a client that does not
 //!   follow redirects (hyper-util's never does; reqwest's with
 //!   `redirect::Policy::none()`), so that nothing is sent elsewhere either.
+//! - It sends credentials in clear only to loopback ([`is_cleartext`]), unless told to.
 //! - A server's text it keeps in an error holds no secret the request sent, in any of the
 //!   forms the wire gave it ([`Secrets`]), and no control character.
 #![deny(unsafe_code)]
@@ -45,6 +46,7 @@ pub use token_answer::{ExpiresIn, Malformed, Members, parse_token};
 
 use std::fmt;
 use std::future::poll_fn;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -283,6 +285,39 @@ pub fn shown_url(uri: &Uri) -> String {
     }
 }
 
+/// Whether a request to `uri` would travel in clear over a network: `http` to a host that is
+/// not loopback (`localhost`, `127.0.0.0/8`, `::1`). A provider sends credentials to such a
+/// URL only when told to, for tests.
+///
+/// ```
+/// use tower_bearer_provider::is_cleartext;
+///
+/// assert!(is_cleartext(&"http://as.example/token".parse().unwrap()));
+/// assert!(!is_cleartext(&"http://127.0.0.1:8080/token".parse().unwrap()));
+/// assert!(!is_cleartext(&"https://as.example/token".parse().unwrap()));
+/// ```
+pub fn is_cleartext(uri: &Uri) -> bool {
+    let is_http = uri
+        .scheme_str()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http"));
+    is_http && !uri.host().is_some_and(is_loopback)
+}
+
+/// Whether `host` (as a URI writes it: an IPv6 address in brackets) names this machine.
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 /// A duration as errors print it, in seconds: `30 s`, `0.25 s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seconds(pub Duration);
@@ -343,6 +378,33 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&headers, &names), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn loopback_and_cleartext() {
+        let cleartext = |url: &str| is_cleartext(&url.parse().unwrap());
+        for url in [
+            "http://as.example/token",
+            "HTTP://as.example/token",
+            "http://10.0.0.1/token",
+            "http://[2001:db8::1]/token",
+            "http://localhost.as.example/token",
+            "http://127.0.0.1.as.example/token",
+            "http://[::ffff:10.0.0.1]/token",
+        ] {
+            assert!(cleartext(url), "{url}");
+        }
+        for url in [
+            "https://as.example/token",
+            "http://127.0.0.1:8080/token",
+            "http://127.255.0.9/token",
+            "http://localhost:8080/token",
+            "http://LocalHost/token",
+            "http://[::1]:8080/token",
+            "http://[::ffff:127.0.0.1]/token",
+        ] {
+            assert!(!cleartext(url), "{url}");
+        }
     }
 
     #[test]
