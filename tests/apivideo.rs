@@ -209,9 +209,12 @@ async fn transient_refresh_failures_do_not_fall_back() {
         assert!(
             matches!(
                 error,
-                ApiVideoError::Status(_)
+                ApiVideoError::Status { .. }
                     | ApiVideoError::RateLimited { .. }
-                    | ApiVideoError::Malformed(Malformed::NotJson(_))
+                    | ApiVideoError::Malformed {
+                        error: Malformed::NotJson(_),
+                        ..
+                    }
             ),
             "{failure:?}: {error:?}"
         );
@@ -232,9 +235,10 @@ async fn a_wrong_api_key_is_rejected_with_the_problem() {
         .await
         .unwrap_err();
 
-    let ApiVideoError::Rejected(problem) = &error else {
+    let ApiVideoError::Rejected { problem, url } = &error else {
         panic!("{error:?}");
     };
+    assert_eq!(*url, server.uri_for("/auth/api-key").to_string());
     assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         problem.title(),
@@ -333,7 +337,7 @@ async fn a_hung_or_slow_auth_server_times_out() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ApiVideoError::Timeout(d) if d == Duration::from_millis(200)),
+        matches!(error, ApiVideoError::Timeout { after, .. } if after == Duration::from_millis(200)),
         "{error:?}"
     );
 
@@ -374,7 +378,7 @@ async fn auth_server_down_then_back() {
     let token_error = TokenError::find(&*error).expect("a token error");
     assert_eq!(token_error.kind(), TokenErrorKind::Refresher);
     assert_eq!(token_error.reason(), RefreshReason::Initial);
-    let ApiVideoError::Status(problem) = provider_error(&*error) else {
+    let ApiVideoError::Status { problem, .. } = provider_error(&*error) else {
         panic!("{error:?}");
     };
     assert_eq!(problem.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -414,7 +418,10 @@ async fn transport_failure_is_an_error() {
     let error = fetch(&mut api, RefreshReason::Initial, None)
         .await
         .unwrap_err();
-    assert!(matches!(error, ApiVideoError::Transport(_)), "{error:?}");
+    assert!(
+        matches!(&error, ApiVideoError::Transport { url, .. } if *url == format!("http://{addr}/auth/api-key")),
+        "{error:?}"
+    );
     assert!(error.source().is_some());
 }
 
@@ -435,6 +442,7 @@ async fn rate_limit_wait_is_honoured() {
     let ApiVideoError::RateLimited {
         retry_after,
         problem,
+        ..
     } = provider_error(&error)
     else {
         panic!("{error:?}");

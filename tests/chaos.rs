@@ -141,15 +141,19 @@ fn classify(error: &BoxError, outcomes: &mut Outcomes) {
         .and_then(|s| s.downcast_ref::<ApiVideoError>());
     match (token.kind(), provider) {
         (TokenErrorKind::BackingOff { .. }, _) => outcomes.backing_off += 1,
-        (TokenErrorKind::Refresher, Some(ApiVideoError::Status(problem)))
+        (TokenErrorKind::Refresher, Some(ApiVideoError::Status { problem, .. }))
             if problem.status() == StatusCode::INTERNAL_SERVER_ERROR =>
         {
             outcomes.refresher_500 += 1
         }
-        (TokenErrorKind::Refresher, Some(ApiVideoError::Malformed(Malformed::NotJson(_)))) => {
-            outcomes.refresher_malformed += 1
-        }
-        (TokenErrorKind::Refresher, Some(ApiVideoError::Timeout(_))) => {
+        (
+            TokenErrorKind::Refresher,
+            Some(ApiVideoError::Malformed {
+                error: Malformed::NotJson(_),
+                ..
+            }),
+        ) => outcomes.refresher_malformed += 1,
+        (TokenErrorKind::Refresher, Some(ApiVideoError::Timeout { .. })) => {
             outcomes.refresher_timed_out += 1
         }
         _ => outcomes.other.push(format!("{token:?}")),

@@ -325,7 +325,10 @@ async fn a_bearer_downgrade_is_refused_unless_allowed() {
     assert!(
         matches!(
             refused,
-            OAuth2Error::Malformed(MalformedAnswer::BearerDowngrade)
+            OAuth2Error::Malformed {
+                error: MalformedAnswer::BearerDowngrade,
+                ..
+            }
         ),
         "{refused:?}"
     );

@@ -743,7 +743,9 @@ async fn quickstart_with_a_refused_api_key() {
             Line("  401s          0 answered, 0 recovered by a retry"),
             Line("  latency       p50 {n} ms, p99 {n} ms"),
             Line("  videos        0 created, 0 deleted again"),
-            Line("  error: {*} /videos: could not get a token: api.video refused the API key {*}"),
+            Line(
+                "  error: {*} /videos: could not get a token: {*}/auth/api-key refused the API key: 400 {*}",
+            ),
             Lines(&["  error: {*} /videos: could not get a token: {*}"]),
         ],
     );

@@ -108,32 +108,32 @@ fn rows() -> Vec<Row> {
         row(
             "access_token with a newline",
             with("access_token", r#""abc\ndef""#),
-            Error("Malformed(AccessToken(Character { at: 3 }))"),
+            Error("Malformed { error: AccessToken(Character { at: 3 }),"),
         ),
         row(
             "access_token with a NUL",
             with("access_token", r#""abc\u0000""#),
-            Error("Malformed(AccessToken(Character { at: 3 }))"),
+            Error("Malformed { error: AccessToken(Character { at: 3 }),"),
         ),
         row(
             "access_token with a space",
             with("access_token", r#""abc def""#),
-            Error("Malformed(AccessToken(Character { at: 3 }))"),
+            Error("Malformed { error: AccessToken(Character { at: 3 }),"),
         ),
         row(
             "access_token non-ASCII",
             with("access_token", r#""jeton-é""#),
-            Error("Malformed(AccessToken(Character { at: 6 }))"),
+            Error("Malformed { error: AccessToken(Character { at: 6 }),"),
         ),
         row(
             "access_token empty",
             with("access_token", r#""""#),
-            Error("Malformed(AccessToken(Empty))"),
+            Error("Malformed { error: AccessToken(Empty),"),
         ),
         row(
             "access_token 100 KB",
             with("access_token", &big_token),
-            Error("TooLarge { limit: 65536 }"),
+            Error("TooLarge { limit: 65536, url: "),
         ),
         row(
             "access_token 60 KB (under the 64 KiB read limit)",
@@ -145,48 +145,48 @@ fn rows() -> Vec<Row> {
         row(
             "access_token a number",
             with("access_token", "12345"),
-            Error("Malformed(NotAString(\"access_token\"))"),
+            Error("Malformed { error: NotAString(\"access_token\"),"),
         ),
         row(
             "access_token missing",
             with("access_token", "<missing>"),
-            Error("Malformed(Missing(\"access_token\"))"),
+            Error("Malformed { error: Missing(\"access_token\"),"),
         ),
         // expires_in
         row(
             "expires_in 0",
             with("expires_in", "0"),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in -1",
             with("expires_in", "-1"),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in 1e20",
             with("expires_in", "1e20"),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in 3600.5",
             with("expires_in", "3600.5"),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in \"3600\" (a string)",
             with("expires_in", r#""3600""#),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in null",
             with("expires_in", "null"),
-            Error("Malformed(Missing(\"expires_in\"))"),
+            Error("Malformed { error: Missing(\"expires_in\"),"),
         ),
         row(
             "expires_in missing",
             with("expires_in", "<missing>"),
-            Error("Malformed(Missing(\"expires_in\"))"),
+            Error("Malformed { error: Missing(\"expires_in\"),"),
         ),
         row(
             "expires_in 2^64-1",
@@ -207,12 +207,12 @@ fn rows() -> Vec<Row> {
         row(
             "token_type \"mac\"",
             with("token_type", r#""mac""#),
-            Error("Malformed(TokenType)"),
+            Error("Malformed { error: TokenType,"),
         ),
         row(
             "token_type missing",
             with("token_type", "<missing>"),
-            Error("Malformed(Missing(\"token_type\"))"),
+            Error("Malformed { error: Missing(\"token_type\"),"),
         ),
         row(
             "token_type \"bearer\" (lower case)",
@@ -236,23 +236,23 @@ fn rows() -> Vec<Row> {
         row(
             "refresh_token a number",
             with("refresh_token", "7"),
-            Error("Malformed(NotAString(\"refresh_token\"))"),
+            Error("Malformed { error: NotAString(\"refresh_token\"),"),
         ),
         // the body
         row(
             "10 MB body",
             Answer::full(StatusCode::OK, "application/json", ten_mb.clone()),
-            Error("TooLarge { limit: 65536 }"),
+            Error("TooLarge { limit: 65536, url: "),
         ),
         row(
             "non-JSON",
             ok_json("token=abc&expires=3600"),
-            Error("Malformed(NotJson("),
+            Error("Malformed { error: NotJson("),
         ),
         row(
             "JSON, not an object",
             ok_json("[1,2,3]"),
-            Error("Malformed(NotAnObject)"),
+            Error("Malformed { error: NotAnObject,"),
         ),
         row(
             "HTML page with status 200",
@@ -261,14 +261,18 @@ fn rows() -> Vec<Row> {
                 "text/html",
                 Bytes::from_static(b"<!doctype html><title>Wi-Fi login</title>"),
             ),
-            Error("Malformed(NotJson("),
+            Error("Malformed { error: NotJson("),
         ),
         row(
             "body that stops half way",
             Answer::Truncated(r#"{"token_type":"Bearer","expires_"#),
-            Error("Body("),
+            Error("Body { source: "),
         ),
-        row("accepts, never answers", Answer::Silent, Error("Timeout(")),
+        row(
+            "accepts, never answers",
+            Answer::Silent,
+            Error("Timeout { after: "),
+        ),
         // problem+json
         row(
             "400 problem+json",
@@ -277,7 +281,7 @@ fn rows() -> Vec<Row> {
                 r#"{"type":"https://docs.api.video/reference/authentication-invalid-user-credentials","title":"The user credentials were incorrect.","name":"","status":400}"#,
             ),
             Error(
-                "Rejected(Problem { status: 400, type_uri: Some(\"https://docs.api.video/reference/authentication-invalid-user-credentials\"), title: Some(\"The user credentials were incorrect.\") })",
+                "Rejected { problem: Problem { status: 400, type_uri: Some(\"https://docs.api.video/reference/authentication-invalid-user-credentials\"), title: Some(\"The user credentials were incorrect.\") }, url: ",
             ),
         ),
         row(
@@ -287,7 +291,7 @@ fn rows() -> Vec<Row> {
                 format!(r#"{{"title":"The API key {KEY} is invalid.","status":401}}"#),
             ),
             Error(
-                "Rejected(Problem { status: 401, type_uri: None, title: Some(\"The API key [REDACTED] is invalid.\") })",
+                "Rejected { problem: Problem { status: 401, type_uri: None, title: Some(\"The API key [REDACTED] is invalid.\") }, url: ",
             ),
         ),
         row(
@@ -297,13 +301,15 @@ fn rows() -> Vec<Row> {
                 r#"{"title":"line\r\nINFO forged log line\u001b[31m","status":500}"#,
             ),
             Error(
-                "Status(Problem { status: 500, type_uri: None, title: Some(\"lineINFO forged log line[31m\") })",
+                "Status { problem: Problem { status: 500, type_uri: None, title: Some(\"lineINFO forged log line[31m\") }, url: ",
             ),
         ),
         row(
             "500 problem+json, 10 000-character title",
             problem(StatusCode::INTERNAL_SERVER_ERROR, long_title),
-            Error("Status(Problem { status: 500, type_uri: None, title: Some(\"tttttttttt"),
+            Error(
+                "Status { problem: Problem { status: 500, type_uri: None, title: Some(\"tttttttttt",
+            ),
         ),
         row(
             "500 problem+json, title not a string",
@@ -311,7 +317,7 @@ fn rows() -> Vec<Row> {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 r#"{"title":{"nested":true},"type":7}"#,
             ),
-            Error("Status(Problem { status: 500, type_uri: None, title: None })"),
+            Error("Status { problem: Problem { status: 500, type_uri: None, title: None }, url: "),
         ),
         row(
             "502 HTML page",
@@ -320,12 +326,12 @@ fn rows() -> Vec<Row> {
                 "text/html",
                 Bytes::from_static(b"<html><body>Bad gateway</body></html>"),
             ),
-            Error("Status(Problem { status: 502, type_uri: None, title: None })"),
+            Error("Status { problem: Problem { status: 502, type_uri: None, title: None }, url: "),
         ),
         row(
             "503 with a 10 MB body",
             Answer::full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", ten_mb),
-            Error("Status(Problem { status: 503, type_uri: None, title: None })"),
+            Error("Status { problem: Problem { status: 503, type_uri: None, title: None }, url: "),
         ),
         row(
             "429, X-RateLimit-Retry-After 7",

@@ -149,6 +149,7 @@ async fn retry_after_is_the_caches_wait_capped() {
         let OAuth2Error::Refused {
             response,
             retry_after: Some(hint),
+            ..
         } = &error
         else {
             panic!("{error:?}");
@@ -199,7 +200,7 @@ async fn a_silent_token_endpoint_times_out() {
         .unwrap();
     let error = first(&provider).await.unwrap_err();
     assert!(
-        matches!(error, OAuth2Error::Timeout(after) if after == Duration::from_millis(200)),
+        matches!(error, OAuth2Error::Timeout { after, .. } if after == Duration::from_millis(200)),
         "{error:?}"
     );
 }
@@ -212,8 +213,11 @@ async fn a_broken_json_answer_is_malformed_and_quotes_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(
-        error,
-        OAuth2Error::Malformed(MalformedAnswer::NotJson(_))
+        &error,
+        OAuth2Error::Malformed {
+            error: MalformedAnswer::NotJson(_),
+            url,
+        } if *url == server.token_endpoint()
     ));
     let printed = common::describe(&error);
     assert!(!printed.contains("mat_broken"), "{printed}");

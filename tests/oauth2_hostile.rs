@@ -87,68 +87,68 @@ fn rows() -> Vec<Row> {
         row(
             "access_token with a newline",
             with("access_token", r#""abc\ndef""#),
-            Error("Malformed(AccessToken(Character { at: 3 }))"),
+            Error("Malformed { error: AccessToken(Character { at: 3 }),"),
         ),
         row(
             "access_token with a space",
             with("access_token", r#""abc def""#),
-            Error("Malformed(AccessToken(Character { at: 3 }))"),
+            Error("Malformed { error: AccessToken(Character { at: 3 }),"),
         ),
         row(
             "access_token empty",
             with("access_token", r#""""#),
-            Error("Malformed(AccessToken(Empty))"),
+            Error("Malformed { error: AccessToken(Empty),"),
         ),
         row(
             "access_token a number",
             with("access_token", "12345"),
-            Error("Malformed(NotAString(\"access_token\"))"),
+            Error("Malformed { error: NotAString(\"access_token\"),"),
         ),
         row(
             "access_token missing",
             with("access_token", "<missing>"),
-            Error("Malformed(Missing(\"access_token\"))"),
+            Error("Malformed { error: Missing(\"access_token\"),"),
         ),
         row(
             "access_token 100 KB",
             with("access_token", &big_token),
-            Error("TooLarge { limit: 65536 }"),
+            Error("TooLarge { limit: 65536, url: "),
         ),
         // expires_in
         row(
             "expires_in 0",
             with("expires_in", "0"),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in -1",
             with("expires_in", "-1"),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in 3600.5",
             with("expires_in", "3600.5"),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in 1e20",
             with("expires_in", "1e20"),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in \"abc\"",
             with("expires_in", r#""abc""#),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in \"\"",
             with("expires_in", r#""""#),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in a 20-digit string",
             with("expires_in", r#""99999999999999999999""#),
-            Error("Malformed(ExpiresIn)"),
+            Error("Malformed { error: ExpiresIn,"),
         ),
         row(
             "expires_in \"3600\" (a string, as Entra ID v1 sends)",
@@ -180,17 +180,17 @@ fn rows() -> Vec<Row> {
         row(
             "token_type \"mac\"",
             with("token_type", r#""mac""#),
-            Error("Malformed(TokenType)"),
+            Error("Malformed { error: TokenType,"),
         ),
         row(
             "token_type \"DPoP\"",
             with("token_type", r#""DPoP""#),
-            Error("Malformed(DpopTokenType)"),
+            Error("Malformed { error: DpopTokenType,"),
         ),
         row(
             "token_type missing",
             with("token_type", "<missing>"),
-            Error("Malformed(Missing(\"token_type\"))"),
+            Error("Malformed { error: Missing(\"token_type\"),"),
         ),
         row(
             "token_type \"bEaReR\"",
@@ -201,7 +201,7 @@ fn rows() -> Vec<Row> {
         row(
             "refresh_token a number",
             with("refresh_token", "7"),
-            Error("Malformed(NotAString(\"refresh_token\"))"),
+            Error("Malformed { error: NotAString(\"refresh_token\"),"),
         ),
         row(
             "refresh_token \"\"",
@@ -212,17 +212,17 @@ fn rows() -> Vec<Row> {
         row(
             "10 MB body",
             Answer::full(StatusCode::OK, "application/json", ten_mb.clone()),
-            Error("TooLarge { limit: 65536 }"),
+            Error("TooLarge { limit: 65536, url: "),
         ),
         row(
             "form-encoded body (GitHub's old default)",
             ok_json("access_token=abc&token_type=bearer"),
-            Error("Malformed(NotJson("),
+            Error("Malformed { error: NotJson("),
         ),
         row(
             "JSON, not an object",
             ok_json("[1,2,3]"),
-            Error("Malformed(NotAnObject)"),
+            Error("Malformed { error: NotAnObject,"),
         ),
         row(
             "HTML page with status 200",
@@ -231,19 +231,23 @@ fn rows() -> Vec<Row> {
                 "text/html",
                 "<!doctype html><title>Sign in to the Wi-Fi</title>",
             ),
-            Error("Malformed(NotJson("),
+            Error("Malformed { error: NotJson("),
         ),
         row(
             "an error document with status 200",
             ok_json(r#"{"error":"invalid_grant"}"#),
-            Error("Malformed(Missing(\"token_type\"))"),
+            Error("Malformed { error: Missing(\"token_type\"),"),
         ),
         row(
             "body that stops half way",
             Answer::Truncated(r#"{"token_type":"Bearer","expires_"#),
-            Error("Body("),
+            Error("Body { source: "),
         ),
-        row("accepts, never answers", Answer::Silent, Error("Timeout(")),
+        row(
+            "accepts, never answers",
+            Answer::Silent,
+            Error("Timeout { after: "),
+        ),
         // error responses
         row(
             "400 invalid_client echoing the secret",
@@ -288,7 +292,7 @@ fn rows() -> Vec<Row> {
         row(
             "400 error not a string",
             error_json(StatusCode::BAD_REQUEST, r#"{"error":7}"#),
-            Error("Status { status: 400, retry_after: None }"),
+            Error("Status { status: 400, retry_after: None, url: "),
         ),
         row(
             "400 HTML page",
@@ -297,7 +301,7 @@ fn rows() -> Vec<Row> {
                 "text/html",
                 "<html>Bad request</html>",
             ),
-            Error("Status { status: 400, retry_after: None }"),
+            Error("Status { status: 400, retry_after: None, url: "),
         ),
         row(
             "502 HTML page",
@@ -306,12 +310,12 @@ fn rows() -> Vec<Row> {
                 "text/html",
                 "<html>Bad gateway</html>",
             ),
-            Error("Status { status: 502, retry_after: None }"),
+            Error("Status { status: 502, retry_after: None, url: "),
         ),
         row(
             "503 with a 10 MB body",
             Answer::full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", ten_mb),
-            Error("Status { status: 503, retry_after: None }"),
+            Error("Status { status: 503, retry_after: None, url: "),
         ),
         row(
             "503 temporarily_unavailable, Retry-After 7",
@@ -334,13 +338,13 @@ fn rows() -> Vec<Row> {
             "429, Retry-After -5",
             Answer::full(StatusCode::TOO_MANY_REQUESTS, "text/plain", "slow down")
                 .header(RETRY_AFTER.as_str(), "-5"),
-            Error("Status { status: 429, retry_after: None }"),
+            Error("Status { status: 429, retry_after: None, url: "),
         ),
         row(
             "503, Retry-After an HTTP date",
             Answer::full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "down")
                 .header(RETRY_AFTER.as_str(), "Wed, 21 Oct 2015 07:28:00 GMT"),
-            Error("Status { status: 503, retry_after: None }"),
+            Error("Status { status: 503, retry_after: None, url: "),
         ),
     ]
 }
@@ -416,7 +420,8 @@ async fn run(row: Row) -> String {
             if let Some(source) = provider.source() {
                 summary.push_str(&format!(": {source}"));
             }
-            summary
+            // The same table whatever port the server had.
+            summary.replace(&server.uri(), "http://127.0.0.1:PORT/")
         }
         (Expect::Token(reading, check), Ok(token)) => {
             assert!(check(&token), "{name}: {token:?}");

@@ -8,6 +8,7 @@ use http::StatusCode;
 use tower::BoxError;
 
 use tower_bearer::{InvalidToken, RetryAfter};
+use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Redirected, Seconds, Secrets, SendError};
 
 /// Why [`ApiVideo`](super::ApiVideo) could not get a token (or, for
 /// [`InvalidBaseUri`](Self::InvalidBaseUri), could not be built).
@@ -29,7 +30,7 @@ use tower_bearer::{InvalidToken, RetryAfter};
 ///     let provider = TokenError::find(&**err)
 ///         .and_then(TokenError::refresher_error)
 ///         .and_then(|source| source.downcast_ref::<ApiVideoError>());
-///     matches!(provider, Some(ApiVideoError::Rejected(_)))
+///     matches!(provider, Some(ApiVideoError::Rejected { .. }))
 /// }
 /// ```
 #[derive(Debug)]
@@ -38,24 +39,55 @@ pub enum ApiVideoError {
     /// The base URI given to [`ApiVideo::with_base_uri`](super::ApiVideo::with_base_uri) is
     /// not an absolute `http` or `https` URI with a host and no query.
     InvalidBaseUri,
+    /// The base URI given to [`ApiVideo::with_base_uri`](super::ApiVideo::with_base_uri) is
+    /// `http` on a host that is not loopback: the API key would travel in clear. Use `https`,
+    /// or, for a test server,
+    /// [`ApiVideo::with_cleartext_base_uri`](super::ApiVideo::with_cleartext_base_uri).
+    CleartextBaseUri,
     /// The HTTP client failed: the request was not sent, or no response came back.
-    Transport(BoxError),
+    Transport {
+        /// The client's error.
+        source: BoxError,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// The response's body could not be read to its end.
-    Body(BoxError),
+    Body {
+        /// Why.
+        source: BoxError,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// The call (both requests, when a rejected refresh token falls back to the API key) took
     /// longer than the provider's [timeout](super::ApiVideo::timeout).
-    Timeout(Duration),
+    Timeout {
+        /// The timeout.
+        after: Duration,
+        /// The base URI, without user info.
+        url: String,
+    },
     /// The response's body was longer than the provider reads.
     TooLarge {
         /// The most bytes read, 64 KiB.
         limit: usize,
+        /// The URL asked, without user info or query.
+        url: String,
     },
+    /// The server answered with a redirect, or another URL answered (a client that follows
+    /// redirects sent the request on): a provider never follows a redirect, and nothing the
+    /// answer held is used.
+    Redirected(Redirected),
     /// api.video refused the API key (400 or 401 from `/auth/api-key`): a wrong key, a key
     /// for the other environment, or a revoked one. The cache backs off; this is not fixed by
     /// trying again.
     ///
     /// A refused *refresh token* never shows here: the provider logs in with the key instead.
-    Rejected(Problem),
+    Rejected {
+        /// The status and the problem document.
+        problem: Problem,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// api.video answered 429 Too Many Requests.
     RateLimited {
         /// The wait the server asked for (`X-RateLimit-Retry-After`, else `Retry-After`), as
@@ -65,13 +97,46 @@ pub enum ApiVideoError {
         retry_after: Option<RetryAfter>,
         /// The status and the problem document.
         problem: Problem,
+        /// The URL asked, without user info or query.
+        url: String,
     },
     /// Any other answer that was not a success: a 5xx, a 403 for a suspended account, a 404
     /// from a proxy in the way.
-    Status(Problem),
+    Status {
+        /// The status and the problem document.
+        problem: Problem,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// The server answered with success, but its body is not a token this provider can use.
     /// Nothing is cached.
-    Malformed(Malformed),
+    Malformed {
+        /// What is wrong with it; this error's [`source`](Error::source).
+        error: Malformed,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
+}
+
+impl ApiVideoError {
+    /// The error for a request to `url` that brought back no answer to read.
+    pub(super) fn not_answered(error: SendError, url: String) -> Self {
+        match error {
+            SendError::Transport(source) => ApiVideoError::Transport { source, url },
+            SendError::Redirected(redirected) => ApiVideoError::Redirected(redirected),
+        }
+    }
+
+    /// The error for an answer from `url` whose body could not be read.
+    pub(super) fn unread(error: ReadError, url: String) -> Self {
+        match error {
+            ReadError::TooLarge => ApiVideoError::TooLarge {
+                limit: MAX_ANSWER_BYTES,
+                url,
+            },
+            ReadError::Body(source) => ApiVideoError::Body { source, url },
+        }
+    }
 }
 
 impl fmt::Display for ApiVideoError {
@@ -81,26 +146,29 @@ impl fmt::Display for ApiVideoError {
                 "the api.video base URI must be an absolute http or https URI with a host \
                  and no query",
             ),
-            ApiVideoError::Transport(_) => f.write_str("the request to api.video failed"),
-            ApiVideoError::Body(_) => f.write_str("reading api.video's response failed"),
-            ApiVideoError::Timeout(after) => {
-                write!(
-                    f,
-                    "api.video did not answer within {} ms",
-                    after.as_millis()
-                )
+            ApiVideoError::CleartextBaseUri => f.write_str(
+                "the api.video base URI is http on a host that is not loopback: https is \
+                 required (ApiVideo::with_cleartext_base_uri for a test server)",
+            ),
+            ApiVideoError::Transport { url, .. } => write!(f, "the request to {url} failed"),
+            ApiVideoError::Body { url, .. } => write!(f, "reading the answer of {url} failed"),
+            ApiVideoError::Timeout { after, url } => {
+                write!(f, "no answer from {url} within {}", Seconds(*after))
             }
-            ApiVideoError::TooLarge { limit } => {
-                write!(f, "api.video's response was longer than {limit} bytes")
+            ApiVideoError::TooLarge { limit, url } => {
+                write!(f, "the answer of {url} was longer than {limit} bytes")
             }
-            ApiVideoError::Rejected(problem) => {
-                write!(f, "api.video refused the API key ({problem})")
+            ApiVideoError::Redirected(redirected) => redirected.fmt(f),
+            ApiVideoError::Rejected { problem, url } => {
+                write!(f, "{url} refused the API key: {problem}")
             }
-            ApiVideoError::RateLimited { problem, .. } => {
-                write!(f, "api.video is rate limiting the requests ({problem})")
+            ApiVideoError::RateLimited { problem, url, .. } => {
+                write!(f, "{url} is rate limiting the requests: {problem}")
             }
-            ApiVideoError::Status(problem) => write!(f, "api.video answered {problem}"),
-            ApiVideoError::Malformed(_) => f.write_str("api.video's token response is unusable"),
+            ApiVideoError::Status { problem, url } => write!(f, "{url} answered {problem}"),
+            ApiVideoError::Malformed { url, .. } => {
+                write!(f, "the answer of {url} is not a token")
+            }
         }
     }
 }
@@ -108,12 +176,14 @@ impl fmt::Display for ApiVideoError {
 impl Error for ApiVideoError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            ApiVideoError::Transport(source) | ApiVideoError::Body(source) => Some(&**source),
+            ApiVideoError::Transport { source, .. } | ApiVideoError::Body { source, .. } => {
+                Some(&**source)
+            }
             ApiVideoError::RateLimited {
                 retry_after: Some(hint),
                 ..
             } => Some(hint),
-            ApiVideoError::Malformed(malformed) => Some(malformed),
+            ApiVideoError::Malformed { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -161,6 +231,19 @@ impl fmt::Display for Malformed {
     }
 }
 
+impl From<tower_bearer_provider::Malformed> for Malformed {
+    fn from(malformed: tower_bearer_provider::Malformed) -> Self {
+        use tower_bearer_provider::Malformed as Read;
+        match malformed {
+            Read::NotJson(source) => Malformed::NotJson(source),
+            Read::NotAnObject => Malformed::NotAnObject,
+            Read::Missing(field) => Malformed::Missing(field),
+            Read::NotAString(field) => Malformed::NotAString(field),
+            Read::ExpiresIn => Malformed::ExpiresIn,
+        }
+    }
+}
+
 impl Error for Malformed {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
@@ -187,15 +270,15 @@ pub struct Problem {
 const MAX_TEXT: usize = 200;
 
 impl Problem {
-    /// A problem with the server's texts cleaned, and `secret` (the credential the request
-    /// sent; empty for none) redacted from them.
+    /// A problem with the server's texts cleaned, and `secrets` (what the request sent)
+    /// redacted from them.
     pub(super) fn new(
         status: StatusCode,
         type_uri: Option<&str>,
         title: Option<&str>,
-        secret: &str,
+        secrets: &Secrets<'_>,
     ) -> Self {
-        let clean = |text: &str| tower_bearer_provider::server_text(text, &[secret], MAX_TEXT);
+        let clean = |text: &str| tower_bearer_provider::server_text(text, secrets, MAX_TEXT);
         Problem {
             status,
             type_uri: type_uri.map(clean),

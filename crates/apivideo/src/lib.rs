@@ -68,8 +68,14 @@
 //!
 //! # What an answer means
 //!
-//! Errors are [`ApiVideoError`]s; none contains the API key or a token.
+//! Errors are [`ApiVideoError`]s; each names the URL it came from, and none contains the API
+//! key or a token: a server's text that echoes one the request sent is redacted in every form
+//! the request gave it (as it is, or JSON-escaped).
 //!
+//! - An answer that is a redirect, or that another URL gave (a client that follows redirects
+//!   sent the request on), is refused ([`ApiVideoError::Redirected`]): the provider never
+//!   follows a redirect. Give it a client that does not follow them either (hyper-util's
+//!   never does; see `tower_bearer_provider::reqwest::ClientService` for reqwest).
 //! - At most 64 KiB of a response is read ([`ApiVideoError::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `bearer` in any case,
 //!   `access_token` a string that can be sent in a header, `expires_in` a whole number of
@@ -89,7 +95,8 @@
 //! # Environments and scope
 //!
 //! [`ApiVideo::production`] and [`ApiVideo::sandbox`] name api.video's two servers (their API
-//! keys differ); [`ApiVideo::with_base_uri`] any other (a proxy, the mock server). A layer
+//! keys differ); [`ApiVideo::with_base_uri`] any other (a proxy, the mock server), `https` or
+//! `http` on loopback ([`ApiVideo::with_cleartext_base_uri`] for `http` elsewhere, in tests). A layer
 //! from [`ApiVideo::into_layer`] attaches the token only to requests for that server's
 //! origin: a pre-signed upload URL or a CDN fetched through the same client never sees it.
 //!
@@ -128,7 +135,8 @@ pub mod parse {
 
     /// An error answer's body as a problem, `secret` redacted from its texts.
     pub fn problem(status: StatusCode, body: &[u8], secret: &str) -> Problem {
-        wire::parse_problem(status, body, secret)
+        let secrets = tower_bearer_provider::Secrets::from_iter([secret]);
+        wire::parse_problem(status, body, &secrets)
     }
 }
 pub use provider::{ApiVideo, DEFAULT_TIMEOUT, PRODUCTION, ResponseFuture, SANDBOX};

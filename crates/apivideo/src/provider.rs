@@ -2,10 +2,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
-use std::mem;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,13 +10,13 @@ use http::Uri;
 use http::uri::{PathAndQuery, Scheme};
 use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
-use tower::Service;
+use tower::{BoxError, Service};
 
 use super::error::ApiVideoError;
 use super::wire::{self, Credential};
 use tower_bearer::{BearerAuthLayer, Scope, Token, TokenRequest};
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, RequestBody};
+use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody, is_cleartext, shown_url};
 
 /// api.video's production server.
 pub const PRODUCTION: &str = "https://ws.api.video";
@@ -82,11 +78,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// # }
 /// ```
 pub struct ApiVideo<C, B = Full<Bytes>> {
-    client: C,
-    config: Arc<ProviderConfig>,
-    timeout: Duration,
-    _body: PhantomData<fn() -> B>,
+    inner: Refresher<ProviderConfig, C, B>,
 }
+
+/// The future an [`ApiVideo`] call returns.
+pub type ResponseFuture = tower_bearer_provider::ResponseFuture<ApiVideoError>;
 
 /// What every clone of a provider, and every call in flight, shares.
 struct ProviderConfig {
@@ -114,13 +110,16 @@ where
 
     /// A provider for api.video at another address: a proxy, a mock server.
     ///
-    /// `base_uri` is an absolute `http` or `https` URI with a host, such as
-    /// `http://127.0.0.1:8080` or `https://proxy.example/apivideo/`; the auth endpoints are
-    /// under its path (`…/apivideo/auth/api-key`). It may not have a query.
+    /// `base_uri` is an absolute `https` URI with a host, such as
+    /// `https://proxy.example/apivideo/`, or an `http` one on loopback (`localhost`,
+    /// `127.0.0.0/8`, `::1`), such as a mock server's `http://127.0.0.1:8080`; the auth
+    /// endpoints are under its path (`…/apivideo/auth/api-key`). It may not have a query.
     ///
     /// # Errors
     ///
-    /// [`ApiVideoError::InvalidBaseUri`] if `base_uri` is not such a URI.
+    /// [`ApiVideoError::InvalidBaseUri`] if `base_uri` is not such a URI;
+    /// [`ApiVideoError::CleartextBaseUri`] if it is `http` on another host (see
+    /// [`with_cleartext_base_uri`](Self::with_cleartext_base_uri)).
     pub fn with_base_uri<U>(
         base_uri: U,
         api_key: impl Into<SecretString>,
@@ -129,11 +128,45 @@ where
     where
         U: TryInto<Uri>,
     {
+        Self::at(base_uri, api_key.into(), client, false)
+    }
+
+    /// [`with_base_uri`](Self::with_base_uri), but an `http` base URI may be on any host: for
+    /// a test server on another machine or in another container. The API key then travels
+    /// in clear; never use this in production.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiVideoError::InvalidBaseUri`] if `base_uri` is not an absolute `http` or `https`
+    /// URI with a host and no query.
+    pub fn with_cleartext_base_uri<U>(
+        base_uri: U,
+        api_key: impl Into<SecretString>,
+        client: C,
+    ) -> Result<Self, ApiVideoError>
+    where
+        U: TryInto<Uri>,
+    {
+        Self::at(base_uri, api_key.into(), client, true)
+    }
+
+    fn at<U>(
+        base_uri: U,
+        api_key: SecretString,
+        client: C,
+        allow_cleartext: bool,
+    ) -> Result<Self, ApiVideoError>
+    where
+        U: TryInto<Uri>,
+    {
         let base_uri = base_uri
             .try_into()
             .map_err(|_| ApiVideoError::InvalidBaseUri)?;
-        let config =
-            ProviderConfig::new(base_uri, api_key.into()).ok_or(ApiVideoError::InvalidBaseUri)?;
+        let in_clear = is_cleartext(&base_uri);
+        let config = ProviderConfig::new(base_uri, api_key).ok_or(ApiVideoError::InvalidBaseUri)?;
+        if in_clear && !allow_cleartext {
+            return Err(ApiVideoError::CleartextBaseUri);
+        }
         Ok(Self::from_config(config, client))
     }
 
@@ -146,10 +179,7 @@ where
     /// The one place a provider is put together.
     fn from_config(config: ProviderConfig, client: C) -> Self {
         ApiVideo {
-            client,
-            config: Arc::new(config),
-            timeout: DEFAULT_TIMEOUT,
-            _body: PhantomData,
+            inner: Refresher::new(config, client, DEFAULT_TIMEOUT),
         }
     }
 }
@@ -164,34 +194,38 @@ impl<C, B> ApiVideo<C, B> {
     /// Stacking `tower::timeout` on the provider works as well, but a layer built with
     /// [`into_layer`](Self::into_layer) is covered without it.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.inner.set_timeout(timeout);
         self
+    }
+
+    fn config(&self) -> &ProviderConfig {
+        self.inner.grants()
     }
 
     /// The base URI the provider sends to.
     pub fn base_uri(&self) -> &Uri {
-        &self.config.base_uri
+        &self.config().base_uri
     }
 
     /// The requests api.video's tokens are for: those to the base URI's origin (scheme, host
     /// and port). [`into_layer`](Self::into_layer) scopes its layer to it.
     pub fn scope(&self) -> Scope {
-        self.config.scope.clone()
+        self.config().scope.clone()
     }
 
     /// A reference to the HTTP client.
     pub fn get_ref(&self) -> &C {
-        &self.client
+        self.inner.get_ref()
     }
 
     /// A mutable reference to the HTTP client.
     pub fn get_mut(&mut self) -> &mut C {
-        &mut self.client
+        self.inner.get_mut()
     }
 
     /// The HTTP client.
     pub fn into_inner(self) -> C {
-        self.client
+        self.inner.into_inner()
     }
 }
 
@@ -266,10 +300,7 @@ impl ProviderConfig {
 impl<C: Clone, B> Clone for ApiVideo<C, B> {
     fn clone(&self) -> Self {
         ApiVideo {
-            client: self.client.clone(),
-            config: Arc::clone(&self.config),
-            timeout: self.timeout,
-            _body: PhantomData,
+            inner: self.inner.clone(),
         }
     }
 }
@@ -277,9 +308,9 @@ impl<C: Clone, B> Clone for ApiVideo<C, B> {
 impl<C, B> fmt::Debug for ApiVideo<C, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiVideo")
-            .field("base_uri", &self.config.base_uri)
+            .field("base_uri", &self.config().base_uri)
             .field("api_key", &"[REDACTED]")
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.inner.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -294,59 +325,66 @@ where
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.client
-            .poll_ready(cx)
-            .map_err(|error| ApiVideoError::Transport(error.into()))
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: TokenRequest) -> Self::Future {
-        // The call may need a second request (the fallback to the API key), so it takes the
-        // client that was driven ready and leaves a clone for the next call, as tower's own
-        // `Retry` does.
-        let clone = self.client.clone();
-        let client = mem::replace(&mut self.client, clone);
-        let config = Arc::clone(&self.config);
-        let timeout = self.timeout;
-        ResponseFuture {
-            inner: Box::pin(async move {
-                tokio::time::timeout(timeout, fetch(client, &config, request))
-                    .await
-                    .unwrap_or(Err(ApiVideoError::Timeout(timeout)))
-            }),
-        }
+        self.inner.call(request)
     }
 }
 
-/// One call: the refresh-token grant if the previous token has a refresh token, the API key
-/// if not, or if the server refuses the refresh token.
-async fn fetch<C, B>(
-    mut client: C,
-    config: &ProviderConfig,
-    request: TokenRequest,
-) -> Result<Token, ApiVideoError>
+/// What one call sends: `POST /auth/refresh` with the previous token's refresh token, and
+/// `POST /auth/api-key` for the first token, and when the refresh token is refused.
+impl<C, B> Grants<C, B> for ProviderConfig
 where
     C: HttpClient<B>,
     B: RequestBody,
 {
-    let reason = request.reason().as_str();
-    if let Some(refresh_token) = request.previous().and_then(Token::expose_refresh_token) {
-        let credential = Credential::RefreshToken(refresh_token);
-        match exchange(&mut client, &config.refresh, credential, reason).await {
-            // Used already, ended by a login elsewhere (another process with the same key),
-            // expired or revoked: the key still works, and a second request now is cheaper
-            // than a failed refresh and a backoff.
-            Err(ApiVideoError::Rejected(problem)) => tracing::debug!(
-                reason,
-                status = problem.status().as_u16(),
-                "api.video refused the refresh token; logging in with the API key"
-            ),
-            // Anything else, a transient failure included, is the answer: the refresh token
-            // may still be good, and the cache's backoff decides when to try again.
-            result => return result,
+    type Error = ApiVideoError;
+
+    fn primary<'a>(
+        &'a self,
+        client: &'a mut C,
+        reason: &'static str,
+    ) -> impl Future<Output = Result<Token, ApiVideoError>> + Send + 'a {
+        let credential = Credential::ApiKey(self.api_key.expose_secret());
+        exchange(client, &self.login, credential, reason)
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        client: &'a mut C,
+        refresh_token: &'a str,
+        reason: &'static str,
+    ) -> impl Future<Output = Result<Token, ApiVideoError>> + Send + 'a {
+        exchange(
+            client,
+            &self.refresh,
+            Credential::RefreshToken(refresh_token),
+            reason,
+        )
+    }
+
+    /// Used already, ended by a login elsewhere (another process with the same key), expired
+    /// or revoked: the key still works, and a second request now is cheaper than a failed
+    /// refresh and a backoff.
+    fn refused_refresh_token(&self, error: &ApiVideoError) -> bool {
+        matches!(error, ApiVideoError::Rejected { .. })
+    }
+
+    fn client_failed(&self, source: BoxError) -> ApiVideoError {
+        ApiVideoError::Transport {
+            source,
+            url: shown_url(&self.base_uri),
         }
     }
-    let credential = Credential::ApiKey(config.api_key.expose_secret());
-    exchange(&mut client, &config.login, credential, reason).await
+
+    fn timed_out(&self, after: Duration) -> ApiVideoError {
+        ApiVideoError::Timeout {
+            after,
+            url: shown_url(&self.base_uri),
+        }
+    }
 }
 
 /// One request to an auth endpoint, and what its answer means.
@@ -363,9 +401,9 @@ where
     let request = wire::request::<B>(uri, &credential);
     let answer = http_client::send(client, request)
         .await
-        .map_err(ApiVideoError::Transport)?;
+        .map_err(|error| ApiVideoError::not_answered(error, shown_url(uri)))?;
     let (status, sent_at) = (answer.status.as_u16(), answer.sent_at);
-    let result = wire::token_from(answer, credential.secret());
+    let result = wire::token_from(answer, uri, &credential.secrets());
     tracing::trace!(
         grant = credential.name(),
         reason,
@@ -375,25 +413,6 @@ where
         "api.video auth request"
     );
     result
-}
-
-/// The future an [`ApiVideo`] call returns.
-pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Token, ApiVideoError>> + Send>>,
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Token, ApiVideoError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
 }
 
 #[cfg(test)]
@@ -420,11 +439,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            api.config.login,
+            api.config().login,
             "https://proxy.example:8443/apivideo/auth/api-key"
         );
         assert_eq!(
-            api.config.refresh,
+            api.config().refresh,
             "https://proxy.example:8443/apivideo/auth/refresh"
         );
         assert!(
@@ -437,7 +456,7 @@ mod tests {
         );
 
         let api = ApiVideo::<_, Full<Bytes>>::sandbox("k", client());
-        assert_eq!(api.config.login, "https://sandbox.api.video/auth/api-key");
+        assert_eq!(api.config().login, "https://sandbox.api.video/auth/api-key");
         assert!(
             api.scope()
                 .allows(&"https://sandbox.api.video/videos".parse().unwrap())
@@ -447,7 +466,7 @@ mod tests {
                 .allows(&"https://ws.api.video/videos".parse().unwrap())
         );
         let api = ApiVideo::<_, Full<Bytes>>::production("k", client());
-        assert_eq!(api.config.refresh, "https://ws.api.video/auth/refresh");
+        assert_eq!(api.config().refresh, "https://ws.api.video/auth/refresh");
     }
 
     #[test]
@@ -499,6 +518,10 @@ mod tests {
             .oneshot(TokenRequest::new(RefreshReason::Initial, None))
             .await
             .unwrap_err();
-        assert!(matches!(error, ApiVideoError::Timeout(d) if d == Duration::from_secs(2)));
+        assert!(matches!(
+            &error,
+            ApiVideoError::Timeout { after, url }
+                if *after == Duration::from_secs(2) && url == "https://sandbox.api.video/"
+        ));
     }
 }

@@ -5,13 +5,13 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use http::{Method, Request, StatusCode, Uri};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::error::{ApiVideoError, Malformed, Problem};
 use tower_bearer::{RetryAfter, Token};
-use tower_bearer_provider::RequestBody;
-use tower_bearer_provider::{self as http_client, Answer, MAX_ANSWER_BYTES, ReadError};
+use tower_bearer_provider::{self as http_client, Answer, ExpiresIn, Members, RequestBody};
+use tower_bearer_provider::{Secrets, shown_url};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -37,10 +37,12 @@ impl Credential<'_> {
         }
     }
 
-    /// The credential itself, to redact from what the server answers.
-    pub(super) fn secret(&self) -> &str {
+    /// The credential, to redact (in every form) from what the server answers.
+    pub(super) fn secrets(&self) -> Secrets<'_> {
         match self {
-            Credential::ApiKey(secret) | Credential::RefreshToken(secret) => secret,
+            Credential::ApiKey(secret) | Credential::RefreshToken(secret) => {
+                Secrets::from_iter([*secret])
+            }
         }
     }
 }
@@ -58,100 +60,77 @@ pub(super) fn request<B: RequestBody>(uri: &Uri, credential: &Credential<'_>) ->
     request
 }
 
-/// What an auth endpoint's answer means: a token, or why there is none.
+/// What an answer from the auth endpoint `uri` means: a token, or why there is none.
 ///
-/// `secret` is the credential the request sent: a server's text that echoes it is redacted.
-pub(super) fn token_from(answer: Answer, secret: &str) -> Result<Token, ApiVideoError> {
+/// `secrets` is the credential the request sent: a server's text that echoes it is redacted.
+pub(super) fn token_from(
+    answer: Answer,
+    uri: &Uri,
+    secrets: &Secrets<'_>,
+) -> Result<Token, ApiVideoError> {
     let Answer {
         status,
         headers,
         body,
         sent_at,
     } = answer;
+    let url = || shown_url(uri);
     if status.is_success() {
-        let body = body.map_err(|error| match error {
-            ReadError::TooLarge => ApiVideoError::TooLarge {
-                limit: MAX_ANSWER_BYTES,
-            },
-            ReadError::Body(error) => ApiVideoError::Body(error),
-        })?;
-        return parse_token(&body, sent_at).map_err(ApiVideoError::Malformed);
+        let body = body.map_err(|error| ApiVideoError::unread(error, url()))?;
+        return parse_token(&body, sent_at)
+            .map_err(|error| ApiVideoError::Malformed { error, url: url() });
     }
     // The body only adds detail to the status: a body that cannot be read loses the detail,
     // not the status.
     let problem = match body {
-        Ok(body) => parse_problem(status, &body, secret),
-        Err(_) => Problem::new(status, None, None, ""),
+        Ok(body) => parse_problem(status, &body, secrets),
+        Err(_) => Problem::new(status, None, None, &Secrets::new()),
     };
+    let url = url();
     Err(match status {
         // The OpenAPI document says 400, the error reference says 401: both mean the
         // credential was refused.
-        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => ApiVideoError::Rejected(problem),
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => {
+            ApiVideoError::Rejected { problem, url }
+        }
         StatusCode::TOO_MANY_REQUESTS => ApiVideoError::RateLimited {
             retry_after: http_client::retry_after(&headers, &RETRY_AFTER_HEADERS)
                 .map(|delay| RetryAfter::new(delay, "api.video asked to wait")),
             problem,
+            url,
         },
-        _ => ApiVideoError::Status(problem),
+        _ => ApiVideoError::Status { problem, url },
     })
 }
 
-/// The `access-token` schema: `token_type`, `expires_in`, `access_token`, `refresh_token`.
-///
-/// The body is parsed as a generic JSON value and each field checked by hand, rather than
-/// deserialized into a struct: serde's type errors quote the offending value, which here may
-/// be a token. A syntax error quotes nothing.
+/// The `access-token` schema, read as every provider reads a token answer
+/// ([`tower_bearer_provider::parse_token`]), with what is api.video's own: `expires_in` must
+/// be there, as a number, and `token_type` is `bearer` in any case.
 pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malformed> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|error| Malformed::NotJson(error.into()))?;
-    let Value::Object(mut fields) = value else {
-        return Err(Malformed::NotAnObject);
-    };
-    if !string(&fields, "token_type")?.eq_ignore_ascii_case("bearer") {
-        return Err(Malformed::TokenType);
-    }
-    let expires_in = match present(&fields, "expires_in")? {
-        Value::Number(n) => n.as_u64().filter(|&s| s > 0).ok_or(Malformed::ExpiresIn)?,
-        _ => return Err(Malformed::ExpiresIn),
-    };
-    let token = Token::bearer(string(&fields, "access_token")?)
-        .map_err(Malformed::AccessToken)?
-        .expires_at(http_client::expiry(sent_at, expires_in));
-    // Optional in the schema; an empty one is no refresh token. Moved, not copied, into the
-    // token's secret.
-    match fields.remove("refresh_token") {
-        None | Some(Value::Null) => Ok(token),
-        Some(Value::String(refresh)) if refresh.is_empty() => Ok(token),
-        Some(Value::String(refresh)) => Ok(token.with_refresh_token(refresh)),
-        Some(_) => Err(Malformed::NotAString("refresh_token")),
-    }
-}
-
-fn present<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, Malformed> {
-    match fields.get(name) {
-        None | Some(Value::Null) => Err(Malformed::Missing(name)),
-        Some(value) => Ok(value),
-    }
-}
-
-fn string<'a>(fields: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, Malformed> {
-    present(fields, name)?
-        .as_str()
-        .ok_or(Malformed::NotAString(name))
+    http_client::parse_token(
+        body,
+        sent_at,
+        ExpiresIn::Required,
+        |token_type, access_token| {
+            if !token_type.eq_ignore_ascii_case("bearer") {
+                return Err(Malformed::TokenType);
+            }
+            Token::bearer(access_token).map_err(Malformed::AccessToken)
+        },
+    )
 }
 
 /// The status, with the `type` and `title` of a problem document if the body is one.
 ///
 /// The content type is not checked: api.video documents `application/problem+json`, its
 /// OpenAPI document says `application/json`, and either way only two string fields are read.
-/// Any occurrence of `secret` in them is redacted.
-pub(super) fn parse_problem(status: StatusCode, body: &[u8], secret: &str) -> Problem {
-    let fields = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(fields)) => fields,
-        _ => return Problem::new(status, None, None, ""),
+/// Any echo of `secrets` in them is redacted.
+pub(super) fn parse_problem(status: StatusCode, body: &[u8], secrets: &Secrets<'_>) -> Problem {
+    let Ok(members) = Members::parse(body) else {
+        return Problem::new(status, None, None, secrets);
     };
-    let text = |name| fields.get(name).and_then(Value::as_str);
-    Problem::new(status, text("type"), text("title"), secret)
+    let text = |name| members.get(name).and_then(Value::as_str);
+    Problem::new(status, text("type"), text("title"), secrets)
 }
 
 #[cfg(test)]
@@ -161,7 +140,6 @@ mod tests {
     use super::*;
     use http::header::{HeaderMap, RETRY_AFTER};
     use http_body_util::{BodyExt, Full};
-    use tower_bearer_provider::MAX_LIFETIME;
 
     fn parse(json: &str) -> Result<Token, Malformed> {
         parse_token(json.as_bytes(), Instant::now())
@@ -191,55 +169,6 @@ mod tests {
             .unwrap();
             assert_eq!(token.authorization(), "Bearer a.b.c");
             assert!(token.expose_refresh_token().is_some());
-        }
-    }
-
-    #[test]
-    fn refresh_token_is_optional() {
-        let fields = r#""token_type":"Bearer","expires_in":60,"access_token":"a""#;
-        for extra in ["", r#","refresh_token":null"#, r#","refresh_token":"""#] {
-            let token = parse(&format!("{{{fields}{extra}}}")).unwrap();
-            assert!(token.expose_refresh_token().is_none(), "{extra}");
-        }
-        assert!(matches!(
-            parse(&format!(r#"{{{fields},"refresh_token":7}}"#)),
-            Err(Malformed::NotAString("refresh_token"))
-        ));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn lifetime_counts_from_the_send_and_is_capped() {
-        let sent_at = Instant::now();
-        let token = parse_token(
-            br#"{"token_type":"Bearer","expires_in":3600,"access_token":"a"}"#,
-            sent_at,
-        )
-        .unwrap();
-        assert_eq!(token.expiry(), Some(sent_at + Duration::from_secs(3600)));
-        let token = parse_token(
-            br#"{"token_type":"Bearer","expires_in":18446744073709551615,"access_token":"a"}"#,
-            sent_at,
-        )
-        .unwrap();
-        assert_eq!(token.expiry(), Some(sent_at + MAX_LIFETIME));
-    }
-
-    #[test]
-    fn bad_expires_in() {
-        for expires_in in ["-1", "0", "3600.5", "1e3", r#""3600""#, "true", "[]"] {
-            let json = format!(
-                r#"{{"token_type":"Bearer","expires_in":{expires_in},"access_token":"a"}}"#
-            );
-            assert!(
-                matches!(parse(&json), Err(Malformed::ExpiresIn)),
-                "{expires_in}"
-            );
-        }
-        for json in [
-            r#"{"token_type":"Bearer","access_token":"a"}"#,
-            r#"{"token_type":"Bearer","expires_in":null,"access_token":"a"}"#,
-        ] {
-            assert!(matches!(parse(json), Err(Malformed::Missing("expires_in"))));
         }
     }
 
@@ -281,7 +210,7 @@ mod tests {
         let problem = parse_problem(
             StatusCode::BAD_REQUEST,
             br#"{"type":"https://docs.api.video/reference/x","title":"Bad\nline","status":400,"detail":"echo"}"#,
-            "",
+            &Secrets::new(),
         );
         assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
@@ -293,8 +222,11 @@ mod tests {
             problem.to_string(),
             "400 Bad Request: Badline <https://docs.api.video/reference/x>"
         );
-        let html = parse_problem(StatusCode::BAD_GATEWAY, b"<html>", "");
-        assert_eq!(html, Problem::new(StatusCode::BAD_GATEWAY, None, None, ""));
+        let html = parse_problem(StatusCode::BAD_GATEWAY, b"<html>", &Secrets::new());
+        assert_eq!(
+            html,
+            Problem::new(StatusCode::BAD_GATEWAY, None, None, &Secrets::new())
+        );
     }
 
     /// Bug: a server that echoed the credential in a problem's `title` (or `type`) had it
@@ -305,7 +237,11 @@ mod tests {
         let body = format!(
             r#"{{"type":"https://x.test/{key}","title":"The API key {key} is invalid; {key}","status":401}}"#
         );
-        let problem = parse_problem(StatusCode::UNAUTHORIZED, body.as_bytes(), key);
+        let problem = parse_problem(
+            StatusCode::UNAUTHORIZED,
+            body.as_bytes(),
+            &Secrets::from_iter([key]),
+        );
         let text = format!("{problem} {problem:?}");
         assert!(!text.contains(key), "{text}");
         assert_eq!(
@@ -319,7 +255,11 @@ mod tests {
         let long = "def50200".to_owned() + &"ab".repeat(300);
         let split = format!(r"{}\u0007{}", &long[..10], &long[10..]);
         let body = format!(r#"{{"title":"{}{split}"}}"#, "x".repeat(150));
-        let problem = parse_problem(StatusCode::BAD_REQUEST, body.as_bytes(), &long);
+        let problem = parse_problem(
+            StatusCode::BAD_REQUEST,
+            body.as_bytes(),
+            &Secrets::from_iter([long.as_str()]),
+        );
         let title = problem.title().unwrap();
         assert!(title.ends_with("[REDACTED]"), "{title}");
         assert!(!title.contains("def50200"), "{title}");
@@ -334,7 +274,8 @@ mod tests {
                 body: Ok(Bytes::new()),
                 sent_at: Instant::now(),
             };
-            match token_from(answer, "") {
+            let uri = "https://ws.api.video/auth/api-key".parse().unwrap();
+            match token_from(answer, &uri, &Secrets::new()) {
                 Err(ApiVideoError::RateLimited { retry_after, .. }) => {
                     retry_after.and_then(|hint| hint.delay())
                 }

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use http::Uri;
 use secrecy::SecretString;
 use tokio::sync::OnceCell;
 
@@ -17,7 +16,7 @@ use crate::grant::Grant;
 use crate::grant_proof::DpopSettings;
 use crate::jose::SigningKey;
 use crate::provider::OAuth2;
-use tower_bearer_provider::{HttpClient, RequestBody};
+use tower_bearer_provider::{HttpClient, RequestBody, is_cleartext};
 
 /// How long one call may take unless [`OAuth2Builder::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +57,7 @@ impl OAuth2<()> {
             default_lifetime: None,
             dpop: None,
             allow_bearer_downgrade: false,
+            allow_cleartext: false,
         }
     }
 }
@@ -98,6 +98,7 @@ pub struct OAuth2Builder {
     default_lifetime: Option<Duration>,
     dpop: Option<crate::dpop::DpopKey>,
     allow_bearer_downgrade: bool,
+    allow_cleartext: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -109,6 +110,10 @@ enum Endpoint {
 impl OAuth2Builder {
     /// The token endpoint's URL (`https://login.example.com/oauth2/token`). Replaces an
     /// [`issuer`](Self::issuer).
+    ///
+    /// It must be `https`, but on loopback (`localhost`, `127.0.0.0/8`, `::1`), or with
+    /// [`allow_cleartext_endpoints`](Self::allow_cleartext_endpoints): every request carries
+    /// the client's credentials.
     pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(Endpoint::Token(url.into()));
         self
@@ -120,6 +125,13 @@ impl OAuth2Builder {
     /// `/.well-known/openid-configuration`. The metadata's `issuer` must be this one exactly
     /// ([`DiscoveryError::IssuerMismatch`](crate::DiscoveryError::IssuerMismatch) if not).
     /// Replaces a [`token_endpoint`](Self::token_endpoint).
+    ///
+    /// Like a token endpoint, it must be `https` but on loopback or with
+    /// [`allow_cleartext_endpoints`](Self::allow_cleartext_endpoints); and the token endpoint
+    /// its metadata names must be `https` if the issuer is, and on loopback if it is not
+    /// ([`DiscoveryError::Cleartext`](crate::DiscoveryError::Cleartext) otherwise). The
+    /// metadata must come from the issuer itself: a redirect is refused
+    /// ([`DiscoveryError::Redirected`](crate::DiscoveryError::Redirected)).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.endpoint = Some(Endpoint::Issuer(issuer.into()));
         self
@@ -273,12 +285,23 @@ impl OAuth2Builder {
         self
     }
 
+    /// Lets the token endpoint and the issuer be `http` on any host, not only on loopback:
+    /// for a test authorization server on another machine or in another container
+    /// (`http://keycloak:8080/realms/test`). The client's credentials then travel in clear;
+    /// never set this in production. An `https` issuer's metadata may still not name an
+    /// `http` token endpoint.
+    pub fn allow_cleartext_endpoints(mut self) -> Self {
+        self.allow_cleartext = true;
+        self
+    }
+
     /// The provider, sending its requests through `client`.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] if the settings do not make a provider: no endpoint, a URL that is
-    /// not one, a method without its credential, a reserved extra parameter.
+    /// not one, a cleartext one off loopback, a method without its credential, a reserved
+    /// extra parameter.
     pub fn build<C, B>(self, client: C) -> Result<OAuth2<C, B>, ConfigError>
     where
         C: HttpClient<B>,
@@ -289,13 +312,21 @@ impl OAuth2Builder {
     }
 
     fn into_config(self) -> Result<ProviderConfig, ConfigError> {
+        let in_clear =
+            |endpoint: &TokenEndpoint| is_cleartext(&endpoint.uri) && !self.allow_cleartext;
         let endpoint = match self.endpoint.ok_or(ConfigError::NoEndpoint)? {
-            Endpoint::Token(url) => EndpointSource::Fixed(
-                TokenEndpoint::parse(&url).ok_or(ConfigError::InvalidUri("token endpoint"))?,
-            ),
+            Endpoint::Token(url) => {
+                let endpoint =
+                    TokenEndpoint::parse(&url).ok_or(ConfigError::InvalidUri("token endpoint"))?;
+                if in_clear(&endpoint) {
+                    return Err(ConfigError::Cleartext("token endpoint"));
+                }
+                EndpointSource::Fixed(endpoint)
+            }
             Endpoint::Issuer(issuer) => {
-                if !is_issuer(&issuer) {
-                    return Err(ConfigError::InvalidUri("issuer"));
+                let uri = issuer_uri(&issuer).ok_or(ConfigError::InvalidUri("issuer"))?;
+                if in_clear(&uri) {
+                    return Err(ConfigError::Cleartext("issuer"));
                 }
                 EndpointSource::Discovered {
                     issuer,
@@ -350,17 +381,16 @@ impl OAuth2Builder {
                 key,
                 allow_bearer_downgrade: self.allow_bearer_downgrade,
             }),
+            allow_cleartext: self.allow_cleartext,
         })
     }
 }
 
-/// An issuer identifier: an `https` (or, for tests and loopback, `http`) URL with a host and
-/// no query or fragment (RFC 8414 §2).
-fn is_issuer(issuer: &str) -> bool {
-    let Ok(uri) = issuer.parse::<Uri>() else {
-        return false;
-    };
-    TokenEndpoint::parse(issuer).is_some() && uri.query().is_none() && !issuer.contains('#')
+/// An issuer identifier: an `http` or `https` URL with a host and no query or fragment
+/// (RFC 8414 §2), as an address (the scheme is checked beside a token endpoint's).
+fn issuer_uri(issuer: &str) -> Option<TokenEndpoint> {
+    let endpoint = TokenEndpoint::parse(issuer)?;
+    (endpoint.uri.query().is_none() && !issuer.contains('#')).then_some(endpoint)
 }
 
 impl fmt::Debug for OAuth2Builder {
@@ -387,7 +417,8 @@ impl fmt::Debug for OAuth2Builder {
             .field("default_lifetime", &self.default_lifetime);
         debug
             .field("dpop", &self.dpop)
-            .field("allow_bearer_downgrade", &self.allow_bearer_downgrade);
+            .field("allow_bearer_downgrade", &self.allow_bearer_downgrade)
+            .field("allow_cleartext", &self.allow_cleartext);
         debug.finish()
     }
 }

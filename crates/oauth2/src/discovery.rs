@@ -6,13 +6,14 @@ use http::header::{ACCEPT, HeaderValue, USER_AGENT};
 use http::{Request, StatusCode, Uri};
 use serde_json::Value;
 
-use crate::answer;
 use crate::endpoint::TokenEndpoint;
 use crate::error::{DiscoveryError, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::grant_proof::{self as dpop, DpopSettings};
 use tower_bearer::RetryAfter;
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, RequestBody};
+use tower_bearer_provider::{
+    HttpClient, Malformed, Members, RequestBody, Secrets, SendError, is_cleartext, shown_url,
+};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -32,10 +33,12 @@ pub(super) fn metadata_uris(issuer: &Uri) -> [String; 2] {
 }
 
 /// The issuer's token endpoint, from the first metadata document found; with a DPoP key, the
-/// server must accept its algorithm if it says which it accepts.
+/// server must accept its algorithm if it says which it accepts. The endpoint may not carry
+/// the credentials in clear where the issuer does not ([`check_scheme`]).
 pub(super) async fn discover<C, B>(
     client: &mut C,
     issuer: &str,
+    allow_cleartext: bool,
     dpop: Option<&DpopSettings>,
 ) -> Result<TokenEndpoint, OAuth2Error>
 where
@@ -45,60 +48,88 @@ where
     let issuer_uri: Uri = issuer
         .parse()
         .expect("the builder checked the issuer is a URI");
-    let mut last_status = StatusCode::NOT_FOUND;
+    let mut last = (StatusCode::NOT_FOUND, String::new());
     for uri in metadata_uris(&issuer_uri) {
+        let uri: Uri = uri.parse().expect("built from a valid URI");
+        let failed = |error, retry_after| OAuth2Error::Discovery {
+            error,
+            retry_after,
+            url: shown_url(&uri),
+        };
         let mut request = Request::new(http_client::body::<B>(Bytes::new()));
-        *request.uri_mut() = uri.parse().expect("built from a valid URI");
+        *request.uri_mut() = uri.clone();
         request.headers_mut().insert(ACCEPT, JSON);
         request
             .headers_mut()
             .insert(USER_AGENT, http_client::USER_AGENT);
         let answer = http_client::send(client, request)
             .await
-            .map_err(|error| failed(DiscoveryError::Transport(error)))?;
+            .map_err(|error| match error {
+                SendError::Transport(error) => failed(DiscoveryError::Transport(error), None),
+                SendError::Redirected(redirected) => {
+                    failed(DiscoveryError::Redirected(redirected), None)
+                }
+            })?;
         if !answer.status.is_success() {
             tracing::debug!(
-                uri,
+                uri = %uri,
                 status = answer.status.as_u16(),
                 "no authorization server metadata"
             );
-            last_status = answer.status;
+            last = (answer.status, shown_url(&uri));
             continue;
         }
         let body = answer
             .body
-            .map_err(|error| failed(DiscoveryError::Transport(answer::read_error(error).into())))?;
+            .map_err(|error| failed(DiscoveryError::Transport(error.into()), None))?;
         return parse_metadata(&body, issuer)
             .and_then(|metadata| {
+                check_scheme(&issuer_uri, &metadata.token_endpoint, allow_cleartext)?;
                 dpop::check_algorithm(dpop, metadata.dpop_algorithms.as_deref())?;
                 Ok(metadata.token_endpoint)
             })
             .map_err(|error| {
-                // Metadata that names another issuer, no usable endpoint, or no DPoP algorithm
-                // the key signs with, will say the same next time: only a change of
-                // configuration fixes it.
-                OAuth2Error::Discovery {
+                // Metadata that names another issuer, no usable endpoint, a cleartext one, or
+                // no DPoP algorithm the key signs with, will say the same next time: only a
+                // change of configuration fixes it.
+                failed(
                     error,
-                    retry_after: Some(RetryAfter::permanent(
+                    Some(RetryAfter::permanent(
                         "the authorization server's metadata is unusable",
                     )),
-                }
+                )
             });
     }
+    let (status, url) = last;
     Err(OAuth2Error::Discovery {
-        error: DiscoveryError::Status(last_status),
+        error: DiscoveryError::Status(status),
         // A 404 at both URIs is a wrong issuer; a 5xx may pass.
-        retry_after: last_status
+        retry_after: status
             .is_client_error()
             .then(|| RetryAfter::permanent("the issuer has no metadata")),
+        url,
     })
 }
 
-fn failed(error: DiscoveryError) -> OAuth2Error {
-    OAuth2Error::Discovery {
-        error,
-        retry_after: None,
+/// The token endpoint the metadata names may not carry the client's credentials in clear
+/// where the issuer does not: an `https` issuer's endpoint is `https` (a downgrade is never
+/// taken, on loopback neither), and an `http` issuer's is on loopback, or allowed.
+fn check_scheme(
+    issuer: &Uri,
+    endpoint: &TokenEndpoint,
+    allow_cleartext: bool,
+) -> Result<(), DiscoveryError> {
+    let is_https = |uri: &Uri| {
+        uri.scheme_str()
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https"))
+    };
+    let downgrade = is_https(issuer) && !is_https(&endpoint.uri);
+    if downgrade || (is_cleartext(&endpoint.uri) && !allow_cleartext) {
+        return Err(DiscoveryError::Cleartext {
+            token_endpoint: shown_url(&endpoint.uri),
+        });
     }
+    Ok(())
 }
 
 /// What the provider reads in a metadata document.
@@ -113,28 +144,28 @@ pub(super) struct Metadata {
 /// The token endpoint of a metadata document, if its `issuer` is `expected` (RFC 8414 §3.3:
 /// identical, character for character), and the DPoP algorithms it lists.
 pub(super) fn parse_metadata(body: &[u8], expected: &str) -> Result<Metadata, DiscoveryError> {
-    let fields = answer::object(body).map_err(DiscoveryError::Malformed)?;
-    let issuer = answer::string(&fields, "issuer").map_err(DiscoveryError::Malformed)?;
+    let malformed = |error: Malformed| DiscoveryError::Malformed(error.into());
+    let members = Members::parse(body).map_err(malformed)?;
+    let issuer = members.string("issuer").map_err(malformed)?;
     if issuer != expected {
         return Err(DiscoveryError::IssuerMismatch {
             expected: expected.to_owned(),
-            found: http_client::server_text(issuer, &[], MAX_TEXT),
+            found: http_client::server_text(issuer, &Secrets::new(), MAX_TEXT),
         });
     }
-    let token_endpoint =
-        answer::string(&fields, "token_endpoint").map_err(DiscoveryError::Malformed)?;
+    let token_endpoint = members.string("token_endpoint").map_err(malformed)?;
     let token_endpoint = TokenEndpoint::parse(token_endpoint).ok_or(DiscoveryError::Malformed(
         MalformedAnswer::NotAUri("token_endpoint"),
     ))?;
     // A list that is not one is ignored rather than refused: a server that breaks this
     // member still issues tokens, and its proofs' fate says the rest.
-    let dpop_algorithms = match fields.get("dpop_signing_alg_values_supported") {
+    let dpop_algorithms = match members.get("dpop_signing_alg_values_supported") {
         Some(Value::Array(values)) => values
             .iter()
             .map(|value| {
                 value
                     .as_str()
-                    .map(|alg| http_client::server_text(alg, &[], MAX_TEXT))
+                    .map(|alg| http_client::server_text(alg, &Secrets::new(), MAX_TEXT))
             })
             .collect(),
         _ => None,

@@ -10,6 +10,9 @@ use tower::BoxError;
 use crate::auth_method::AuthMethod;
 use crate::jose::KeyError;
 use tower_bearer::{InvalidToken, RetryAfter};
+use tower_bearer_provider::{
+    MAX_ANSWER_BYTES, Malformed, ReadError, Redirected, Seconds, SendError,
+};
 
 /// Why [`OAuth2`](crate::OAuth2) could not get a token.
 ///
@@ -43,17 +46,38 @@ use tower_bearer::{InvalidToken, RetryAfter};
 #[non_exhaustive]
 pub enum OAuth2Error {
     /// The HTTP client failed: the request was not sent, or no response came back.
-    Transport(BoxError),
+    Transport {
+        /// The client's error.
+        source: BoxError,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// The response's body could not be read to its end.
-    Body(BoxError),
+    Body {
+        /// Why.
+        source: BoxError,
+        /// The URL asked, without user info or query.
+        url: String,
+    },
     /// The call (discovery, the grant, and a fallback after a refused refresh token, all
     /// together) took longer than the provider's [timeout](crate::OAuth2Builder::timeout).
-    Timeout(Duration),
+    Timeout {
+        /// The timeout.
+        after: Duration,
+        /// The token endpoint, or the issuer while it is not yet discovered.
+        url: String,
+    },
     /// The response's body was longer than the provider reads.
     TooLarge {
         /// The most bytes read, 64 KiB.
         limit: usize,
+        /// The URL asked, without user info or query.
+        url: String,
     },
+    /// The token endpoint answered with a redirect, or another URL answered (a client that
+    /// follows redirects sent the request on): a provider never follows a redirect, and
+    /// nothing the answer held is used.
+    Redirected(Redirected),
     /// The authorization server answered with an error response (RFC 6749 §5.2).
     Refused {
         /// The status, the error code and its description.
@@ -62,6 +86,8 @@ pub enum OAuth2Error {
         /// [permanent](RetryAfter::permanent) when the code says retrying will not help
         /// ([`ErrorResponse::is_permanent`]), the server's `Retry-After` on a 429 or 503.
         retry_after: Option<RetryAfter>,
+        /// The token endpoint, without user info or query.
+        url: String,
     },
     /// Any other answer that was not a success: a 5xx page from a proxy, a 404 for a wrong
     /// token endpoint.
@@ -71,10 +97,17 @@ pub enum OAuth2Error {
         /// The server's `Retry-After` on a 429 or 503, as the cache's hint and this error's
         /// [`source`](Error::source).
         retry_after: Option<RetryAfter>,
+        /// The token endpoint, without user info or query.
+        url: String,
     },
     /// The server answered with success, but its body is not a token this provider can use.
     /// Nothing is cached.
-    Malformed(MalformedAnswer),
+    Malformed {
+        /// What is wrong with it; this error's [`source`](Error::source).
+        error: MalformedAnswer,
+        /// The token endpoint, without user info or query.
+        url: String,
+    },
     /// The authorization server's metadata could not be had, or does not describe it.
     Discovery {
         /// What went wrong.
@@ -82,6 +115,8 @@ pub enum OAuth2Error {
         /// [Permanent](RetryAfter::permanent) for metadata that names another issuer or no
         /// usable token endpoint; this error's [`source`](Error::source) then.
         retry_after: Option<RetryAfter>,
+        /// The metadata URL asked last, without user info or query.
+        url: String,
     },
     /// The subject token for a token exchange could not be had (its file could not be read,
     /// the closure failed); the source says why.
@@ -114,36 +149,53 @@ impl OAuth2Error {
             _ => false,
         }
     }
+
+    /// The error for a request to `url` that brought back no answer to read.
+    pub(crate) fn not_answered(error: SendError, url: String) -> Self {
+        match error {
+            SendError::Transport(source) => OAuth2Error::Transport { source, url },
+            SendError::Redirected(redirected) => OAuth2Error::Redirected(redirected),
+        }
+    }
+
+    /// The error for an answer from `url` whose body could not be read.
+    pub(crate) fn unread(error: ReadError, url: String) -> Self {
+        match error {
+            ReadError::TooLarge => OAuth2Error::TooLarge {
+                limit: MAX_ANSWER_BYTES,
+                url,
+            },
+            ReadError::Body(source) => OAuth2Error::Body { source, url },
+        }
+    }
 }
 
 impl fmt::Display for OAuth2Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OAuth2Error::Transport(_) => f.write_str("the request to the token endpoint failed"),
-            OAuth2Error::Body(_) => f.write_str("reading the token endpoint's response failed"),
-            OAuth2Error::Timeout(after) => write!(
-                f,
-                "the authorization server did not answer within {} ms",
-                after.as_millis()
-            ),
-            OAuth2Error::TooLarge { limit } => {
+            OAuth2Error::Transport { url, .. } => write!(f, "the request to {url} failed"),
+            OAuth2Error::Body { url, .. } => write!(f, "reading the answer of {url} failed"),
+            OAuth2Error::Timeout { after, url } => {
+                write!(f, "no answer from {url} within {}", Seconds(*after))
+            }
+            OAuth2Error::TooLarge { limit, url } => {
+                write!(f, "the answer of {url} was longer than {limit} bytes")
+            }
+            OAuth2Error::Redirected(redirected) => redirected.fmt(f),
+            OAuth2Error::Refused { response, url, .. } => {
                 write!(
                     f,
-                    "the token endpoint's response was longer than {limit} bytes"
+                    "the token endpoint {url} refused the request: {response}"
                 )
             }
-            OAuth2Error::Refused { response, .. } => {
-                write!(
-                    f,
-                    "the authorization server refused the request: {response}"
-                )
+            OAuth2Error::Status { status, url, .. } => {
+                write!(f, "the token endpoint {url} answered {status}")
             }
-            OAuth2Error::Status { status, .. } => {
-                write!(f, "the token endpoint answered {status}")
+            OAuth2Error::Malformed { url, .. } => {
+                write!(f, "the answer of the token endpoint {url} is not a token")
             }
-            OAuth2Error::Malformed(_) => f.write_str("the token endpoint's answer is unusable"),
-            OAuth2Error::Discovery { error, .. } => {
-                write!(f, "authorization server discovery failed: {error}")
+            OAuth2Error::Discovery { error, url, .. } => {
+                write!(f, "discovery at {url} failed: {error}")
             }
             OAuth2Error::SubjectToken(_) => {
                 f.write_str("the subject token for the token exchange could not be read")
@@ -158,19 +210,28 @@ impl fmt::Display for OAuth2Error {
 
 impl Error for OAuth2Error {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            OAuth2Error::Transport(source)
-            | OAuth2Error::Body(source)
-            | OAuth2Error::SubjectToken(source) => Some(&**source),
-            OAuth2Error::Refused { retry_after, .. }
-            | OAuth2Error::Status { retry_after, .. }
-            | OAuth2Error::Discovery { retry_after, .. } => retry_after
+        fn hint(retry_after: &Option<RetryAfter>) -> Option<&(dyn Error + 'static)> {
+            retry_after
                 .as_ref()
-                .map(|hint| hint as &(dyn Error + 'static)),
-            OAuth2Error::Malformed(malformed) => Some(malformed),
+                .map(|hint| hint as &(dyn Error + 'static))
+        }
+        match self {
+            OAuth2Error::Transport { source, .. }
+            | OAuth2Error::Body { source, .. }
+            | OAuth2Error::SubjectToken(source) => Some(&**source),
+            OAuth2Error::Refused { retry_after, .. } | OAuth2Error::Status { retry_after, .. } => {
+                hint(retry_after)
+            }
+            // The discovery error is said in this error's own text: its cause comes next.
+            OAuth2Error::Discovery {
+                error, retry_after, ..
+            } => hint(retry_after).or_else(|| error.source()),
+            OAuth2Error::Malformed { error, .. } => Some(error),
             OAuth2Error::Signing(error) => Some(error),
             OAuth2Error::DpopProof(error) => Some(error),
-            _ => None,
+            OAuth2Error::Timeout { .. }
+            | OAuth2Error::TooLarge { .. }
+            | OAuth2Error::Redirected(_) => None,
         }
     }
 }
@@ -184,8 +245,9 @@ impl Error for OAuth2Error {
 pub struct ErrorResponse {
     status: StatusCode,
     code: ErrorCode,
-    description: Option<String>,
-    uri: Option<String>,
+    // Boxed: every `OAuth2Error` is as large as this and a URL beside it.
+    description: Option<Box<str>>,
+    uri: Option<Box<str>>,
 }
 
 /// How much of a server's text an error keeps.
@@ -201,8 +263,8 @@ impl ErrorResponse {
         ErrorResponse {
             status,
             code,
-            description,
-            uri,
+            description: description.map(String::into_boxed_str),
+            uri: uri.map(String::into_boxed_str),
         }
     }
 
@@ -410,6 +472,18 @@ impl fmt::Display for MalformedAnswer {
     }
 }
 
+impl From<Malformed> for MalformedAnswer {
+    fn from(malformed: Malformed) -> Self {
+        match malformed {
+            Malformed::NotJson(source) => MalformedAnswer::NotJson(source),
+            Malformed::NotAnObject => MalformedAnswer::NotAnObject,
+            Malformed::Missing(member) => MalformedAnswer::Missing(member),
+            Malformed::NotAString(member) => MalformedAnswer::NotAString(member),
+            Malformed::ExpiresIn => MalformedAnswer::ExpiresIn,
+        }
+    }
+}
+
 impl Error for MalformedAnswer {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
@@ -449,17 +523,27 @@ pub enum DiscoveryError {
         /// The algorithms the server lists, each cleaned and cut at 200 characters.
         supported: Vec<String>,
     },
+    /// The metadata request was answered with a redirect, or another URL answered (a client
+    /// that follows redirects sent the request on): the metadata says where the client's
+    /// credentials go, and only the issuer may say it.
+    Redirected(Redirected),
+    /// The metadata names a token endpoint the client's credentials would travel to in clear:
+    /// `http` when the issuer is `https` (never taken), or `http` on a host that is not
+    /// loopback (taken only with
+    /// [`allow_cleartext_endpoints`](crate::OAuth2Builder::allow_cleartext_endpoints)).
+    Cleartext {
+        /// The token endpoint the metadata names, without user info or query.
+        token_endpoint: String,
+    },
 }
 
 impl fmt::Display for DiscoveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DiscoveryError::Status(status) => {
-                write!(
-                    f,
-                    "no metadata at the well-known URIs (last answer {status})"
-                )
-            }
+            DiscoveryError::Status(status) => write!(
+                f,
+                "no metadata at either well-known URI (the last answered {status})"
+            ),
             DiscoveryError::Transport(_) => f.write_str("the metadata request failed"),
             DiscoveryError::Malformed(malformed) => write!(f, "unusable metadata: {malformed}"),
             DiscoveryError::IssuerMismatch { expected, found } => write!(
@@ -476,6 +560,12 @@ impl fmt::Display for DiscoveryError {
                 supported.join(", "),
                 algorithm.as_str()
             ),
+            DiscoveryError::Redirected(redirected) => redirected.fmt(f),
+            DiscoveryError::Cleartext { token_endpoint } => write!(
+                f,
+                "the metadata names {token_endpoint}, a cleartext token endpoint (http is taken \
+                 only from an http issuer, on loopback or with allow_cleartext_endpoints())"
+            ),
         }
     }
 }
@@ -484,7 +574,8 @@ impl Error for DiscoveryError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             DiscoveryError::Transport(source) => Some(&**source),
-            DiscoveryError::Malformed(malformed) => Some(malformed),
+            // Said in this error's own text: its cause comes next.
+            DiscoveryError::Malformed(malformed) => malformed.source(),
             _ => None,
         }
     }
@@ -506,6 +597,10 @@ pub enum ConfigError {
     NoClientSecret(AuthMethod),
     /// `private_key_jwt` needs a private key.
     NoPrivateKey,
+    /// The token endpoint or the issuer is `http` on a host that is not loopback: the
+    /// client's credentials would travel in clear. Use `https`, or, for a test server,
+    /// [`allow_cleartext_endpoints`](crate::OAuth2Builder::allow_cleartext_endpoints).
+    Cleartext(&'static str),
     /// An extra parameter names one the provider sets itself (`grant_type`, `client_id`,
     /// `scope`, …): use the builder's own setting.
     ReservedParameter(String),
@@ -523,6 +618,11 @@ impl fmt::Display for ConfigError {
                     "the {what} is not an absolute http or https URI with a host and no user info"
                 )
             }
+            ConfigError::Cleartext(what) => write!(
+                f,
+                "the {what} is http on a host that is not loopback: https is required \
+                 (allow_cleartext_endpoints() for a test server)"
+            ),
             ConfigError::NoClientId => f.write_str("the client authentication needs a client id"),
             ConfigError::NoClientSecret(method) => write!(f, "{method} needs a client secret"),
             ConfigError::NoPrivateKey => f.write_str("private_key_jwt needs a private key"),

@@ -1,6 +1,4 @@
-//! What a token request's body is made of, and the secrets it carries.
-
-use secrecy::{ExposeSecret, SecretString};
+//! What a token request's body is made of.
 
 /// An `application/x-www-form-urlencoded` body (RFC 6749 Appendix B).
 pub(super) struct Form(form_urlencoded::Serializer<'static, String>);
@@ -16,28 +14,5 @@ impl Form {
 
     pub(super) fn finish(mut self) -> String {
         self.0.finish()
-    }
-}
-
-/// The secrets one request carries, to redact from whatever the server answers.
-#[derive(Default)]
-pub(super) struct Secrets<'a> {
-    borrowed: Vec<&'a str>,
-    /// Made for this request (a client assertion); zeroised when the request is done.
-    owned: Vec<SecretString>,
-}
-
-impl<'a> Secrets<'a> {
-    pub(super) fn push(&mut self, secret: &'a str) {
-        self.borrowed.push(secret);
-    }
-
-    pub(super) fn push_owned(&mut self, secret: String) {
-        self.owned.push(SecretString::from(secret));
-    }
-
-    pub(super) fn all(&self) -> Vec<&str> {
-        let owned = self.owned.iter().map(|secret| secret.expose_secret());
-        self.borrowed.iter().copied().chain(owned).collect()
     }
 }

@@ -6,12 +6,10 @@ use std::fmt;
 
 use http::{HeaderMap, Method};
 use tower_bearer::Token;
-use tower_bearer_provider::Answer;
 
-use crate::answer;
 use crate::dpop::{DPOP, DpopKey, DpopNonce};
 use crate::endpoint::TokenEndpoint;
-use crate::error::{DiscoveryError, ErrorCode, MalformedAnswer, OAuth2Error};
+use crate::error::{DiscoveryError, MalformedAnswer, OAuth2Error};
 
 /// Puts a new proof for the token endpoint in `headers` if the provider has a key.
 pub(super) fn prove(
@@ -24,23 +22,6 @@ pub(super) fn prove(
         None => {
             let _ = (endpoint, headers);
             Ok(None)
-        }
-    }
-}
-
-/// Learns the nonce `answer` gives (RFC 9449 §8.2: any answer may carry one, a success
-/// included), and says whether the attempt should be made again: the server asked for its
-/// nonce (`use_dpop_nonce`), and gave one the proof did not carry.
-pub(super) fn ask_again(
-    sent: Option<&SentProof>,
-    endpoint: &TokenEndpoint,
-    answer: &Answer,
-) -> bool {
-    match sent {
-        Some(sent) => sent.ask_again(endpoint, answer),
-        None => {
-            let _ = (endpoint, answer);
-            false
         }
     }
 }
@@ -129,16 +110,11 @@ pub(crate) struct SentProof {
 }
 
 impl SentProof {
-    pub(super) fn ask_again(&self, endpoint: &TokenEndpoint, answer: &Answer) -> bool {
+    /// Learns the nonce an answer's `headers` give (RFC 9449 §8.2: any answer may carry one,
+    /// a success included), and says whether it is one this proof did not carry.
+    pub(super) fn learn_nonce(&self, endpoint: &TokenEndpoint, headers: &HeaderMap) -> bool {
         let nonces = self.key.nonces();
-        nonces.update(&endpoint.uri, &answer.headers);
-        let new_nonce = nonces.get(&endpoint.uri) != self.nonce;
-        // RFC 9449 §8 says 400; the code, not the status, is what says it.
-        new_nonce
-            && answer.status.is_client_error()
-            && answer.body.as_ref().is_ok_and(|body| {
-                answer::parse_error(answer.status, body, &[])
-                    .is_some_and(|response| *response.code() == ErrorCode::UseDpopNonce)
-            })
+        nonces.update(&endpoint.uri, headers);
+        nonces.get(&endpoint.uri) != self.nonce
     }
 }

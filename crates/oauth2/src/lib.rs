@@ -64,15 +64,25 @@
 //! refused one is a permanent error, and no other grant stands in.
 //!
 //! The token endpoint is given ([`OAuth2Builder::token_endpoint`]) or discovered from the
-//! issuer ([`OAuth2Builder::issuer`]) on the first call, then kept.
+//! issuer ([`OAuth2Builder::issuer`]) on the first call, then kept. Either is `https`, or
+//! `http` on loopback (a test server), or anywhere with
+//! [`OAuth2Builder::allow_cleartext_endpoints`]; an `https` issuer's metadata may not name an
+//! `http` token endpoint.
 //!
 //! Every request carries `Content-Type: application/x-www-form-urlencoded`,
 //! `Accept: application/json` and `User-Agent: tower-bearer/<version>`.
 //!
 //! # What an answer means
 //!
-//! Errors are [`OAuth2Error`]s; none contains a secret.
+//! Errors are [`OAuth2Error`]s; each names the URL it came from (without user info or query),
+//! and none contains a secret: a server's text that echoes one the request sent is redacted
+//! in every form the request gave it (as it is, form-urlencoded, in the `Basic` header).
 //!
+//! - An answer that is a redirect, or that another URL gave (a client that follows redirects
+//!   sent the request on), is refused ([`OAuth2Error::Redirected`],
+//!   [`DiscoveryError::Redirected`]): the provider never follows a redirect. Give it a client
+//!   that does not follow them either (hyper-util's never does; see
+//!   `tower_bearer_provider::reqwest::ClientService` for reqwest).
 //! - At most 64 KiB of a response is read ([`OAuth2Error::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `Bearer` in any case (`DPoP`
 //!   when the provider has a DPoP key: see below), `access_token` a string that can be sent
@@ -154,7 +164,8 @@ pub mod parse {
 
     /// An error answer's body as an RFC 6749 error response, `secret` redacted from its texts.
     pub fn error(status: StatusCode, body: &[u8], secret: &str) -> Option<super::ErrorResponse> {
-        super::answer::parse_error(status, body, &[secret])
+        let secrets = tower_bearer_provider::Secrets::from_iter([secret]);
+        super::answer::parse_error(status, body, &secrets)
     }
 
     /// A metadata document's token endpoint, if its issuer is `issuer`.
@@ -165,11 +176,3 @@ pub mod parse {
 
 #[cfg(test)]
 mod answer_properties;
-
-/// A mutex's guard, even if a holder panicked: what it guards is replaced whole, never left
-/// half-written.
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}

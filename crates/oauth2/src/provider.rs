@@ -1,19 +1,14 @@
 //! The OAuth 2.0 token provider: a refresher over any HTTP client.
 
 use std::fmt;
-use std::future::Future;
-use std::marker::PhantomData;
-use std::mem;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::Full;
-use secrecy::{ExposeSecret, SecretString};
-use tower::Service;
+use secrecy::ExposeSecret;
+use tower::{BoxError, Service};
 
 use crate::assertion::Assertion;
 use crate::auth_method::AuthMethod;
@@ -24,7 +19,7 @@ use crate::error::{ErrorCode, OAuth2Error};
 use crate::grant::GrantKind;
 use crate::request::{self, GrantParams};
 use tower_bearer::{BearerAuthLayer, InvalidOrigin, Scope, Token, TokenRequest};
-use tower_bearer_provider::{HttpClient, RequestBody};
+use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody};
 
 /// Gets access tokens from an OAuth 2.0 authorization server: a refresher for a
 /// [`TokenCache`](tower_bearer::TokenCache) or [`BearerAuthLayer`].
@@ -42,48 +37,46 @@ use tower_bearer_provider::{HttpClient, RequestBody};
 ///
 /// Its `Debug` shows no secret.
 pub struct OAuth2<C, B = Full<Bytes>> {
-    client: C,
-    config: Arc<ProviderConfig>,
-    timeout: Duration,
-    _body: PhantomData<fn() -> B>,
+    inner: Refresher<ProviderConfig, C, B>,
 }
+
+/// The future an [`OAuth2`] call returns.
+pub type ResponseFuture = tower_bearer_provider::ResponseFuture<OAuth2Error>;
 
 impl<C, B> OAuth2<C, B> {
     pub(super) fn from_config(client: C, config: ProviderConfig, timeout: Duration) -> Self {
         OAuth2 {
-            client,
-            config: Arc::new(config),
-            timeout,
-            _body: PhantomData,
+            inner: Refresher::new(config, client, timeout),
         }
+    }
+
+    fn config(&self) -> &ProviderConfig {
+        self.inner.grants()
     }
 
     /// How the client authenticates to the token endpoint.
     pub fn auth_method(&self) -> AuthMethod {
-        self.config.client_auth.method()
+        self.config().client_auth.method()
     }
 
     /// The token endpoint: the one given, or the one discovered (once a call has done it).
     pub fn token_endpoint(&self) -> Option<&Uri> {
-        match &self.config.endpoint {
-            EndpointSource::Fixed(endpoint) => Some(&endpoint.uri),
-            EndpointSource::Discovered { endpoint, .. } => endpoint.get().map(|e| &e.uri),
-        }
+        self.config().token_endpoint().map(|endpoint| &endpoint.uri)
     }
 
     /// A reference to the HTTP client.
     pub fn get_ref(&self) -> &C {
-        &self.client
+        self.inner.get_ref()
     }
 
     /// A mutable reference to the HTTP client.
     pub fn get_mut(&mut self) -> &mut C {
-        &mut self.client
+        self.inner.get_mut()
     }
 
     /// The HTTP client.
     pub fn into_inner(self) -> C {
-        self.client
+        self.inner.into_inner()
     }
 }
 
@@ -119,26 +112,24 @@ where
 impl<C: Clone, B> Clone for OAuth2<C, B> {
     fn clone(&self) -> Self {
         OAuth2 {
-            client: self.client.clone(),
-            config: Arc::clone(&self.config),
-            timeout: self.timeout,
-            _body: PhantomData,
+            inner: self.inner.clone(),
         }
     }
 }
 
 impl<C, B> fmt::Debug for OAuth2<C, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = self.config();
         let mut debug = f.debug_struct("OAuth2");
-        match &self.config.endpoint {
+        match &config.endpoint {
             EndpointSource::Fixed(endpoint) => debug.field("token_endpoint", &endpoint.url),
             EndpointSource::Discovered { issuer, .. } => debug.field("issuer", issuer),
         };
         debug
-            .field("client_auth", &self.config.client_auth)
-            .field("grant", &self.config.grant)
-            .field("timeout", &self.timeout);
-        if let Some(dpop) = &self.config.dpop {
+            .field("client_auth", &config.client_auth)
+            .field("grant", &config.grant)
+            .field("timeout", &self.inner.timeout());
+        if let Some(dpop) = &config.dpop {
             debug.field("dpop", dpop);
         }
         debug.finish_non_exhaustive()
@@ -155,99 +146,118 @@ where
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.client
-            .poll_ready(cx)
-            .map_err(|error| OAuth2Error::Transport(error.into()))
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: TokenRequest) -> Self::Future {
-        // A call may send several requests (discovery, a refused refresh token's fallback),
-        // so it takes the client that was driven ready and leaves a clone for the next call,
-        // as tower's own `Retry` does.
-        let clone = self.client.clone();
-        let client = mem::replace(&mut self.client, clone);
-        let config = Arc::clone(&self.config);
-        let timeout = self.timeout;
-        ResponseFuture {
-            inner: Box::pin(async move {
-                tokio::time::timeout(timeout, fetch(client, &config, request))
-                    .await
-                    .unwrap_or(Err(OAuth2Error::Timeout(timeout)))
-            }),
+        self.inner.call(request)
+    }
+}
+
+/// What one call sends: the refresh-token grant for the previous token's refresh token, the
+/// configured grant for the first token (and when the server refuses the refresh token with
+/// `invalid_grant`). With [`Grant::refresh_token`](crate::Grant::refresh_token) the refresh
+/// token is the grant: nothing stands in for a refused one.
+impl<C, B> Grants<C, B> for ProviderConfig
+where
+    C: HttpClient<B>,
+    B: RequestBody,
+{
+    type Error = OAuth2Error;
+
+    async fn primary<'a>(
+        &'a self,
+        client: &'a mut C,
+        reason: &'static str,
+    ) -> Result<Token, OAuth2Error> {
+        let endpoint = token_endpoint(client, self).await?;
+        let grant = match &self.grant {
+            GrantKind::ClientCredentials => GrantParams::ClientCredentials,
+            // The newest refresh token issued: a rotated-away one must never be presented
+            // again (reuse detection would revoke them all).
+            GrantKind::RefreshToken(original) => {
+                let newest = self.newest_refresh_token();
+                let refresh_token = newest.as_ref().unwrap_or(original).expose_secret();
+                return refresh(client, self, endpoint, refresh_token, reason).await;
+            }
+            GrantKind::JwtBearer(jwt) => GrantParams::JwtBearer(
+                Assertion {
+                    issuer: &jwt.issuer,
+                    subject: jwt.subject.as_deref().unwrap_or(&jwt.issuer),
+                    audience: jwt.audience.as_deref().unwrap_or(&endpoint.url),
+                    lifetime: jwt.lifetime,
+                    extra: Some(&jwt.claims),
+                }
+                .sign(&jwt.key)?,
+            ),
+            GrantKind::TokenExchange(subject) => GrantParams::TokenExchange {
+                subject_token: subject.read().await?,
+                token_type: &subject.token_type,
+            },
+        };
+        request::token_request(client, self, endpoint, grant, reason).await
+    }
+
+    async fn refresh<'a>(
+        &'a self,
+        client: &'a mut C,
+        refresh_token: &'a str,
+        reason: &'static str,
+    ) -> Result<Token, OAuth2Error> {
+        let endpoint = token_endpoint(client, self).await?;
+        refresh(client, self, endpoint, refresh_token, reason).await
+    }
+
+    /// Used already, expired, revoked, its family ended by reuse elsewhere: the client's own
+    /// grant still works, and a second request now is cheaper than a failed refresh and a
+    /// backoff. Unless the refresh token is the grant.
+    fn refused_refresh_token(&self, error: &OAuth2Error) -> bool {
+        !matches!(self.grant, GrantKind::RefreshToken(_))
+            && error
+                .error_response()
+                .is_some_and(|response| *response.code() == ErrorCode::InvalidGrant)
+    }
+
+    fn client_failed(&self, source: BoxError) -> OAuth2Error {
+        OAuth2Error::Transport {
+            source,
+            url: self.shown_url(),
+        }
+    }
+
+    fn timed_out(&self, after: Duration) -> OAuth2Error {
+        OAuth2Error::Timeout {
+            after,
+            url: self.shown_url(),
         }
     }
 }
 
-/// One call: the refresh-token grant if there is a refresh token, the configured grant if
-/// not, or if the server refuses the refresh token.
-async fn fetch<C, B>(
-    mut client: C,
+/// The refresh-token grant: the answer keeps the refresh token it replaces when it brings
+/// none (RFC 6749 §6: a server that does not rotate them sends none, and the one just used
+/// stays valid); when the refresh token is the grant, the newest is remembered.
+async fn refresh<C, B>(
+    client: &mut C,
     config: &ProviderConfig,
-    request: TokenRequest,
+    endpoint: &TokenEndpoint,
+    refresh_token: &str,
+    reason: &'static str,
 ) -> Result<Token, OAuth2Error>
 where
     C: HttpClient<B>,
     B: RequestBody,
 {
-    let reason = request.reason().as_str();
-    let endpoint = token_endpoint(&mut client, config).await?;
-    let previous = request.previous().and_then(Token::expose_refresh_token);
-
-    if let GrantKind::RefreshToken(original) = &config.grant {
-        // The refresh token is the grant: nothing can stand in for it, and a rotated-away
-        // one must never be presented again (reuse detection would revoke them all).
-        let newest = config.newest_refresh_token();
-        let refresh_token = previous
-            .or(newest.as_ref().map(|t| t.expose_secret()))
-            .unwrap_or(original.expose_secret());
-        let grant = GrantParams::RefreshToken(refresh_token);
-        let token = request::token_request(&mut client, config, endpoint, grant, reason).await?;
-        let token = keep_refresh_token(token, refresh_token);
-        config.set_newest_refresh_token(&token);
-        return Ok(token);
-    }
-
-    if let Some(refresh_token) = previous {
-        let grant = GrantParams::RefreshToken(refresh_token);
-        match request::token_request(&mut client, config, endpoint, grant, reason).await {
-            Ok(token) => return Ok(keep_refresh_token(token, refresh_token)),
-            // Used already, expired, revoked, its family ended by reuse elsewhere: the
-            // client's own grant still works, and a second request now is cheaper than a
-            // failed refresh and a backoff.
-            Err(OAuth2Error::Refused { response, .. })
-                if *response.code() == ErrorCode::InvalidGrant =>
-            {
-                tracing::debug!(
-                    reason,
-                    status = response.status().as_u16(),
-                    "the authorization server refused the refresh token; using the grant again"
-                );
-            }
-            // Anything else, a transient failure included, is the answer: the refresh token
-            // may still be good, and the cache's backoff decides when to try again.
-            Err(error) => return Err(error),
-        }
-    }
-
-    let grant = match &config.grant {
-        GrantKind::ClientCredentials => GrantParams::ClientCredentials,
-        GrantKind::JwtBearer(jwt) => GrantParams::JwtBearer(
-            Assertion {
-                issuer: &jwt.issuer,
-                subject: jwt.subject.as_deref().unwrap_or(&jwt.issuer),
-                audience: jwt.audience.as_deref().unwrap_or(&endpoint.url),
-                lifetime: jwt.lifetime,
-                extra: Some(&jwt.claims),
-            }
-            .sign(&jwt.key)?,
-        ),
-        GrantKind::TokenExchange(subject) => GrantParams::TokenExchange {
-            subject_token: subject.read().await?,
-            token_type: &subject.token_type,
-        },
-        GrantKind::RefreshToken(_) => unreachable!("handled above"),
+    let grant = GrantParams::RefreshToken(refresh_token);
+    let token = request::token_request(client, config, endpoint, grant, reason).await?;
+    let token = if token.expose_refresh_token().is_some() {
+        token
+    } else {
+        token.with_refresh_token(refresh_token.to_owned())
     };
-    request::token_request(&mut client, config, endpoint, grant, reason).await
+    if matches!(config.grant, GrantKind::RefreshToken(_)) {
+        config.set_newest_refresh_token(&token);
+    }
+    Ok(token)
 }
 
 /// The token endpoint: given, or discovered on the first call and kept (a failed discovery
@@ -264,50 +274,15 @@ where
         EndpointSource::Fixed(endpoint) => Ok(endpoint),
         EndpointSource::Discovered { issuer, endpoint } => {
             endpoint
-                .get_or_try_init(|| discovery::discover(client, issuer, config.dpop.as_ref()))
+                .get_or_try_init(|| {
+                    discovery::discover(
+                        client,
+                        issuer,
+                        config.allow_cleartext,
+                        config.dpop.as_ref(),
+                    )
+                })
                 .await
         }
-    }
-}
-
-/// RFC 6749 §6: a server that does not rotate refresh tokens sends none with the new access
-/// token, and the one just used stays valid.
-fn keep_refresh_token(token: Token, used: &str) -> Token {
-    if token.expose_refresh_token().is_some() {
-        token
-    } else {
-        token.with_refresh_token(used.to_owned())
-    }
-}
-
-impl ProviderConfig {
-    fn newest_refresh_token(&self) -> Option<SecretString> {
-        crate::lock(&self.newest_refresh_token).clone()
-    }
-
-    fn set_newest_refresh_token(&self, token: &Token) {
-        if let Some(refresh_token) = token.expose_refresh_token() {
-            *crate::lock(&self.newest_refresh_token) =
-                Some(SecretString::from(refresh_token.to_owned()));
-        }
-    }
-}
-
-/// The future an [`OAuth2`] call returns.
-pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Token, OAuth2Error>> + Send>>,
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Token, OAuth2Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }

@@ -12,11 +12,11 @@ use crate::answer;
 use crate::config::ProviderConfig;
 use crate::endpoint::TokenEndpoint;
 use crate::error::OAuth2Error;
-use crate::form::{Form, Secrets};
+use crate::form::Form;
 use crate::grant_proof as dpop;
 use tower_bearer::Token;
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, RequestBody};
+use tower_bearer_provider::{HttpClient, RequestBody, Secrets, shown_url};
 
 const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -65,13 +65,18 @@ where
     let started = Instant::now();
     let mut nonce_retry = false;
     loop {
-        let mut secrets = Secrets::default();
+        let mut secrets = Secrets::new();
         let mut request = build::<B>(config, endpoint, &grant, &mut secrets)?;
         let proof = dpop::prove(dpop, endpoint, request.headers_mut())?;
         let answer = http_client::send(client, request)
             .await
-            .map_err(OAuth2Error::Transport)?;
-        if dpop::ask_again(proof.as_ref(), endpoint, &answer) && !nonce_retry {
+            .map_err(|error| OAuth2Error::not_answered(error, shown_url(&endpoint.uri)))?;
+        // The server asked for its nonce (`use_dpop_nonce`), and gave one the proof did not
+        // carry: asked again once, with it. Every answer's nonce is learned.
+        let new_nonce = proof
+            .as_ref()
+            .is_some_and(|proof| proof.learn_nonce(endpoint, &answer.headers));
+        if new_nonce && !nonce_retry && answer::asks_for_dpop_nonce(&answer) {
             nonce_retry = true;
             tracing::debug!(
                 grant = grant.name(),
@@ -81,7 +86,13 @@ where
             continue;
         }
         let status = answer.status.as_u16();
-        let result = answer::token_from(answer, &secrets.all(), config.default_lifetime, dpop);
+        let result = answer::token_from(
+            answer,
+            &endpoint.uri,
+            &secrets,
+            config.default_lifetime,
+            dpop,
+        );
         tracing::trace!(
             grant = grant.name(),
             reason,

@@ -1,16 +1,28 @@
-//! What every `tower-bearer` token provider shares: the HTTP client it sends through, and the
-//! steps of a token request they all take — build the body, send it, read the answer within a
-//! cap, read a `Retry-After`, keep a server's text safe to log.
+//! What every `tower-bearer` token provider shares: the HTTP client it sends through, the
+//! plumbing of a provider as a tower `Service`, and the steps of a token request they all take
+//! — build the body, send it, refuse a redirect, read the answer within a cap, parse a token
+//! answer, read a `Retry-After`, keep a server's text safe to log.
 //!
 //! A provider is a tower service from [`TokenRequest`](tower_bearer::TokenRequest) to
 //! [`Token`](tower_bearer::Token) that `tower_bearer::TokenCache` calls about once per token
 //! lifetime. `tower-bearer-oauth2` and `tower-bearer-apivideo` are built on this crate; so can
-//! a provider of your own.
+//! a provider of your own: a [`Refresher`] around your [`Grants`].
 //!
 //! [`HttpClient`] and [`RequestBody`] are the bounds of the providers' public impls
 //! (`ApiVideo<C, B>`, `OAuth2<C, B>`): a user who writes code generic over a provider's client
 //! names them. [`RequestBody`] is sealed: the providers build their own request bodies, so the
 //! set of body types is theirs to know.
+//!
+//! # What every provider promises
+//!
+//! - It never follows a redirect: an answer that is a redirect, or that came from another URL
+//!   than the one asked (a client that follows redirects sent the request on), is refused
+//!   ([`Redirected`]), and nothing in it is used. Give a provider a client that does not
+//!   follow redirects (hyper-util's never does; reqwest's with
+//!   `redirect::Policy::none()`), so that nothing is sent elsewhere either.
+//! - It sends credentials in clear only to loopback ([`is_cleartext`]), unless told to.
+//! - A server's text it keeps in an error holds no secret the request sent, in any of the
+//!   forms the wire gave it ([`Secrets`]), and no control character.
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -19,12 +31,27 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 
+mod redirect;
+mod refresher;
+mod secrets;
+mod token_answer;
+
+#[cfg(test)]
+mod token_answer_properties;
+
+pub use redirect::Redirected;
+pub use refresher::{Grants, Refresher, ResponseFuture};
+pub use secrets::{Secrets, basic_credentials, server_text};
+pub use token_answer::{ExpiresIn, Malformed, Members, parse_token};
+
+use std::fmt;
 use std::future::poll_fn;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tokio::time::Instant;
@@ -162,13 +189,43 @@ pub enum ReadError {
     Body(BoxError),
 }
 
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::TooLarge => write!(f, "the answer was longer than {MAX_ANSWER_BYTES} bytes"),
+            ReadError::Body(_) => f.write_str("reading the answer failed"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadError::TooLarge => None,
+            ReadError::Body(source) => Some(&**source),
+        }
+    }
+}
+
+/// Why a request brought back no answer: the client failed, or the answer came from
+/// elsewhere. A provider's own error says it with the URL it asked.
+#[derive(Debug)]
+pub enum SendError {
+    /// The HTTP client failed: the request was not sent, or no response came back.
+    Transport(BoxError),
+    /// The answer is a redirect, or came from another URL.
+    Redirected(Redirected),
+}
+
 /// Sends `request` through `client` once it is ready, and reads the whole answer, at most
-/// [`MAX_ANSWER_BYTES`] of it. The error is the client's: the request was not sent, or no
-/// response came back.
+/// [`MAX_ANSWER_BYTES`] of it.
+///
+/// An answer that is a redirect, or that came from another URL than the request's (a client
+/// that follows redirects sent it on, and said so), is [`SendError::Redirected`], unread.
 ///
 /// The one place a provider's request goes out: a hook that must touch every attempt (a
 /// proof of possession, a log line) goes here.
-pub async fn send<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, BoxError>
+pub async fn send<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, SendError>
 where
     C: HttpClient<B>,
 {
@@ -176,9 +233,14 @@ where
     // a second request in the same call (a fallback) takes the same path.
     poll_fn(|cx| client.poll_ready(cx))
         .await
-        .map_err(Into::into)?;
+        .map_err(|error| SendError::Transport(error.into()))?;
+    let asked = request.uri().clone();
     let sent_at = Instant::now();
-    let response = client.call(request).await.map_err(Into::into)?;
+    let response = client
+        .call(request)
+        .await
+        .map_err(|error| SendError::Transport(error.into()))?;
+    redirect::check(&asked, &response).map_err(SendError::Redirected)?;
     let (parts, body) = response.into_parts();
     Ok(Answer {
         status: parts.status,
@@ -207,20 +269,73 @@ pub fn expiry(sent_at: Instant, expires_in_secs: u64) -> Instant {
     sent_at + Duration::from_secs(expires_in_secs).min(MAX_LIFETIME)
 }
 
-/// A server's text (an error description, a problem title) made safe to keep in an error
-/// that ends up in logs: no control characters (no forged log lines), no echo of any of
-/// `secrets` (what the request sent; empty ones are skipped), at most `max` characters.
-/// Cut last, so that no prefix of a long secret survives the redaction.
-pub fn server_text(text: &str, secrets: &[&str], max: usize) -> String {
-    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
-    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        if text.contains(secret) {
-            text = text.replace(secret, "[REDACTED]");
-        }
+/// `uri` as errors show it: scheme, host and port, and path; never its user info or its
+/// query, either of which may hold a secret.
+///
+/// ```
+/// let uri = "https://id:secret@as.example:8443/token?code=abc".parse().unwrap();
+/// assert_eq!(tower_bearer_provider::shown_url(&uri), "https://as.example:8443/token");
+/// ```
+pub fn shown_url(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("");
+    let host = uri.host().unwrap_or("");
+    match uri.port() {
+        Some(port) => format!("{scheme}://{host}:{port}{}", uri.path()),
+        None => format!("{scheme}://{host}{}", uri.path()),
     }
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => text[..cut].to_owned(),
-        None => text,
+}
+
+/// Whether a request to `uri` would travel in clear over a network: `http` to a host that is
+/// not loopback (`localhost`, `127.0.0.0/8`, `::1`). A provider sends credentials to such a
+/// URL only when told to, for tests.
+///
+/// ```
+/// use tower_bearer_provider::is_cleartext;
+///
+/// assert!(is_cleartext(&"http://as.example/token".parse().unwrap()));
+/// assert!(!is_cleartext(&"http://127.0.0.1:8080/token".parse().unwrap()));
+/// assert!(!is_cleartext(&"https://as.example/token".parse().unwrap()));
+/// ```
+pub fn is_cleartext(uri: &Uri) -> bool {
+    let is_http = uri
+        .scheme_str()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http"));
+    is_http && !uri.host().is_some_and(is_loopback)
+}
+
+/// Whether `host` (as a URI writes it: an IPv6 address in brackets) names this machine.
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// A duration as errors print it, in seconds: `30 s`, `0.25 s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Seconds(duration) = *self;
+        let millis = duration.subsec_millis();
+        if millis == 0 {
+            return write!(f, "{} s", duration.as_secs());
+        }
+        let fraction = format!("{millis:03}");
+        write!(
+            f,
+            "{}.{} s",
+            duration.as_secs(),
+            fraction.trim_end_matches('0')
+        )
     }
 }
 
@@ -266,18 +381,56 @@ mod tests {
     }
 
     #[test]
-    fn server_text_is_clean_redacted_and_capped() {
-        assert_eq!(
-            server_text("a\u{7}b KEY c KEY", &["", "KEY"], 100),
-            "ab [REDACTED] c [REDACTED]"
-        );
-        // A control character inside the secret does not hide it from the redaction.
-        assert_eq!(server_text("xK\nEYx", &["KEY"], 100), "x[REDACTED]x");
-        assert_eq!(server_text("ééééé", &[], 3), "ééé");
-        assert_eq!(
-            server_text("two secrets: A1 B2", &["A1", "B2"], 100),
-            "two secrets: [REDACTED] [REDACTED]"
-        );
+    fn loopback_and_cleartext() {
+        let cleartext = |url: &str| is_cleartext(&url.parse().unwrap());
+        for url in [
+            "http://as.example/token",
+            "HTTP://as.example/token",
+            "http://10.0.0.1/token",
+            "http://[2001:db8::1]/token",
+            "http://localhost.as.example/token",
+            "http://127.0.0.1.as.example/token",
+            "http://[::ffff:10.0.0.1]/token",
+        ] {
+            assert!(cleartext(url), "{url}");
+        }
+        for url in [
+            "https://as.example/token",
+            "http://127.0.0.1:8080/token",
+            "http://127.255.0.9/token",
+            "http://localhost:8080/token",
+            "http://LocalHost/token",
+            "http://[::1]:8080/token",
+            "http://[::ffff:127.0.0.1]/token",
+        ] {
+            assert!(!cleartext(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn urls_are_shown_without_user_info_or_query() {
+        for (url, shown) in [
+            ("https://as.example", "https://as.example/"),
+            (
+                "https://u:p@as.example/t?secret=1#x",
+                "https://as.example/t",
+            ),
+            ("http://[::1]:8080/t", "http://[::1]:8080/t"),
+        ] {
+            assert_eq!(shown_url(&url.parse().unwrap()), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn seconds_are_whole_or_decimal() {
+        for (duration, shown) in [
+            (Duration::from_secs(30), "30 s"),
+            (Duration::from_millis(200), "0.2 s"),
+            (Duration::from_millis(1250), "1.25 s"),
+            (Duration::from_micros(1), "0 s"),
+        ] {
+            assert_eq!(Seconds(duration).to_string(), shown);
+        }
     }
 
     #[tokio::test]

@@ -37,6 +37,7 @@ mod algorithm;
 mod error;
 mod jwk;
 mod jws;
+mod key_pair;
 mod pem;
 mod private_jwk;
 mod signing_key;

@@ -9,7 +9,7 @@ use sec1::der::asn1::ObjectIdentifier;
 
 use super::KeyError;
 use super::error::KeyErrorKind;
-use super::signing_key::KeyPair;
+use super::key_pair::{KeyPair, rejected};
 
 /// prime256v1 / secp256r1 (RFC 5480 §2.1.1.1).
 const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
@@ -80,29 +80,6 @@ fn sec1(der: &[u8]) -> Result<KeyPair, KeyError> {
 fn is_encrypted(text: &[u8]) -> bool {
     const LABEL: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
     text.windows(LABEL.len()).any(|w| w == LABEL)
-}
-
-/// ring's reasons are fixed words, never key material; ring shows them only through
-/// `Display`, so they are matched back to the words its docs list.
-pub(super) fn rejected(e: KeyRejected) -> KeyError {
-    const REASONS: [&str; 10] = [
-        "InconsistentComponents",
-        "InvalidComponent",
-        "InvalidEncoding",
-        "PublicKeyIsMissing",
-        "TooSmall",
-        "TooLarge",
-        "VersionNotSupported",
-        "WrongAlgorithm",
-        "PrivateModulusLenNotMultipleOf512Bits",
-        "RNG failed",
-    ];
-    let reason = e.to_string();
-    let reason = REASONS
-        .into_iter()
-        .find(|known| *known == reason)
-        .unwrap_or("UnexpectedError");
-    KeyError::new(KeyErrorKind::Rejected(reason))
 }
 
 /// ring's reason when a key is of another kind than the parser was asked for.

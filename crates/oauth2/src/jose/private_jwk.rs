@@ -7,10 +7,9 @@ use ring::rsa::{KeyPairComponents, PublicKeyComponents};
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
 use serde_json::{Map, Value};
 
+use super::KeyError;
 use super::error::KeyErrorKind;
-use super::pem::rejected;
-use super::signing_key::KeyPair;
-use super::{Algorithm, KeyError};
+use super::key_pair::{KeyPair, rejected};
 
 fn invalid(reason: &'static str) -> KeyError {
     KeyError::new(KeyErrorKind::InvalidJwk(reason))
@@ -63,11 +62,7 @@ pub(super) fn key_pair(text: &str) -> Result<(KeyPair, Option<String>), KeyError
         _ => return Err(KeyError::new(KeyErrorKind::UnsupportedKeyType)),
     }
     .map_err(rejected)?;
-    let algorithm = match pair {
-        KeyPair::Es256(_) => Algorithm::Es256,
-        KeyPair::Rs256(_) => Algorithm::Rs256,
-        KeyPair::EdDsa(_) => Algorithm::EdDsa,
-    };
+    let algorithm = pair.algorithm();
     if let Some(alg) = jwk.get("alg") {
         if alg.as_str() != Some(algorithm.as_str()) {
             return Err(invalid("its alg is not the key type's"));

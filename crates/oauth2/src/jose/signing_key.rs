@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use ring::rand::SystemRandom;
 use ring::rsa::PublicKeyComponents;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use serde_json::Value;
 
 use super::error::KeyErrorKind;
 use super::jwk::PublicJwk;
+use super::key_pair::{KeyPair, rejected};
 use super::{Algorithm, KeyError, pem, private_jwk};
 
 /// A private key held by the client: it signs client assertions (`private_key_jwt`) and DPoP
@@ -35,13 +36,6 @@ use super::{Algorithm, KeyError, pem, private_jwk};
 pub struct SigningKey {
     material: Arc<KeyMaterial>,
     key_id: Option<Arc<str>>,
-}
-
-/// What ring holds for each kind of key.
-pub(super) enum KeyPair {
-    Es256(EcdsaKeyPair),
-    Rs256(RsaKeyPair),
-    EdDsa(Ed25519KeyPair),
 }
 
 struct KeyMaterial {
@@ -97,12 +91,12 @@ impl SigningKey {
                 let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
                 let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(random)?;
                 KeyPair::Es256(
-                    EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).map_err(pem::rejected)?,
+                    EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).map_err(rejected)?,
                 )
             }
             Algorithm::EdDsa => {
                 let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(random)?;
-                KeyPair::EdDsa(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(pem::rejected)?)
+                KeyPair::EdDsa(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(rejected)?)
             }
             Algorithm::Rs256 => {
                 return Err(KeyError::new(KeyErrorKind::CannotGenerate(algorithm)));

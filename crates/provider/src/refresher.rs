@@ -1,0 +1,400 @@
+//! A token provider as a tower `Service`: the plumbing every provider shares (the ready
+//! client, the call's timeout, the fallback from a refused refresh token to the provider's
+//! own credential), around what is each provider's own ([`Grants`]).
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::{BoxError, Service};
+use tower_bearer::{Token, TokenRequest};
+
+use crate::{HttpClient, RequestBody};
+
+/// What a token provider sends, and what its errors are: the part of a provider that is its
+/// own. A [`Refresher`] does the rest.
+///
+/// A call uses [`refresh`](Self::refresh) when the cache's previous token has a refresh
+/// token, and [`primary`](Self::primary) when it has none, or when the server refused it
+/// ([`refused_refresh_token`](Self::refused_refresh_token)): refresh tokens are single-use,
+/// and may be refused for ordinary reasons (used already by a response that was lost, ended
+/// by a login elsewhere), so the provider's own credential stands in, in the same call. A
+/// refresh that failed otherwise (a transient failure) is the call's answer: the refresh
+/// token may still be good, and the cache's backoff decides when to ask again.
+///
+/// ```
+/// use std::future::Future;
+/// use std::time::Duration;
+/// use tower::{BoxError, ServiceExt};
+/// use tower_bearer::{RefreshReason, Token, TokenRequest};
+/// use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody};
+///
+/// /// A provider that makes up its tokens (a real one sends requests through `client`).
+/// struct Made;
+///
+/// impl<C: HttpClient<B>, B: RequestBody> Grants<C, B> for Made {
+///     type Error = BoxError;
+///
+///     fn primary<'a>(
+///         &'a self,
+///         _client: &'a mut C,
+///         _reason: &'static str,
+///     ) -> impl Future<Output = Result<Token, BoxError>> + Send + 'a {
+///         async { Ok(Token::bearer("primary")?.with_refresh_token("r1")) }
+///     }
+///
+///     fn refresh<'a>(
+///         &'a self,
+///         _client: &'a mut C,
+///         refresh_token: &'a str,
+///         _reason: &'static str,
+///     ) -> impl Future<Output = Result<Token, BoxError>> + Send + 'a {
+///         async move { Ok(Token::bearer(format!("from-{refresh_token}"))?) }
+///     }
+///
+///     fn refused_refresh_token(&self, _: &BoxError) -> bool {
+///         false
+///     }
+///
+///     fn client_failed(&self, error: BoxError) -> BoxError {
+///         error
+///     }
+///
+///     fn timed_out(&self, after: Duration) -> BoxError {
+///         format!("no answer within {after:?}").into()
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// # let client = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+/// #     Ok::<_, BoxError>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
+/// # });
+/// let provider = Refresher::new(Made, client, Duration::from_secs(30));
+/// let first = provider.clone().oneshot(TokenRequest::new(RefreshReason::Initial, None)).await?;
+/// let next = provider.oneshot(TokenRequest::new(RefreshReason::Expired, Some(first))).await?;
+/// assert_eq!(next.authorization(), "Bearer from-r1");
+/// # Ok(())
+/// # }
+/// ```
+pub trait Grants<C, B>: Send + Sync + 'static {
+    /// The provider's error.
+    type Error: fmt::Display + Send + 'static;
+
+    /// Gets a token with the provider's own credential (an API key, an OAuth 2.0 grant).
+    /// `reason` is the cache's, for logs.
+    fn primary<'a>(
+        &'a self,
+        client: &'a mut C,
+        reason: &'static str,
+    ) -> impl Future<Output = Result<Token, Self::Error>> + Send + 'a;
+
+    /// Trades `refresh_token` (the previous token's) for a token.
+    fn refresh<'a>(
+        &'a self,
+        client: &'a mut C,
+        refresh_token: &'a str,
+        reason: &'static str,
+    ) -> impl Future<Output = Result<Token, Self::Error>> + Send + 'a;
+
+    /// Whether `error`, from [`refresh`](Self::refresh), is the server refusing the refresh
+    /// token, so that [`primary`](Self::primary) stands in.
+    fn refused_refresh_token(&self, error: &Self::Error) -> bool;
+
+    /// The error for a client that failed while getting ready (before any request).
+    fn client_failed(&self, error: BoxError) -> Self::Error;
+
+    /// The error for a call that took longer than `after`.
+    fn timed_out(&self, after: Duration) -> Self::Error;
+}
+
+/// A token provider: a tower `Service` from [`TokenRequest`] to [`Token`], sending the
+/// requests that `G` ([`Grants`]) makes through the HTTP client `C`.
+///
+/// A call may send several requests (discovery, a refused refresh token's fallback), so it
+/// takes the client that was driven ready and leaves a clone for the next call, as tower's
+/// own `Retry` does. The whole call, every request in it, is bounded by the timeout.
+pub struct Refresher<G, C, B> {
+    grants: Arc<G>,
+    client: C,
+    timeout: Duration,
+    _body: PhantomData<fn() -> B>,
+}
+
+impl<G, C, B> Refresher<G, C, B> {
+    /// A provider sending `grants`' requests through `client`, each call bounded by
+    /// `timeout`.
+    pub fn new(grants: G, client: C, timeout: Duration) -> Self {
+        Refresher {
+            grants: Arc::new(grants),
+            client,
+            timeout,
+            _body: PhantomData,
+        }
+    }
+
+    /// What the provider sends.
+    pub fn grants(&self) -> &G {
+        &self.grants
+    }
+
+    /// The most one call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sets the most one call may take.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// A reference to the HTTP client.
+    pub fn get_ref(&self) -> &C {
+        &self.client
+    }
+
+    /// A mutable reference to the HTTP client.
+    pub fn get_mut(&mut self) -> &mut C {
+        &mut self.client
+    }
+
+    /// The HTTP client.
+    pub fn into_inner(self) -> C {
+        self.client
+    }
+}
+
+impl<G, C: Clone, B> Clone for Refresher<G, C, B> {
+    fn clone(&self) -> Self {
+        Refresher {
+            grants: Arc::clone(&self.grants),
+            client: self.client.clone(),
+            timeout: self.timeout,
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<G, C, B> fmt::Debug for Refresher<G, C, B>
+where
+    G: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refresher")
+            .field("grants", &self.grants)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<G, C, B> Service<TokenRequest> for Refresher<G, C, B>
+where
+    G: Grants<C, B>,
+    C: HttpClient<B>,
+    B: RequestBody,
+{
+    type Response = Token;
+    type Error = G::Error;
+    type Future = ResponseFuture<G::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.client
+            .poll_ready(cx)
+            .map_err(|error| self.grants.client_failed(error.into()))
+    }
+
+    fn call(&mut self, request: TokenRequest) -> Self::Future {
+        let clone = self.client.clone();
+        let mut client = mem::replace(&mut self.client, clone);
+        let grants = Arc::clone(&self.grants);
+        let timeout = self.timeout;
+        ResponseFuture {
+            inner: Box::pin(async move {
+                let call = fetch(&*grants, &mut client, &request);
+                match tokio::time::timeout(timeout, call).await {
+                    Ok(result) => result,
+                    Err(_) => Err(grants.timed_out(timeout)),
+                }
+            }),
+        }
+    }
+}
+
+/// One call: the refresh token if the previous token has one, the primary credential if not,
+/// or if the server refuses the refresh token.
+async fn fetch<G, C, B>(
+    grants: &G,
+    client: &mut C,
+    request: &TokenRequest,
+) -> Result<Token, G::Error>
+where
+    G: Grants<C, B>,
+{
+    let reason = request.reason().as_str();
+    if let Some(refresh_token) = request.previous().and_then(Token::expose_refresh_token) {
+        match grants.refresh(client, refresh_token, reason).await {
+            Err(error) if grants.refused_refresh_token(&error) => {
+                // A provider's error never holds a secret: safe to log.
+                tracing::debug!(
+                    reason,
+                    %error,
+                    "the refresh token was refused; asking with the provider's own credential"
+                );
+            }
+            result => return result,
+        }
+    }
+    grants.primary(client, reason).await
+}
+
+/// The future a [`Refresher`] call returns.
+pub struct ResponseFuture<E> {
+    inner: Pin<Box<dyn Future<Output = Result<Token, E>> + Send>>,
+}
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Token, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<E> fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::{ServiceExt, service_fn};
+    use tower_bearer::RefreshReason;
+
+    use super::*;
+
+    /// Grants that say what they were asked; the refresh token fails as `refresh` says.
+    struct Scripted {
+        refresh: Result<(), &'static str>,
+        primary_hangs: bool,
+        asked: Mutex<Vec<&'static str>>,
+    }
+
+    impl Scripted {
+        fn new(refresh: Result<(), &'static str>) -> Self {
+            Scripted {
+                refresh,
+                primary_hangs: false,
+                asked: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl<C: Send, B: 'static> Grants<C, B> for Scripted {
+        type Error = String;
+
+        async fn primary<'a>(&'a self, _: &'a mut C, _: &'static str) -> Result<Token, String> {
+            self.asked.lock().unwrap().push("primary");
+            if self.primary_hangs {
+                std::future::pending::<()>().await;
+            }
+            Ok(Token::bearer("from-primary").unwrap())
+        }
+
+        async fn refresh<'a>(
+            &'a self,
+            _: &'a mut C,
+            _: &'a str,
+            _: &'static str,
+        ) -> Result<Token, String> {
+            self.asked.lock().unwrap().push("refresh");
+            self.refresh
+                .map(|()| Token::bearer("from-refresh").unwrap())
+                .map_err(str::to_owned)
+        }
+
+        fn refused_refresh_token(&self, error: &String) -> bool {
+            error == "refused"
+        }
+
+        fn client_failed(&self, error: BoxError) -> String {
+            error.to_string()
+        }
+
+        fn timed_out(&self, after: Duration) -> String {
+            format!("timed out after {after:?}")
+        }
+    }
+
+    type Client = tower::util::ServiceFn<
+        fn(
+            http::Request<Full<Bytes>>,
+        ) -> std::future::Ready<Result<http::Response<Full<Bytes>>, BoxError>>,
+    >;
+
+    fn client() -> Client {
+        service_fn(|_| std::future::ready(Ok(http::Response::new(Full::default()))))
+    }
+
+    async fn call(
+        grants: Scripted,
+        refresh_token: Option<&str>,
+    ) -> (Result<Token, String>, Vec<&'static str>) {
+        let previous = refresh_token.map(|r| Token::bearer("old").unwrap().with_refresh_token(r));
+        let provider: Refresher<_, Client, Full<Bytes>> =
+            Refresher::new(grants, client(), Duration::from_secs(5));
+        let result = provider
+            .clone()
+            .oneshot(TokenRequest::new(RefreshReason::Expired, previous))
+            .await;
+        let asked = provider.grants().asked.lock().unwrap().clone();
+        (result, asked)
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_token_falls_back_to_the_primary_credential_in_the_same_call() {
+        let (token, asked) = call(Scripted::new(Err("refused")), Some("r1")).await;
+        assert_eq!(token.unwrap().authorization(), "Bearer from-primary");
+        assert_eq!(asked, ["refresh", "primary"]);
+    }
+
+    #[tokio::test]
+    async fn any_other_refresh_failure_is_the_answer() {
+        let (error, asked) = call(Scripted::new(Err("server down")), Some("r1")).await;
+        assert_eq!(error.unwrap_err(), "server down");
+        assert_eq!(asked, ["refresh"]);
+        let (token, asked) = call(Scripted::new(Ok(())), Some("r1")).await;
+        assert_eq!(token.unwrap().authorization(), "Bearer from-refresh");
+        assert_eq!(asked, ["refresh"]);
+    }
+
+    #[tokio::test]
+    async fn without_a_refresh_token_the_primary_credential_is_asked() {
+        let (token, asked) = call(Scripted::new(Ok(())), None).await;
+        assert_eq!(token.unwrap().authorization(), "Bearer from-primary");
+        assert_eq!(asked, ["primary"]);
+    }
+
+    /// The timeout covers the whole call: the refresh and its fallback together.
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_covers_the_fallback_too() {
+        let mut grants = Scripted::new(Err("refused"));
+        grants.primary_hangs = true;
+        // Bounded: a call the timeout missed would hang on the primary credential.
+        let (error, asked) =
+            tokio::time::timeout(Duration::from_secs(60), call(grants, Some("r1")))
+                .await
+                .expect("the provider's timeout ends the call");
+        assert_eq!(error.unwrap_err(), "timed out after 5s");
+        assert_eq!(asked, ["refresh", "primary"]);
+    }
+}
