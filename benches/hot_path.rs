@@ -1,10 +1,11 @@
 //! The hot path: what one request costs when the token is valid.
 //!
 //! One request (a GET with a path and query, four ordinary headers, an empty body) through an
-//! inner service that answers a ready 200, five ways: the bare inner service, tower-http's
-//! `AddAuthorization::bearer` (a static header: the floor), `BearerAuth` with retry-on-401
-//! off, `BearerAuth` with its defaults, and the naive `Arc<tokio::sync::Mutex<Option<..>>>`
-//! cache. Each request is driven by hand (one poll with a no-op waker), so no runtime's
+//! inner service that answers a ready 200, six ways: the bare inner service, tower-http's
+//! `AddAuthorization::bearer` (a static header: the floor), the cache a user would write (a
+//! `std::sync::RwLock<Option<(HeaderValue, Instant)>>` read with a clock check per request:
+//! the floor of retry off), `BearerAuth` with retry-on-401 off, `BearerAuth` with its
+//! defaults, and the naive `Arc<tokio::sync::Mutex<Option<..>>>` cache. Each request is driven by hand (one poll with a no-op waker), so no runtime's
 //! scheduling is in the figure; requests are built outside the timed stretches.
 //!
 //! After criterion's own report, a table gives each variant's ns/request and its ratio to
@@ -43,6 +44,7 @@ fn hot_path(c: &mut Criterion) {
     let recorder = Recorder::default();
     let cache = warm_cache();
     let naive = warm_naive_cache();
+    let rwlock = warm_rwlock_cache();
 
     let mut group = c.benchmark_group("hot_path");
     group
@@ -53,6 +55,7 @@ fn hot_path(c: &mut Criterion) {
         let (g, r) = (&mut group, &recorder);
         bench(g, r, "bare", round, Ok200);
         bench(g, r, "add_authorization", round, add_authorization(Ok200));
+        bench(g, r, "rwlock", round, rwlock.layer(Ok200));
         bench(
             g,
             r,
@@ -87,15 +90,17 @@ fn hot_path(c: &mut Criterion) {
     {
         let mut bare = Ok200;
         let mut add = add_authorization(Ok200);
+        let mut lock = rwlock.layer(Ok200);
         let mut retry_off = bearer_retry_off(Ok200, &cache);
         let mut defaults = bearer_defaults(Ok200, &cache);
         let mut naive = naive.layer(Ok200);
-        let mut contenders: [Contender<'_>; 5] = [
+        let mut contenders: [Contender<'_>; 6] = [
             ("bare", Box::new(move |n| send_timed(&mut bare, n))),
             (
                 "add_authorization",
                 Box::new(move |n| send_timed(&mut add, n)),
             ),
+            ("rwlock", Box::new(move |n| send_timed(&mut lock, n))),
             (
                 "bearer_retry_off",
                 Box::new(move |n| send_timed(&mut retry_off, n)),
@@ -145,9 +150,11 @@ const PROFILED_REQUESTS: usize = 100_000;
 fn profile(variant: &str) {
     let cache = warm_cache();
     let naive = warm_naive_cache();
+    let rwlock = warm_rwlock_cache();
     match variant {
         "bare" => profile_with(Ok200),
         "add_authorization" => profile_with(add_authorization(Ok200)),
+        "rwlock" => profile_with(rwlock.layer(Ok200)),
         "bearer_retry_off" => profile_with(bearer_retry_off(Ok200, &cache)),
         "bearer_defaults" => profile_with(bearer_defaults(Ok200, &cache)),
         "naive_mutex" => profile_with(naive.layer(Ok200)),

@@ -1,12 +1,12 @@
 //! What the benchmarks (and the allocation test) share: the request, the token, the inner
-//! service, the five stacks being compared, and the naive cache they are compared with.
+//! service, the stacks being compared, and the two hand-written caches they are compared with.
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -89,12 +89,13 @@ impl<B> Service<Request<B>> for Ok200 {
     }
 }
 
-// ===== the five stacks =====
+// ===== the stacks =====
 
 /// The variants compared, in the order they are reported.
-pub const VARIANTS: [&str; 5] = [
+pub const VARIANTS: [&str; 6] = [
     "bare",
     "add_authorization",
+    "rwlock",
     "bearer_retry_off",
     "bearer_defaults",
     "naive_mutex",
@@ -184,6 +185,120 @@ pub fn authorization(access: &str) -> HeaderValue {
     let mut value = HeaderValue::try_from(format!("Bearer {access}")).expect("a valid header");
     value.set_sensitive(true);
     value
+}
+
+// ===== the lock a user would write =====
+
+/// A `std::sync::RwLock` cache with a valid one-hour token.
+pub fn warm_rwlock_cache() -> RwLockCache {
+    let value = authorization(&access_token());
+    RwLockCache::new(Some((value, Instant::now() + HOUR)), never_called())
+}
+
+/// The cache a user writes in ten minutes, and the floor `BearerAuth` with retry off is held
+/// to: a `std::sync::RwLock` around the header and its expiry, read-locked by every request,
+/// which checks the expiry against `Instant::now()` and clones the header out. Only a request
+/// that finds the token expired goes to the refresher (a boxed future, no single flight);
+/// the others send the inner service's own future, as a layer with a fast path does.
+#[derive(Clone)]
+pub struct RwLockCache {
+    slot: Arc<RwLock<Option<(HeaderValue, Instant)>>>,
+    refresh: RefreshFn,
+}
+
+impl RwLockCache {
+    pub fn new(initial: Option<(HeaderValue, Instant)>, refresh: RefreshFn) -> Self {
+        RwLockCache {
+            slot: Arc::new(RwLock::new(initial)),
+            refresh,
+        }
+    }
+
+    pub fn layer<S>(&self, inner: S) -> RwLockAuth<S> {
+        RwLockAuth {
+            inner,
+            cache: self.clone(),
+        }
+    }
+
+    /// The header, if the token has not expired.
+    #[inline]
+    pub fn valid(&self) -> Option<HeaderValue> {
+        let slot = self.slot.read().expect("not poisoned");
+        match &*slot {
+            Some((value, expires)) if Instant::now() < *expires => Some(value.clone()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RwLockAuth<S> {
+    inner: S,
+    cache: RwLockCache,
+}
+
+impl<S, B> Service<Request<B>> for RwLockAuth<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = RwLockFuture<S::Future, S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if let Some(value) = self.cache.valid() {
+            request.headers_mut().insert(AUTHORIZATION, value);
+            return RwLockFuture::Sent {
+                future: self.inner.call(request),
+            };
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let cache = self.cache.clone();
+        RwLockFuture::Refreshing {
+            future: Box::pin(async move {
+                let (value, expires) = (cache.refresh)().await?;
+                *cache.slot.write().expect("not poisoned") = Some((value.clone(), expires));
+                request.headers_mut().insert(AUTHORIZATION, value);
+                std::future::poll_fn(|cx| inner.poll_ready(cx))
+                    .await
+                    .map_err(Into::into)?;
+                inner.call(request).await.map_err(Into::into)
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`RwLockAuth`]'s future: the inner service's, or the refresh that comes first.
+    #[project = RwLockFutureProj]
+    pub enum RwLockFuture<F, T> {
+        Sent { #[pin] future: F },
+        Refreshing { future: BoxFuture<Result<T, BoxError>> },
+    }
+}
+
+impl<F, T, E> Future for RwLockFuture<F, T>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            RwLockFutureProj::Sent { future } => future.poll(cx).map_err(Into::into),
+            RwLockFutureProj::Refreshing { future } => future.as_mut().poll(cx),
+        }
+    }
 }
 
 // ===== the naive cache =====
