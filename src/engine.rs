@@ -177,6 +177,10 @@ impl Attempts {
     /// `from_origin_sent_to` is false when the answer says it came from another origin than
     /// the attempt went to (a redirect was followed below the layer, and the token and proof
     /// did not go along): such an answer teaches nothing and refuses nothing.
+    ///
+    /// Every answer goes through this: the common one (a bearer token, an answer that says
+    /// nothing about it) is decided inline, and the rest apart.
+    #[inline]
     pub(crate) fn judge(
         &mut self,
         rules: &Rules,
@@ -188,11 +192,21 @@ impl Attempts {
             return Next::Done;
         }
         // Any answer may carry the server's next nonce.
-        let new_nonce = self
-            .proven
-            .as_deref()
-            .is_some_and(|proven| proven.proof.learn(headers));
+        let new_nonce = match self.proven.as_deref() {
+            None => false,
+            Some(proven) => learn(proven, headers),
+        };
         match rules.verdict.judge(status, headers, self.generation) {
+            TokenVerdict::Unrelated | TokenVerdict::InsufficientScope => Next::Done,
+            verdict => self.refused(rules, verdict, new_nonce),
+        }
+    }
+
+    /// What an answer that refused the token, or asked for a proof with a nonce, decides.
+    #[cold]
+    #[inline(never)]
+    fn refused(&mut self, rules: &Rules, verdict: TokenVerdict, new_nonce: bool) -> Next {
+        match verdict {
             TokenVerdict::Rejected => {
                 // The cache learns of a refusal whatever happens to this request: the
                 // requests that follow get a new token.
@@ -257,6 +271,13 @@ impl Attempts {
         );
         Ok(())
     }
+}
+
+/// Whether an answer to a proven attempt brought a nonce its proof did not have.
+#[cold]
+#[inline(never)]
+fn learn(proven: &Proven, headers: &HeaderMap) -> bool {
+    proven.proof.learn(headers)
 }
 
 impl fmt::Debug for Attempts {
