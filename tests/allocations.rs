@@ -75,6 +75,7 @@ fn allocations_per_request() {
             "bearer_defaults",
             per_request(bearer_defaults(Ok200, &cache)),
         ),
+        ("tower_retry", per_request(tower_retry(Ok200))),
         ("naive_mutex", per_request(naive.layer(Ok200))),
     ];
 
