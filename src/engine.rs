@@ -154,6 +154,13 @@ fn prove(entry: &Entry, head: &mut impl Head) -> Result<Box<Proven>, BoxError> {
 }
 
 impl Attempts {
+    /// The generation of the token of a first attempt whose token is not bound to a key: all
+    /// [`judge_last`] needs, for a driver that will not send the request again.
+    #[inline]
+    pub(crate) fn bearer(&self) -> Option<u64> {
+        (self.proven.is_none() && !self.resent).then_some(self.generation)
+    }
+
     /// What a request's state keeps once its attempts have moved on to the next state: a
     /// request with no attempt left.
     pub(crate) fn spent() -> Attempts {
@@ -278,6 +285,24 @@ impl Attempts {
 #[inline(never)]
 fn learn(proven: &Proven, headers: &HeaderMap) -> bool {
     proven.proof.learn(headers)
+}
+
+/// Judges the answer to the one attempt of a request sent with a bearer token of
+/// `generation` (see [`Attempts::bearer`]), which will not be sent again: what
+/// [`Attempts::judge`] decides for it, less the second attempt. A refusal still tells the
+/// cache, so that the requests that follow get a new token.
+#[inline]
+pub(crate) fn judge_last(rules: &Rules, generation: u64, status: StatusCode, headers: &HeaderMap) {
+    if rules.verdict.judge(status, headers, generation) == TokenVerdict::Rejected {
+        rejected_last(rules, generation);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn rejected_last(rules: &Rules, generation: u64) {
+    // Nothing waits for the replacement.
+    let _ = rules.cache.rejected(generation);
 }
 
 impl fmt::Debug for Attempts {

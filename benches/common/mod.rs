@@ -177,7 +177,10 @@ pub fn bearer_defaults<S>(inner: S, cache: &TokenCache) -> BearerAuth<S> {
 /// its first send (`Policy::clone_request`, a clone of the head: method, URI, version, header
 /// map and extensions).
 pub fn tower_retry<S>(inner: S) -> tower::retry::Retry<RetryUnauthorized, AddAuthorization<S>> {
-    tower::retry::Retry::new(RetryUnauthorized { retried: false }, add_authorization(inner))
+    tower::retry::Retry::new(
+        RetryUnauthorized { retried: false },
+        add_authorization(inner),
+    )
 }
 
 /// Sends a request refused with a 401 once more.
