@@ -8,6 +8,18 @@
 //! round; a second table gives the same measured interleaved (every variant in turn, 1,000
 //! requests at a time, sixty times), which a machine loaded from elsewhere disturbs least.
 //! The server checks the token on every request, as an API would.
+//!
+//! Instruction counts do not move with the machine's load; one variant at a time:
+//!
+//! ```text
+//! cargo bench --bench loopback --no-run
+//! LOOPBACK_PROFILE=bearer_retry_off valgrind --tool=callgrind --separate-threads=yes \
+//!     target/release/deps/loopback-<hash>
+//! ```
+//!
+//! sends 1,000 requests of that variant, one at a time, and nothing else; the client's thread
+//! (the first file) and the server's are counted apart, setup included, so compare variants by
+//! the difference of their counts.
 
 mod common;
 #[path = "common/token_server.rs"]
@@ -184,7 +196,75 @@ fn loopback(c: &mut Criterion) {
     drop(server);
 }
 
+// ===== the profile mode: one variant, one request at a time, for callgrind =====
+
+/// Requests sent in the profile mode.
+const PROFILED_REQUESTS: u64 = 1_000;
+
+/// `LOOPBACK_PROFILE=<variant>`: sends `PROFILED_REQUESTS` requests of that variant, one at a
+/// time, and nothing else (see the module documentation).
+fn profile(variant: &str) {
+    let server = Server::start(authorization(&access_token()));
+    let uri = format!("http://{}/videos?currentPage=1&pageSize=25", server.addr);
+    let host = server.addr.to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a client runtime");
+    let cache = warm_cache();
+    let (uri, host) = (uri.as_str(), host.as_str());
+    match variant {
+        "bare" => sequential(&runtime, client::<Empty<Bytes>>(), uri, host),
+        "add_authorization" => sequential(
+            &runtime,
+            add_authorization(client::<Empty<Bytes>>()),
+            uri,
+            host,
+        ),
+        "bearer_retry_off" => sequential(
+            &runtime,
+            bearer_retry_off(client::<ReplayBody<Empty<Bytes>>>(), &cache),
+            uri,
+            host,
+        ),
+        "bearer_defaults" => sequential(
+            &runtime,
+            bearer_defaults(client::<ReplayBody<Empty<Bytes>>>(), &cache),
+            uri,
+            host,
+        ),
+        other => panic!("LOOPBACK_PROFILE={other}: expected one of {LOOPBACK_VARIANTS:?}"),
+    }
+    assert_eq!(cache.stats().unauthorized, 0, "the server took the token");
+    println!("{variant}: sent {PROFILED_REQUESTS} requests");
+}
+
+/// `PROFILED_REQUESTS` requests through `service`, one at a time.
+fn sequential<S>(runtime: &Runtime, mut service: S, uri: &str, host: &str)
+where
+    S: Service<Request<Empty<Bytes>>, Response = Response<Incoming>>,
+    S::Error: std::fmt::Debug,
+{
+    runtime.block_on(async {
+        for _ in 0..PROFILED_REQUESTS {
+            let response = service
+                .ready()
+                .await
+                .expect("ready")
+                .call(request_to(uri, host))
+                .await
+                .expect("a response");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.into_body().collect().await.expect("the body");
+        }
+    });
+}
+
 fn main() {
+    if let Ok(variant) = std::env::var("LOOPBACK_PROFILE") {
+        profile(&variant);
+        return;
+    }
     // No plots: drawing them takes longer than measuring (`--plotting-backend plotters`
     // brings them back).
     let mut criterion = Criterion::default().without_plots().configure_from_args();

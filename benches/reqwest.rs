@@ -1,7 +1,9 @@
 //! reqwest over loopback: a reqwest-middleware client sends requests over real sockets to a
 //! hyper server on 127.0.0.1, with keep-alive, through `BearerAuthMiddleware` (defaults, or
 //! retry off), or through a middleware that inserts a static `Authorization` header (the
-//! floor), or with no middleware at all (the floor of the harness).
+//! floor), that middleware behind reqwest-retry's `RetryTransientMiddleware` (the floor of a
+//! middleware that retries: it copies every request before its first send), or with no
+//! middleware at all (the floor of the harness).
 //!
 //! ```text
 //! cargo bench --features reqwest --bench reqwest
@@ -36,6 +38,8 @@ use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, USER_AGENT};
 use http::{Extensions, HeaderValue, StatusCode};
 use reqwest::ResponseBuilderExt;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
+use reqwest_retry::RetryTransientMiddleware;
+use reqwest_retry::policies::ExponentialBackoff;
 use tokio::runtime::Runtime;
 use tower_bearer::reqwest::BearerAuthMiddleware;
 use tower_bearer::{Scope, TokenCache};
@@ -49,9 +53,10 @@ const IN_FLIGHT: u64 = 8;
 const SAMPLES: usize = 10;
 /// Over loopback the load from elsewhere moves figures most: more, shorter rounds.
 const ROUNDS: usize = 5;
-const VARIANTS: [&str; 4] = [
+const VARIANTS: [&str; 5] = [
     "bare",
     "static_header",
+    "static_header_retry",
     "bearer_retry_off",
     "bearer_defaults",
 ];
@@ -85,7 +90,7 @@ fn reqwest_client() -> reqwest::Client {
 }
 
 /// The clients compared; with `canned`, each ends in [`Canned`] instead of the network.
-fn variants(cache: &TokenCache, canned: bool) -> [(&'static str, ClientWithMiddleware); 4] {
+fn variants(cache: &TokenCache, canned: bool) -> [(&'static str, ClientWithMiddleware); 5] {
     let token = authorization(&access_token());
     let auth = || BearerAuthMiddleware::from_cache(cache.clone(), Scope::any());
     let build = |builder: ClientBuilder| match canned {
@@ -95,7 +100,20 @@ fn variants(cache: &TokenCache, canned: bool) -> [(&'static str, ClientWithMiddl
     let client = || ClientBuilder::new(reqwest_client());
     [
         ("bare", build(client())),
-        ("static_header", build(client().with(StaticHeader(token)))),
+        (
+            "static_header",
+            build(client().with(StaticHeader(token.clone()))),
+        ),
+        (
+            "static_header_retry",
+            build(
+                client()
+                    .with(RetryTransientMiddleware::new_with_policy(
+                        ExponentialBackoff::builder().build_with_max_retries(1),
+                    ))
+                    .with(StaticHeader(token)),
+            ),
+        ),
         (
             "bearer_retry_off",
             build(client().with(auth().retry_unauthorized(false))),

@@ -171,6 +171,13 @@ fn proof_uri(rules: &Rules, head: &impl Head) -> Result<Uri, BoxError> {
 }
 
 impl Attempts {
+    /// The generation of the token of a first attempt whose token is not bound to a key: all
+    /// [`judge_last`] needs, for a driver that will not send the request again.
+    #[inline]
+    pub(crate) fn bearer(&self) -> Option<u64> {
+        (self.proven.is_none() && !self.resent).then_some(self.generation)
+    }
+
     /// What a request's state keeps once its attempts have moved on to the next state: a
     /// request with no attempt left.
     pub(crate) fn spent() -> Attempts {
@@ -194,6 +201,10 @@ impl Attempts {
     /// `from_origin_sent_to` is false when the answer says it came from another origin than
     /// the attempt went to (a redirect was followed below the layer, and the token and proof
     /// did not go along): such an answer teaches nothing and refuses nothing.
+    ///
+    /// Every answer goes through this: the common one (a bearer token, an answer that says
+    /// nothing about it) is decided inline, and the rest apart.
+    #[inline]
     pub(crate) fn judge(
         &mut self,
         rules: &Rules,
@@ -205,11 +216,21 @@ impl Attempts {
             return Next::Done;
         }
         // Any answer may carry the server's next nonce.
-        let new_nonce = self
-            .proven
-            .as_deref()
-            .is_some_and(|proven| proven.proof.learn(headers));
+        let new_nonce = match self.proven.as_deref() {
+            None => false,
+            Some(proven) => learn(proven, headers),
+        };
         match rules.verdict.judge(status, headers, self.generation) {
+            TokenVerdict::Unrelated | TokenVerdict::InsufficientScope => Next::Done,
+            verdict => self.refused(rules, verdict, new_nonce),
+        }
+    }
+
+    /// What an answer that refused the token, or asked for a proof with a nonce, decides.
+    #[cold]
+    #[inline(never)]
+    fn refused(&mut self, rules: &Rules, verdict: TokenVerdict, new_nonce: bool) -> Next {
+        match verdict {
             TokenVerdict::Rejected => {
                 // The cache learns of a refusal whatever happens to this request: the
                 // requests that follow get a new token.
@@ -274,6 +295,31 @@ impl Attempts {
         );
         Ok(())
     }
+}
+
+/// Whether an answer to a proven attempt brought a nonce its proof did not have.
+#[cold]
+#[inline(never)]
+fn learn(proven: &Proven, headers: &HeaderMap) -> bool {
+    proven.proof.learn(headers)
+}
+
+/// Judges the answer to the one attempt of a request sent with a bearer token of
+/// `generation` (see [`Attempts::bearer`]), which will not be sent again: what
+/// [`Attempts::judge`] decides for it, less the second attempt. A refusal still tells the
+/// cache, so that the requests that follow get a new token.
+#[inline]
+pub(crate) fn judge_last(rules: &Rules, generation: u64, status: StatusCode, headers: &HeaderMap) {
+    if rules.verdict.judge(status, headers, generation) == TokenVerdict::Rejected {
+        rejected_last(rules, generation);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn rejected_last(rules: &Rules, generation: u64) {
+    // Nothing waits for the replacement.
+    let _ = rules.cache.rejected(generation);
 }
 
 impl fmt::Debug for Attempts {

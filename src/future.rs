@@ -41,6 +41,9 @@ pin_project! {
     enum State<F, S, B, ResBody> {
         // A request the layer does not touch.
         Passthrough { #[pin] future: F },
+        // The one attempt of a request sent with a bearer token and retries off, the hot path:
+        // the engine keeps only the token's generation for it, to judge the answer.
+        Sent { #[pin] future: F, generation: u64, rules: Arc<Rules> },
         // A request that cannot be sent: its token's proof could not be made.
         Failed { error: Option<BoxError> },
         // Waiting for a token before the first attempt.
@@ -128,7 +131,29 @@ where
 
     /// Sends a request that carries its token, keeping what a second attempt needs if the
     /// settings want one and the body allows it.
+    #[inline]
     pub(crate) fn send(
+        service: &mut S,
+        request: Request<B>,
+        attempts: Attempts,
+        settings: &RequestSettings,
+    ) -> Self {
+        let generation = match attempts.bearer() {
+            Some(generation) if !settings.retry => generation,
+            _ => return ResponseFuture::send_driven(service, request, attempts, settings),
+        };
+        ResponseFuture {
+            state: State::Sent {
+                future: service.call(request.map(ReplayBody::new)),
+                generation,
+                rules: settings.rules.clone(),
+            },
+        }
+    }
+
+    /// [`send`](Self::send) for any request but the hot path's.
+    #[inline(never)]
+    fn send_driven(
         service: &mut S,
         request: Request<B>,
         attempts: Attempts,
@@ -185,11 +210,61 @@ where
 {
     type Output = Result<Response<ResBody>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
+        match state.as_mut().project() {
+            StateProj::Sent {
+                future,
+                generation,
+                rules,
+            } => poll_sent(future, *generation, rules, cx),
+            StateProj::Passthrough { future } => future.poll(cx).map_err(Into::into),
+            _ => state.poll_driven(cx),
+        }
+    }
+}
+
+/// The answer to the one attempt of a request sent with a bearer token and retries off.
+#[inline]
+fn poll_sent<F, ResBody, E>(
+    future: Pin<&mut F>,
+    generation: u64,
+    rules: &Rules,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<ResBody>, BoxError>>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    E: Into<BoxError>,
+{
+    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+    engine::judge_last(rules, generation, response.status(), response.headers());
+    Poll::Ready(Ok(response))
+}
+
+impl<F, S, B, ResBody> State<F, S, B, ResBody>
+where
+    F: Future<Output = Result<Response<ResBody>, S::Error>>,
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>, Future = F> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body,
+    ResBody: Body,
+{
+    /// Every state but the hot paths `poll` takes first.
+    #[inline(never)]
+    fn poll_driven(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResBody>, BoxError>> {
+        let mut state = self;
         loop {
             match state.as_mut().project() {
                 StateProj::Passthrough { future } => return future.poll(cx).map_err(Into::into),
+                StateProj::Sent {
+                    future,
+                    generation,
+                    rules,
+                } => return poll_sent(future, *generation, rules, cx),
                 StateProj::Failed { error } => {
                     return Poll::Ready(Err(error.take().expect("polled after completion")));
                 }
@@ -345,6 +420,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
+            State::Sent { .. } => "sent, no retry",
             State::Passthrough { .. } => "passthrough",
             State::Failed { .. } => "failed",
             State::WaitingForToken { .. } => "waiting for a token",

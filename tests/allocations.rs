@@ -1,4 +1,4 @@
-//! Heap allocations per request on the hot path (a valid token), for the five variants of
+//! Heap allocations per request on the hot path (a valid token), for the variants of
 //! `benches/hot_path.rs`: counts only, no timings, the same on every run.
 //!
 //! `cargo test --test allocations -- --nocapture` prints the table.
@@ -62,9 +62,11 @@ where
 fn allocations_per_request() {
     let cache = warm_cache();
     let naive = warm_naive_cache();
+    let rwlock = warm_rwlock_cache();
     let counts = [
         ("bare", per_request(Ok200)),
         ("add_authorization", per_request(add_authorization(Ok200))),
+        ("rwlock", per_request(rwlock.layer(Ok200))),
         (
             "bearer_retry_off",
             per_request(bearer_retry_off(Ok200, &cache)),
@@ -73,6 +75,7 @@ fn allocations_per_request() {
             "bearer_defaults",
             per_request(bearer_defaults(Ok200, &cache)),
         ),
+        ("tower_retry", per_request(tower_retry(Ok200))),
         ("naive_mutex", per_request(naive.layer(Ok200))),
     ];
 
@@ -85,6 +88,7 @@ fn allocations_per_request() {
 
     // The layer's promise, and the target: no more than a static header.
     assert_eq!(blocks("add_authorization"), 0);
+    assert_eq!(blocks("rwlock"), 0);
     assert_eq!(blocks("bearer_retry_off"), 0);
     assert!(blocks("bearer_retry_off") <= blocks("add_authorization"));
     // Defaults keep a copy of the request for a retry after a 401; the naive cache boxes

@@ -335,6 +335,32 @@ async fn a_second_401_goes_back_to_the_caller() {
     assert!(!refresh_asked(&mut handle));
 }
 
+#[tokio::test(start_paused = true)]
+async fn with_retries_off_a_401_goes_back_and_the_next_request_gets_a_new_token() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::rejecting("first");
+    let service = layer(refresher)
+        .retry_unauthorized(false)
+        .layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+
+    let refused = service
+        .clone()
+        .oneshot(get("http://api.test/"))
+        .await
+        .unwrap();
+    let next = tokio::spawn(service.clone().oneshot(get("http://api.test/")));
+    let asked = answer(&mut handle, token("second", HOUR)).await;
+
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(asked.reason(), RefreshReason::Rejected);
+    assert_eq!(next.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+    let stats = service.cache().stats();
+    assert_eq!((stats.unauthorized, stats.retried), (1, 0));
+}
+
 // ===== what counts as a rejected token =====
 
 /// An answer with this status and these headers.

@@ -203,11 +203,12 @@ where
 }
 
 /// The chunks recorded, in order. A body small enough to replay is most often one chunk (a JSON
-/// document, a gRPC message), which is kept inline: the queue allocates only from the second.
+/// document, a gRPC message), which is kept inline: the queue exists only from the second, so
+/// that a one-chunk recording neither allocates nor drops one.
 #[derive(Default)]
 struct Chunks {
     first: Option<Bytes>,
-    rest: VecDeque<Bytes>,
+    rest: Option<VecDeque<Bytes>>,
     /// Their length in bytes.
     len: usize,
 }
@@ -216,21 +217,24 @@ impl Chunks {
     fn push_back(&mut self, chunk: Bytes) {
         self.len += chunk.len();
         // `first` is only ever ahead of `rest`.
-        if self.first.is_none() && self.rest.is_empty() {
+        if self.is_empty() {
             self.first = Some(chunk);
         } else {
-            self.rest.push_back(chunk);
+            self.rest.get_or_insert_default().push_back(chunk);
         }
     }
 
     fn pop_front(&mut self) -> Option<Bytes> {
-        let chunk = self.first.take().or_else(|| self.rest.pop_front())?;
+        let chunk = match self.first.take() {
+            Some(chunk) => chunk,
+            None => self.rest.as_mut()?.pop_front()?,
+        };
         self.len -= chunk.len();
         Some(chunk)
     }
 
     fn is_empty(&self) -> bool {
-        self.first.is_none() && self.rest.is_empty()
+        self.first.is_none() && self.rest.as_ref().is_none_or(VecDeque::is_empty)
     }
 
     fn len(&self) -> usize {
