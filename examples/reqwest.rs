@@ -38,11 +38,14 @@ use common::load::{Call, Plan};
 use common::tally::chain;
 
 /// The stack a reqwest user builds: tracing around everything, transient failures retried,
-/// then the token, last, so that every attempt reads the cache. One reqwest client for the
-/// API calls and the provider's logins.
+/// then the token, last, so that every attempt reads the cache. The provider's logins go
+/// through a client of their own that follows no redirect, as a provider never does.
 fn stack(base_uri: &str) -> Result<(ClientWithMiddleware, TokenCache), BoxError> {
     let http = reqwest::Client::new();
-    let api = ApiVideo::with_base_uri(base_uri, API_KEY, ClientService::new(http.clone()))?
+    let logins = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let api = ApiVideo::with_base_uri(base_uri, API_KEY, ClientService::new(logins))?
         .timeout(Duration::from_secs(5));
     // `into_layer` scopes the token to api.video's origin; the middleware keeps the scope.
     let auth = BearerAuthMiddleware::from(api.into_layer());

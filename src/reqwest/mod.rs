@@ -23,7 +23,9 @@
 //! # let base = server.uri();
 //! // In production: ApiVideo::production(api_key, …) and https://ws.api.video.
 //! let http = reqwest::Client::new();
-//! let api = ApiVideo::with_base_uri(&*base, "my-api-key", ClientService::new(http.clone()))?;
+//! // A provider follows no redirect; its client should not either.
+//! let logins = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+//! let api = ApiVideo::with_base_uri(&*base, "my-api-key", ClientService::new(logins))?;
 //! // `into_layer` scopes the token to api.video's origin; the middleware keeps that scope.
 //! let auth = BearerAuthMiddleware::from(api.into_layer());
 //! let cache = auth.cache().clone(); // to see what it did
