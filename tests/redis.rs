@@ -29,6 +29,13 @@ const TTL: Duration = Duration::from_secs(2);
 /// 6 and 7.5 s, and the sixth would be at 9.
 const RUN: Duration = Duration::from_secs(8);
 
+/// The refreshes one shared token needs over a run that took `took`: one per 1.5 s of it, plus
+/// the one whose window the run ended in. A loaded machine stretches a run past `RUN`, and a
+/// longer run rightly needs more; what sharing saves is every replica's own refresh besides.
+fn refreshes_for(took: Duration) -> std::ops::RangeInclusive<u64> {
+    5..=(took.as_secs_f64() / 1.5) as u64 + 1
+}
+
 // ===== a redis-server of the test's own =====
 
 struct RedisServer {
@@ -219,7 +226,9 @@ async fn eight_caches_in_one_process_share_one_token() {
     let started = Instant::now();
 
     let shared = mock().await;
+    let phase = Instant::now();
     let reports = in_process(8, plan(Some(&redis), &shared, 1000)).await;
+    let took = phase.elapsed();
     let with = shared.counters();
     let alone = mock().await;
     let alone_reports = in_process(8, plan(None, &alone, 1000)).await;
@@ -236,14 +245,19 @@ async fn eight_caches_in_one_process_share_one_token() {
     let ok: u64 = reports.iter().map(|r| r.ok).sum();
     assert_eq!(ok, 8000);
     assert_eq!(with.api_key_logins, 1, "{}", counts(&with));
-    assert_eq!(with.refreshes, 5, "{}", counts(&with));
+    assert!(
+        refreshes_for(took).contains(&with.refreshes),
+        "{} in {took:?}",
+        counts(&with)
+    );
     assert_eq!(with.rejected_refresh_tokens, 0, "{}", counts(&with));
     assert_eq!(with.expired_token_requests, 0, "{}", counts(&with));
     let publishes: u64 = reports
         .iter()
         .map(|r| r.stats.store.as_ref().unwrap().publishes)
         .sum();
-    assert_eq!(publishes, 6);
+    // The login and each refresh, published once each.
+    assert_eq!(publishes, with.refreshes + 1);
     // What the store saves: every replica logs in, and their logins end each other's
     // refresh tokens.
     assert_eq!(alone_reports.iter().map(|r| r.ok).sum::<u64>(), 8000);
@@ -268,7 +282,9 @@ async fn four_processes_share_one_token() {
     let started = Instant::now();
 
     let shared = mock().await;
+    let phase = Instant::now();
     let lines = in_processes(4, plan(Some(&redis), &shared, 1000)).await;
+    let took = phase.elapsed();
     let with = shared.counters();
 
     let alone = mock().await;
@@ -284,7 +300,11 @@ async fn four_processes_share_one_token() {
         assert!(line.contains(": 1000 ok, 0 failed"), "{line}");
     }
     assert_eq!(with.api_key_logins, 1, "{}", counts(&with));
-    assert_eq!(with.refreshes, 5, "{}", counts(&with));
+    assert!(
+        refreshes_for(took).contains(&with.refreshes),
+        "{} in {took:?}",
+        counts(&with)
+    );
     assert_eq!(with.rejected_refresh_tokens, 0, "{}", counts(&with));
     assert!(without.api_key_logins >= 4, "{}", counts(&without));
 }
