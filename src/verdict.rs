@@ -73,9 +73,10 @@ impl TokenVerdict {
     /// not valid, but servers answer `insufficient_scope` with either; both are reported, so
     /// that the two can be counted together. Neither replaces the token: a 403 never does.
     ///
-    /// Every response goes through this, so the common one costs least: for a 200, one header
-    /// lookup (`grpc-status`), and the content type only when that says 16; for any status
-    /// other than 200, 401 and 403, nothing at all.
+    /// Every response goes through this, so the common one costs least: for a 200, a look for
+    /// `grpc-status` (nothing without headers, the names compared among a few, a lookup among
+    /// many), and the content type only when that says 16; for any status other than 200, 401
+    /// and 403, nothing at all.
     ///
     /// ```
     /// use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -101,7 +102,7 @@ impl TokenVerdict {
     #[inline]
     pub fn of(status: StatusCode, headers: &HeaderMap) -> TokenVerdict {
         match status {
-            StatusCode::OK => match headers.get(&GRPC_STATUS) {
+            StatusCode::OK => match grpc_status(headers) {
                 None => TokenVerdict::Unrelated,
                 Some(grpc_status) => trailers_only(grpc_status, headers),
             },
@@ -134,6 +135,28 @@ impl TokenVerdict {
             _ => TokenVerdict::Unrelated,
         }
     }
+}
+
+/// Up to this many header values, looking for `grpc-status` by comparing names costs less than
+/// hashing it for a lookup (a name compares in a few instructions: most are standard headers,
+/// which differ from it by kind); past it, the lookup costs less.
+const SCANNED: usize = 8;
+
+/// The first `grpc-status` value of `headers`, as `headers.get` gives it.
+#[inline]
+fn grpc_status(headers: &HeaderMap) -> Option<&HeaderValue> {
+    if headers.is_empty() {
+        return None;
+    }
+    find_grpc_status(headers)
+}
+
+#[inline(never)]
+fn find_grpc_status(headers: &HeaderMap) -> Option<&HeaderValue> {
+    if headers.len() <= SCANNED && !headers.keys().any(|name| *name == GRPC_STATUS) {
+        return None;
+    }
+    headers.get(&GRPC_STATUS)
 }
 
 /// A 200 that carries `grpc-status` in its headers.
@@ -278,6 +301,14 @@ mod tests {
 
     const GRPC: (&str, &str) = ("content-type", "application/grpc");
     const UNAUTHENTICATED: (&str, &str) = ("grpc-status", "16");
+    // Ordinary headers, to make a response's headers many.
+    const A: (&str, &str) = ("date", "Mon, 30 Nov 2026 10:00:00 GMT");
+    const B: (&str, &str) = ("server", "envoy");
+    const C: (&str, &str) = ("x-request-id", "4f2c");
+    const D: (&str, &str) = ("cache-control", "no-store");
+    const E: (&str, &str) = ("vary", "accept-encoding");
+    const F: (&str, &str) = ("x-envoy-upstream-service-time", "3");
+    const G: (&str, &str) = ("grpc-accept-encoding", "gzip");
     const SCOPE: (&str, &str) = (
         "www-authenticate",
         r#"Bearer realm="api", error="insufficient_scope", scope="write""#,
@@ -489,6 +520,32 @@ mod tests {
             ),
             (StatusCode::NO_CONTENT, &[GRPC, UNAUTHENTICATED], Unrelated),
             (unauthorized, &[GRPC, UNAUTHENTICATED], Rejected),
+            // The first value counts, among few headers (compared by name) or many (looked up).
+            (ok, &[GRPC, UNAUTHENTICATED, ("grpc-status", "0")], Rejected),
+            (
+                ok,
+                &[GRPC, ("grpc-status", "0"), UNAUTHENTICATED],
+                Unrelated,
+            ),
+            (ok, &[A, B, C, D, E, F, GRPC, UNAUTHENTICATED], Rejected),
+            (ok, &[A, B, C, D, E, F, G, GRPC, UNAUTHENTICATED], Rejected),
+            (ok, &[A, B, C, D, E, F, G, GRPC], Unrelated),
+            (
+                ok,
+                &[
+                    A,
+                    B,
+                    C,
+                    D,
+                    E,
+                    F,
+                    G,
+                    GRPC,
+                    ("grpc-status", "0"),
+                    UNAUTHENTICATED,
+                ],
+                Unrelated,
+            ),
         ];
         for (status, fields, expected) in table {
             let verdict = TokenVerdict::of(*status, &headers(fields));
