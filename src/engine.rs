@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -261,11 +262,12 @@ impl Attempts {
             None => None,
             Some(_) => Some(prove(rules, entry, head)?),
         };
-        self.generation = entry.generation;
+        let replaced = mem::replace(&mut self.generation, entry.generation);
         self.resent = true;
         rules.cache.count_retry();
         tracing::debug!(
             generation = entry.generation,
+            replaced,
             "retrying with a new token after the server rejected the old one"
         );
         Ok(())
@@ -291,7 +293,8 @@ impl Attempts {
         rules.cache.count_nonce_retry();
         tracing::debug!(
             generation = self.generation,
-            "retrying with the server's new DPoP nonce"
+            verdict = "use_dpop_nonce",
+            "the server asked for a DPoP proof with its nonce; retrying with the same token"
         );
         Ok(())
     }

@@ -54,6 +54,8 @@ pub(super) struct Settings {
     backoff_min: Duration,
     backoff_max: Duration,
     pub(super) refresh_timeout: Duration,
+    /// The name spans and metrics give the cache, if the user gave it one.
+    pub(super) name: Option<Arc<str>>,
 }
 
 impl Default for Settings {
@@ -63,6 +65,7 @@ impl Default for Settings {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
             refresh_timeout: Duration::from_secs(60),
+            name: None,
         }
     }
 }
@@ -133,6 +136,15 @@ impl TokenCacheBuilder {
     /// gives a more precise error.
     pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
         self.settings.refresh_timeout = timeout;
+        self
+    }
+
+    /// A name for the cache in traces (the `cache` field of its refresh span) and metrics
+    /// (the `cache` label), to tell apart several caches in one process: an account, a
+    /// provider, an audience. Keep it to a few fixed names; it should not hold a client id or
+    /// anything else you would not print. Default: none (the `cache` label is `default`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.settings.name = Some(name.into());
         self
     }
 

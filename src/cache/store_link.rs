@@ -111,6 +111,10 @@ impl StoreLink {
                 }
                 Ok(true) => {
                     StoreCounters::add(&self.counters.leases_won);
+                    tracing::debug!(
+                        reason = reason.as_str(),
+                        "took the refresh lease; this replica refreshes for all"
+                    );
                     let lease = Lease(Some((self.store.clone(), self.owner.clone())));
                     // Someone may have published between the load and the lease.
                     let shared = match self.call(self.store.load()).await {
@@ -149,6 +153,8 @@ impl StoreLink {
 
     fn adopt(&self, shared: &SharedToken) -> Refreshed {
         StoreCounters::add(&self.counters.adopted);
+        // The refresh span: the token came from the store, not from this replica's refresher.
+        tracing::Span::current().record("store", "adopted");
         tracing::debug!(
             generation = shared.generation,
             "took the shared token from the store"
@@ -190,17 +196,21 @@ impl StoreLink {
             match self.call(self.store.publish(replaces, token)).await {
                 Ok(Publish::Published { generation }) => {
                     StoreCounters::add(&self.counters.publishes);
+                    tracing::Span::current().record("store", "published");
                     tracing::debug!(generation, "published the new token");
                 }
                 Ok(Publish::Refused { current }) => {
                     StoreCounters::add(&self.counters.refused);
+                    tracing::Span::current().record("store", "publish_refused");
                     tracing::debug!(
                         replaces,
                         current,
                         "the store moved on during the refresh; the new token stays local"
                     );
                 }
-                Err(_) => {}
+                Err(_) => {
+                    tracing::Span::current().record("store", "publish_failed");
+                }
             }
         }
         self.release(lease).await;
@@ -222,6 +232,7 @@ impl StoreLink {
         F: FnOnce(TokenRequest) -> RefreshFuture,
     {
         StoreCounters::add(&self.counters.local_refreshes);
+        tracing::Span::current().record("store", "unavailable");
         let token = refresher(TokenRequest::new(reason, previous)).await?;
         Ok(Refreshed::now(token))
     }
