@@ -317,3 +317,79 @@ async fn a_refresh_served_by_the_store_says_so() {
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].scope, ["tower_bearer.refresh"]);
 }
+
+// ===== a provider's requests =====
+
+#[tokio::test]
+async fn a_providers_requests_are_http_client_spans_inside_the_refresh() {
+    use tower_bearer_mock::oauth2::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, MockAuthServer};
+    use tower_bearer_oauth2::OAuth2;
+
+    let (seen, _guard) = Traced::this_thread();
+    let server = MockAuthServer::start().await.unwrap();
+    let provider = OAuth2::builder()
+        .issuer(server.issuer())
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret(DEFAULT_CLIENT_SECRET)
+        .build(common::oauth2::http())
+        .unwrap();
+    let cache = TokenCache::new(provider);
+    cache.token().await.unwrap();
+
+    let refreshes = seen.refreshes();
+    assert_eq!(refreshes.len(), 1);
+    assert_eq!(field(&refreshes[0], "provider"), "oauth2");
+    let spans = seen.spans.lock().unwrap().clone();
+    let http: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "tower_bearer.http")
+        .collect();
+    // The metadata, then the token endpoint.
+    assert_eq!(http.len(), 2, "{http:?}");
+    let port = server.addr().port().to_string();
+    for (span, method, path) in [
+        (http[0], "GET", "/.well-known/oauth-authorization-server"),
+        (http[1], "POST", "/token"),
+    ] {
+        assert_eq!(span.parent, Some("tower_bearer.refresh"));
+        assert_eq!(field(span, "otel.name"), method);
+        assert_eq!(field(span, "otel.kind"), "client");
+        assert_eq!(field(span, "http.request.method"), method);
+        assert_eq!(field(span, "server.address"), "127.0.0.1");
+        assert_eq!(field(span, "server.port"), port);
+        assert!(field(span, "url.full").ends_with(path), "{span:?}");
+        assert_eq!(field(span, "http.response.status_code"), "200");
+        assert!(!span.fields.contains_key("error.type"), "{span:?}");
+        assert!(span.closed);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_provider_request_has_an_error_type() {
+    use tower_bearer_mock::oauth2::{DEFAULT_CLIENT_ID, MockAuthServer};
+    use tower_bearer_oauth2::OAuth2;
+
+    let (seen, _guard) = Traced::this_thread();
+    let server = MockAuthServer::start().await.unwrap();
+    let provider = OAuth2::builder()
+        .token_endpoint(server.token_endpoint())
+        .client_id(DEFAULT_CLIENT_ID)
+        .client_secret("not-the-secret")
+        .build(common::oauth2::http())
+        .unwrap();
+    let cache = TokenCache::new(provider);
+    cache.token().await.unwrap_err();
+
+    let spans = seen.spans.lock().unwrap().clone();
+    let http: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "tower_bearer.http")
+        .collect();
+    assert_eq!(http.len(), 1, "{http:?}");
+    assert_eq!(field(http[0], "http.response.status_code"), "401");
+    assert_eq!(field(http[0], "error.type"), "401");
+    assert_eq!(field(http[0], "otel.status_code"), "ERROR");
+    assert_eq!(field(&seen.refreshes()[0], "outcome"), "error");
+    server.shutdown().await;
+}
