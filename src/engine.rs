@@ -238,12 +238,24 @@ impl Attempts {
                 let rejection = rules.cache.rejected(self.generation);
                 match rejection {
                     Rejection::RetryWith(acquire) if !self.resent => Next::Replace(acquire),
-                    _ => Next::Done,
+                    _ => {
+                        if self.resent {
+                            rules.cache.count_retry_refused();
+                        }
+                        Next::Done
+                    }
                 }
             }
             // Not the token's fault: the same token again, with a new proof that carries the
             // nonce.
-            TokenVerdict::UseDpopNonce if new_nonce && !self.resent => Next::ProveAgain,
+            TokenVerdict::UseDpopNonce => {
+                rules.cache.count_nonce_challenge();
+                if new_nonce && !self.resent {
+                    Next::ProveAgain
+                } else {
+                    Next::Done
+                }
+            }
             _ => Next::Done,
         }
     }

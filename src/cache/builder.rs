@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::entry::Windows;
 use super::flight::RefreshState;
+use super::metrics::Metrics;
 use super::refresher::Refresh;
 use super::stats::StatCounters;
 use super::store_link::{StoreLink, StoreSettings};
@@ -184,9 +185,10 @@ impl TokenCacheBuilder {
 
     /// The cache.
     pub fn build(self) -> TokenCache {
+        let metrics = Metrics::new(self.settings.name.as_ref());
         let store = self
             .store
-            .map(|store| StoreLink::new(store, self.store_settings));
+            .map(|store| StoreLink::new(store, self.store_settings, metrics.clone()));
         TokenCache {
             shared: Arc::new(Shared {
                 current: CachePadded(ArcSwapOption::empty()),
@@ -195,6 +197,7 @@ impl TokenCacheBuilder {
                 store,
                 settings: self.settings,
                 counters: StatCounters::default(),
+                metrics,
                 epoch: Instant::now(),
             }),
         }

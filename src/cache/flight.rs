@@ -100,6 +100,7 @@ impl TokenCache {
         let now = Instant::now();
         let counters = &self.shared.counters;
         counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.refused();
         let mut state = self.state();
         let Some(entry) = self.shared.current.load_full() else {
             drop(state);
@@ -160,6 +161,7 @@ impl TokenCache {
         if let Some(failure) = &state.failure {
             if now < failure.retry_at {
                 let err = failure.error.backing_off(failure.retry_at - now);
+                self.shared.metrics.without_token("backing_off");
                 return (Acquire::Failed(err), UnspawnedFlight(None));
             }
         }
@@ -296,6 +298,8 @@ impl TokenCache {
                 shared.counters.succeeded(reason);
                 let lifetime_s = entry.expires_in(now).map(|left| left.as_secs());
                 span.record("outcome", "success");
+                shared.metrics.refreshed(reason, "success", now - started);
+                shared.metrics.expires_in(entry.expires_in(now));
                 span.record("generation", entry.generation);
                 span.record("lifetime_s", lifetime_s);
                 tracing::debug!(
@@ -328,6 +332,9 @@ impl TokenCache {
                 }
                 shared.counters.failed(reason);
                 span.record("outcome", outcome(&error));
+                shared
+                    .metrics
+                    .refreshed(reason, outcome(&error), now - started);
                 tracing::warn!(
                     parent: span,
                     reason = reason.as_str(),
