@@ -269,7 +269,8 @@ impl TokenCache {
     ) {
         let now = Instant::now();
         let shared = &*self.shared;
-        let elapsed_ms = now.saturating_duration_since(started).as_millis() as u64;
+        let took = now.saturating_duration_since(started);
+        let elapsed_ms = took.as_millis() as u64;
         let mut state = self.state();
         let Some(flight) = state.flight.take_if(|f| f.id == id) else {
             return;
@@ -298,8 +299,6 @@ impl TokenCache {
                 shared.counters.succeeded(reason);
                 let lifetime_s = entry.expires_in(now).map(|left| left.as_secs());
                 span.record("outcome", "success");
-                shared.metrics.refreshed(reason, "success", now - started);
-                shared.metrics.expires_in(entry.expires_in(now));
                 span.record("generation", entry.generation);
                 span.record("lifetime_s", lifetime_s);
                 tracing::debug!(
@@ -332,9 +331,6 @@ impl TokenCache {
                 }
                 shared.counters.failed(reason);
                 span.record("outcome", outcome(&error));
-                shared
-                    .metrics
-                    .refreshed(reason, outcome(&error), now - started);
                 tracing::warn!(
                     parent: span,
                     reason = reason.as_str(),
@@ -356,6 +352,14 @@ impl TokenCache {
         span.record("duration_ms", elapsed_ms);
         span.record("waiters", waiters);
         drop(state);
+        // Reported once the lock is released: a recorder is the application's code.
+        match &outcome {
+            Ok(entry) => {
+                shared.metrics.refreshed(reason, "success", took);
+                shared.metrics.expires_in(entry.expires_in(now));
+            }
+            Err(error) => shared.metrics.refreshed(reason, self::outcome(error), took),
+        }
         flight.done.send_replace(Some(outcome));
     }
 }
