@@ -299,8 +299,8 @@ impl TokenCache {
                 shared.counters.succeeded(reason);
                 let lifetime_s = entry.expires_in(now).map(|left| left.as_secs());
                 span.record("outcome", "success");
-                span.record("generation", entry.generation);
-                span.record("lifetime_s", lifetime_s);
+                span.record("generation", int(entry.generation));
+                span.record("lifetime_s", lifetime_s.map(int));
                 tracing::debug!(
                     parent: span,
                     reason = reason.as_str(),
@@ -349,8 +349,8 @@ impl TokenCache {
                 Err(error)
             }
         };
-        span.record("duration_ms", elapsed_ms);
-        span.record("waiters", waiters);
+        span.record("duration_ms", int(elapsed_ms));
+        span.record("waiters", int(waiters));
         drop(state);
         // Reported once the lock is released: a recorder is the application's code.
         match &outcome {
@@ -362,6 +362,12 @@ impl TokenCache {
         }
         flight.done.send_replace(Some(outcome));
     }
+}
+
+/// A count as a span records it: OpenTelemetry has no unsigned integers, and
+/// tracing-opentelemetry exports a `u64` as a string.
+fn int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 /// How a failed refresh ended, as the refresh span and the metrics name it.

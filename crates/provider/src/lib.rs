@@ -241,7 +241,12 @@ where
     let answer = send_in_span(client, request).instrument(span.clone()).await;
     let error_type = match &answer {
         Ok(answer) => {
-            span.record("http.response.status_code", answer.status.as_u16());
+            // As i64: OpenTelemetry has no unsigned integers, and tracing-opentelemetry
+            // would export a u16 as a string.
+            span.record(
+                "http.response.status_code",
+                i64::from(answer.status.as_u16()),
+            );
             match (answer.status.as_u16(), &answer.body) {
                 (400.., _) => Some(answer.status.as_str()),
                 (_, Err(_)) => Some("body"),
@@ -274,7 +279,7 @@ fn client_span<B>(request: &Request<B>) -> tracing::Span {
         otel.status_code = tracing::field::Empty,
         http.request.method = method,
         server.address = uri.host(),
-        server.port = port,
+        server.port = port.map(i64::from),
         url.full = %shown_url(uri),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
