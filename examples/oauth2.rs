@@ -40,6 +40,10 @@
 //! ```text
 //! OAUTH2_DPOP=1 cargo run --example oauth2
 //! ```
+//!
+//! With `METRICS_ADDR=127.0.0.1:9000`, the cache's metrics are served as Prometheus text at
+//! `http://127.0.0.1:9000/metrics` while it runs, and for `METRICS_LINGER_S` seconds after the
+//! summary (default 0).
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -115,8 +119,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let exporter = match common::metrics::from_env() {
+        Ok(exporter) => exporter,
+        Err(error) => return common::exit_status("oauth2", Err(error)),
+    };
+    let mut out = io::stdout();
+    if let Some(exporter) = &exporter {
+        let _ = exporter.announce(&mut out);
+    }
     let requests = settings.load.requests;
-    let result = run(settings, &mut io::stdout()).await;
+    let result = run(settings, &mut out).await;
+    if let Some(exporter) = &exporter {
+        exporter.linger(&mut out).await;
+    }
     common::exit_status("oauth2", result.map(|report| report.success(requests)))
 }
 

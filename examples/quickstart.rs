@@ -17,6 +17,10 @@
 //! runs a smaller session of the same calls (40, 10 of them creates) against the real API
 //! over HTTPS, the sandbox unless `APIVIDEO_BASE_URL` says otherwise, then deletes every
 //! video it created.
+//!
+//! With `METRICS_ADDR=127.0.0.1:9000`, the cache's metrics are served as Prometheus text at
+//! `http://127.0.0.1:9000/metrics` while it runs, and for `METRICS_LINGER_S` seconds after the
+//! summary (default 0).
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -82,6 +86,13 @@ async fn call(api: Api, request: Request<Full<Bytes>>) -> Result<Bytes, String> 
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut out = io::stdout();
+    let exporter = match common::metrics::from_env() {
+        Ok(exporter) => exporter,
+        Err(error) => return common::exit_status("quickstart", Err(error)),
+    };
+    if let Some(exporter) = &exporter {
+        let _ = exporter.announce(&mut out);
+    }
     let result = match std::env::var("APIVIDEO_API_KEY") {
         Ok(key) if !key.is_empty() => {
             let base = std::env::var("APIVIDEO_BASE_URL").unwrap_or_else(|_| SANDBOX.to_owned());
@@ -89,6 +100,9 @@ async fn main() -> ExitCode {
         }
         _ => run_mock(&mut out).await,
     };
+    if let Some(exporter) = &exporter {
+        exporter.linger(&mut out).await;
+    }
     common::exit_status("quickstart", result.map(|report| report.success()))
 }
 

@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -237,12 +238,24 @@ impl Attempts {
                 let rejection = rules.cache.rejected(self.generation);
                 match rejection {
                     Rejection::RetryWith(acquire) if !self.resent => Next::Replace(acquire),
-                    _ => Next::Done,
+                    _ => {
+                        if self.resent {
+                            rules.cache.count_retry_refused();
+                        }
+                        Next::Done
+                    }
                 }
             }
             // Not the token's fault: the same token again, with a new proof that carries the
             // nonce.
-            TokenVerdict::UseDpopNonce if new_nonce && !self.resent => Next::ProveAgain,
+            TokenVerdict::UseDpopNonce => {
+                rules.cache.count_nonce_challenge();
+                if new_nonce && !self.resent {
+                    Next::ProveAgain
+                } else {
+                    Next::Done
+                }
+            }
             _ => Next::Done,
         }
     }
@@ -261,11 +274,12 @@ impl Attempts {
             None => None,
             Some(_) => Some(prove(rules, entry, head)?),
         };
-        self.generation = entry.generation;
+        let replaced = mem::replace(&mut self.generation, entry.generation);
         self.resent = true;
         rules.cache.count_retry();
         tracing::debug!(
             generation = entry.generation,
+            replaced,
             "retrying with a new token after the server rejected the old one"
         );
         Ok(())
@@ -291,7 +305,8 @@ impl Attempts {
         rules.cache.count_nonce_retry();
         tracing::debug!(
             generation = self.generation,
-            "retrying with the server's new DPoP nonce"
+            verdict = "use_dpop_nonce",
+            "the server asked for a DPoP proof with its nonce; retrying with the same token"
         );
         Ok(())
     }

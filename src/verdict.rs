@@ -270,7 +270,12 @@ fn log(verdict: TokenVerdict, status: StatusCode, generation: u64) {
     let status = status.as_u16();
     match verdict {
         TokenVerdict::Rejected => {
-            tracing::debug!(status, generation, "the server rejected the token");
+            tracing::debug!(
+                status,
+                verdict = "rejected",
+                generation,
+                "the server rejected the token"
+            );
         }
         TokenVerdict::InsufficientScope => tracing::debug!(
             status,

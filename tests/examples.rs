@@ -38,6 +38,10 @@ mod stack;
 #[allow(dead_code)]
 mod axum_upstream;
 
+#[path = "../examples/otel.rs"]
+#[allow(dead_code)]
+mod otel;
+
 /// `vars`, as a lookup the examples' settings read in place of the environment.
 fn lookup<'a>(vars: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
     move |name| {
@@ -830,4 +834,81 @@ async fn oauth2_with_a_token_endpoint_that_cannot_be_reached() {
         ],
     );
     assert_eq!(out.matches("  error: ").count(), 3, "{out}");
+}
+
+/// `cargo run --example otel`, exported to memory: the refresh is a root span linked to the
+/// caller's, and the provider's two requests are client spans inside it, with OpenTelemetry's
+/// HTTP attributes.
+#[tokio::test(flavor = "current_thread")]
+async fn otel_exports_the_refresh_with_its_http_client_spans() {
+    use opentelemetry::trace::SpanKind;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    otel::run(&provider).await.unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+
+    let named = |name: &'static str| spans.iter().filter(move |s| s.name == name);
+    let request = named("request").next().expect("the caller's span");
+    let refresh = named("tower_bearer.refresh")
+        .next()
+        .expect("a refresh span");
+    assert_eq!(
+        refresh.parent_span_id,
+        opentelemetry::trace::SpanId::INVALID
+    );
+    assert!(
+        refresh
+            .links
+            .iter()
+            .any(|link| link.span_context == request.span_context),
+        "the refresh links to the request that started it"
+    );
+    let attribute = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(attribute(refresh, "provider").as_deref(), Some("oauth2"));
+    assert_eq!(attribute(refresh, "outcome").as_deref(), Some("success"));
+
+    let children: Vec<_> = spans
+        .iter()
+        .filter(|s| s.parent_span_id == refresh.span_context.span_id())
+        .collect();
+    let names: Vec<_> = children.iter().map(|s| s.name.as_ref()).collect();
+    assert_eq!(names, ["GET", "POST"]);
+    for span in children {
+        assert_eq!(span.span_kind, SpanKind::Client);
+        assert_eq!(
+            attribute(span, "http.request.method").as_deref(),
+            Some(&*span.name)
+        );
+        assert_eq!(
+            attribute(span, "server.address").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            attribute(span, "http.response.status_code").as_deref(),
+            Some("200")
+        );
+        // Integers, as OpenTelemetry's conventions have them.
+        for key in ["http.response.status_code", "server.port"] {
+            let value = span.attributes.iter().find(|kv| kv.key.as_str() == key);
+            assert!(
+                matches!(
+                    value.map(|kv| &kv.value),
+                    Some(opentelemetry::Value::I64(_))
+                ),
+                "{key}: {value:?}"
+            );
+        }
+        assert!(
+            attribute(span, "url.full").is_some_and(|url| url.starts_with("http://127.0.0.1:"))
+        );
+    }
 }

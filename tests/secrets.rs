@@ -1,5 +1,6 @@
 //! No token ever shows: not in `Debug` or `Display` of any public type or error, not in any
-//! `tracing` event at TRACE level, and the header carrying it is marked sensitive.
+//! `tracing` event or span field at TRACE level, not in any metric's name or label, and the
+//! header carrying it is marked sensitive.
 
 mod common;
 
@@ -21,6 +22,31 @@ const ACCESS: [&str; 3] = [
 ];
 const REFRESH: &str = "REFRESH-def50200cafe";
 
+/// The name and labels of every metric recorded in this test process so far, one a line.
+fn metrics_recorded() -> String {
+    use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
+    static RECORDED: std::sync::OnceLock<Snapshotter> = std::sync::OnceLock::new();
+    let snapshotter = RECORDED.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().expect("the only recorder");
+        snapshotter
+    });
+    let mut text = String::new();
+    for (key, _, description, _) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        text.push_str(key.name());
+        for label in key.labels() {
+            text.push_str(&format!(" {}={}", label.key(), label.value()));
+        }
+        if let Some(description) = description {
+            text.push_str(&format!(" ({description})"));
+        }
+        text.push('\n');
+    }
+    text
+}
+
 fn assert_no_secret(text: &str) {
     for secret in ACCESS.iter().chain([&REFRESH]) {
         assert!(!text.contains(secret), "{secret} leaked into: {text}");
@@ -30,9 +56,11 @@ fn assert_no_secret(text: &str) {
 #[tokio::test(start_paused = true)]
 async fn no_token_in_debug_display_or_trace_output() {
     let (captured, _guard) = capture_this_thread();
+    metrics_recorded();
 
     let (refresher, mut handle) = refresher();
-    let cache = TokenCache::new(refresher);
+    // A name is the one label a user sets.
+    let cache = TokenCache::builder(refresher).name("accounts").build();
     let api = Api::rejecting(ACCESS[0]);
     let sensitive = Arc::new(Mutex::new(Vec::new()));
     let recording = {
@@ -104,12 +132,21 @@ async fn no_token_in_debug_display_or_trace_output() {
     assert!(trace.contains("token refresh started"), "{trace}");
     assert!(trace.contains("401"), "{trace}");
     assert!(trace.contains("token refresh failed"), "{trace}");
+    // Spans too, with the fields recorded on them at their close.
+    assert!(trace.contains("tower_bearer.refresh{"), "{trace}");
+    assert!(trace.contains("outcome=\"success\""), "{trace}");
     // The refresher's own error is logged, not just its outermost wrapper.
     assert!(
         trace.contains("error=could not get a token: down"),
         "{trace}"
     );
     assert_no_secret(&trace);
+    let metrics = metrics_recorded();
+    assert!(
+        metrics.contains("tower_bearer.tokens.refused cache=accounts"),
+        "{metrics}"
+    );
+    assert_no_secret(&metrics);
 
     assert!(sensitive.lock().unwrap().iter().all(|s| *s));
     assert!(!sensitive.lock().unwrap().is_empty());
@@ -167,6 +204,7 @@ async fn no_secret_through_the_api_video_flows() {
     use tower_http::follow_redirect::FollowRedirectLayer;
 
     let logs = capture_globally();
+    metrics_recorded();
     let server = MockServer::builder().api_key(KEY).start().await.unwrap();
     let elsewhere = MockServer::builder()
         .api_key("another-key")
@@ -339,11 +377,17 @@ async fn no_secret_through_the_api_video_flows() {
     ] {
         assert!(logs.contains(event), "no {event:?} in the logs");
     }
+    for span in ["tower_bearer.refresh{", "tower_bearer.http{"] {
+        assert!(logs.contains(span), "no {span:?} in the logs");
+    }
+    let metrics = metrics_recorded();
+    assert!(metrics.contains("tower_bearer.refreshes"), "{metrics}");
     assert!(secrets.len() >= 7, "{}", secrets.len());
     assert!(printed.contains("[REDACTED]"), "{printed}");
     for secret in &secrets {
         assert!(!printed.contains(secret.as_str()), "printed: {printed}");
         assert!(!logs.contains(secret.as_str()), "a secret was logged");
+        assert!(!metrics.contains(secret.as_str()), "a secret in a metric");
     }
     let sensitive = sensitive.lock().unwrap();
     assert!(sensitive.len() >= 5, "{}", sensitive.len());
@@ -371,6 +415,7 @@ async fn no_secret_through_the_oauth2_flows() {
     use tower_bearer_oauth2::{AuthMethod, Grant, JwtBearer, OAuth2, SubjectToken};
 
     let logs = capture_globally();
+    metrics_recorded();
     let pem = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/keys/es256.pkcs8.pem"
@@ -558,6 +603,15 @@ async fn no_secret_through_the_oauth2_flows() {
     ] {
         assert!(logs.contains(event), "no {event:?} in the logs");
     }
+    for span in [
+        "tower_bearer.refresh{",
+        "tower_bearer.http{",
+        "provider=\"oauth2\"",
+    ] {
+        assert!(logs.contains(span), "no {span:?} in the logs");
+    }
+    let metrics = metrics_recorded();
+    assert!(metrics.contains("tower_bearer.refreshes"), "{metrics}");
     assert!(printed.contains("[REDACTED]"), "{printed}");
     for secret in &secrets {
         assert!(
@@ -565,6 +619,7 @@ async fn no_secret_through_the_oauth2_flows() {
             "{secret} printed: {printed}"
         );
         assert!(!logs.contains(secret.as_str()), "{secret} was logged");
+        assert!(!metrics.contains(secret.as_str()), "{secret} in a metric");
     }
     let sensitive = sensitive.lock().unwrap();
     // Bearer headers from the layer, and the provider's own Basic headers.

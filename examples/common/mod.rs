@@ -6,6 +6,7 @@
 
 pub(crate) mod apivideo;
 pub(crate) mod load;
+pub(crate) mod metrics;
 pub(crate) mod oauth2_env;
 pub(crate) mod summary;
 pub(crate) mod tally;

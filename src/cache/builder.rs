@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::entry::Windows;
 use super::flight::RefreshState;
+use super::metrics::Metrics;
 use super::refresher::Refresh;
 use super::stats::StatCounters;
 use super::store_link::{StoreLink, StoreSettings};
@@ -54,6 +55,8 @@ pub(super) struct Settings {
     backoff_min: Duration,
     backoff_max: Duration,
     pub(super) refresh_timeout: Duration,
+    /// The name spans and metrics give the cache, if the user gave it one.
+    pub(super) name: Option<Arc<str>>,
 }
 
 impl Default for Settings {
@@ -63,6 +66,7 @@ impl Default for Settings {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
             refresh_timeout: Duration::from_secs(60),
+            name: None,
         }
     }
 }
@@ -136,6 +140,15 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// A name for the cache in traces (the `cache` field of its refresh span) and metrics
+    /// (the `cache` label), to tell apart several caches in one process: an account, a
+    /// provider, an audience. Keep it to a few fixed names; it should not hold a client id or
+    /// anything else you would not print. Default: none (the `cache` label is `default`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.settings.name = Some(name.into());
+        self
+    }
+
     /// Shares tokens with other caches (usually in other processes) through `store`: one
     /// refresh for all of them, where each would otherwise refresh its own.
     ///
@@ -172,9 +185,10 @@ impl TokenCacheBuilder {
 
     /// The cache.
     pub fn build(self) -> TokenCache {
+        let metrics = Metrics::new(self.settings.name.as_ref());
         let store = self
             .store
-            .map(|store| StoreLink::new(store, self.store_settings));
+            .map(|store| StoreLink::new(store, self.store_settings, metrics.clone()));
         TokenCache {
             shared: Arc::new(Shared {
                 current: CachePadded(ArcSwapOption::empty()),
@@ -183,6 +197,7 @@ impl TokenCacheBuilder {
                 store,
                 settings: self.settings,
                 counters: StatCounters::default(),
+                metrics,
                 epoch: Instant::now(),
             }),
         }

@@ -100,6 +100,7 @@ impl TokenCache {
         let now = Instant::now();
         let counters = &self.shared.counters;
         counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.refused();
         let mut state = self.state();
         let Some(entry) = self.shared.current.load_full() else {
             drop(state);
@@ -160,6 +161,7 @@ impl TokenCache {
         if let Some(failure) = &state.failure {
             if now < failure.retry_at {
                 let err = failure.error.backing_off(failure.retry_at - now);
+                self.shared.metrics.without_token("backing_off");
                 return (Acquire::Failed(err), UnspawnedFlight(None));
             }
         }
@@ -186,8 +188,9 @@ impl TokenCache {
             done: tx,
         });
         self.shared.counters.started(reason);
-        tracing::debug!(
-            reason = reason.as_str(),
+        let span = self.refresh_span(reason);
+        tracing::trace!(
+            parent: &span,
             generation = previous.map_or(0, |e| e.generation),
             "token refresh started"
         );
@@ -221,6 +224,7 @@ impl TokenCache {
             id,
             reason,
             started: Instant::now(),
+            span,
             finished: false,
         };
         let waiting = Waiting {
@@ -232,21 +236,46 @@ impl TokenCache {
         (Acquire::WaitFor(waiting), flight)
     }
 
+    /// The span a refresh runs in: its own, not the span of the request that happened to
+    /// start it (others wait for it too, and a refresh ahead outlives that request), which it
+    /// follows from. Its fields are filled in as the refresh goes, by the store and by the
+    /// provider (`provider`), and at its end.
+    fn refresh_span(&self, reason: RefreshReason) -> tracing::Span {
+        let span = tracing::info_span!(
+            parent: None,
+            "tower_bearer.refresh",
+            cache = self.shared.settings.name.as_deref(),
+            reason = reason.as_str(),
+            provider = tracing::field::Empty,
+            store = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            generation = tracing::field::Empty,
+            lifetime_s = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+            waiters = tracing::field::Empty,
+        );
+        span.follows_from(tracing::Span::current());
+        span
+    }
+
     /// Records the end of flight `id` and wakes everyone waiting for it.
     fn finish(
         &self,
         id: u64,
         reason: RefreshReason,
         started: Instant,
+        span: &tracing::Span,
         result: Result<Refreshed, TokenError>,
     ) {
         let now = Instant::now();
         let shared = &*self.shared;
-        let elapsed_ms = now.saturating_duration_since(started).as_millis() as u64;
+        let took = now.saturating_duration_since(started);
+        let elapsed_ms = took.as_millis() as u64;
         let mut state = self.state();
         let Some(flight) = state.flight.take_if(|f| f.id == id) else {
             return;
         };
+        let waiters = flight.done.receiver_count();
         let result = result.and_then(|refreshed| match refreshed.token.expiry() {
             Some(at) if at <= now => Err(TokenError::new(reason, TokenErrorKind::ExpiredToken)),
             _ => Ok(refreshed),
@@ -254,18 +283,31 @@ impl TokenCache {
         let outcome = match result {
             Ok(Refreshed { token, obtained }) => {
                 state.generation += 1;
-                state.failure = None;
+                if let Some(failure) = state.failure.take() {
+                    tracing::info!(
+                        parent: span,
+                        reason = reason.as_str(),
+                        failures = failure.consecutive,
+                        "token refreshed after failing; the backoff is over"
+                    );
+                }
                 let obtained = obtained.map_or(now, |at| at.min(now));
                 let windows = &shared.settings.windows;
                 let entry = Entry::new(token, state.generation, obtained, windows);
                 let entry = Arc::new(entry.armed());
                 shared.current.store(Some(entry.clone()));
                 shared.counters.succeeded(reason);
+                let lifetime_s = entry.expires_in(now).map(|left| left.as_secs());
+                span.record("outcome", "success");
+                span.record("generation", int(entry.generation));
+                span.record("lifetime_s", lifetime_s.map(int));
                 tracing::debug!(
+                    parent: span,
                     reason = reason.as_str(),
                     generation = entry.generation,
                     elapsed_ms,
-                    expires_in_s = entry.expires_in(now).map(|left| left.as_secs()),
+                    expires_in_s = lifetime_s,
+                    waiters,
                     "token refreshed"
                 );
                 Ok(entry)
@@ -288,13 +330,16 @@ impl TokenCache {
                         .store(self.nanos(retry_at), Ordering::Relaxed);
                 }
                 shared.counters.failed(reason);
+                span.record("outcome", outcome(&error));
                 tracing::warn!(
+                    parent: span,
                     reason = reason.as_str(),
                     elapsed_ms,
                     backoff_ms = delay.as_millis() as u64,
                     consecutive,
+                    waiters,
                     error = %error,
-                    "token refresh failed"
+                    "token refresh failed; backing off"
                 );
                 state.failure = Some(Failure {
                     error: error.clone(),
@@ -304,8 +349,34 @@ impl TokenCache {
                 Err(error)
             }
         };
+        span.record("duration_ms", int(elapsed_ms));
+        span.record("waiters", int(waiters));
         drop(state);
+        // Reported once the lock is released: a recorder is the application's code.
+        match &outcome {
+            Ok(entry) => {
+                shared.metrics.refreshed(reason, "success", took);
+                shared.metrics.expires_in(entry.expires_in(now));
+            }
+            Err(error) => shared.metrics.refreshed(reason, self::outcome(error), took),
+        }
         flight.done.send_replace(Some(outcome));
+    }
+}
+
+/// A count as a span records it: OpenTelemetry has no unsigned integers, and
+/// tracing-opentelemetry exports a `u64` as a string.
+fn int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+/// How a failed refresh ended, as the refresh span and the metrics name it.
+fn outcome(error: &TokenError) -> &'static str {
+    match error.kind() {
+        TokenErrorKind::TimedOut { .. } => "timed_out",
+        TokenErrorKind::Abandoned => "abandoned",
+        TokenErrorKind::ExpiredToken => "expired_token",
+        _ => "error",
     }
 }
 
@@ -318,7 +389,8 @@ pub(super) struct UnspawnedFlight(Option<(tokio::runtime::Handle, FlightGuard, F
 impl UnspawnedFlight {
     pub(super) fn spawn(self) {
         if let Some((runtime, guard, refresh)) = self.0 {
-            runtime.spawn(guard.run(refresh));
+            let span = guard.span.clone();
+            runtime.spawn(tracing::Instrument::instrument(guard.run(refresh), span));
         }
     }
 }
@@ -330,6 +402,7 @@ struct FlightGuard {
     id: u64,
     reason: RefreshReason,
     started: Instant,
+    span: tracing::Span,
     finished: bool,
 }
 
@@ -345,7 +418,7 @@ impl FlightGuard {
         };
         self.finished = true;
         self.cache
-            .finish(self.id, self.reason, self.started, result);
+            .finish(self.id, self.reason, self.started, &self.span, result);
     }
 }
 
@@ -353,8 +426,13 @@ impl Drop for FlightGuard {
     fn drop(&mut self) {
         if !self.finished {
             let abandoned = TokenError::new(self.reason, TokenErrorKind::Abandoned);
-            self.cache
-                .finish(self.id, self.reason, self.started, Err(abandoned));
+            self.cache.finish(
+                self.id,
+                self.reason,
+                self.started,
+                &self.span,
+                Err(abandoned),
+            );
         }
     }
 }

@@ -12,6 +12,7 @@
 //! | `store_link.rs` | a refresh shared with other caches through a [`TokenStore`](crate::store::TokenStore) |
 //! | `builder.rs` | settings, and the backoff after a failure |
 //! | `stats.rs` | what the cache has done, for an operator |
+//! | `metrics.rs` | what the cache reports through the `metrics` facade |
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -25,6 +26,7 @@ mod alarm;
 mod builder;
 mod entry;
 mod flight;
+mod metrics;
 mod reader;
 mod refresher;
 mod stats;
@@ -37,6 +39,7 @@ pub use refresher::Refresher;
 pub use stats::{RefreshCounts, Stats};
 pub(crate) use wait::{Acquire, Outcome, Rejection, WaitFuture};
 
+use self::metrics::Metrics;
 use builder::Settings;
 pub(crate) use entry::Entry;
 use flight::RefreshState;
@@ -115,6 +118,7 @@ struct Shared {
     store: Option<StoreLink>,
     settings: Settings,
     counters: StatCounters,
+    metrics: Metrics,
     /// The origin of `Entry::next_ahead`, which is an atomic count of nanoseconds.
     epoch: Instant,
 }

@@ -53,6 +53,7 @@ impl TokenCache {
     /// A request is being sent again after its token was refused.
     pub(crate) fn count_retry(&self) {
         self.shared.counters.retried.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.retry("refused");
     }
 
     /// A request is being sent again, with the same token, because the server asked for a
@@ -60,6 +61,19 @@ impl TokenCache {
     pub(crate) fn count_nonce_retry(&self) {
         let counters = &self.shared.counters;
         counters.nonce_retried.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.retry("dpop_nonce");
+    }
+
+    /// A request's second attempt was refused too.
+    #[cold]
+    pub(crate) fn count_retry_refused(&self) {
+        self.shared.metrics.retry_refused();
+    }
+
+    /// An answer asked for a DPoP proof with the server's nonce.
+    #[cold]
+    pub(crate) fn count_nonce_challenge(&self) {
+        self.shared.metrics.nonce_challenge();
     }
 
     /// A request to `uri` (shown without its query or userinfo) is being sent without the
@@ -70,6 +84,7 @@ impl TokenCache {
     #[cold]
     pub(crate) fn count_out_of_scope(&self, uri: &dyn fmt::Display) {
         let counters = &self.shared.counters;
+        self.shared.metrics.without_token("out_of_scope");
         if counters.out_of_scope.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!(
                 uri = %uri,

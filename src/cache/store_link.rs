@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tower::BoxError;
 
 use super::entry::Refreshed;
+use super::metrics::Metrics;
 use super::refresher::RefreshFuture;
 use crate::error::Causes;
 use crate::store::{Publish, SharedToken, StoreError, StoreFuture, StoreStats, TokenStore};
@@ -25,6 +26,7 @@ pub(super) struct StoreLink {
     poll: Duration,
     timeout: Duration,
     counters: StoreCounters,
+    metrics: Metrics,
 }
 
 /// How a cache uses its store.
@@ -47,7 +49,11 @@ impl Default for StoreSettings {
 
 /// The cache's settings, as the builder left them.
 impl StoreLink {
-    pub(super) fn new(store: Arc<dyn TokenStore>, settings: StoreSettings) -> Self {
+    pub(super) fn new(
+        store: Arc<dyn TokenStore>,
+        settings: StoreSettings,
+        metrics: Metrics,
+    ) -> Self {
         let random = RandomState::new().hash_one(std::process::id());
         StoreLink {
             store,
@@ -56,6 +62,7 @@ impl StoreLink {
             poll: settings.poll,
             timeout: settings.timeout,
             counters: StoreCounters::default(),
+            metrics,
         }
     }
 
@@ -111,6 +118,11 @@ impl StoreLink {
                 }
                 Ok(true) => {
                     StoreCounters::add(&self.counters.leases_won);
+                    self.metrics.store("lease_won");
+                    tracing::debug!(
+                        reason = reason.as_str(),
+                        "took the refresh lease; this replica refreshes for all"
+                    );
                     let lease = Lease(Some((self.store.clone(), self.owner.clone())));
                     // Someone may have published between the load and the lease.
                     let shared = match self.call(self.store.load()).await {
@@ -135,6 +147,7 @@ impl StoreLink {
                     if !waited {
                         waited = true;
                         StoreCounters::add(&self.counters.leases_lost);
+                        self.metrics.store("lease_lost");
                         tracing::debug!(
                             reason = reason.as_str(),
                             "another replica holds the refresh lease; waiting for its token"
@@ -149,6 +162,9 @@ impl StoreLink {
 
     fn adopt(&self, shared: &SharedToken) -> Refreshed {
         StoreCounters::add(&self.counters.adopted);
+        self.metrics.store("adopted");
+        // The refresh span: the token came from the store, not from this replica's refresher.
+        tracing::Span::current().record("store", "adopted");
         tracing::debug!(
             generation = shared.generation,
             "took the shared token from the store"
@@ -181,6 +197,7 @@ impl StoreLink {
                 Ok(result) => break result,
                 Err(_) => {
                     if let Ok(false) = self.call(self.store.renew(&self.owner, self.lease)).await {
+                        self.metrics.store("lease_expired");
                         tracing::debug!("the refresh lease ran out before the refresh ended");
                     }
                 }
@@ -190,17 +207,23 @@ impl StoreLink {
             match self.call(self.store.publish(replaces, token)).await {
                 Ok(Publish::Published { generation }) => {
                     StoreCounters::add(&self.counters.publishes);
+                    self.metrics.store("published");
+                    tracing::Span::current().record("store", "published");
                     tracing::debug!(generation, "published the new token");
                 }
                 Ok(Publish::Refused { current }) => {
                     StoreCounters::add(&self.counters.refused);
+                    self.metrics.store("publish_refused");
+                    tracing::Span::current().record("store", "publish_refused");
                     tracing::debug!(
                         replaces,
                         current,
                         "the store moved on during the refresh; the new token stays local"
                     );
                 }
-                Err(_) => {}
+                Err(_) => {
+                    tracing::Span::current().record("store", "publish_failed");
+                }
             }
         }
         self.release(lease).await;
@@ -222,6 +245,7 @@ impl StoreLink {
         F: FnOnce(TokenRequest) -> RefreshFuture,
     {
         StoreCounters::add(&self.counters.local_refreshes);
+        tracing::Span::current().record("store", "unavailable");
         let token = refresher(TokenRequest::new(reason, previous)).await?;
         Ok(Refreshed::now(token))
     }
@@ -235,17 +259,21 @@ impl StoreLink {
         match &result {
             Ok(_) => {
                 if self.counters.succeeded() {
+                    self.metrics.store("available");
                     tracing::info!("token store reachable again; sharing tokens through it");
                 }
             }
             Err(error) if error.is_misconfigured() => {
+                self.metrics.store("misconfigured");
                 tracing::error!(
                     error = %error,
                     "the token store cannot hold this cache's tokens; refreshing alone"
                 );
             }
             Err(error) => {
+                self.metrics.store("error");
                 if self.counters.failed() {
+                    self.metrics.store("unavailable");
                     tracing::warn!(
                         error = %error,
                         causes = %Causes(error),

@@ -52,6 +52,7 @@ impl Waiting {
             cache,
         } = self;
         Box::pin(async move {
+            let _counted = Counted::waiting(&cache);
             loop {
                 let entry = match done.wait_for(Option::is_some).await {
                     Ok(outcome) => outcome.clone().expect("waited for an outcome")?,
@@ -81,5 +82,21 @@ impl Acquire {
             Acquire::WaitFor(waiting) => waiting.into_future(),
             Acquire::Failed(err) => Box::pin(std::future::ready(Err(err))),
         }
+    }
+}
+
+/// Counts a request among those waiting for a refresh while it lives.
+struct Counted<'a>(&'a super::metrics::Metrics);
+
+impl<'a> Counted<'a> {
+    fn waiting(cache: &'a TokenCache) -> Self {
+        cache.shared.metrics.waiting(1.0);
+        Counted(&cache.shared.metrics)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.waiting(-1.0);
     }
 }

@@ -258,11 +258,14 @@ impl Captured {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    /// A subscriber writing everything, down to TRACE, into this.
+    /// A subscriber writing everything, down to TRACE, into this: every event, and every
+    /// span as it opens and as it closes (with the fields recorded on it meanwhile).
     fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        use tracing_subscriber::fmt::format::FmtSpan;
         let writer = self.clone();
         tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
+            .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish()

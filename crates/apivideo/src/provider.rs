@@ -342,6 +342,10 @@ where
 {
     type Error = ApiVideoError;
 
+    fn name(&self) -> &'static str {
+        "apivideo"
+    }
+
     fn primary<'a>(
         &'a self,
         client: &'a mut C,

@@ -165,6 +165,10 @@ where
 {
     type Error = OAuth2Error;
 
+    fn name(&self) -> &'static str {
+        "oauth2"
+    }
+
     async fn primary<'a>(
         &'a self,
         client: &'a mut C,

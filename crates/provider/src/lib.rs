@@ -56,6 +56,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tokio::time::Instant;
 use tower::{BoxError, Service};
+use tracing::Instrument;
 
 use tower_bearer::ReplayBody;
 
@@ -225,7 +226,67 @@ pub enum SendError {
 ///
 /// The one place a provider's request goes out: a hook that must touch every attempt (a
 /// proof of possession, a log line) goes here.
+///
+/// Each request is a client span, `tower_bearer.http` at INFO, a child of the current span
+/// (the cache's refresh), with OpenTelemetry's HTTP client attributes so that
+/// `tracing-opentelemetry` exports it as it exports other HTTP client spans:
+/// `http.request.method`, `server.address`, `server.port`, `url.full` (as [`shown_url`]
+/// shows it: no user info, no query), `http.response.status_code`, and `error.type` (the
+/// status code from 400 on, `transport`, `redirected` or `body`).
 pub async fn send<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, SendError>
+where
+    C: HttpClient<B>,
+{
+    let span = client_span(&request);
+    let answer = send_in_span(client, request).instrument(span.clone()).await;
+    let error_type = match &answer {
+        Ok(answer) => {
+            // As i64: OpenTelemetry has no unsigned integers, and tracing-opentelemetry
+            // would export a u16 as a string.
+            span.record(
+                "http.response.status_code",
+                i64::from(answer.status.as_u16()),
+            );
+            match (answer.status.as_u16(), &answer.body) {
+                (400.., _) => Some(answer.status.as_str()),
+                (_, Err(_)) => Some("body"),
+                _ => None,
+            }
+        }
+        Err(SendError::Transport(_)) => Some("transport"),
+        Err(SendError::Redirected(_)) => Some("redirected"),
+    };
+    if let Some(error_type) = error_type {
+        span.record("error.type", error_type);
+        span.record("otel.status_code", "ERROR");
+    }
+    answer
+}
+
+/// The span of one request a provider sends (see [`send`]).
+fn client_span<B>(request: &Request<B>) -> tracing::Span {
+    let uri = request.uri();
+    let method = request.method().as_str();
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    tracing::info_span!(
+        "tower_bearer.http",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        server.address = uri.host(),
+        server.port = port.map(i64::from),
+        url.full = %shown_url(uri),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+async fn send_in_span<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, SendError>
 where
     C: HttpClient<B>,
 {

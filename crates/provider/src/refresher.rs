@@ -111,6 +111,12 @@ pub trait Grants<C, B>: Send + Sync + 'static {
 
     /// The error for a call that took longer than `after`.
     fn timed_out(&self, after: Duration) -> Self::Error;
+
+    /// A short, fixed name for the provider (`oauth2`, `apivideo`): the `provider` field of
+    /// the cache's refresh span, which a call fills in. Never a URL, client id or account.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// A token provider: a tower `Service` from [`TokenRequest`] to [`Token`], sending the
@@ -209,6 +215,8 @@ where
     }
 
     fn call(&mut self, request: TokenRequest) -> Self::Future {
+        // The cache calls its refresher inside the refresh's span.
+        tracing::Span::current().record("provider", self.grants.name());
         let clone = self.client.clone();
         let mut client = mem::replace(&mut self.client, clone);
         let grants = Arc::clone(&self.grants);
