@@ -201,6 +201,33 @@ async fn a_first_request_meets_the_nonce_challenge_and_recovers_with_one_retry()
     assert_eq!(api.seen().len(), 3);
 }
 
+// A proof names its request's method (`htm`): the first attempt's, the retry's after a nonce
+// challenge, and a request's sent with the token already held.
+#[tokio::test]
+async fn every_proof_names_its_requests_method() {
+    let key = DpopKey::generate(Algorithm::Es256).unwrap();
+    let (refresher, _) = refresher(&key);
+    let api = Api::new(&key);
+    let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api.clone());
+    let post = || {
+        Request::post("https://api.test/items")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+
+    let first = service.clone().oneshot(post()).await.unwrap();
+    let second = service.oneshot(post()).await.unwrap();
+
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+    let outcomes: Vec<_> = api.seen().into_iter().map(|s| s.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Err(ProofRejection::MissingNonce), Ok(()), Ok(())],
+        "every proof verified for a POST but the first's missing nonce"
+    );
+}
+
 #[tokio::test]
 async fn a_rotated_nonce_costs_one_retry_not_a_refresh_and_proofs_are_never_reused() {
     let key = DpopKey::generate(Algorithm::Es256).unwrap();
