@@ -485,6 +485,30 @@ async fn with_retries_off_a_401_goes_back_and_the_next_request_gets_a_new_token(
     assert_eq!((stats.unauthorized, stats.retried), (1, 0));
 }
 
+// With retries off, each token's refusal replaces it: the request that follows gets the next.
+#[tokio::test(start_paused = true)]
+async fn with_retries_off_every_refused_token_is_replaced() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::new(|_| true);
+    let service = layer(refresher)
+        .retry_unauthorized(false)
+        .layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+
+    for (held, next, generation) in [("first", "second", 2), ("second", "third", 3)] {
+        advance(Duration::from_secs(10)).await;
+        let refused = within(service.clone().oneshot(get("http://api.test/")))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let asked = answer(&mut handle, token(next, HOUR)).await;
+        assert_eq!(asked.reason(), RefreshReason::Rejected);
+        assert_eq!(asked.previous().unwrap().expose_access_token(), held);
+        until(|| service.cache().stats().generation == generation).await;
+    }
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
+}
+
 // ===== what counts as a rejected token =====
 
 /// An answer with this status and these headers.
