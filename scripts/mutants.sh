@@ -29,6 +29,12 @@ suites() {
         # tests) would only add minutes to every mutant.
         src/engine.rs)
             echo "--test middleware --test dpop_layer --test origins" ;;
+        # The saved head's URI tells which origin answered a redirect followed below the layer.
+        src/head.rs)
+            echo "--lib --test origins" ;;
+        # A channel's scope makes a proof's path-only URI absolute (tonic_dpop).
+        src/scope.rs)
+            echo "--lib --test origins --test tonic --test tonic_dpop" ;;
         src/cache/store_link.rs | src/store/mod.rs | src/store/memory.rs)
             echo "--lib --test store" ;;
         src/cache/*.rs)
