@@ -219,6 +219,18 @@ async fn a_body_streaming_past_the_limit_stops_being_copied_and_cannot_be_replay
 }
 
 #[tokio::test]
+async fn a_body_whose_first_chunk_is_past_the_limit_cannot_be_replayed() {
+    // No size hint to tell beforehand: the first chunk alone is too large to keep.
+    let (tx, body) = channel(SizeHint::new());
+    let (mut first, replay) = ReplayBody::recorded(body, 4);
+    tx.send(data("12345")).unwrap();
+    drop(tx);
+    assert_eq!(next_data(&mut first), "12345");
+    assert!(next(&mut first).is_none());
+    assert!(replay.unwrap().into_body().is_none());
+}
+
+#[tokio::test]
 async fn a_failing_body_is_not_replayed_and_its_error_passes_through() {
     let (tx, body) = channel(SizeHint::new());
     let (mut first, replay) = ReplayBody::recorded(body, 64);
