@@ -292,6 +292,36 @@ async fn the_replay_reports_the_size_of_the_whole_body() {
     assert_eq!(replayed(replay).size_hint().exact(), Some(6));
 }
 
+/// A body of chunks all ready at once, whose size hint is exactly what is left of it.
+struct Chunked(std::collections::VecDeque<Bytes>);
+
+impl Body for Chunked {
+    type Data = Bytes;
+    type Error = &'static str;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.iter().map(|chunk| chunk.len() as u64).sum())
+    }
+}
+
+#[tokio::test]
+async fn a_replay_after_a_partial_read_reports_the_size_of_the_whole_body() {
+    // What was copied, and what the caller's body has left.
+    let body = Chunked([b"abc".as_slice(), b"defg"].map(Bytes::from_static).into());
+    let (mut first, replay) = ReplayBody::recorded(body, 64);
+    assert_eq!(next_data(&mut first), "abc");
+    let retry = replayed(replay);
+    assert_eq!(retry.size_hint().exact(), Some(7));
+    assert_eq!(collect(retry).await.0, "abcdefg");
+}
+
 #[tokio::test]
 async fn a_direct_body_passes_any_buf_through_as_bytes() {
     let body = ReplayBody::new(Full::new(&b"plain"[..]));
