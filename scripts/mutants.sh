@@ -20,17 +20,28 @@ cd "$(dirname "$0")/.."
 DEFAULT=(src/verdict.rs src/cache/flight.rs src/cache/entry.rs)
 
 # The suites that cover a source file: cargo test's target selection and any features. The
-# library's own tests always run (unit tests sit beside the code).
+# library's own tests run wherever unit tests sit beside the code or drive it.
 suites() {
     case "$1" in
         src/verdict.rs)
             echo "--lib --test middleware" ;;
+        # No unit test drives the engine: the library's suite (a build of its own, and property
+        # tests) would only add minutes to every mutant.
+        src/engine.rs)
+            echo "--test middleware --test dpop_layer --test origins" ;;
+        # The saved head's URI tells which origin answered a redirect followed below the layer.
+        src/head.rs)
+            echo "--lib --test origins" ;;
+        # A channel's scope makes a proof's path-only URI absolute (tonic_dpop).
+        src/scope.rs)
+            echo "--lib --test origins --test tonic --test tonic_dpop" ;;
         src/cache/store_link.rs | src/store/mod.rs | src/store/memory.rs)
             echo "--lib --test store" ;;
         src/cache/*.rs)
             echo "--lib --test middleware --test store --test model" ;;
+        # The replay body's own tests sit beside it; `bodies` sends it through the layer.
         src/body/*.rs)
-            echo "--lib --test bodies --test middleware --test model" ;;
+            echo "--lib --test bodies" ;;
         src/layer.rs | src/service.rs | src/future.rs)
             echo "--lib --test middleware --test bodies --test model" ;;
         src/tonic/*.rs)

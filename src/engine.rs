@@ -12,7 +12,6 @@
 //! The second answer goes back whatever it is; a refusal in it still tells the cache.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
@@ -335,16 +334,6 @@ pub(crate) fn judge_last(rules: &Rules, generation: u64, status: StatusCode, hea
 fn rejected_last(rules: &Rules, generation: u64) {
     // Nothing waits for the replacement.
     let _ = rules.cache.rejected(generation);
-}
-
-impl fmt::Debug for Attempts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Attempts")
-            .field("generation", &self.generation)
-            .field("proven", &self.proven.is_some())
-            .field("resent", &self.resent)
-            .finish()
-    }
 }
 
 /// Removes the token that `append` put after the caller's own `Authorization` values, leaving

@@ -238,7 +238,13 @@ where
     E: Into<BoxError>,
 {
     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-    engine::judge_last(rules, generation, response.status(), response.headers());
+    // As for any attempt: another origin's answer, reached by a redirect followed below the
+    // layer, refuses nothing.
+    if response.extensions().is_empty()
+        || answered_by_origin_asked(response.extensions(), None, rules)
+    {
+        engine::judge_last(rules, generation, response.status(), response.headers());
+    }
     Poll::Ready(Ok(response))
 }
 

@@ -320,6 +320,83 @@ mod tests {
     }
 
     #[test]
+    fn an_origin_without_a_port_has_its_schemes_default_port() {
+        let scope = Scope::origins(["http://api.test", "https://secure.test"]).unwrap();
+        assert!(scope.allows(&uri("http://api.test/a")));
+        assert!(scope.allows(&uri("http://api.test:80/a")));
+        assert!(!scope.allows(&uri("http://api.test:443/a")));
+        assert!(scope.allows(&uri("https://secure.test:443/a")));
+        assert!(!scope.allows(&uri("https://secure.test:80/a")));
+    }
+
+    #[test]
+    fn a_channels_scope_is_its_one_origin_and_makes_path_only_uris_absolute() {
+        let channel = Scope::origin("https://api.test:8443")
+            .unwrap()
+            .for_channel();
+        assert!(channel.allows(&uri("/pkg.Service/Method")));
+        assert!(channel.allows(&uri("https://api.test:8443/pkg.Service/Method")));
+        assert!(!channel.allows(&uri("https://other.test:8443/pkg.Service/Method")));
+        assert_eq!(
+            channel.absolute(&uri("/pkg.Service/Method?x=1")).unwrap(),
+            "https://api.test:8443/pkg.Service/Method?x=1"
+        );
+        assert_eq!(channel.absolute(&uri("https://api.test:8443/a")), None);
+
+        // Two origins are no channel's: each keeps its place.
+        let two = Scope::origins(["https://a.test", "https://b.test"])
+            .unwrap()
+            .for_channel();
+        assert!(two.allows(&uri("https://b.test/x")));
+        assert!(!two.allows(&uri("/x")));
+        assert_eq!(two.absolute(&uri("/x")), None);
+    }
+
+    #[test]
+    fn answers_from_path_only_uris_are_of_the_same_origin() {
+        // A request through a channel keeps its path-only URI below the layer.
+        assert!(same_origin(&uri("/a"), &uri("/b")));
+        assert!(!same_origin(&uri("/a"), &uri("https://api.test/a")));
+        assert!(same_origin(
+            &uri("https://API.test/a"),
+            &uri("https://api.test:443/b")
+        ));
+        assert!(!same_origin(
+            &uri("http://api.test/a"),
+            &uri("https://api.test/a")
+        ));
+    }
+
+    #[test]
+    fn debug_output_names_the_origins_and_display_the_uri_without_secrets() {
+        let origins = Scope::origins(["https://a.test", "http://b.test:8080"]).unwrap();
+        assert_eq!(
+            format!("{origins:?}"),
+            r#"Scope::Origins(["https://a.test:443", "http://b.test:8080"])"#
+        );
+        assert_eq!(
+            format!(
+                "{:?}",
+                Scope::origin("https://a.test").unwrap().for_channel()
+            ),
+            "Scope::Channel(https://a.test:443)"
+        );
+        assert_eq!(format!("{:?}", Scope::any()), "Scope::Any");
+        assert_eq!(
+            format!("{:?}", Scope::predicate(|_| true)),
+            "Scope::Predicate"
+        );
+        assert_eq!(
+            WithoutSecrets(&uri("https://user:pw@api.test:8443/v?sig=s3cr3t")).to_string(),
+            "https://api.test:8443/v"
+        );
+        assert_eq!(
+            Scope::origin("/relative").unwrap_err().to_string(),
+            "an origin must be an absolute URI with a scheme and a host"
+        );
+    }
+
+    #[test]
     fn predicate_and_any() {
         let scope = Scope::predicate(|u| u.path().starts_with("/api/"));
         assert!(scope.allows(&uri("/api/x")));

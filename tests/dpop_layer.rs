@@ -1,6 +1,8 @@
 //! The layer with DPoP tokens, against a resource server that checks every proof and demands
 //! its own nonce, as RFC 9449 §9 lets it.
 
+mod common;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
 
+use common::within;
 use tower_bearer::{BearerAuthLayer, ReplayBody, Scope, Token, TokenRequest};
 use tower_bearer_mock::dpop::{ProofContext, ProofRejection, ProofVerifier};
 use tower_bearer_oauth2::dpop::DpopKey;
@@ -201,6 +204,33 @@ async fn a_first_request_meets_the_nonce_challenge_and_recovers_with_one_retry()
     assert_eq!(api.seen().len(), 3);
 }
 
+// A proof names its request's method (`htm`): the first attempt's, the retry's after a nonce
+// challenge, and a request's sent with the token already held.
+#[tokio::test(start_paused = true)]
+async fn every_proof_names_its_requests_method() {
+    let key = DpopKey::generate(Algorithm::Es256).unwrap();
+    let (refresher, _) = refresher(&key);
+    let api = Api::new(&key);
+    let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api.clone());
+    let post = || {
+        Request::post("https://api.test/items")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+
+    let first = within(service.clone().oneshot(post())).await.unwrap();
+    let second = within(service.oneshot(post())).await.unwrap();
+
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+    let outcomes: Vec<_> = api.seen().into_iter().map(|s| s.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Err(ProofRejection::MissingNonce), Ok(()), Ok(())],
+        "every proof verified for a POST but the first's missing nonce"
+    );
+}
+
 #[tokio::test]
 async fn a_rotated_nonce_costs_one_retry_not_a_refresh_and_proofs_are_never_reused() {
     let key = DpopKey::generate(Algorithm::Es256).unwrap();
@@ -282,6 +312,124 @@ async fn a_rejected_dpop_token_is_replaced_and_the_retry_proves_the_new_one() {
         Ok(()),
         "the retry's proof names the new token (ath)"
     );
+}
+
+// A nonce challenge is answered only with a nonce the proof did not carry: one without a
+// nonce, or with the same one, would be refused again.
+#[tokio::test(start_paused = true)]
+async fn a_nonce_challenge_without_a_new_nonce_goes_back_as_it_came() {
+    let key = DpopKey::generate(Algorithm::Es256).unwrap();
+    let (refresher, calls) = refresher(&key);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = sent.clone();
+    let api = service_fn(move |_: Request<ReplayBody<Full<Bytes>>>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let mut challenge = Response::new(Full::<Bytes>::default());
+        *challenge.status_mut() = StatusCode::UNAUTHORIZED;
+        challenge.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"DPoP error="use_dpop_nonce""#),
+        );
+        async { Ok::<_, Infallible>(challenge) }
+    });
+    let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api);
+
+    let response = within(service.clone().oneshot(get("https://api.test/")))
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(sent.load(Ordering::SeqCst), 1, "not sent again");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the token is not replaced");
+    assert_eq!(service.cache().stats().nonce_retried, 0);
+}
+
+// With retries off, a nonce challenge goes back to the caller, and its nonce is learned: the
+// request that follows carries it, whether it waited for the token or found it held.
+#[tokio::test(start_paused = true)]
+async fn with_retries_off_a_nonce_challenges_nonce_is_learned_for_the_next_request() {
+    let key = DpopKey::generate(Algorithm::Es256).unwrap();
+    let (refresher, calls) = refresher(&key);
+    let api = Api::new(&key);
+    let service = BearerAuthLayer::new(refresher, Scope::any())
+        .retry_unauthorized(false)
+        .layer(api.clone());
+
+    let first = within(service.clone().oneshot(get("https://api.test/")))
+        .await
+        .unwrap();
+    let second = within(service.clone().oneshot(get("https://api.test/")))
+        .await
+        .unwrap();
+    api.rotate_nonce();
+    let third = within(service.clone().oneshot(get("https://api.test/")))
+        .await
+        .unwrap();
+    let fourth = within(service.oneshot(get("https://api.test/")))
+        .await
+        .unwrap();
+
+    let statuses = [&first, &second, &third, &fourth].map(|r| r.status());
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::OK,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::OK
+        ]
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "no refresh for a nonce");
+}
+
+// A DPoP token replaced by a bearer token: the retry carries the new token and no proof (the
+// first attempt's is not kept for it).
+#[tokio::test(start_paused = true)]
+async fn a_dpop_token_replaced_by_a_bearer_token_is_retried_without_a_proof() {
+    let key = DpopKey::generate(Algorithm::Es256).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let refresher = service_fn(move |_: TokenRequest| {
+        let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        let key = key.clone();
+        async move {
+            match n {
+                1 => Ok::<_, BoxError>(Token::bound("t1", &key)?),
+                _ => Ok(Token::bearer("plain")?),
+            }
+        }
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let saw = seen.clone();
+    let api = service_fn(move |request: Request<ReplayBody<Full<Bytes>>>| {
+        let headers = request.headers().clone();
+        saw.lock().unwrap().push(headers.clone());
+        let mut response = Response::new(Full::<Bytes>::default());
+        if headers[AUTHORIZATION] == "DPoP t1" {
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"DPoP error="invalid_token""#),
+            );
+        }
+        async { Ok::<_, Infallible>(response) }
+    });
+    let cache = tower_bearer::TokenCache::builder(refresher)
+        .min_token_age(Duration::ZERO)
+        .build();
+    let service = BearerAuthLayer::from_cache(cache, Scope::any()).layer(api);
+
+    let response = within(service.oneshot(get("https://api.test/")))
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one retry");
+    assert_eq!(seen[0][AUTHORIZATION], "DPoP t1");
+    assert_eq!(seen[0].get_all("dpop").iter().count(), 1);
+    assert_eq!(seen[1][AUTHORIZATION], "Bearer plain");
+    assert!(!seen[1].contains_key("dpop"), "{:?}", seen[1]);
 }
 
 #[tokio::test]

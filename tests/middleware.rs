@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -335,6 +336,129 @@ async fn a_second_401_goes_back_to_the_caller() {
     assert!(!refresh_asked(&mut handle));
 }
 
+/// A refused answer's body: `frames` frames of 1 KiB, every one ready at once, counting what
+/// is read of it and saying when it is dropped.
+#[derive(Debug)]
+struct Frames {
+    left: usize,
+    read: Arc<AtomicUsize>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= 1;
+        self.read.fetch_add(1024, Ordering::SeqCst);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(vec![0; 1024])))))
+    }
+}
+
+impl Drop for Frames {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// An API refusing `first` with a body of `frames` frames of 1 KiB, and answering other tokens
+/// with an empty body.
+#[derive(Clone)]
+struct FramesApi {
+    frames: usize,
+    read: Arc<AtomicUsize>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl<B> Service<http::Request<B>> for FramesApi {
+    type Response = Response<Frames>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Response<Frames>, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let refused = request.headers()[AUTHORIZATION] == "Bearer first";
+        let mut response = Response::new(Frames {
+            left: if refused { self.frames } else { 0 },
+            read: self.read.clone(),
+            dropped: self.dropped.clone(),
+        });
+        if refused {
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+        }
+        std::future::ready(Ok(response))
+    }
+}
+
+/// A service whose API refuses `first` with a body of `frames` frames of 1 KiB, holding
+/// `first` and old enough (10 s) for a 401 to replace it; with what is read of that body, and
+/// whether it was dropped.
+async fn refused_first_with_frames(
+    frames: usize,
+) -> (
+    BearerAuth<FramesApi>,
+    RefreshHandle,
+    Arc<AtomicUsize>,
+    Arc<AtomicBool>,
+) {
+    let (refresher, mut handle) = refresher();
+    let api = FramesApi {
+        frames,
+        read: Arc::default(),
+        dropped: Arc::default(),
+    };
+    let (read, dropped) = (api.read.clone(), api.dropped.clone());
+    let service = layer(refresher).layer(api);
+    warmed(&mut handle, service.cache()).await;
+    advance(Duration::from_secs(10)).await;
+    (service, handle, read, dropped)
+}
+
+// The refused answer's connection can be reused only once its body is read; a body larger
+// than is worth reading is dropped instead.
+#[tokio::test(start_paused = true)]
+async fn a_refused_answers_body_is_read_up_to_16_kib_while_the_replacement_comes() {
+    let (service, mut handle, read, dropped) = refused_first_with_frames(64).await;
+
+    let mut call = tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/")));
+    assert_pending!(call.poll());
+    // Read until past 16 KiB, then dropped, with the replacement still to come.
+    assert_eq!(read.load(Ordering::SeqCst), 17 * 1024);
+    assert!(dropped.load(Ordering::SeqCst));
+    answer(&mut handle, token("second", HOUR)).await;
+    until(|| service.cache().stats().generation == 2).await;
+    assert_eq!(assert_ready!(call.poll()).unwrap().status(), StatusCode::OK);
+    assert_eq!(read.load(Ordering::SeqCst), 17 * 1024);
+}
+
+// A refused answer's body short enough to read is read to its end while the replacement
+// comes.
+#[tokio::test(start_paused = true)]
+async fn a_short_refused_answers_body_is_read_to_its_end_while_the_replacement_comes() {
+    let (service, mut handle, read, dropped) = refused_first_with_frames(3).await;
+
+    let mut call = tokio_test::task::spawn(service.clone().oneshot(get("http://api.test/")));
+    assert_pending!(call.poll());
+    assert_eq!(read.load(Ordering::SeqCst), 3 * 1024);
+    assert!(dropped.load(Ordering::SeqCst));
+    answer(&mut handle, token("second", HOUR)).await;
+    until(|| service.cache().stats().generation == 2).await;
+    assert_eq!(assert_ready!(call.poll()).unwrap().status(), StatusCode::OK);
+}
+
 #[tokio::test(start_paused = true)]
 async fn with_retries_off_a_401_goes_back_and_the_next_request_gets_a_new_token() {
     let (refresher, mut handle) = refresher();
@@ -359,6 +483,30 @@ async fn with_retries_off_a_401_goes_back_and_the_next_request_gets_a_new_token(
     assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
     let stats = service.cache().stats();
     assert_eq!((stats.unauthorized, stats.retried), (1, 0));
+}
+
+// With retries off, each token's refusal replaces it: the request that follows gets the next.
+#[tokio::test(start_paused = true)]
+async fn with_retries_off_every_refused_token_is_replaced() {
+    let (refresher, mut handle) = refresher();
+    let api = Api::new(|_| true);
+    let service = layer(refresher)
+        .retry_unauthorized(false)
+        .layer(api.clone());
+    warmed(&mut handle, service.cache()).await;
+
+    for (held, next, generation) in [("first", "second", 2), ("second", "third", 3)] {
+        advance(Duration::from_secs(10)).await;
+        let refused = within(service.clone().oneshot(get("http://api.test/")))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let asked = answer(&mut handle, token(next, HOUR)).await;
+        assert_eq!(asked.reason(), RefreshReason::Rejected);
+        assert_eq!(asked.previous().unwrap().expose_access_token(), held);
+        until(|| service.cache().stats().generation == generation).await;
+    }
+    assert_eq!(api.tokens(), ["Bearer first", "Bearer second"]);
 }
 
 // ===== what counts as a rejected token =====

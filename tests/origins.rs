@@ -224,6 +224,79 @@ async fn a_refusal_from_the_other_origin_below_the_layer_neither_refreshes_nor_r
     );
 }
 
+/// The same with the token already held, the common case: a request sent with it, retries on
+/// or off, is redirected below the layer to the other origin, whose refusal neither replaces
+/// the token nor sends the request again.
+#[tokio::test]
+async fn a_refusal_from_the_other_origin_below_the_layer_leaves_a_held_token_alone() {
+    let elsewhere = Server::start(accepts("a token it never gets")).await;
+    let moved = elsewhere.url("/moved");
+    let api = Server::start(move |seen| match seen.target.as_str() {
+        "/moving" => redirect(moved.clone())(seen),
+        _ => answer(StatusCode::OK),
+    })
+    .await;
+    for retry in [true, false] {
+        let (refresher, issued) = numbered_tokens();
+        let layer =
+            BearerAuthLayer::from_cache(believing(refresher), Scope::origin(api.origin()).unwrap())
+                .retry_unauthorized(retry);
+        let cache = layer.cache().clone();
+        let client = ServiceBuilder::new()
+            .layer(layer)
+            .layer(FollowRedirectLayer::new())
+            .service(http_client());
+        let warm = client.clone().oneshot(get(&api.url("/videos")));
+        let response = tokio::time::timeout(BOUND, warm).await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "retry {retry}");
+
+        let moving = client.oneshot(get(&api.url("/moving")));
+        let response = tokio::time::timeout(BOUND, moving).await.unwrap().unwrap();
+
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "retry {retry}");
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            1,
+            "retry {retry}: no refresh"
+        );
+        let stats = cache.stats();
+        assert_eq!((stats.unauthorized, stats.retried), (0, 0), "retry {retry}");
+    }
+    assert_eq!(elsewhere.seen().len(), 2, "once each time, never again");
+}
+
+/// A redirect below the layer that stays on the API's origin takes the token along, so the
+/// refusal at its end is the API's: it replaces the token, and the request is sent again.
+#[tokio::test]
+async fn a_refusal_after_a_redirect_within_the_origin_below_the_layer_replaces_the_token() {
+    // A relative `Location`: the same origin.
+    let api = Server::start(|seen| match seen.target.as_str() {
+        "/moving" => redirect("/moved".to_owned())(seen),
+        _ => accepts("t2")(seen),
+    })
+    .await;
+    let (refresher, issued) = numbered_tokens();
+    let layer =
+        BearerAuthLayer::from_cache(believing(refresher), Scope::origin(api.origin()).unwrap());
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new()
+        .layer(layer)
+        .layer(FollowRedirectLayer::new())
+        .service(http_client());
+
+    let moving = client.oneshot(get(&api.url("/moving")));
+    let response = tokio::time::timeout(BOUND, moving).await.unwrap().unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        2,
+        "the refused token replaced"
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.unauthorized, stats.retried), (1, 1));
+}
+
 /// The other origin's `DPoP-Nonce` is not learned for the API: its nonce challenge sends
 /// nothing again, and the API's next proof carries no nonce of its.
 #[tokio::test]

@@ -205,11 +205,10 @@ where
                 .headers()
                 .get(AUTHORIZATION)
                 .map(|v| v.to_str().unwrap().to_owned());
-            let collected = request.into_body().collect().await.expect("body");
-            let trailers = collected.trailers().cloned();
+            let (body, trailers) = read_body(request.into_body()).await;
             api.seen.lock().unwrap().push(Seen {
                 authorization: authorization.clone(),
-                body: collected.to_bytes(),
+                body,
                 trailers,
             });
             let mut gate = api.gate.clone();
@@ -220,6 +219,32 @@ where
             Ok(Response::new(Full::new(Bytes::from_static(b"{}"))))
         })
     }
+}
+
+/// Most frames a request body in these tests has: one that goes on past this is broken (a
+/// replay that never ends, every frame ready at once, which no timeout interrupts), and fails
+/// the test rather than spinning it.
+pub const MOST_FRAMES: usize = 1_000;
+
+/// A request body's bytes and trailers, read to its end.
+pub async fn read_body<B>(body: B) -> (Bytes, Option<HeaderMap>)
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let mut body = std::pin::pin!(body);
+    let mut data = Vec::new();
+    let mut trailers = None;
+    for _ in 0..MOST_FRAMES {
+        let Some(frame) = body.frame().await else {
+            return (Bytes::from(data), trailers);
+        };
+        match frame.expect("body").into_data() {
+            Ok(chunk) => data.extend_from_slice(&chunk),
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    panic!("the body never ended: more than {MOST_FRAMES} frames");
 }
 
 /// Runs other tasks until `done` holds, failing the test rather than spinning forever.
