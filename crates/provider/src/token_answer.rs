@@ -222,6 +222,10 @@ mod tests {
             (r#""36 00""#, false, false),
             (r#""-5""#, false, false),
             (r#""0x10""#, false, false),
+            // Rust's own parse takes a sign; a lifetime has none.
+            (r#""+5""#, false, false),
+            // Past the digits a lifetime can have, even when the number would be small.
+            (r#""00000000000000000005""#, false, false),
             (r#""99999999999999999999""#, false, false),
             ("true", false, false),
             ("[]", false, false),
@@ -294,6 +298,16 @@ mod tests {
             parse(&format!(r#"{{{members},"refresh_token":7}}"#), LENIENT),
             Err(Malformed::NotAString("refresh_token"))
         ));
+    }
+
+    #[test]
+    fn a_malformed_answer_says_what_is_wrong_and_keeps_the_json_error() {
+        let not_json = parse("<html>", LENIENT).unwrap_err();
+        assert_eq!(not_json.to_string(), "the body is not JSON");
+        assert!(not_json.source().is_some());
+        let missing = parse(r#"{"access_token":"a"}"#, LENIENT).unwrap_err();
+        assert_eq!(missing.to_string(), "`token_type` is missing");
+        assert!(missing.source().is_none());
     }
 
     #[test]
