@@ -9,7 +9,7 @@ mod common;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Empty;
-use tower::Service;
+use tower::{Layer, Service};
 
 use common::*;
 
@@ -76,6 +76,19 @@ fn allocations_per_request() {
             per_request(bearer_defaults(Ok200, &cache)),
         ),
         ("tower_retry", per_request(tower_retry(Ok200))),
+        // A request to another origin passes through, without the token: counted, not logged
+        // again, and no dearer than one sent with it.
+        (
+            "out_of_scope",
+            per_request(
+                tower_bearer::BearerAuthLayer::from_cache(
+                    cache.clone(),
+                    tower_bearer::Scope::origin("https://elsewhere.example").unwrap(),
+                )
+                .retry_unauthorized(false)
+                .layer(Ok200),
+            ),
+        ),
         ("naive_mutex", per_request(naive.layer(Ok200))),
     ];
 
@@ -91,6 +104,7 @@ fn allocations_per_request() {
     assert_eq!(blocks("rwlock"), 0);
     assert_eq!(blocks("bearer_retry_off"), 0);
     assert!(blocks("bearer_retry_off") <= blocks("add_authorization"));
+    assert_eq!(blocks("out_of_scope"), 0);
     // Defaults keep a copy of the request for a retry after a 401; the naive cache boxes
     // its future. Neither is free: a count of 0 would mean the benchmark measures nothing.
     assert!(blocks("bearer_defaults") > 0);

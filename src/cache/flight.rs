@@ -161,7 +161,7 @@ impl TokenCache {
         if let Some(failure) = &state.failure {
             if now < failure.retry_at {
                 let err = failure.error.backing_off(failure.retry_at - now);
-                self.shared.metrics.without_token("backing_off");
+                self.shared.metrics.backing_off();
                 return (Acquire::Failed(err), UnspawnedFlight(None));
             }
         }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use metrics::{SharedString, Unit};
+use metrics::{Counter, Gauge, SharedString, Unit};
 
 use crate::RefreshReason;
 
@@ -38,20 +38,35 @@ pub(super) const STORE_EVENTS: &str = "tower_bearer.store.events";
 const UNNAMED: &str = "default";
 
 /// A cache's metrics: its `cache` label, and the calls that report.
+///
+/// What a request may report, once per request rather than once per refresh, is registered
+/// once, when the cache is built: a handle reports without building its labels again, which
+/// would allocate for every request sent out of scope or waiting for a refresh, recorder or
+/// not.
 #[derive(Debug, Clone)]
 pub(super) struct Metrics {
     cache: SharedString,
+    out_of_scope: Counter,
+    backing_off: Counter,
+    waiters: Gauge,
 }
 
 impl Metrics {
-    /// The metrics of a cache named `name`; describes them to the recorder installed now.
+    /// The metrics of a cache named `name`; describes them to the recorder installed now, and
+    /// registers with it those a request reports.
     pub(super) fn new(name: Option<&Arc<str>>) -> Self {
         describe();
         let cache = match name {
             Some(name) => SharedString::from(name.clone()),
             None => SharedString::const_str(UNNAMED),
         };
-        Metrics { cache }
+        let without_token = |cause: &'static str| metrics::counter!(REQUESTS_WITHOUT_TOKEN, "cache" => cache.clone(), "cause" => cause);
+        Metrics {
+            out_of_scope: without_token("out_of_scope"),
+            backing_off: without_token("backing_off"),
+            waiters: metrics::gauge!(REFRESH_WAITERS, "cache" => cache.clone()),
+            cache,
+        }
     }
 
     pub(super) fn refreshed(&self, reason: RefreshReason, outcome: &'static str, took: Duration) {
@@ -76,7 +91,7 @@ impl Metrics {
 
     /// A request began (`1.0`) or stopped (`-1.0`) waiting for a refresh.
     pub(super) fn waiting(&self, change: f64) {
-        metrics::gauge!(REFRESH_WAITERS, "cache" => self.cache.clone()).increment(change);
+        self.waiters.increment(change);
     }
 
     pub(super) fn refused(&self) {
@@ -96,10 +111,14 @@ impl Metrics {
         metrics::counter!(DPOP_NONCE_CHALLENGES, "cache" => self.cache.clone()).increment(1);
     }
 
-    /// A request left without the token: `cause` is `out_of_scope` or `backing_off`.
-    pub(super) fn without_token(&self, cause: &'static str) {
-        let labels = [("cache", self.cache.clone()), ("cause", cause.into())];
-        metrics::counter!(REQUESTS_WITHOUT_TOKEN, &labels).increment(1);
+    /// A request sent without the token, outside the scope.
+    pub(super) fn out_of_scope(&self) {
+        self.out_of_scope.increment(1);
+    }
+
+    /// A request failed at once, with no token during a backoff.
+    pub(super) fn backing_off(&self) {
+        self.backing_off.increment(1);
     }
 
     /// A store event (see the README's table for the words).

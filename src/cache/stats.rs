@@ -84,7 +84,7 @@ impl TokenCache {
     #[cold]
     pub(crate) fn count_out_of_scope(&self, uri: &dyn fmt::Display) {
         let counters = &self.shared.counters;
-        self.shared.metrics.without_token("out_of_scope");
+        self.shared.metrics.out_of_scope();
         if counters.out_of_scope.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!(
                 uri = %uri,
