@@ -28,7 +28,7 @@ suites() {
         # No unit test drives the engine: the library's suite (a build of its own, and property
         # tests) would only add minutes to every mutant.
         src/engine.rs)
-            echo "--test middleware --test dpop_layer --test origins" ;;
+            echo "--test middleware --test dpop_layer --test origins --test metrics" ;;
         # The saved head's URI tells which origin answered a redirect followed below the layer.
         src/head.rs)
             echo "--lib --test origins" ;;

@@ -235,14 +235,14 @@ impl Attempts {
                 // The cache learns of a refusal whatever happens to this request: the
                 // requests that follow get a new token.
                 let rejection = rules.cache.rejected(self.generation);
+                // A refused retry goes back as it came: no driver sends a third time.
+                if self.resent {
+                    rules.cache.count_retry_refused();
+                    return Next::Done;
+                }
                 match rejection {
-                    Rejection::RetryWith(acquire) if !self.resent => Next::Replace(acquire),
-                    _ => {
-                        if self.resent {
-                            rules.cache.count_retry_refused();
-                        }
-                        Next::Done
-                    }
+                    Rejection::RetryWith(acquire) => Next::Replace(acquire),
+                    _ => Next::Done,
                 }
             }
             // Not the token's fault: the same token again, with a new proof that carries the

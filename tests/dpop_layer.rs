@@ -173,11 +173,13 @@ async fn a_first_request_meets_the_nonce_challenge_and_recovers_with_one_retry()
     let api = Api::new(&key);
     let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api.clone());
 
-    let response = service
-        .clone()
-        .oneshot(get("https://api.test/items?page=2"))
-        .await
-        .unwrap();
+    let response = within(
+        service
+            .clone()
+            .oneshot(get("https://api.test/items?page=2")),
+    )
+    .await
+    .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
     let seen = api.seen();
@@ -196,8 +198,7 @@ async fn a_first_request_meets_the_nonce_challenge_and_recovers_with_one_retry()
     );
 
     // The nonce is known now: the next request needs no retry.
-    let response = service
-        .oneshot(get("https://api.test/items"))
+    let response = within(service.oneshot(get("https://api.test/items")))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -237,15 +238,13 @@ async fn a_rotated_nonce_costs_one_retry_not_a_refresh_and_proofs_are_never_reus
     let (refresher, calls) = refresher(&key);
     let api = Api::new(&key);
     let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api.clone());
-    service
-        .clone()
-        .oneshot(get("https://api.test/"))
+    within(service.clone().oneshot(get("https://api.test/")))
         .await
         .unwrap();
 
     api.rotate_nonce();
     let requests = (0..100).map(|_| service.clone().oneshot(get("https://api.test/")));
-    let responses = futures_join_all(requests).await;
+    let responses = within(futures_join_all(requests)).await;
 
     assert!(
         responses
@@ -273,7 +272,9 @@ async fn a_server_that_keeps_asking_for_new_nonces_cannot_loop_the_client() {
     api.restless = true;
     let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api.clone());
 
-    let response = service.oneshot(get("https://api.test/")).await.unwrap();
+    let response = within(service.oneshot(get("https://api.test/")))
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(api.seen().len(), 2, "sent at most twice");
@@ -292,14 +293,14 @@ async fn a_rejected_dpop_token_is_replaced_and_the_retry_proves_the_new_one() {
         Scope::any(),
     );
     let service = layer.layer(api.clone());
-    service
-        .clone()
-        .oneshot(get("https://api.test/"))
+    within(service.clone().oneshot(get("https://api.test/")))
         .await
         .unwrap();
 
     api.revoked.lock().unwrap().push("t1".into());
-    let response = service.oneshot(get("https://api.test/")).await.unwrap();
+    let response = within(service.oneshot(get("https://api.test/")))
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 2, "replaced once");
@@ -443,7 +444,9 @@ async fn a_bearer_token_carries_no_proof() {
     let refresher = service_fn(|_: TokenRequest| async { Token::bearer("plain") });
     let service = BearerAuthLayer::new(refresher, Scope::any()).layer(api);
 
-    service.oneshot(get("https://api.test/")).await.unwrap();
+    within(service.oneshot(get("https://api.test/")))
+        .await
+        .unwrap();
 
     let headers = seen.lock().unwrap().clone().unwrap();
     assert_eq!(headers[AUTHORIZATION], "Bearer plain");

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::capture_globally;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -95,7 +95,11 @@ impl Api {
         Reply {
             status: parts.status,
             headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
+            body: timeout(PROMPTLY, Limited::new(body, 1 << 20).collect())
+                .await
+                .expect("the mock's answer ends")
+                .unwrap()
+                .to_bytes(),
         }
     }
 

@@ -155,7 +155,10 @@ async fn the_reqwest_middleware_counts_requests_out_of_scope() {
         let response = tokio::time::timeout(BOUND, sent).await.unwrap().unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let response = client.get(api.url("/c")).send().await.unwrap();
+    let response = tokio::time::timeout(BOUND, client.get(api.url("/c")).send())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     assert_eq!(
