@@ -11,9 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -25,9 +23,11 @@ use tower_bearer::store::{
 };
 
 mod builder;
+mod connection;
 mod value;
 
 pub use builder::RedisStoreBuilder;
+use connection::Connection;
 
 /// A [`TokenStore`] on Redis: replicas with the same credential share one token and one
 /// refresh.
@@ -106,7 +106,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    connection: ConnectionManager,
+    connection: Connection,
     keys: Keys,
     skew: Duration,
     notifier: Notifier,
@@ -133,7 +133,7 @@ impl RedisStore {
         &self.inner.keys.token
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Connection {
         self.inner.connection.clone()
     }
 }
@@ -270,27 +270,6 @@ impl TokenStore for RedisStore {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.abort();
-    }
-}
-
-/// Listens on the publish channel, reconnecting after a failure; each message, and each
-/// (re)subscription (something may have been published while it was not listening), wakes
-/// the waiters.
-async fn listen(client: redis::Client, channel: String, notifier: Notifier, retry: Duration) {
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await.ok()?;
-            pubsub.subscribe(&channel).await.ok()?;
-            Some(pubsub)
-        };
-        if let Ok(Some(pubsub)) = tokio::time::timeout(retry, subscribed).await {
-            notifier.notify();
-            let mut messages = pubsub.into_on_message();
-            while messages.next().await.is_some() {
-                notifier.notify();
-            }
-        }
-        tokio::time::sleep(retry).await;
     }
 }
 
