@@ -209,7 +209,7 @@ impl RedisCluster {
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .status()
-                .expect("redis-cli (from redis-tools, a dependency of redis-server)")
+                .expect("redis-cli on PATH: install it with `apt-get install -y redis-server`")
         });
         assert!(
             create.await.unwrap().success(),

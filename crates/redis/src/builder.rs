@@ -103,7 +103,7 @@ impl RedisStore {
     ///
     /// The URLs' user and password are used both for the Sentinels and for the master, and
     /// their database number (if any) for the master; TLS (`rediss://`), and
-    /// [`tls_root_certificate`](RedisStoreBuilder::tls_root_certificate), for both.
+    /// `tls_root_certificate` (with the `tls` feature), for both.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), tower_bearer::store::StoreError> {

@@ -48,8 +48,21 @@ use connection::Connection;
 /// `<hash>` is the first 128 bits of SHA-256 over the credential, in hex: the key names never
 /// contain the credential, and never contain anything from which it could be recovered short
 /// of guessing it. Both keys share the `{<hash>}` hash tag, so they live in one slot on a
-/// Redis Cluster (though this store connects to a single endpoint: it has no cluster or
-/// Sentinel client mode).
+/// Redis Cluster: every command and script touches that one slot.
+///
+/// # Where Redis is
+///
+/// - One endpoint, [`RedisStore::builder`]`(url, ..)`: reconnects to it by itself.
+/// - A Redis Cluster, [`RedisStore::cluster`]`(seed URLs, ..)`: commands go to the master of
+///   the keys' slot and follow it through a failover (`MOVED`); notifications use the
+///   cluster's ordinary pub/sub (`PUBLISH`, which every node delivers), listened to on one seed
+///   node at a time.
+/// - A master watched by Sentinels, [`RedisStore::sentinel`]`(sentinel URLs, master name, ..)`:
+///   the store asks the Sentinels for the master again whenever a call to it fails to connect,
+///   times out or is answered `READONLY`, so it follows a failover without a restart.
+///
+/// During a failover, until a master answers, calls fail as in any outage: caches keep using
+/// their own copies and refresh on their own, and share again once it is over.
 ///
 /// Publishing is one Lua script that checks the generation and sets the token only if it is
 /// the one the new token replaces, then publishes the notification. Releasing a lease is a
