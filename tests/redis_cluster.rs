@@ -363,3 +363,39 @@ async fn a_sentinel_failover_is_followed_without_a_restart() {
         assert!(!store.unavailable, "{}", report.line());
     }
 }
+
+/// A master with a password of its own behind Sentinels with none: `master_auth` gives the
+/// master's, and without it the store is refused by the master, with no password in any
+/// error or `Debug`.
+#[tokio::test]
+async fn a_sentinel_master_with_a_password_of_its_own() {
+    let set = RedisSentinels::start_with_password(Some("MASTER-SECRET")).await;
+    let without = RedisStore::sentinel(set.urls(), SENTINEL_MASTER, "auth-key")
+        .build()
+        .unwrap();
+    let refused = tokio::time::timeout(CALL, without.load())
+        .await
+        .unwrap()
+        .unwrap_err();
+
+    let builder = RedisStore::sentinel(set.urls(), SENTINEL_MASTER, "auth-key")
+        .master_auth(None, "MASTER-SECRET");
+    let builder_debug = format!("{builder:?}");
+    let store = builder.build().unwrap();
+    let token = Token::bearer("behind-sentinels")
+        .unwrap()
+        .expires_in(Duration::from_secs(60));
+    tokio::time::timeout(CALL, store.publish(0, &token))
+        .await
+        .unwrap()
+        .unwrap();
+    let loaded = store.load().await.unwrap().expect("the token");
+    assert_eq!(loaded.token.expose_access_token(), "behind-sentinels");
+    assert!(store.try_lease("a", Duration::from_secs(10)).await.unwrap());
+
+    let all = format!(
+        "{refused} {:?} {builder_debug} {store:?}",
+        std::error::Error::source(&refused)
+    );
+    assert!(!all.contains("MASTER-SECRET"), "{all}");
+}

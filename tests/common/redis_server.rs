@@ -106,7 +106,17 @@ pub async fn query<T: redis::FromRedisValue>(
     port: u16,
     command: &redis::Cmd,
 ) -> redis::RedisResult<T> {
-    let mut connection = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?
+    query_as(port, None, command).await
+}
+
+/// `command` on the server at `port`, authenticated with `password` if any, or its error.
+pub async fn query_as<T: redis::FromRedisValue>(
+    port: u16,
+    password: Option<&str>,
+    command: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let auth = password.map_or_else(String::new, |p| format!(":{p}@"));
+    let mut connection = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}/"))?
         .get_multiplexed_async_connection()
         .await?;
     command.query_async(&mut connection).await
@@ -321,6 +331,18 @@ pub struct RedisSentinels {
 
 impl RedisSentinels {
     pub async fn start() -> Self {
+        Self::start_with_password(None).await
+    }
+
+    /// With `password` on the primary and the replica (`requirepass`), none on the Sentinels.
+    pub async fn start_with_password(password: Option<&str>) -> Self {
+        let auth: Vec<String> = password
+            .map(|p| {
+                ["--requirepass", p, "--masterauth", p]
+                    .map(str::to_owned)
+                    .to_vec()
+            })
+            .unwrap_or_default();
         let scratch = Scratch::new("sentinel");
         // Replication writes a snapshot, even with persistence off: into the scratch directory.
         let primary_dir = scratch.dir("primary");
@@ -334,7 +356,9 @@ impl RedisSentinels {
                 "0",
             ]
             .map(str::to_owned)
-            .to_vec()
+            .into_iter()
+            .chain(auth.clone())
+            .collect()
         });
         let primary_port = primary.port;
         let replica_dir = scratch.dir("replica");
@@ -349,7 +373,9 @@ impl RedisSentinels {
                 &primary_port.to_string(),
             ]
             .map(str::to_owned)
-            .to_vec()
+            .into_iter()
+            .chain(auth.clone())
+            .collect()
         });
         let sentinels = (0..3)
             .map(|i| {
@@ -361,7 +387,10 @@ impl RedisSentinels {
                     format!(
                         "sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary_port} 2\n\
                          sentinel down-after-milliseconds {SENTINEL_MASTER} 500\n\
-                         sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+                         sentinel failover-timeout {SENTINEL_MASTER} 5000\n{}",
+                        password.map_or_else(String::new, |p| format!(
+                            "sentinel auth-pass {SENTINEL_MASTER} {p}\n"
+                        ))
                     ),
                 )
                 .unwrap();
@@ -408,9 +437,13 @@ impl RedisSentinels {
         }
         let replica_port = set.replica.port;
         until("the replica", || async {
-            let info: String = query(replica_port, redis::cmd("INFO").arg("replication"))
-                .await
-                .unwrap_or_default();
+            let info: String = query_as(
+                replica_port,
+                password,
+                redis::cmd("INFO").arg("replication"),
+            )
+            .await
+            .unwrap_or_default();
             info.contains("master_link_status:up")
         })
         .await;

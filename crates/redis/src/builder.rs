@@ -28,6 +28,8 @@ pub struct RedisStoreBuilder {
     #[cfg(feature = "tls")]
     tls_root: Option<Vec<u8>>,
     binding_key: Option<Arc<dyn BindingKey>>,
+    /// The Sentinels' master's own user and password, when they are not the Sentinels'.
+    master_auth: Option<(Option<String>, secrecy::SecretString)>,
 }
 
 /// Where the store's Redis is.
@@ -101,8 +103,9 @@ impl RedisStore {
     /// Until the Sentinels have promoted a replica, calls fail and caches refresh on their
     /// own, as in any outage. Notifications are subscribed to on the master too.
     ///
-    /// The URLs' user and password are used both for the Sentinels and for the master, and
-    /// their database number (if any) for the master; TLS (`rediss://`), and
+    /// The URLs' user and password are used both for the Sentinels and for the master (unless
+    /// [`master_auth`](RedisStoreBuilder::master_auth) names the master's own), and their
+    /// database number (if any) for the master; TLS (`rediss://`), and
     /// `tls_root_certificate` (with the `tls` feature), for both.
     ///
     /// ```no_run
@@ -153,6 +156,7 @@ impl RedisStore {
             #[cfg(feature = "tls")]
             tls_root: None,
             binding_key: None,
+            master_auth: None,
         }
     }
 }
@@ -221,6 +225,20 @@ impl RedisStoreBuilder {
     }
 
     /// A client for one node at `url`, with the CA to trust if one was given.
+    /// For [Sentinels](RedisStore::sentinel) whose master has a user and password of its own:
+    /// the Sentinels' URLs then carry only theirs (or none), and the master is sent
+    /// `AUTH [username] password`.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) refuses it, as a misconfiguration, for a store that is not on
+    /// Sentinels: its URLs carry the user and password.
+    pub fn master_auth(mut self, username: Option<&str>, password: impl Into<String>) -> Self {
+        let password = secrecy::SecretString::from(password.into());
+        self.master_auth = Some((username.map(str::to_owned), password));
+        self
+    }
+
     fn client(&self, url: &str) -> Result<redis::Client, StoreError> {
         #[cfg(feature = "tls")]
         if let Some(root) = &self.tls_root {
@@ -243,6 +261,11 @@ impl RedisStoreBuilder {
 
     /// The connection commands are sent on, and where notifications are subscribed to.
     fn connect(&self) -> Result<(Connection, Subscriber), StoreError> {
+        if self.master_auth.is_some() && !matches!(self.endpoint, Endpoint::Sentinel { .. }) {
+            return Err(StoreError::misconfigured(
+                "master_auth is for a store on sentinels: put the user and password in the URL",
+            ));
+        }
         match &self.endpoint {
             Endpoint::Single(url) => {
                 let client = self.client(url)?;
@@ -324,14 +347,23 @@ impl RedisStoreBuilder {
                 .map_err(unusable)?
                 .set_client_to_redis_db(first.db());
                 if let Some(username) = first.username() {
-                    builder = builder
-                        .set_client_to_sentinel_username(username)
-                        .set_client_to_redis_username(username);
+                    builder = builder.set_client_to_sentinel_username(username);
                 }
                 if let Some(password) = first.password() {
-                    builder = builder
-                        .set_client_to_sentinel_password(password)
-                        .set_client_to_redis_password(password);
+                    builder = builder.set_client_to_sentinel_password(password);
+                }
+                let (username, password) = match &self.master_auth {
+                    Some((username, password)) => {
+                        use secrecy::ExposeSecret;
+                        (username.as_deref(), Some(password.expose_secret()))
+                    }
+                    None => (first.username(), first.password()),
+                };
+                if let Some(username) = username {
+                    builder = builder.set_client_to_redis_username(username);
+                }
+                if let Some(password) = password {
+                    builder = builder.set_client_to_redis_password(password);
                 }
                 if tls {
                     builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
@@ -451,6 +483,7 @@ impl fmt::Debug for RedisStoreBuilder {
         debug.field("encrypted", &self.encryption_key.is_some());
         #[cfg(feature = "tls")]
         debug.field("tls_root_certificate", &self.tls_root.is_some());
+        debug.field("master_auth", &self.master_auth.is_some());
         debug.finish_non_exhaustive()
     }
 }

@@ -203,6 +203,11 @@ async fn cluster_and_sentinel_endpoints_are_checked_when_built() {
     );
     assert!(refused(RedisStore::sentinel(["redis://127.0.0.1:1"], "", "key")).contains("name"));
 
+    assert!(
+        refused(RedisStore::cluster(["redis://127.0.0.1:1"], "key").master_auth(None, "SECRET"))
+            .contains("sentinels")
+    );
+
     let cluster = RedisStore::cluster(["redis://127.0.0.1:1", "redis://127.0.0.1:2/0"], "key")
         .build()
         .unwrap();
