@@ -267,125 +267,135 @@ impl RedisStoreBuilder {
             ));
         }
         match &self.endpoint {
-            Endpoint::Single(url) => {
-                let client = self.client(url)?;
-                let connection =
-                    ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config())
-                        .map_err(redis_error("the redis connection cannot be set up"))?;
-                Ok((
-                    Connection::Single(connection),
-                    Subscriber::Nodes(vec![client]),
-                ))
-            }
-            Endpoint::Cluster(seeds) => {
-                let tls = same_scheme(seeds, "a redis cluster needs at least one seed URL")?;
-                for seed in seeds {
-                    let info = seed.as_str().into_connection_info().map_err(unusable)?;
-                    if info.redis_settings().db() != 0 {
-                        return Err(StoreError::misconfigured(
-                            "a redis cluster has only database 0: no /db in its URLs",
-                        ));
-                    }
-                }
-                #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
-                let mut cluster = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
-                    .connection_timeout(self.timeout)
-                    .response_timeout(self.timeout)
-                    // A few, quick: enough to follow `MOVED` and a failover in progress, few
-                    // enough that a cluster that is down fails the call rather than hold it.
-                    .retries(3)
-                    .min_retry_wait(10)
-                    .max_retry_wait(self.timeout.as_millis() as u64);
-                #[cfg(feature = "tls")]
-                if tls {
-                    cluster = cluster.tls(redis::TlsMode::Secure);
-                    if let Some(root) = &self.tls_root {
-                        cluster = cluster.certs(redis::TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(root.clone()),
-                        });
-                    }
-                }
-                #[cfg(not(feature = "tls"))]
-                let _ = tls;
-                let client = cluster.build().map_err(|_| {
-                    StoreError::misconfigured(
-                        "the redis cluster URLs cannot be used (are their users and passwords the same?)",
-                    )
-                })?;
-                let connection = client.get_pending_async_connection_with_config(
-                    redis::cluster::ClusterConfig::new()
-                        .set_connection_timeout(self.timeout)
-                        .set_response_timeout(self.timeout),
-                );
-                let seeds = seeds
-                    .iter()
-                    .map(|seed| self.client(seed))
-                    .collect::<Result<_, _>>()?;
-                Ok((Connection::Cluster(connection), Subscriber::Nodes(seeds)))
-            }
-            Endpoint::Sentinel { sentinels, master } => {
-                let tls = same_scheme(
-                    sentinels,
-                    "a sentinel store needs at least one sentinel URL",
-                )?;
-                if master.is_empty() {
-                    return Err(StoreError::misconfigured(
-                        "a sentinel store needs the master's name",
-                    ));
-                }
-                let infos = sentinels
-                    .iter()
-                    .map(|url| url.as_str().into_connection_info().map_err(unusable))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let first = infos[0].redis_settings().clone();
-                let mut builder = SentinelClientBuilder::new(
-                    infos.iter().map(|info| info.addr().clone()),
-                    master,
-                    SentinelServerType::Master,
-                )
-                .map_err(unusable)?
-                .set_client_to_redis_db(first.db());
-                if let Some(username) = first.username() {
-                    builder = builder.set_client_to_sentinel_username(username);
-                }
-                if let Some(password) = first.password() {
-                    builder = builder.set_client_to_sentinel_password(password);
-                }
-                let (username, password) = match &self.master_auth {
-                    Some((username, password)) => {
-                        use secrecy::ExposeSecret;
-                        (username.as_deref(), Some(password.expose_secret()))
-                    }
-                    None => (first.username(), first.password()),
-                };
-                if let Some(username) = username {
-                    builder = builder.set_client_to_redis_username(username);
-                }
-                if let Some(password) = password {
-                    builder = builder.set_client_to_redis_password(password);
-                }
-                if tls {
-                    builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
-                }
-                #[cfg(feature = "tls")]
-                if let (true, Some(root)) = (tls, &self.tls_root) {
-                    let certificates = || redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root.clone()),
-                    };
-                    builder = builder
-                        .set_client_to_redis_certificates(certificates())
-                        .set_client_to_sentinel_certificates(certificates());
-                }
-                let sentinels = builder.build().map_err(unusable)?;
-                let master = FollowedMaster::new(sentinels, self.manager_config(), self.timeout);
-                Ok((
-                    Connection::Sentinel(master.clone()),
-                    Subscriber::Sentinel(master),
-                ))
+            Endpoint::Single(url) => self.single(url),
+            Endpoint::Cluster(seeds) => self.cluster(seeds),
+            Endpoint::Sentinel { sentinels, master } => self.sentinel(sentinels, master),
+        }
+    }
+
+    fn single(&self, url: &str) -> Result<(Connection, Subscriber), StoreError> {
+        let client = self.client(url)?;
+        let connection =
+            ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config())
+                .map_err(redis_error("the redis connection cannot be set up"))?;
+        Ok((
+            Connection::Single(connection),
+            Subscriber::Nodes(vec![client]),
+        ))
+    }
+
+    fn cluster(&self, seeds: &[String]) -> Result<(Connection, Subscriber), StoreError> {
+        let tls = same_scheme(seeds, "a redis cluster needs at least one seed URL")?;
+        for seed in seeds {
+            let info = seed.as_str().into_connection_info().map_err(unusable)?;
+            if info.redis_settings().db() != 0 {
+                return Err(StoreError::misconfigured(
+                    "a redis cluster has only database 0: no /db in its URLs",
+                ));
             }
         }
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut cluster = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            .connection_timeout(self.timeout)
+            .response_timeout(self.timeout)
+            // A few, quick: enough to follow `MOVED` and a failover in progress, few
+            // enough that a cluster that is down fails the call rather than hold it.
+            .retries(3)
+            .min_retry_wait(10)
+            .max_retry_wait(self.timeout.as_millis() as u64);
+        #[cfg(feature = "tls")]
+        if tls {
+            cluster = cluster.tls(redis::TlsMode::Secure);
+            if let Some(root) = &self.tls_root {
+                cluster = cluster.certs(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root.clone()),
+                });
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
+        let client = cluster.build().map_err(|_| {
+            StoreError::misconfigured(
+                "the redis cluster URLs cannot be used (are their users and passwords the same?)",
+            )
+        })?;
+        let connection = client.get_pending_async_connection_with_config(
+            redis::cluster::ClusterConfig::new()
+                .set_connection_timeout(self.timeout)
+                .set_response_timeout(self.timeout),
+        );
+        let seeds = seeds
+            .iter()
+            .map(|seed| self.client(seed))
+            .collect::<Result<_, _>>()?;
+        Ok((Connection::Cluster(connection), Subscriber::Nodes(seeds)))
+    }
+
+    fn sentinel(
+        &self,
+        sentinels: &[String],
+        master: &str,
+    ) -> Result<(Connection, Subscriber), StoreError> {
+        let tls = same_scheme(
+            sentinels,
+            "a sentinel store needs at least one sentinel URL",
+        )?;
+        if master.is_empty() {
+            return Err(StoreError::misconfigured(
+                "a sentinel store needs the master's name",
+            ));
+        }
+        let infos = sentinels
+            .iter()
+            .map(|url| url.as_str().into_connection_info().map_err(unusable))
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = infos[0].redis_settings().clone();
+        let mut builder = SentinelClientBuilder::new(
+            infos.iter().map(|info| info.addr().clone()),
+            master,
+            SentinelServerType::Master,
+        )
+        .map_err(unusable)?
+        .set_client_to_redis_db(first.db());
+        if let Some(username) = first.username() {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = first.password() {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        let (username, password) = match &self.master_auth {
+            Some((username, password)) => {
+                use secrecy::ExposeSecret;
+                (username.as_deref(), Some(password.expose_secret()))
+            }
+            None => (first.username(), first.password()),
+        };
+        if let Some(username) = username {
+            builder = builder.set_client_to_redis_username(username);
+        }
+        if let Some(password) = password {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if tls {
+            builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+        }
+        #[cfg(feature = "tls")]
+        if let (true, Some(root)) = (tls, &self.tls_root) {
+            let certificates = || redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root.clone()),
+            };
+            builder = builder
+                .set_client_to_redis_certificates(certificates())
+                .set_client_to_sentinel_certificates(certificates());
+        }
+        let sentinels = builder.build().map_err(unusable)?;
+        let master = FollowedMaster::new(sentinels, self.manager_config(), self.timeout);
+        Ok((
+            Connection::Sentinel(master.clone()),
+            Subscriber::Sentinel(master),
+        ))
     }
 
     /// The store. It connects lazily (and reconnects by itself), so Redis need not be up yet;
@@ -400,7 +410,8 @@ impl RedisStoreBuilder {
     /// feature), the namespace contains `{` or `}`, or there is no tokio runtime; for a
     /// Cluster or Sentinels, a [misconfiguration](StoreError::is_misconfigured) if the list
     /// of URLs is empty or mixes `redis://` and `rediss://`, a Cluster URL names a database,
-    /// or the Sentinels' master has no name.
+    /// the Sentinels' master has no name, or [`master_auth`](Self::master_auth) is given
+    /// without Sentinels.
     pub fn build(self) -> Result<RedisStore, StoreError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| StoreError::msg("a RedisStore must be built within a tokio runtime"))?;
