@@ -15,8 +15,12 @@
 //! cache did. `--no-store` runs the same replica without Redis, refreshing alone. The API key
 //! is `APIVIDEO_API_KEY`, or the mock's.
 //!
+//! A Redis Cluster is `--redis-cluster redis://HOST:PORT,redis://HOST:PORT,…` (some of its
+//! nodes); a master watched by Sentinels is `--redis-sentinel redis://HOST:PORT,… --sentinel-master
+//! NAME` (the Sentinels). `--caches N` runs N caches in the one process.
+//!
 //! `tests/redis.rs` runs this file in-process (8 replicas in one process) and as separate OS
-//! processes.
+//! processes; `tests/redis_cluster.rs` against a Cluster and against Sentinels.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +35,7 @@ use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_bearer::{BearerAuthLayer, ReplayBody, Stats, TokenCache};
 use tower_bearer_apivideo::ApiVideo;
 use tower_bearer_mock::apivideo::DEFAULT_API_KEY;
-use tower_bearer_redis::RedisStore;
+use tower_bearer_redis::{RedisStore, RedisStoreBuilder};
 
 /// Runs one replica: its own HTTP client, its own provider and cache, and the store.
 pub async fn run(plan: Plan) -> Result<Report, BoxError> {
@@ -42,8 +46,9 @@ pub async fn run(plan: Plan) -> Result<Report, BoxError> {
         .timeout(Duration::from_secs(5));
     let scope = api.scope();
     let mut cache = TokenCache::builder(api);
-    if let Some(url) = &plan.redis {
-        let store = RedisStore::builder(url.as_str(), key.as_bytes())
+    if let Some(redis) = &plan.redis {
+        let store = redis
+            .store(key.as_bytes())
             .namespace(plan.namespace.as_str())
             .clock_skew(plan.clock_skew)
             .build()?;
@@ -102,13 +107,27 @@ pub async fn run(plan: Plan) -> Result<Report, BoxError> {
     })
 }
 
+/// Runs `plan.caches` replicas at once in this process; their reports.
+pub async fn run_all(plan: Plan) -> Result<Vec<Report>, BoxError> {
+    let runs: Vec<_> = (0..plan.caches.max(1))
+        .map(|_| tokio::spawn(run(plan.clone())))
+        .collect();
+    let mut reports = Vec::new();
+    for run in runs {
+        reports.push(run.await??);
+    }
+    Ok(reports)
+}
+
 #[tokio::main]
 #[allow(dead_code)]
 async fn main() -> Result<(), BoxError> {
     let plan = parse(std::env::args().skip(1))?;
-    let report = run(plan).await?;
-    println!("{}", report.line());
-    if report.failed > 0 {
+    let reports = run_all(plan).await?;
+    for report in &reports {
+        println!("{}", report.line());
+    }
+    if reports.iter().any(|report| report.failed > 0) {
         std::process::exit(1);
     }
     Ok(())
@@ -116,11 +135,40 @@ async fn main() -> Result<(), BoxError> {
 
 // ===== the plan, the report and the command line =====
 
+/// The Redis to share tokens through.
+#[derive(Clone, Debug)]
+pub enum Redis {
+    /// One endpoint (`--redis URL`).
+    Url(String),
+    /// A Cluster, by some of its nodes (`--redis-cluster URL,URL,…`).
+    Cluster(Vec<String>),
+    /// The master Sentinels watch (`--redis-sentinel URL,URL,… --sentinel-master NAME`).
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
+impl Redis {
+    /// A store builder for the account whose credential is `key`.
+    pub fn store(&self, key: &[u8]) -> RedisStoreBuilder {
+        match self {
+            Redis::Url(url) => RedisStore::builder(url.as_str(), key),
+            Redis::Cluster(seeds) => RedisStore::cluster(seeds, key),
+            Redis::Sentinel { sentinels, master } => {
+                RedisStore::sentinel(sentinels, master.as_str(), key)
+            }
+        }
+    }
+}
+
 /// What one replica does.
 #[derive(Clone, Debug)]
 pub struct Plan {
     /// The Redis to share tokens through; `None`: refresh alone.
-    pub redis: Option<String>,
+    pub redis: Option<Redis>,
+    /// How many caches (replicas) `run_all` runs in this process.
+    pub caches: usize,
     /// The namespace of the Redis keys.
     pub namespace: String,
     /// api.video's base URI (the mock's).
@@ -139,6 +187,7 @@ impl Default for Plan {
     fn default() -> Self {
         Plan {
             redis: None,
+            caches: 1,
             namespace: "replica-example".into(),
             base: "http://127.0.0.1:8080/".into(),
             requests: 1000,
@@ -191,10 +240,14 @@ fn api_key() -> String {
     std::env::var("APIVIDEO_API_KEY").unwrap_or_else(|_| DEFAULT_API_KEY.to_owned())
 }
 
-const USAGE: &str = "usage: replica --base URI [--redis URL | --no-store] [--requests N] [--secs S] [--lease-ms MS]";
+const USAGE: &str = "usage: replica --base URI [--redis URL | --redis-cluster URL,URL,... | \
+    --redis-sentinel URL,URL,... --sentinel-master NAME | --no-store] [--caches N] [--requests N] \
+    [--secs S] [--lease-ms MS]";
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Plan, String> {
     let mut plan = Plan::default();
+    let mut sentinel_master = None;
+    let list = |urls: String| urls.split(',').map(str::to_owned).collect();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -202,7 +255,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Plan, String> {
                 .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
         };
         match arg.as_str() {
-            "--redis" => plan.redis = Some(value()?),
+            "--redis" => plan.redis = Some(Redis::Url(value()?)),
+            "--redis-cluster" => plan.redis = Some(Redis::Cluster(list(value()?))),
+            "--redis-sentinel" => {
+                plan.redis = Some(Redis::Sentinel {
+                    sentinels: list(value()?),
+                    master: String::new(),
+                })
+            }
+            "--sentinel-master" => sentinel_master = Some(value()?),
+            "--caches" => plan.caches = value()?.parse().map_err(|e| format!("{e}"))?,
             "--no-store" => plan.redis = None,
             "--namespace" => plan.namespace = value()?,
             "--base" => plan.base = value()?,
@@ -217,5 +279,51 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Plan, String> {
             _ => return Err(USAGE.to_owned()),
         }
     }
+    match (&mut plan.redis, sentinel_master) {
+        (Some(Redis::Sentinel { master, .. }), Some(name)) => *master = name,
+        (Some(Redis::Sentinel { .. }), None) => {
+            return Err(format!("--redis-sentinel needs --sentinel-master\n{USAGE}"));
+        }
+        (_, Some(_)) => {
+            return Err(format!(
+                "--sentinel-master goes with --redis-sentinel\n{USAGE}"
+            ));
+        }
+        (_, None) => {}
+    }
     Ok(plan)
+}
+
+impl Plan {
+    /// The command line `parse` reads back as this plan.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--base".to_owned(),
+            self.base.clone(),
+            "--namespace".to_owned(),
+            self.namespace.clone(),
+            "--caches".to_owned(),
+            self.caches.to_string(),
+            "--requests".to_owned(),
+            self.requests.to_string(),
+            "--secs".to_owned(),
+            self.duration.as_secs_f64().to_string(),
+            "--lease-ms".to_owned(),
+            self.lease.as_millis().to_string(),
+        ];
+        match &self.redis {
+            Some(Redis::Url(url)) => args.extend(["--redis".to_owned(), url.clone()]),
+            Some(Redis::Cluster(seeds)) => {
+                args.extend(["--redis-cluster".to_owned(), seeds.join(",")])
+            }
+            Some(Redis::Sentinel { sentinels, master }) => args.extend([
+                "--redis-sentinel".to_owned(),
+                sentinels.join(","),
+                "--sentinel-master".to_owned(),
+                master.clone(),
+            ]),
+            None => args.push("--no-store".to_owned()),
+        }
+        args
+    }
 }

@@ -8,9 +8,10 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::redis_server::{RedisServer, finish, replica_process_args, spawn_replica};
 use common::{capture_this_thread, publish_by_generation};
 use tokio::time::Instant;
 use tower::BoxError;
@@ -36,90 +37,11 @@ fn refreshes_for(took: Duration) -> std::ops::RangeInclusive<u64> {
     5..=(took.as_secs_f64() / 1.5) as u64 + 1
 }
 
-// ===== a redis-server of the test's own =====
-
-struct RedisServer {
-    port: u16,
-    /// The arguments besides the port and persistence.
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        Self::start_with(|port| vec!["--port".into(), port.to_string()])
-    }
-
-    fn start_with(args: impl FnOnce(u16) -> Vec<String>) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = RedisServer {
-            port,
-            args: args(port),
-            child: None,
-        };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(&self.args)
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "could not start redis-server ({err}): these tests need it on PATH; \
-                     install it with `apt-get install -y redis-server`"
-                )
-            });
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 // ===== replicas =====
 
 fn plan(redis: Option<&RedisServer>, mock: &MockServer, requests: usize) -> replica::Plan {
     replica::Plan {
-        redis: redis.map(RedisServer::url),
+        redis: redis.map(|redis| replica::Redis::Url(redis.url())),
         namespace: "tests".into(),
         base: mock.uri().to_string(),
         requests,
@@ -154,64 +76,21 @@ async fn in_process(n: usize, plan: replica::Plan) -> Vec<replica::Report> {
     reports
 }
 
-/// Starts this test binary again, as a separate process running only `replica_process`,
-/// which runs `examples/replica.rs` with `args`.
-fn spawn_replica(args: &[String]) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["replica_process", "--exact", "--ignored", "--nocapture"])
-        .env("TOWER_BEARER_REPLICA_ARGS", args.join("\u{1f}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn replica_args(plan: &replica::Plan) -> Vec<String> {
-    let mut args = vec![
-        "--base".to_owned(),
-        plan.base.clone(),
-        "--namespace".to_owned(),
-        plan.namespace.clone(),
-        "--requests".to_owned(),
-        plan.requests.to_string(),
-        "--secs".to_owned(),
-        plan.duration.as_secs_f64().to_string(),
-        "--lease-ms".to_owned(),
-        plan.lease.as_millis().to_string(),
-    ];
-    match &plan.redis {
-        Some(url) => args.extend(["--redis".to_owned(), url.clone()]),
-        None => args.push("--no-store".to_owned()),
-    }
-    args
-}
-
-/// The replica's report line, once it has exited.
-fn finish(child: Child) -> String {
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("replica "))
-        .unwrap_or_else(|| panic!("no report from a replica: {stdout}"))
-        .to_owned();
-    assert!(output.status.success(), "{line}");
-    line
-}
-
 /// Not a test of its own: the body of a replica process (see `spawn_replica`).
 #[test]
 #[ignore = "run by the other tests as a separate process"]
 fn replica_process() {
-    let Ok(args) = std::env::var("TOWER_BEARER_REPLICA_ARGS") else {
+    let Some(args) = replica_process_args() else {
         return;
     };
-    let plan = replica::parse(args.split('\u{1f}').map(str::to_owned)).unwrap();
+    let plan = replica::parse(args).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let report = runtime.block_on(replica::run(plan)).unwrap();
-    println!("{}", report.line());
+    let reports = runtime.block_on(replica::run_all(plan)).unwrap();
+    for report in &reports {
+        println!("{}", report.line());
+    }
     std::io::stdout().flush().unwrap();
-    if report.failed > 0 {
+    if reports.iter().any(|report| report.failed > 0) {
         std::process::exit(1);
     }
 }
@@ -268,10 +147,8 @@ async fn eight_caches_in_one_process_share_one_token() {
 /// The same with 4 separate OS processes: nothing is shared through memory.
 /// Runs `plan` in `n` replica processes at once; each one's report line.
 async fn in_processes(n: usize, plan: replica::Plan) -> Vec<String> {
-    let children: Vec<_> = (0..n)
-        .map(|_| spawn_replica(&replica_args(&plan)))
-        .collect();
-    tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect())
+    let children: Vec<_> = (0..n).map(|_| spawn_replica(&plan.args())).collect();
+    tokio::task::spawn_blocking(move || children.into_iter().flat_map(finish).collect())
         .await
         .unwrap()
 }
@@ -319,9 +196,7 @@ async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
     mock.fail_next_auth(1, Failure::Hang);
     let mut plan = plan(Some(&redis), &mock, 200);
     plan.duration = Duration::from_secs(3);
-    let mut children: Vec<_> = (0..3)
-        .map(|_| spawn_replica(&replica_args(&plan)))
-        .collect();
+    let mut children: Vec<_> = (0..3).map(|_| spawn_replica(&plan.args())).collect();
 
     // Who holds the lease: its owner id starts with its pid.
     let mut connection = redis.connection().await;
@@ -362,10 +237,11 @@ async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let lines: Vec<_> =
-        tokio::task::spawn_blocking(move || children.into_iter().map(finish).collect::<Vec<_>>())
-            .await
-            .unwrap();
+    let lines: Vec<_> = tokio::task::spawn_blocking(move || {
+        children.into_iter().flat_map(finish).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
     println!(
         "lease holder killed mid-refresh: another replica published {:.2} s later (lease {:?})",
         takeover.as_secs_f64(),

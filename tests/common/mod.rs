@@ -23,6 +23,8 @@ pub mod dpop;
 pub mod oauth2;
 #[cfg(feature = "server-tests")]
 pub mod oidc_provider;
+#[cfg(feature = "server-tests")]
+pub mod redis_server;
 
 pub const HOUR: Duration = Duration::from_secs(3600);
 

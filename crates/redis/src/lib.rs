@@ -11,9 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -25,9 +23,11 @@ use tower_bearer::store::{
 };
 
 mod builder;
+mod connection;
 mod value;
 
 pub use builder::RedisStoreBuilder;
+use connection::Connection;
 
 /// A [`TokenStore`] on Redis: replicas with the same credential share one token and one
 /// refresh.
@@ -48,8 +48,21 @@ pub use builder::RedisStoreBuilder;
 /// `<hash>` is the first 128 bits of SHA-256 over the credential, in hex: the key names never
 /// contain the credential, and never contain anything from which it could be recovered short
 /// of guessing it. Both keys share the `{<hash>}` hash tag, so they live in one slot on a
-/// Redis Cluster (though this store connects to a single endpoint: it has no cluster or
-/// Sentinel client mode).
+/// Redis Cluster: every command and script touches that one slot.
+///
+/// # Where Redis is
+///
+/// - One endpoint, [`RedisStore::builder`]`(url, ..)`: reconnects to it by itself.
+/// - A Redis Cluster, [`RedisStore::cluster`]`(seed URLs, ..)`: commands go to the master of
+///   the keys' slot and follow it through a failover (`MOVED`); notifications use the
+///   cluster's ordinary pub/sub (`PUBLISH`, which every node delivers), listened to on one seed
+///   node at a time.
+/// - A master watched by Sentinels, [`RedisStore::sentinel`]`(sentinel URLs, master name, ..)`:
+///   the store asks the Sentinels for the master again whenever a call to it fails to connect,
+///   times out or is answered `READONLY`, so it follows a failover without a restart.
+///
+/// During a failover, until a master answers, calls fail as in any outage: caches keep using
+/// their own copies and refresh on their own, and share again once it is over.
 ///
 /// Publishing is one Lua script that checks the generation and sets the token only if it is
 /// the one the new token replaces, then publishes the notification. Releasing a lease is a
@@ -106,7 +119,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    connection: ConnectionManager,
+    connection: Connection,
     keys: Keys,
     skew: Duration,
     notifier: Notifier,
@@ -133,7 +146,7 @@ impl RedisStore {
         &self.inner.keys.token
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Connection {
         self.inner.connection.clone()
     }
 }
@@ -270,27 +283,6 @@ impl TokenStore for RedisStore {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.abort();
-    }
-}
-
-/// Listens on the publish channel, reconnecting after a failure; each message, and each
-/// (re)subscription (something may have been published while it was not listening), wakes
-/// the waiters.
-async fn listen(client: redis::Client, channel: String, notifier: Notifier, retry: Duration) {
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await.ok()?;
-            pubsub.subscribe(&channel).await.ok()?;
-            Some(pubsub)
-        };
-        if let Ok(Some(pubsub)) = tokio::time::timeout(retry, subscribed).await {
-            notifier.notify();
-            let mut messages = pubsub.into_on_message();
-            while messages.next().await.is_some() {
-                notifier.notify();
-            }
-        }
-        tokio::time::sleep(retry).await;
     }
 }
 

@@ -161,3 +161,63 @@ fn building_outside_a_runtime_is_an_error() {
         .unwrap_err();
     assert!(error.to_string().contains("tokio runtime"), "{error}");
 }
+
+/// What cannot make a Cluster or a Sentinel store is refused when it is built, as a
+/// misconfiguration, with no URL (nor its password) in the message; what can is built without
+/// connecting.
+#[tokio::test]
+async fn cluster_and_sentinel_endpoints_are_checked_when_built() {
+    let refused = |builder: RedisStoreBuilder| {
+        let error = builder.build().unwrap_err();
+        assert!(error.is_misconfigured(), "{error}");
+        assert!(!error.to_string().contains("SECRET"), "{error}");
+        error.to_string()
+    };
+    let none: [&str; 0] = [];
+    assert!(refused(RedisStore::cluster(none, "key")).contains("at least one"));
+    assert!(
+        refused(RedisStore::cluster(
+            [
+                "redis://:SECRET@127.0.0.1:1",
+                "rediss://:SECRET@127.0.0.1:2"
+            ],
+            "key"
+        ))
+        .contains("mix")
+    );
+    assert!(
+        refused(RedisStore::cluster(
+            ["redis://:SECRET@127.0.0.1:1/2"],
+            "key"
+        ))
+        .contains("database")
+    );
+    assert!(refused(RedisStore::sentinel(none, "master", "key")).contains("at least one"));
+    assert!(
+        refused(RedisStore::sentinel(
+            ["rediss://127.0.0.1:1", "redis://127.0.0.1:2"],
+            "master",
+            "key"
+        ))
+        .contains("mix")
+    );
+    assert!(refused(RedisStore::sentinel(["redis://127.0.0.1:1"], "", "key")).contains("name"));
+
+    assert!(
+        refused(RedisStore::cluster(["redis://127.0.0.1:1"], "key").master_auth(None, "SECRET"))
+            .contains("sentinels")
+    );
+
+    let cluster = RedisStore::cluster(["redis://127.0.0.1:1", "redis://127.0.0.1:2/0"], "key")
+        .build()
+        .unwrap();
+    let sentinel = RedisStore::sentinel(["redis://127.0.0.1:1"], "master", "key")
+        .build()
+        .unwrap();
+    // The same account's keys, whichever way Redis is reached.
+    assert_eq!(cluster.token_key(), sentinel.token_key());
+    let single = RedisStore::builder("redis://127.0.0.1:1/", "key")
+        .build()
+        .unwrap();
+    assert_eq!(cluster.token_key(), single.token_key());
+}

@@ -1,0 +1,494 @@
+//! Redis servers of the tests' own, on free loopback ports, with no persistence: one server, a
+//! Cluster (three masters, a replica each), or a primary, a replica and three Sentinels. Each
+//! is killed when dropped, and its files removed. And the plumbing that runs
+//! `examples/replica.rs` in a separate process.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server, a cluster or the Sentinels may take to be ready.
+const STARTUP: Duration = Duration::from_secs(20);
+
+// ===== one redis-server =====
+
+pub struct RedisServer {
+    pub port: u16,
+    /// The arguments besides the port and persistence.
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(|port| vec!["--port".into(), port.to_string()])
+    }
+
+    pub fn start_with(args: impl FnOnce(u16) -> Vec<String>) -> Self {
+        Self::start_on(free_port(), args)
+    }
+
+    fn start_on(port: u16, args: impl FnOnce(u16) -> Vec<String>) -> Self {
+        let mut server = RedisServer {
+            port,
+            args: args(port),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "could not start redis-server ({err}): these tests need it on PATH; \
+                     install it with `apt-get install -y redis-server`"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + STARTUP;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        connect(self.port).await
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn connect(port: u16) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// `command` on the server at `port`, or its error.
+pub async fn query<T: redis::FromRedisValue>(
+    port: u16,
+    command: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    query_as(port, None, command).await
+}
+
+/// `command` on the server at `port`, authenticated with `password` if any, or its error.
+pub async fn query_as<T: redis::FromRedisValue>(
+    port: u16,
+    password: Option<&str>,
+    command: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let auth = password.map_or_else(String::new, |p| format!(":{p}@"));
+    let mut connection = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}/"))?
+        .get_multiplexed_async_connection()
+        .await?;
+    command.query_async(&mut connection).await
+}
+
+/// Polls `ready` until it holds, failing the test after `STARTUP`.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut ready: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + STARTUP;
+    while !ready().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not ready in {STARTUP:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A directory for the servers' files, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(what: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tower-bearer-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// A subdirectory, made.
+    fn dir(&self, name: &str) -> String {
+        let dir = self.0.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ===== a Redis Cluster =====
+
+/// Three masters and a replica each, made with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    // Dropped after the nodes: their files go once they are stopped.
+    _scratch: Scratch,
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let scratch = Scratch::new("cluster");
+        let nodes: Vec<_> = (0..6)
+            .map(|_| {
+                // The cluster bus listens on the port + 10000.
+                let port = loop {
+                    let port = free_port();
+                    if port < 55536 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+                        break port;
+                    }
+                };
+                let dir = scratch.dir(&port.to_string());
+                RedisServer::start_on(port, |port| {
+                    [
+                        "--port",
+                        &port.to_string(),
+                        "--dir",
+                        &dir,
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                        // Replicas sync at once, not after waiting for others to join.
+                        "--repl-diskless-sync-delay",
+                        "0",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec()
+                })
+            })
+            .collect();
+        let addresses: Vec<_> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let create = tokio::task::spawn_blocking(move || {
+            Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(&addresses)
+                .args(["--cluster-replicas", "1", "--cluster-yes"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .status()
+                .expect("redis-cli on PATH: install it with `apt-get install -y redis-server`")
+        });
+        assert!(
+            create.await.unwrap().success(),
+            "redis-cli --cluster create"
+        );
+        let cluster = RedisCluster {
+            nodes,
+            _scratch: scratch,
+        };
+        // Each node sees the whole cluster: the slots covered, and each master's replica.
+        for node in &cluster.nodes {
+            until("the cluster", || async {
+                let info: String = query(node.port, redis::cmd("CLUSTER").arg("INFO"))
+                    .await
+                    .unwrap_or_default();
+                let nodes: String = query(node.port, redis::cmd("CLUSTER").arg("NODES"))
+                    .await
+                    .unwrap_or_default();
+                let replicas = nodes
+                    .lines()
+                    .filter(|line| line.split(' ').nth(2).is_some_and(|f| f.contains("slave")))
+                    .count();
+                info.contains("cluster_state:ok")
+                    && info.contains("cluster_known_nodes:6")
+                    && replicas == 3
+            })
+            .await;
+        }
+        // Each replica in sync with its master, so that a failover loses nothing.
+        for node in &cluster.nodes {
+            until("the replicas", || async {
+                let info: String = query(node.port, redis::cmd("INFO").arg("replication"))
+                    .await
+                    .unwrap_or_default();
+                info.contains("role:master") || info.contains("master_link_status:up")
+            })
+            .await;
+        }
+        cluster
+    }
+
+    /// Some of the nodes' URLs, as a user gives them: three of the six.
+    pub fn seeds(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .take(3)
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// The port of the master holding `key`'s slot, and of its replica.
+    pub async fn holder_of(&self, key: &str) -> (u16, u16) {
+        let port = self.nodes[0].port;
+        let slot: i64 = query(port, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+            .await
+            .unwrap();
+        let nodes: String = query(port, redis::cmd("CLUSTER").arg("NODES"))
+            .await
+            .unwrap();
+        let lines: Vec<Vec<&str>> = nodes.lines().map(|l| l.split(' ').collect()).collect();
+        let port_of = |fields: &[&str]| -> u16 {
+            let address = fields[1].split('@').next().unwrap();
+            address.rsplit(':').next().unwrap().parse().unwrap()
+        };
+        let master = lines
+            .iter()
+            .find(|fields| {
+                fields[2].contains("master")
+                    && fields[8..].iter().any(|range| {
+                        let mut ends = range.split('-').map(|e| e.parse::<i64>().unwrap_or(-1));
+                        let start = ends.next().unwrap();
+                        let end = ends.next().unwrap_or(start);
+                        (start..=end).contains(&slot)
+                    })
+            })
+            .expect("a master for the slot");
+        let replica = lines
+            .iter()
+            .find(|fields| fields[3] == master[0])
+            .expect("a replica of the slot's master");
+        (port_of(master), port_of(replica))
+    }
+
+    /// `CLUSTER FAILOVER` on the replica at `port`; returns once it is a master.
+    pub async fn fail_over_to(&self, port: u16) {
+        let _: () = query(port, redis::cmd("CLUSTER").arg("FAILOVER"))
+            .await
+            .unwrap();
+        until("the failover", || async {
+            let info: String = query(port, redis::cmd("INFO").arg("replication"))
+                .await
+                .unwrap_or_default();
+            info.contains("role:master")
+        })
+        .await;
+    }
+}
+
+// ===== a primary, a replica and three Sentinels =====
+
+pub const SENTINEL_MASTER: &str = "tokens";
+
+pub struct RedisSentinels {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    pub sentinels: Vec<RedisServer>,
+    _scratch: Scratch,
+}
+
+impl RedisSentinels {
+    pub async fn start() -> Self {
+        Self::start_with_password(None).await
+    }
+
+    /// With `password` on the primary and the replica (`requirepass`), none on the Sentinels.
+    pub async fn start_with_password(password: Option<&str>) -> Self {
+        let auth: Vec<String> = password
+            .map(|p| {
+                ["--requirepass", p, "--masterauth", p]
+                    .map(str::to_owned)
+                    .to_vec()
+            })
+            .unwrap_or_default();
+        let scratch = Scratch::new("sentinel");
+        // Replication writes a snapshot, even with persistence off: into the scratch directory.
+        let primary_dir = scratch.dir("primary");
+        let primary = RedisServer::start_with(|port| {
+            [
+                "--port",
+                &port.to_string(),
+                "--dir",
+                &primary_dir,
+                "--repl-diskless-sync-delay",
+                "0",
+            ]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(auth.clone())
+            .collect()
+        });
+        let primary_port = primary.port;
+        let replica_dir = scratch.dir("replica");
+        let replica = RedisServer::start_with(|port| {
+            [
+                "--port",
+                &port.to_string(),
+                "--dir",
+                &replica_dir,
+                "--replicaof",
+                "127.0.0.1",
+                &primary_port.to_string(),
+            ]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(auth.clone())
+            .collect()
+        });
+        let sentinels = (0..3)
+            .map(|i| {
+                let dir = scratch.dir(&format!("sentinel-{i}"));
+                // A Sentinel rewrites its configuration file: one each.
+                let config = format!("{dir}/sentinel.conf");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary_port} 2\n\
+                         sentinel down-after-milliseconds {SENTINEL_MASTER} 500\n\
+                         sentinel failover-timeout {SENTINEL_MASTER} 5000\n{}",
+                        password.map_or_else(String::new, |p| format!(
+                            "sentinel auth-pass {SENTINEL_MASTER} {p}\n"
+                        ))
+                    ),
+                )
+                .unwrap();
+                RedisServer::start_with(|port| {
+                    [
+                        &config,
+                        "--sentinel",
+                        "--port",
+                        &port.to_string(),
+                        "--dir",
+                        &dir,
+                    ]
+                    .map(|s| s.to_string())
+                    .to_vec()
+                })
+            })
+            .collect();
+        let set = RedisSentinels {
+            primary,
+            replica,
+            sentinels,
+            _scratch: scratch,
+        };
+        // Each Sentinel knows the replica and the two others: a failover needs them.
+        for sentinel in &set.sentinels {
+            until("the sentinels", || async {
+                let master: Vec<String> = query(
+                    sentinel.port,
+                    redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER),
+                )
+                .await
+                .unwrap_or_default();
+                let field = |name: &str| {
+                    master
+                        .iter()
+                        .position(|f| f == name)
+                        .and_then(|i| master.get(i + 1))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                field("num-slaves") == "1" && field("num-other-sentinels") == "2"
+            })
+            .await;
+        }
+        let replica_port = set.replica.port;
+        until("the replica", || async {
+            let info: String = query_as(
+                replica_port,
+                password,
+                redis::cmd("INFO").arg("replication"),
+            )
+            .await
+            .unwrap_or_default();
+            info.contains("master_link_status:up")
+        })
+        .await;
+        set
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}", s.port))
+            .collect()
+    }
+}
+
+// ===== replicas in processes of their own =====
+
+/// Starts this test binary again, as a separate process running only `replica_process`,
+/// which runs `examples/replica.rs` with `args`.
+pub fn spawn_replica(args: &[String]) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["replica_process", "--exact", "--ignored", "--nocapture"])
+        .env("TOWER_BEARER_REPLICA_ARGS", args.join("\u{1f}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// The replica process's report lines (one per cache), once it has exited.
+pub fn finish(child: Child) -> Vec<String> {
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("replica "))
+        .map(str::to_owned)
+        .collect();
+    assert!(!lines.is_empty(), "no report from a replica: {stdout}");
+    assert!(output.status.success(), "{lines:?}");
+    lines
+}
+
+/// The arguments of a replica process, from `TOWER_BEARER_REPLICA_ARGS`; `None` when the
+/// test runs as a test rather than as a replica.
+pub fn replica_process_args() -> Option<Vec<String>> {
+    let args = std::env::var("TOWER_BEARER_REPLICA_ARGS").ok()?;
+    Some(args.split('\u{1f}').map(str::to_owned).collect())
+}
