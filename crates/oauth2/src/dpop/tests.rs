@@ -3,10 +3,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{Method, Uri};
 use serde_json::{Value, json};
 
-use super::error::ProofErrorKind;
+use super::error::{ProofError, ProofErrorKind};
+use super::nonce::DpopNonce;
 use super::proof::AccessTokenHash;
 use super::*;
-use crate::jose::{Algorithm, SigningKey, UnverifiedJws, base64url};
+use crate::grant_proof::DpopSettings;
+use crate::jose::{Algorithm, KeyError, SigningKey, UnverifiedJws, base64url};
+use tower_bearer::proof::BindingKey;
 
 fn uri(text: &str) -> Uri {
     text.parse().unwrap()
@@ -158,6 +161,11 @@ fn bad_input_is_a_typed_error() {
         .proof(&Method::GET, &uri("/relative"), None, None)
         .unwrap_err();
     assert!(matches!(error.kind(), ProofErrorKind::NoOrigin));
+    // Authority form (CONNECT's): a host, but no scheme to name.
+    let error = key
+        .proof(&Method::GET, &uri("api.example:443"), None, None)
+        .unwrap_err();
+    assert!(matches!(error.kind(), ProofErrorKind::NoOrigin));
     let target = uri("https://api.example/");
     for nonce in ["", "with space", "quote\"", "back\\slash"] {
         let error = key
@@ -213,4 +221,51 @@ fn the_layers_path_makes_the_same_proofs() {
         assert_eq!(claims[claim], public[claim], "{claim}");
     }
     assert_ne!(claims["jti"], public["jti"]);
+}
+
+#[test]
+fn errors_say_what_is_wrong_and_keep_their_cause() {
+    use std::error::Error as _;
+    let no_origin = ProofError::new(ProofErrorKind::NoOrigin);
+    assert!(
+        no_origin.to_string().contains("no scheme and host"),
+        "{no_origin}"
+    );
+    assert!(no_origin.source().is_none());
+    let nonce = ProofError::new(ProofErrorKind::InvalidNonce);
+    assert!(nonce.to_string().contains("1*NQCHAR"), "{nonce}");
+    assert!(nonce.source().is_none());
+    let signing = ProofError::new(ProofErrorKind::Signing(KeyError::new(
+        crate::jose::error::KeyErrorKind::Random,
+    )));
+    assert_eq!(signing.to_string(), "the DPoP proof could not be signed");
+    let cause = signing.source().expect("the key's error is the source");
+    assert_eq!(
+        cause.to_string(),
+        KeyError::new(crate::jose::error::KeyErrorKind::Random).to_string()
+    );
+}
+
+#[test]
+fn debug_output_names_the_key_and_the_nonce_and_no_token() {
+    let key = DpopKey::generate(Algorithm::Es256).unwrap();
+    let ath = AccessTokenHash::of("the-token");
+    assert_eq!(
+        format!("{ath:?}"),
+        format!("AccessTokenHash({:?})", ath.as_str())
+    );
+    let nonce = DpopNonce::new("n-1").unwrap();
+    assert_eq!(format!("{nonce:?}"), r#"DpopNonce("n-1")"#);
+    let binding = key.bind("the-token");
+    let shown = format!("{binding:?}");
+    assert!(shown.starts_with("Binding"), "{shown}");
+    assert!(shown.contains(key.thumbprint()), "{shown}");
+    assert!(!shown.contains("the-token"), "{shown}");
+    let settings = DpopSettings {
+        key: key.clone(),
+        allow_bearer_downgrade: true,
+    };
+    let shown = format!("{settings:?}");
+    assert!(shown.contains(key.thumbprint()), "{shown}");
+    assert!(shown.contains("allow_bearer_downgrade: true"), "{shown}");
 }

@@ -34,7 +34,7 @@
 //! SEC1 EC keys by `sec1`.
 
 mod algorithm;
-mod error;
+pub(crate) mod error;
 mod jwk;
 mod jws;
 mod key_pair;
