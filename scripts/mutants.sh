@@ -21,8 +21,20 @@ DEFAULT=(src/verdict.rs src/cache/flight.rs src/cache/entry.rs)
 
 # The suites that cover a source file: cargo test's target selection and any features. The
 # library's own tests run wherever unit tests sit beside the code or drive it.
+#
+# A member crate's file is mutated with `-p` (cargo-mutants tests that package with the
+# selection), in passes separated by `;`: the crate's own tests first, then, for the mutants
+# they miss (`--iterate`), the root suites that drive it, named with `-p tower-bearer`.
 suites() {
     case "$1" in
+        crates/provider/src/*.rs)
+            echo "@tower-bearer-provider --lib; --all-features -p tower-bearer-oauth2 -p tower-bearer-apivideo --lib" ;;
+        # The DPoP suites over loopback, the mock's verifier, tonic's and reqwest's.
+        crates/oauth2/src/dpop/*.rs | crates/oauth2/src/grant_proof.rs | crates/oauth2/src/answer.rs)
+            echo "@tower-bearer-oauth2 --lib; --all-features -p tower-bearer --test dpop --test dpop_mock --test dpop_reqwest --test dpop_layer --test tonic_dpop --test oauth2_hostile --test oauth2_discovery --test oauth2_errors --test secrets" ;;
+        # The store against a real Redis (started by the suite: redis-server on PATH).
+        crates/redis/src/*.rs)
+            echo "@tower-bearer-redis --all-features --lib; --all-features -p tower-bearer --test redis --test redis_cluster" ;;
         src/verdict.rs)
             echo "--lib --test middleware" ;;
         # No unit test drives the engine: the library's suite (a build of its own, and property
@@ -87,32 +99,65 @@ for selection in "${!groups[@]}"; do
     read -r -a group <<<"${groups[$selection]}"
     name=$(printf '%s\n' "${group[@]}" | sed 's|^src/||; s|\.rs$||; s|/|-|g' | paste -sd+ -)
     output="mutants.out/$name"
-    outputs+=("$output/mutants.out")
+    outputs+=("$output")
     examine=()
     for file in "${group[@]}"; do examine+=(--file "$file"); done
-    # The target selection goes to every cargo call (the build as well as the test run), so
-    # that a mutant builds only the suites that run; one job, for a two-core machine.
-    cargo_args=()
-    for arg in $selection; do cargo_args+=(--cargo-arg="$arg"); done
-    echo "==> ${group[*]} with cargo test $selection"
+    package=()
+    if [[ $selection == @* ]]; then
+        package=(-p "${selection%% *}")
+        package[1]=${package[1]#@}
+        selection=${selection#* }
+    fi
     mkdir -p "$output"
-    cargo mutants --test-tool cargo "${jobs[@]}" --output "$output" \
-        "${examine[@]}" "${cargo_args[@]}" "$@" || status=$?
+    rm -rf "$output/mutants.out" "$output"/*.all
+    iterate=()
+    IFS=';' read -r -a passes <<<"$selection"
+    for pass in "${passes[@]}"; do
+        # The last pass's outcome is the group's: an earlier pass misses what a later catches.
+        last=0
+        echo "==> ${group[*]} with cargo test ${package[*]} $pass"
+        if [ ${#package[@]} -eq 0 ]; then
+            # The target selection goes to every cargo call (the build as well as the test
+            # run), so that a mutant builds only the suites that run.
+            cargo_args=()
+            for arg in $pass; do cargo_args+=(--cargo-arg="$arg"); done
+            cargo mutants --test-tool cargo "${jobs[@]}" --output "$output" \
+                "${examine[@]}" "${cargo_args[@]}" "$@" || last=$?
+        else
+            # After `--`, the selection goes to the test run only: the build is the package's.
+            # shellcheck disable=SC2086
+            cargo mutants --test-tool cargo "${jobs[@]}" --output "$output" "${iterate[@]}" \
+                "${package[@]}" "${examine[@]}" "$@" -- $pass || last=$?
+        fi
+        # A later pass lists earlier passes' caught and unviable mutants as "previously caught",
+        # together: each pass's own outcomes are kept here, for the summary.
+        for outcome in caught unviable; do
+            cat "$output/mutants.out/$outcome.txt" >>"$output/$outcome.all" 2>/dev/null || true
+        done
+        iterate=(--iterate)
+    done
+    [ "$last" -eq 0 ] || status=$last
 done
 
 echo
 echo "file | mutants | caught | missed | unviable | timeouts | equivalent (not run)"
 for file in "${files[@]}"; do
+    # Caught and unviable add up over a file's passes; missed and timeouts are the last pass's.
     count() {
         local n=0
         for out in "${outputs[@]}"; do
-            [ -f "$out/$1.txt" ] || continue
-            n=$((n + $(grep -c "^$file:" "$out/$1.txt" || true)))
+            [ -f "$out/$1" ] || continue
+            n=$((n + $(grep -c "^$file:" "$out/$1" || true)))
         done
         echo "$n"
     }
-    caught=$(count caught) missed=$(count missed) unviable=$(count unviable) timeout=$(count timeout)
-    listed() { cargo mutants --list --file "$file" "$@" | wc -l; }
+    caught=$(count caught.all) unviable=$(count unviable.all)
+    missed=$(count mutants.out/missed.txt) timeout=$(count mutants.out/timeout.txt)
+    package=()
+    if [[ $file == crates/* ]]; then
+        package=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$(echo "$file" | cut -d/ -f1-2)/Cargo.toml" | head -1)")
+    fi
+    listed() { cargo mutants --list "${package[@]}" --file "$file" "$@" | wc -l; }
     equivalent=$(($(listed --no-config) - $(listed)))
     echo "$file | $((caught + missed + unviable + timeout)) | $caught | $missed | $unviable | $timeout | $equivalent"
 done

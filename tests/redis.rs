@@ -409,6 +409,40 @@ async fn a_publish_is_notified() {
         .expect("notified of the publish");
 }
 
+/// A store, once its last clone is dropped, stops listening: its subscription, a connection
+/// to Redis, closes rather than living as long as the runtime.
+#[tokio::test]
+async fn a_dropped_store_closes_its_subscription() {
+    let redis = RedisServer::start();
+    let mut admin = redis.connection().await;
+    let store = RedisStore::builder(redis.url(), "dropped-key")
+        .build()
+        .unwrap();
+    let mut notes = store.notifications();
+    tokio::time::timeout(Duration::from_secs(5), notes.notified())
+        .await
+        .expect("the listener subscribed");
+    let mut channels = async || -> Vec<String> {
+        redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .query_async(&mut admin)
+            .await
+            .unwrap()
+    };
+    assert_eq!(channels().await.len(), 1, "the store's channel");
+    let clone = store.clone();
+    drop(store);
+    assert_eq!(channels().await.len(), 1, "a clone still listens");
+    drop(clone);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !channels().await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the subscription closed");
+}
+
 #[tokio::test]
 async fn an_encrypted_token_is_not_readable_at_rest_nor_without_the_key() {
     let redis = RedisServer::start();

@@ -160,6 +160,24 @@ mod tests {
         }
     }
 
+    /// Only the code says it: a server may send a nonce with any answer (RFC 9449 §8.2), and an
+    /// error that is not `use_dpop_nonce` must not be sent again with it.
+    #[test]
+    fn only_a_client_error_with_the_use_dpop_nonce_code_asks_for_a_nonce() {
+        let nonce = [("dpop-nonce", "n-1")];
+        let asks = |status, body| asks_for_dpop_nonce(&answer(status, &nonce, body));
+        let use_nonce = r#"{"error":"use_dpop_nonce"}"#;
+        assert!(asks(StatusCode::BAD_REQUEST, use_nonce));
+        assert!(asks(StatusCode::UNAUTHORIZED, use_nonce));
+        assert!(!asks(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_grant"}"#
+        ));
+        assert!(!asks(StatusCode::BAD_REQUEST, "not json"));
+        assert!(!asks(StatusCode::INTERNAL_SERVER_ERROR, use_nonce));
+        assert!(!asks(StatusCode::OK, use_nonce));
+    }
+
     #[test]
     fn bearer_in_any_case_and_expires_in_as_number_or_digits() {
         for (token_type, expires_in) in [

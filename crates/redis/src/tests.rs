@@ -221,3 +221,127 @@ async fn cluster_and_sentinel_endpoints_are_checked_when_built() {
         .unwrap();
     assert_eq!(cluster.token_key(), single.token_key());
 }
+
+/// The stored value is the contract between replicas, whatever version each runs: expiry and
+/// issue time as Unix milliseconds, then the tokens.
+#[tokio::test]
+async fn a_stored_value_carries_its_times_as_unix_milliseconds() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let wall = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let store = store(Duration::from_secs(2));
+    let token = Token::bearer("access")
+        .unwrap()
+        .expires_in(Duration::from_secs(60));
+    let before = wall();
+    let value = store.encode(&token, 1).unwrap();
+    let after = wall();
+    // Without an encryption key, in the clear.
+    let (format, plain) = value.split_at(2);
+    assert_eq!(format, b"p1");
+    let expires = u64::from_be_bytes(plain[..8].try_into().unwrap());
+    let issued = u64::from_be_bytes(plain[8..16].try_into().unwrap());
+    assert!(
+        (before..=after).contains(&issued),
+        "{issued} not in {before}..={after}"
+    );
+    assert!(
+        (before + 59_000..=after + 60_000).contains(&expires),
+        "{expires} is not a minute after {before}"
+    );
+}
+
+#[tokio::test]
+async fn debug_output_names_the_mode_and_keys_and_no_url() {
+    let builder = RedisStore::builder("redis://user:the-password@127.0.0.1:1/", "the-api-key")
+        .namespace("ns");
+    let shown = format!("{builder:?}");
+    assert!(shown.starts_with("RedisStoreBuilder"), "{shown}");
+    assert!(shown.contains(r#"mode: "single""#), "{shown}");
+    assert!(shown.contains(r#"namespace: "ns""#), "{shown}");
+    assert!(
+        !shown.contains("the-password") && !shown.contains("the-api-key"),
+        "{shown}"
+    );
+    let store = builder.build().unwrap();
+    let shown = format!("{store:?}");
+    assert!(shown.starts_with("RedisStore"), "{shown}");
+    assert!(shown.contains(&store.inner.keys.token), "{shown}");
+    assert!(shown.contains("clock_skew: 2s"), "{shown}");
+    assert!(
+        !shown.contains("the-password") && !shown.contains("the-api-key"),
+        "{shown}"
+    );
+}
+
+#[cfg(not(feature = "encryption"))]
+#[tokio::test]
+async fn an_encrypted_value_needs_the_encryption_feature() {
+    let error = store(Duration::from_secs(2))
+        .decode(b"x1 sealed bytes", 1)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no `encryption` feature"),
+        "{error}"
+    );
+}
+
+#[cfg(feature = "encryption")]
+fn sealed(credential: &str) -> RedisStore {
+    RedisStore::builder("redis://127.0.0.1:1/", credential)
+        .namespace("ns")
+        .encryption_key([7; 32])
+        .build()
+        .unwrap()
+}
+
+/// A sealed value cannot be replayed as another generation nor under another account's key.
+#[cfg(feature = "encryption")]
+#[tokio::test]
+async fn a_sealed_value_is_bound_to_its_key_and_generation() {
+    let store = sealed("the-api-key");
+    let token = Token::bearer("the-access-token")
+        .unwrap()
+        .expires_in(Duration::from_secs(60));
+    let value = store.encode(&token, 3).unwrap();
+    assert_eq!(&value[..2], b"x1");
+    assert!(!value.windows(16).any(|w| w == b"the-access-token"));
+    let back = store.decode(&value, 3).unwrap();
+    assert_eq!(back.token.expose_access_token(), "the-access-token");
+    assert!(store.decode(&value, 4).is_err(), "another generation");
+    assert!(
+        sealed("another-key").decode(&value, 3).is_err(),
+        "another account"
+    );
+}
+
+/// Replicas that disagree on encryption say which one lacks what.
+#[cfg(feature = "encryption")]
+#[tokio::test]
+async fn a_replica_with_a_key_and_one_without_say_which_is_which() {
+    let plain = store(Duration::from_secs(2));
+    let sealed = sealed("the-api-key");
+    let token = Token::bearer("access").unwrap();
+    let error = sealed
+        .decode(&plain.encode(&token, 1).unwrap(), 1)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("not encrypted, but this replica has an encryption key"),
+        "{error}"
+    );
+    let error = plain
+        .decode(&sealed.encode(&token, 1).unwrap(), 1)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("encrypted, but this replica has no encryption key"),
+        "{error}"
+    );
+}
