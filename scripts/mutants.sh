@@ -32,9 +32,10 @@ suites() {
         # The DPoP suites over loopback, the mock's verifier, tonic's and reqwest's.
         crates/oauth2/src/dpop/*.rs | crates/oauth2/src/grant_proof.rs | crates/oauth2/src/answer.rs)
             echo "@tower-bearer-oauth2 --lib; --all-features -p tower-bearer --test dpop --test dpop_mock --test dpop_reqwest --test dpop_layer --test tonic_dpop --test oauth2_hostile --test oauth2_discovery --test oauth2_errors --test secrets" ;;
-        # The store against a real Redis (started by the suite: redis-server on PATH).
+        # The store without its features, with them, then against real Redis servers (started by
+        # the suites: redis-server on PATH).
         crates/redis/src/*.rs)
-            echo "@tower-bearer-redis --all-features --lib; --all-features -p tower-bearer --test redis --test redis_cluster" ;;
+            echo "@tower-bearer-redis --lib; --all-features --lib; --all-features -p tower-bearer --test redis --test redis_cluster" ;;
         src/verdict.rs)
             echo "--lib --test middleware" ;;
         # No unit test drives the engine: the library's suite (a build of its own, and property
