@@ -345,3 +345,19 @@ async fn a_replica_with_a_key_and_one_without_say_which_is_which() {
         "{error}"
     );
 }
+
+/// A sealed value too short for its nonce is refused as such, not split (a panic) or opened.
+#[cfg(feature = "encryption")]
+#[tokio::test]
+async fn a_sealed_value_too_short_for_its_nonce_is_an_unknown_format() {
+    let store = sealed("the-api-key");
+    for len in [0, 10, 24] {
+        let mut value = b"x1".to_vec();
+        value.resize(2 + len, 0);
+        let error = store.decode(&value, 1).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown format"),
+            "{len} bytes: {error}"
+        );
+    }
+}
