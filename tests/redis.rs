@@ -409,6 +409,31 @@ async fn a_publish_is_notified() {
         .expect("notified of the publish");
 }
 
+/// A Redis that stops answering (paused: its sockets open, nothing read) fails the store's
+/// calls at the timeout it was built with: not never, which would hold every request that
+/// waits on the store, and not at redis-rs's default, shorter than a slow link may need.
+#[tokio::test]
+async fn a_redis_that_stops_answering_fails_calls_at_the_stores_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(1500);
+    let redis = RedisServer::start();
+    let store = RedisStore::builder(redis.url(), "paused-key")
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), store.load())
+        .await
+        .expect("answered")
+        .unwrap();
+    redis.pause(true);
+    let started = Instant::now();
+    let load = tokio::time::timeout(Duration::from_secs(10), store.load()).await;
+    let waited = started.elapsed();
+    redis.pause(false);
+    let load = load.expect("the store's timeout ends the call");
+    assert!(load.is_err(), "{load:?}");
+    assert!(waited >= TIMEOUT, "gave up after {waited:?}");
+}
+
 /// A store, once its last clone is dropped, stops listening: its subscription, a connection
 /// to Redis, closes rather than living as long as the runtime.
 #[tokio::test]

@@ -68,6 +68,18 @@ impl RedisServer {
         }
     }
 
+    /// Stops (`true`) or resumes the server without closing its sockets: a Redis that no
+    /// longer answers, as a hung host or a network partition looks to a client.
+    pub fn pause(&self, paused: bool) {
+        let pid = self.child.as_ref().expect("running").id();
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

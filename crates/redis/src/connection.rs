@@ -154,13 +154,8 @@ impl FollowedMaster {
     /// Forgets the connection a call failed on, if it has lost the master: the next call asks
     /// the Sentinels again.
     fn failed(&self, asked: u64, error: &RedisError) {
-        let lost = error.is_io_error()
-            || error.is_timeout()
-            || error.is_connection_dropped()
-            || error.is_connection_refusal()
-            || matches!(error.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly));
         let mut master = self.master();
-        if lost && master.asked == asked {
+        if lost_master(error) && master.asked == asked {
             master.connection = None;
         }
     }
@@ -198,6 +193,13 @@ impl FollowedMaster {
         }
         answer
     }
+}
+
+/// Whether a call's error means the master is lost: the connection failed (refused, dropped,
+/// timed out: each an I/O error to redis-rs), or the server answered `READONLY` (it was
+/// demoted). Any other error is the command's, and the master stays.
+fn lost_master(error: &RedisError) -> bool {
+    error.is_io_error() || matches!(error.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly))
 }
 
 fn no_master() -> RedisError {
@@ -252,5 +254,90 @@ pub(crate) async fn listen(
             }
         }
         tokio::time::sleep(retry).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> RedisError {
+        RedisError::from(std::io::Error::new(kind, "test"))
+    }
+
+    #[test]
+    fn a_failed_connection_or_a_demoted_master_loses_the_master_and_nothing_else_does() {
+        use std::io::ErrorKind::{ConnectionRefused, ConnectionReset, Other, TimedOut};
+        for kind in [ConnectionRefused, ConnectionReset, TimedOut, Other] {
+            assert!(lost_master(&io(kind)), "{kind:?}");
+        }
+        let read_only =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "READONLY"));
+        assert!(lost_master(&read_only));
+        let no_script =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::NoScript), "NOSCRIPT"));
+        assert!(!lost_master(&no_script));
+    }
+
+    fn followed() -> FollowedMaster {
+        let sentinels = SentinelClient::build(
+            vec!["redis://127.0.0.1:1/"],
+            "master".into(),
+            None,
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .unwrap();
+        FollowedMaster::new(
+            sentinels,
+            ConnectionManagerConfig::new(),
+            Duration::from_secs(1),
+        )
+    }
+
+    /// A connection that is never used: `new_lazy_with_config` connects on the first command.
+    fn lazy() -> ConnectionManager {
+        let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+        ConnectionManager::new_lazy_with_config(client, ConnectionManagerConfig::new()).unwrap()
+    }
+
+    /// Only a call on the connection still in use forgets it: a call that failed on one
+    /// the Sentinels have since replaced must not drop its replacement.
+    #[tokio::test]
+    async fn only_a_lost_master_of_the_current_asking_is_forgotten() {
+        let master = followed();
+        {
+            let mut state = master.master();
+            state.connection = Some(lazy());
+            state.asked = 2;
+        }
+        let remembered = |master: &FollowedMaster| master.master().connection.is_some();
+        master.failed(1, &io(std::io::ErrorKind::ConnectionRefused));
+        assert!(
+            remembered(&master),
+            "a failure on a connection already replaced"
+        );
+        master.failed(
+            2,
+            &RedisError::from((ErrorKind::Server(ServerErrorKind::NoScript), "NOSCRIPT")),
+        );
+        assert!(remembered(&master), "the command's error, not the master's");
+        master.failed(2, &io(std::io::ErrorKind::ConnectionRefused));
+        assert!(!remembered(&master), "the master is lost");
+    }
+
+    /// The listener tries the nodes in turn, the first again after the last.
+    #[tokio::test]
+    async fn the_listener_tries_each_node_in_turn() {
+        let nodes: Vec<_> = (1..=3)
+            .map(|port| redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap())
+            .collect();
+        let subscriber = Subscriber::Nodes(nodes);
+        let mut ports = Vec::new();
+        for attempt in 0..7 {
+            let client = subscriber.client(attempt).await.unwrap();
+            ports.push(client.get_connection_info().addr().to_string());
+        }
+        let port = |p: u16| format!("127.0.0.1:{p}");
+        assert_eq!(ports, [1, 2, 3, 1, 2, 3, 1].map(port),);
     }
 }
