@@ -282,7 +282,7 @@ mod tests {
     fn followed() -> FollowedMaster {
         let sentinels = SentinelClient::build(
             vec!["redis://127.0.0.1:1/"],
-            "master".into(),
+            String::from("master"),
             None,
             redis::sentinel::SentinelServerType::Master,
         )
