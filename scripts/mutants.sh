@@ -50,6 +50,9 @@ suites() {
             echo "--lib --test origins --test tonic --test tonic_dpop" ;;
         src/cache/store_link.rs | src/store/mod.rs | src/store/memory.rs)
             echo "--lib --test store" ;;
+        # What each metric reports, and when.
+        src/cache/metrics.rs)
+            echo "--lib --test metrics --test middleware" ;;
         src/cache/*.rs)
             echo "--lib --test middleware --test store --test model" ;;
         # The replay body's own tests sit beside it; `bodies` sends it through the layer.
