@@ -62,6 +62,8 @@ fn fleet(n: usize, delay: Duration) -> Fleet {
                 .store(store.clone())
                 .lease(Duration::from_secs(3))
                 .store_poll(Duration::from_millis(100))
+                // The tests below place each refresh ahead at its window's start.
+                .refresh_jitter(0.0)
                 .build()
         })
         .collect();
