@@ -153,7 +153,7 @@ impl Entry {
         // The window's own start, not a point drawn in it: a token some replica may already be
         // refreshing is not worth taking instead of a refresh.
         let windows = Windows {
-            jitter: 1.0,
+            jitter: 0.0,
             ..windows.clone()
         };
         let entry = Entry::new(shared.token.clone(), 0, shared.obtained.min(now), &windows);
