@@ -59,7 +59,7 @@ use store_link::StoreLink;
 /// | the token is | a request |
 /// | --- | --- |
 /// | fresh | uses it: an atomic load, no lock |
-/// | in the refresh-ahead window | uses it; the first to notice starts one background refresh |
+/// | in the refresh-ahead window | uses it; from a point drawn at random in the window for each token ([`refresh_jitter`](TokenCacheBuilder::refresh_jitter)), the first to notice starts one background refresh |
 /// | within the minimum validity, expired, rejected or absent | waits for the one refresh in flight, starting it if there is none |
 ///
 /// A request reads the clock only from a second before the token's first window: until then
