@@ -1,5 +1,6 @@
 //! How a cache is built: its settings, and the backoff after a failed refresh.
 
+use std::error::Error;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,8 @@ use super::metrics::Metrics;
 use super::refresher::Refresh;
 use super::stats::StatCounters;
 use super::store_link::{StoreLink, StoreSettings};
-use super::{CachePadded, Shared, TokenCache, random_fraction};
+use super::{CachePadded, LONGEST_WAIT, Shared, TokenCache, random_fraction};
+use crate::RetryAfter;
 use crate::store::TokenStore;
 
 /// Builds a [`TokenCache`] with settings other than the defaults.
@@ -82,6 +84,23 @@ impl Settings {
             .min(self.backoff_max);
         let half = full / 2;
         half + half.mul_f64(random_fraction())
+    }
+
+    /// The wait after a refresh failed with `error`, the `consecutive`th failure in a row: the
+    /// refresher's [`RetryAfter`] hint if it gave one, else the backoff.
+    pub(super) fn backoff_after(
+        &self,
+        error: &(dyn Error + 'static),
+        consecutive: u32,
+    ) -> Duration {
+        match RetryAfter::find(error).map(RetryAfter::delay) {
+            Some(Some(hinted)) => hinted,
+            // Permanent: straight to the longest backoff, still jittered so that replicas
+            // refused together do not come back together.
+            Some(None) => self.backoff(u32::MAX),
+            None => self.backoff(consecutive),
+        }
+        .min(LONGEST_WAIT)
     }
 }
 
