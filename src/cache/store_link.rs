@@ -278,31 +278,29 @@ impl StoreLink {
                 });
             }
         };
-        {
-            match self.call(self.store.publish(replaces, &token)).await {
-                Ok(Publish::Published { generation }) => {
-                    StoreCounters::add(&self.counters.publishes);
-                    self.metrics.store("published");
-                    tracing::Span::current().record("store", "published");
-                    tracing::debug!(generation, "published the new token");
-                    if failure.is_some() {
-                        // The fleet's backoff is over: a token is there to take.
-                        let _ = self.call(self.store.clear_failure()).await;
-                    }
+        match self.call(self.store.publish(replaces, &token)).await {
+            Ok(Publish::Published { generation }) => {
+                StoreCounters::add(&self.counters.publishes);
+                self.metrics.store("published");
+                tracing::Span::current().record("store", "published");
+                tracing::debug!(generation, "published the new token");
+                if failure.is_some() {
+                    // The fleet's backoff is over: a token is there to take.
+                    let _ = self.call(self.store.clear_failure()).await;
                 }
-                Ok(Publish::Refused { current }) => {
-                    StoreCounters::add(&self.counters.refused);
-                    self.metrics.store("publish_refused");
-                    tracing::Span::current().record("store", "publish_refused");
-                    tracing::debug!(
-                        replaces,
-                        current,
-                        "the store moved on during the refresh; the new token stays local"
-                    );
-                }
-                Err(_) => {
-                    tracing::Span::current().record("store", "publish_failed");
-                }
+            }
+            Ok(Publish::Refused { current }) => {
+                StoreCounters::add(&self.counters.refused);
+                self.metrics.store("publish_refused");
+                tracing::Span::current().record("store", "publish_refused");
+                tracing::debug!(
+                    replaces,
+                    current,
+                    "the store moved on during the refresh; the new token stays local"
+                );
+            }
+            Err(_) => {
+                tracing::Span::current().record("store", "publish_failed");
             }
         }
         self.release(lease).await;

@@ -79,3 +79,84 @@ impl fmt::Display for SharedFailure {
 
 /// `None`: the failing replica's error is in the description.
 impl Error for SharedFailure {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::BoxError;
+
+    fn of(error: BoxError) -> Option<SharedFailure> {
+        SharedFailure::of(&*error, Instant::now(), 1)
+    }
+
+    #[tokio::test]
+    async fn only_the_servers_answer_is_shared() {
+        assert_eq!(of("connection refused".into()), None);
+        assert_eq!(
+            of(RetryAfter::new(Duration::from_secs(3), "asked to wait").into()),
+            None,
+            "a hint without the server's answer may be this replica's own"
+        );
+
+        let unavailable = http::StatusCode::SERVICE_UNAVAILABLE;
+        let failure = of(ServerAnswer::new(unavailable).into()).unwrap();
+        assert_eq!(
+            (failure.status, failure.error, failure.permanent),
+            (unavailable, None, false)
+        );
+        assert_eq!(failure.description, "503 Service Unavailable");
+
+        let refused = ServerAnswer::new(http::StatusCode::BAD_REQUEST).with_error("invalid_client");
+        let failure = of(RetryAfter::permanent("a permanent refusal")
+            .answered(refused)
+            .into());
+        let failure = failure.unwrap();
+        assert!(failure.permanent);
+        assert_eq!(failure.error.as_deref(), Some("invalid_client"));
+        assert_eq!(
+            failure.description,
+            "a permanent refusal (will not succeed by retrying soon)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_description_is_cut_at_a_character() {
+        #[derive(Debug)]
+        struct Long(ServerAnswer);
+        impl fmt::Display for Long {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Two-byte characters, the 200th byte inside one.
+                f.write_str(&format!("x{}", "é".repeat(150)))
+            }
+        }
+        impl Error for Long {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = Long(ServerAnswer::new(http::StatusCode::BAD_GATEWAY));
+        let failure = of(Box::new(error)).unwrap();
+        assert_eq!(failure.description.len(), 199);
+        assert!(failure.description.starts_with("xé"));
+
+        let short = of(ServerAnswer::new(http::StatusCode::BAD_GATEWAY).into()).unwrap();
+        assert_eq!(short.description, "502 Bad Gateway");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_is_in_force_until_its_time() {
+        let failure = SharedFailure::of(
+            &ServerAnswer::new(http::StatusCode::SERVICE_UNAVAILABLE),
+            Instant::now() + Duration::from_secs(2),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            failure.retry_in(Instant::now()),
+            Some(Duration::from_secs(2))
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(failure.retry_in(Instant::now()), None);
+        assert_eq!(failure.to_string(), "503 Service Unavailable");
+    }
+}
