@@ -17,7 +17,9 @@
 //!
 //! A Redis Cluster is `--redis-cluster redis://HOST:PORT,redis://HOST:PORT,…` (some of its
 //! nodes); a master watched by Sentinels is `--redis-sentinel redis://HOST:PORT,… --sentinel-master
-//! NAME` (the Sentinels). `--caches N` runs N caches in the one process.
+//! NAME` (the Sentinels). `--caches N` runs N caches in the one process. `--tokens-only` shares
+//! tokens and not failures (each replica backs off alone, as before failures were shared), and
+//! `--tolerate-failures` exits 0 even if requests failed (an outage that is the test's).
 //!
 //! `tests/redis.rs` runs this file in-process (8 replicas in one process) and as separate OS
 //! processes; `tests/redis_cluster.rs` against a Cluster and against Sentinels.
@@ -32,7 +34,8 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_bearer::{BearerAuthLayer, ReplayBody, Stats, TokenCache};
+use tower_bearer::store::{Notifications, Publish, SharedToken, StoreFuture, TokenStore};
+use tower_bearer::{BearerAuthLayer, ReplayBody, Stats, Token, TokenCache};
 use tower_bearer_apivideo::ApiVideo;
 use tower_bearer_mock::apivideo::DEFAULT_API_KEY;
 use tower_bearer_redis::{RedisStore, RedisStoreBuilder};
@@ -52,8 +55,12 @@ pub async fn run(plan: Plan) -> Result<Report, BoxError> {
             .namespace(plan.namespace.as_str())
             .clock_skew(plan.clock_skew)
             .build()?;
+        cache = if plan.share_failures {
+            cache.store(store)
+        } else {
+            cache.store(TokensOnly(store))
+        };
         cache = cache
-            .store(store)
             .lease(plan.lease)
             .store_poll(Duration::from_millis(100));
     }
@@ -66,12 +73,20 @@ pub async fn run(plan: Plan) -> Result<Report, BoxError> {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let start = tokio::time::Instant::now();
+    let started_ms = unix_ms();
+    // When the first request succeeded, in Unix milliseconds; `u64::MAX`: none yet.
+    let first_ok = Arc::new(AtomicU64::new(u64::MAX));
     let interval = plan.duration / plan.requests.max(1) as u32;
     let uri = format!("{}/videos?pageSize=1", plan.base.trim_end_matches('/'));
     let tasks: Vec<_> = (0..plan.concurrency)
         .map(|task| {
-            let (service, ok, failed, uri) =
-                (service.clone(), ok.clone(), failed.clone(), uri.clone());
+            let (service, ok, failed, uri, first_ok) = (
+                service.clone(),
+                ok.clone(),
+                failed.clone(),
+                uri.clone(),
+                first_ok.clone(),
+            );
             let plan = plan.clone();
             tokio::spawn(async move {
                 for i in (task..plan.requests).step_by(plan.concurrency) {
@@ -81,6 +96,7 @@ pub async fn run(plan: Plan) -> Result<Report, BoxError> {
                         .expect("a valid request");
                     match service.clone().oneshot(request).await {
                         Ok(response) if response.status().is_success() => {
+                            first_ok.fetch_min(unix_ms(), Ordering::Relaxed);
                             ok.fetch_add(1, Ordering::Relaxed)
                         }
                         Ok(response) => {
@@ -88,7 +104,9 @@ pub async fn run(plan: Plan) -> Result<Report, BoxError> {
                             failed.fetch_add(1, Ordering::Relaxed)
                         }
                         Err(error) => {
-                            eprintln!("replica: a request failed: {error}");
+                            if !plan.tolerate_failures {
+                                eprintln!("replica: a request failed: {error}");
+                            }
                             failed.fetch_add(1, Ordering::Relaxed)
                         }
                     };
@@ -99,9 +117,12 @@ pub async fn run(plan: Plan) -> Result<Report, BoxError> {
     for task in tasks {
         task.await?;
     }
+    let first_ok = first_ok.load(Ordering::Relaxed);
     Ok(Report {
         ok: ok.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
+        started_ms,
+        first_ok_ms: (first_ok != u64::MAX).then_some(first_ok),
         stats: cache.stats(),
         cache,
     })
@@ -123,11 +144,12 @@ pub async fn run_all(plan: Plan) -> Result<Vec<Report>, BoxError> {
 #[allow(dead_code)]
 async fn main() -> Result<(), BoxError> {
     let plan = parse(std::env::args().skip(1))?;
+    let tolerate = plan.tolerate_failures;
     let reports = run_all(plan).await?;
     for report in &reports {
         println!("{}", report.line());
     }
-    if reports.iter().any(|report| report.failed > 0) {
+    if reports.iter().any(|report| report.failed > 0) && !tolerate {
         std::process::exit(1);
     }
     Ok(())
@@ -181,6 +203,11 @@ pub struct Plan {
     pub lease: Duration,
     /// The clock-skew allowance: the tests' tokens live 2 s, so the default 2 s would not do.
     pub clock_skew: Duration,
+    /// Whether a failure the authorization server answered is shared through the store (as
+    /// `RedisStore` does); `false` shares tokens only, as before failures were shared.
+    pub share_failures: bool,
+    /// Whether failed requests are expected (an outage): the replica then exits 0 all the same.
+    pub tolerate_failures: bool,
 }
 
 impl Default for Plan {
@@ -195,6 +222,8 @@ impl Default for Plan {
             concurrency: 4,
             lease: Duration::from_secs(1),
             clock_skew: Duration::from_millis(100),
+            share_failures: true,
+            tolerate_failures: false,
         }
     }
 }
@@ -204,6 +233,10 @@ impl Default for Plan {
 pub struct Report {
     pub ok: u64,
     pub failed: u64,
+    /// When the replica started, in Unix milliseconds.
+    pub started_ms: u64,
+    /// When the first request succeeded, in Unix milliseconds.
+    pub first_ok_ms: Option<u64>,
     pub stats: Stats,
     /// The cache, to compare its token with other replicas' after the run.
     pub cache: TokenCache,
@@ -215,19 +248,28 @@ impl Report {
             || "no store".to_owned(),
             |s| {
                 format!(
-                    "store: {} adopted, {} leases won, {} published, {} refused, {} errors, {} alone{}",
+                    "store: {} adopted, {} leases won, {} published, {} refused, {} errors, {} alone, {} failures published, {} met{}",
                     s.adopted,
                     s.leases_won,
                     s.publishes,
                     s.refused,
                     s.errors,
                     s.local_refreshes,
+                    s.failures_published,
+                    s.failures_adopted,
                     if s.unavailable { ", unavailable" } else { "" }
                 )
             },
         );
+        let first_ok = self.first_ok_ms.map_or_else(
+            || "never".to_owned(),
+            |at| {
+                let after = at.saturating_sub(self.started_ms) as f64 / 1000.0;
+                format!("after {after:.2} s (unix ms {at})")
+            },
+        );
         format!(
-            "replica {}: {} ok, {} failed; {} tokens obtained; {store}",
+            "replica {}: {} ok, {} failed; first ok {first_ok}; {} tokens obtained; {store}",
             std::process::id(),
             self.ok,
             self.failed,
@@ -236,13 +278,19 @@ impl Report {
     }
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn api_key() -> String {
     std::env::var("APIVIDEO_API_KEY").unwrap_or_else(|_| DEFAULT_API_KEY.to_owned())
 }
 
 const USAGE: &str = "usage: replica --base URI [--redis URL | --redis-cluster URL,URL,... | \
     --redis-sentinel URL,URL,... --sentinel-master NAME | --no-store] [--caches N] [--requests N] \
-    [--secs S] [--lease-ms MS]";
+    [--secs S] [--lease-ms MS] [--tokens-only] [--tolerate-failures]";
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Plan, String> {
     let mut plan = Plan::default();
@@ -266,6 +314,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Plan, String> {
             "--sentinel-master" => sentinel_master = Some(value()?),
             "--caches" => plan.caches = value()?.parse().map_err(|e| format!("{e}"))?,
             "--no-store" => plan.redis = None,
+            "--tokens-only" => plan.share_failures = false,
+            "--tolerate-failures" => plan.tolerate_failures = true,
             "--namespace" => plan.namespace = value()?,
             "--base" => plan.base = value()?,
             "--requests" => plan.requests = value()?.parse().map_err(|e| format!("{e}"))?,
@@ -324,6 +374,37 @@ impl Plan {
             ]),
             None => args.push("--no-store".to_owned()),
         }
+        if !self.share_failures {
+            args.push("--tokens-only".to_owned());
+        }
+        if self.tolerate_failures {
+            args.push("--tolerate-failures".to_owned());
+        }
         args
+    }
+}
+
+/// A store that shares tokens and not failures: each replica backs off on its own, as before
+/// failures were shared (the trait's defaults), for the comparison in `tests/redis.rs`.
+struct TokensOnly(RedisStore);
+
+impl TokenStore for TokensOnly {
+    fn load(&self) -> StoreFuture<'_, Option<SharedToken>> {
+        self.0.load()
+    }
+    fn try_lease<'a>(&'a self, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        self.0.try_lease(owner, ttl)
+    }
+    fn renew<'a>(&'a self, owner: &'a str, ttl: Duration) -> StoreFuture<'a, bool> {
+        self.0.renew(owner, ttl)
+    }
+    fn release<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, ()> {
+        self.0.release(owner)
+    }
+    fn publish<'a>(&'a self, replaces: u64, token: &'a Token) -> StoreFuture<'a, Publish> {
+        self.0.publish(replaces, token)
+    }
+    fn notifications(&self) -> Notifications {
+        self.0.notifications()
     }
 }

@@ -77,6 +77,15 @@ pub enum TokenErrorKind {
         /// How long until the cache calls the refresher again.
         retry_in: Duration,
     },
+    /// Another replica sharing this cache's [store](crate::store) failed to refresh with an
+    /// answer from the authorization server (a 5xx, a 429, an OAuth 2.0 error), and published
+    /// that failure: this cache does not call its refresher until the backoff that replica
+    /// published has passed. The error says what the server answered
+    /// ([`shared_failure`](TokenError::shared_failure)).
+    SharedBackoff {
+        /// How long until a replica calls the authorization server again.
+        retry_in: Duration,
+    },
     /// The refresher did not answer within the cache's
     /// [refresh timeout](crate::TokenCacheBuilder::refresh_timeout).
     TimedOut {
@@ -107,8 +116,28 @@ impl TokenError {
         }
     }
 
+    /// Another replica's failure, read from the store: the fleet backs off until it ends.
+    pub(crate) fn shared(
+        reason: RefreshReason,
+        failure: crate::store::SharedFailure,
+        retry_in: Duration,
+    ) -> Self {
+        TokenError {
+            reason,
+            kind: TokenErrorKind::SharedBackoff { retry_in },
+            cause: Some(Arc::new(failure)),
+        }
+    }
+
     /// The same failure, remembered during the backoff that follows it.
     pub(crate) fn backing_off(&self, retry_in: Duration) -> Self {
+        if let TokenErrorKind::SharedBackoff { .. } = self.kind {
+            // Still the fleet's backoff, not one of this replica's own.
+            return TokenError {
+                kind: TokenErrorKind::SharedBackoff { retry_in },
+                ..self.clone()
+            };
+        }
         let failure = match (&self.kind, &self.cause) {
             // Already remembered: the failure is the one it remembers.
             (TokenErrorKind::BackingOff { .. }, Some(cause)) => cause.clone(),
@@ -159,7 +188,18 @@ impl TokenError {
             TokenErrorKind::BackingOff { .. } => cause
                 .downcast_ref::<TokenError>()
                 .and_then(TokenError::refresher_error),
+            // This replica's refresher was not called.
+            TokenErrorKind::SharedBackoff { .. } => None,
             _ => Some(cause),
+        }
+    }
+
+    /// For a [`SharedBackoff`](TokenErrorKind::SharedBackoff), the failure another replica
+    /// published: what the authorization server answered it, and until when the fleet waits.
+    pub fn shared_failure(&self) -> Option<&crate::store::SharedFailure> {
+        match self.kind {
+            TokenErrorKind::SharedBackoff { .. } => self.cause.as_deref()?.downcast_ref(),
+            _ => None,
         }
     }
 
@@ -200,6 +240,18 @@ impl TokenError {
                         }
                         None => write!(f, ": {}", Chain(cause)),
                     },
+                    None => Ok(()),
+                }
+            }
+            TokenErrorKind::SharedBackoff { retry_in } => {
+                write!(
+                    f,
+                    "another replica's refresh failed, and the replicas sharing the token wait \
+                     {} before the next",
+                    Seconds(retry_in)
+                )?;
+                match self.cause.as_deref() {
+                    Some(cause) => write!(f, ": {cause}"),
                     None => Ok(()),
                 }
             }
@@ -262,7 +314,13 @@ impl Error for TokenError {}
 pub struct RetryAfter {
     /// `None`: the cache's longest backoff.
     delay: Option<Duration>,
+    // Boxed: providers' errors carry a hint beside everything else.
+    hint: Box<Hint>,
+}
+
+struct Hint {
     source: BoxError,
+    answer: Option<ServerAnswer>,
 }
 
 impl RetryAfter {
@@ -270,7 +328,10 @@ impl RetryAfter {
     pub fn new(delay: Duration, source: impl Into<BoxError>) -> Self {
         RetryAfter {
             delay: Some(delay),
-            source: source.into(),
+            hint: Box::new(Hint {
+                source: source.into(),
+                answer: None,
+            }),
         }
     }
 
@@ -279,7 +340,10 @@ impl RetryAfter {
     pub fn permanent(source: impl Into<BoxError>) -> Self {
         RetryAfter {
             delay: None,
-            source: source.into(),
+            hint: Box::new(Hint {
+                source: source.into(),
+                answer: None,
+            }),
         }
     }
 
@@ -289,9 +353,17 @@ impl RetryAfter {
         self.delay
     }
 
+    /// The same hint, saying that the authorization server answered (it asked to wait, or
+    /// refused for good), for [`ServerAnswer::find`]: a provider whose error's source is this
+    /// hint puts the answer here.
+    pub fn answered(mut self, answer: ServerAnswer) -> Self {
+        self.hint.answer = Some(answer);
+        self
+    }
+
     /// The error this one wraps, to match on its type.
     pub fn get_ref(&self) -> &(dyn Error + Send + Sync + 'static) {
-        &*self.source
+        &*self.hint.source
     }
 
     /// The first `RetryAfter` in `err` or under it, as [`TokenError::find`] looks: how the
@@ -309,13 +381,13 @@ impl fmt::Debug for RetryAfter {
             Some(delay) => debug.field("delay", &delay),
             None => debug.field("permanent", &true),
         };
-        debug.field("source", &self.source).finish()
+        debug.field("source", &self.hint.source).finish()
     }
 }
 
 impl fmt::Display for RetryAfter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", Chain(&*self.source))?;
+        write!(f, "{}", Chain(&*self.hint.source))?;
         match self.delay {
             Some(delay) => write!(f, " (retry after {})", Seconds(delay)),
             None => f.write_str(" (will not succeed by retrying soon)"),
@@ -325,6 +397,100 @@ impl fmt::Display for RetryAfter {
 
 /// `None`: the wrapped error is in the `Display` (see [`RetryAfter`]).
 impl Error for RetryAfter {}
+
+/// What the authorization server answered to a failed refresh: its status, and the OAuth 2.0
+/// error code if it sent one.
+///
+/// A provider puts it in its error's chain of sources (or in its [`RetryAfter`] hint, with
+/// [`RetryAfter::answered`]) when the server answered, and never when the request did not
+/// reach it (a connection refused, a timeout, a TLS failure). With a
+/// [store](crate::store), a failure that carries one is the server's, the same for every
+/// replica, and is shared: the other replicas wait out its backoff instead of calling the
+/// server too. A failure without one stays with the replica it happened to, so that one
+/// replica's broken network never stops the others.
+///
+/// Its `Display` is the status (`503 Service Unavailable`), or the status code and the error
+/// code (`400 invalid_client`), as the providers' own errors already say them: a one-line
+/// [`TokenError`] does not say it twice.
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_bearer::{RetryAfter, ServerAnswer};
+///
+/// let answer = ServerAnswer::new(StatusCode::BAD_REQUEST).with_error("invalid_client");
+/// assert_eq!(answer.to_string(), "400 invalid_client");
+/// let hint = RetryAfter::permanent("a permanent refusal").answered(answer.clone());
+/// assert_eq!(ServerAnswer::find(&hint), Some(&answer));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerAnswer(
+    // Boxed: providers' errors carry it beside everything else, on every error path.
+    Box<Answered>,
+);
+
+#[derive(Clone, PartialEq, Eq)]
+struct Answered {
+    status: http::StatusCode,
+    error: Option<Box<str>>,
+}
+
+impl ServerAnswer {
+    /// The server answered with `status`.
+    pub fn new(status: http::StatusCode) -> Self {
+        ServerAnswer(Box::new(Answered {
+            status,
+            error: None,
+        }))
+    }
+
+    /// With the OAuth 2.0 error code (`invalid_client`, `temporarily_unavailable`) the
+    /// answer's body named.
+    pub fn with_error(mut self, code: impl Into<Box<str>>) -> Self {
+        self.0.error = Some(code.into());
+        self
+    }
+
+    /// The status the server answered with.
+    pub fn status(&self) -> http::StatusCode {
+        self.0.status
+    }
+
+    /// The OAuth 2.0 error code, if the answer named one.
+    pub fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+
+    /// The first `ServerAnswer` in `err` or under it (in a [`RetryAfter`] too), as
+    /// [`TokenError::find`] looks.
+    pub fn find<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a ServerAnswer> {
+        causes(err).find_map(|err| {
+            err.downcast_ref::<ServerAnswer>().or_else(|| {
+                err.downcast_ref::<RetryAfter>()
+                    .and_then(|hint| hint.hint.answer.as_ref())
+            })
+        })
+    }
+}
+
+impl fmt::Debug for ServerAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerAnswer")
+            .field("status", &self.0.status)
+            .field("error", &self.0.error)
+            .finish()
+    }
+}
+
+impl fmt::Display for ServerAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.error {
+            Some(code) => write!(f, "{} {code}", self.0.status.as_u16()),
+            None => write!(f, "{}", self.0.status),
+        }
+    }
+}
+
+impl Error for ServerAnswer {}
 
 /// An error's text, then each cause in its chain of sources whose text is not already in what
 /// came before, `: `-separated: the one line a log needs, each cause once, whichever

@@ -124,7 +124,7 @@ pub mod tonic;
 
 pub use body::ReplayBody;
 pub use cache::{RefreshCounts, Refresher, Stats, TokenCache, TokenCacheBuilder};
-pub use error::{RetryAfter, TokenError, TokenErrorKind};
+pub use error::{RetryAfter, ServerAnswer, TokenError, TokenErrorKind};
 pub use future::ResponseFuture;
 pub use layer::BearerAuthLayer;
 pub use scope::{InvalidOrigin, Scope};

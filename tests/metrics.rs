@@ -93,6 +93,8 @@ async fn every_metric_through_a_scenario() {
         .store(store.clone())
         .backoff(Duration::from_secs(10), Duration::from_secs(10))
         .store_timeout(Duration::from_millis(100))
+        // The scenario steps into the refresh-ahead window at its start.
+        .refresh_jitter(0.0)
         .build();
     // Refuses ACCESS-2 (a revocation) and ACCESS-4 (refused however new).
     let api = Api::new(|auth| auth == Some("Bearer ACCESS-2") || auth == Some("Bearer ACCESS-4"));

@@ -24,6 +24,13 @@ fn layer(refresher: Refresher) -> BearerAuthLayer {
     BearerAuthLayer::new(refresher, Scope::any())
 }
 
+/// As [`layer`], with every background refresh starting as its window opens, for the tests of
+/// when it starts.
+fn layer_without_jitter(refresher: Refresher) -> BearerAuthLayer {
+    let cache = TokenCache::builder(refresher).refresh_jitter(0.0).build();
+    BearerAuthLayer::from_cache(cache, Scope::any())
+}
+
 /// A cache holding `first` (one hour), obtained now.
 async fn warmed(handle: &mut RefreshHandle, cache: &TokenCache) {
     let cache = cache.clone();
@@ -127,7 +134,7 @@ async fn a_thousand_requests_with_an_expired_token_share_one_refresh() {
 async fn in_the_refresh_ahead_window_one_background_refresh_starts_and_nobody_waits() {
     let (refresher, mut handle) = refresher();
     let api = Api::open();
-    let service = layer(refresher).layer(api.clone());
+    let service = layer_without_jitter(refresher).layer(api.clone());
     warmed(&mut handle, service.cache()).await;
 
     // Five minutes before expiry is the default window; four is inside it.
@@ -163,7 +170,7 @@ async fn in_the_refresh_ahead_window_one_background_refresh_starts_and_nobody_wa
 async fn the_refresh_ahead_window_opens_on_time() {
     let (refresher, mut handle) = refresher();
     let api = Api::open();
-    let service = layer(refresher).layer(api.clone());
+    let service = layer_without_jitter(refresher).layer(api.clone());
     warmed(&mut handle, service.cache()).await;
     let ahead_started = || {
         service
@@ -187,6 +194,81 @@ async fn the_refresh_ahead_window_opens_on_time() {
     let (asked, _respond) = next_refresh(&mut handle).await;
     assert_eq!(asked.reason(), RefreshReason::Ahead);
     assert_eq!(api.tokens(), vec!["Bearer first"; 2]);
+}
+
+/// When each of `n` caches, built with `jitter` and given a one-hour token at the same
+/// moment, starts its refresh ahead of expiry: seconds after the refresh-ahead window opens,
+/// sorted.
+async fn refresh_ahead_starts(n: usize, jitter: Option<f64>) -> Vec<u64> {
+    let window = Duration::from_secs(5 * 60);
+    let opens = tokio::time::Instant::now() + HOUR - window;
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let caches: Vec<TokenCache> = (0..n)
+        .map(|_| {
+            let started = started.clone();
+            let refresher = tower::service_fn(move |request: tower_bearer::TokenRequest| {
+                // A point drawn within a step of the minimum validity is met by a request that
+                // finds the token stale: its refresh starts then, as `Expired`.
+                if request.reason() != RefreshReason::Initial {
+                    let after = tokio::time::Instant::now().saturating_duration_since(opens);
+                    started.lock().unwrap().push(after.as_secs());
+                }
+                async { Ok::<_, BoxError>(token("t", HOUR)) }
+            });
+            let builder = TokenCache::builder(refresher);
+            match jitter {
+                Some(jitter) => builder.refresh_jitter(jitter).build(),
+                None => builder.build(),
+            }
+        })
+        .collect();
+    for cache in &caches {
+        within(cache.token()).await.unwrap();
+    }
+    // A request to each cache every second, from just before the window to its end.
+    advance(HOUR - window - Duration::from_secs(1)).await;
+    for _ in 0..=window.as_secs() {
+        for cache in &caches {
+            within(cache.token()).await.unwrap();
+        }
+        // The refreshes those requests started call their refresher before the clock moves.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        advance(Duration::from_secs(1)).await;
+    }
+    let mut started = started.lock().unwrap().clone();
+    started.sort_unstable();
+    assert_eq!(started.len(), n, "each cache refreshed once");
+    started
+}
+
+/// Replicas started by one deploy get their tokens together; drawn at random in the window,
+/// their refreshes ahead start apart rather than together at every token's end.
+#[tokio::test(start_paused = true)]
+async fn refreshes_ahead_of_caches_that_got_tokens_together_spread_over_the_window() {
+    let window = 5 * 60;
+    let started = refresh_ahead_starts(100, None).await;
+    let (first, last) = (started[0], started[started.len() - 1]);
+    let spread = (last - first) as f64 / window as f64;
+    assert!(
+        spread >= 0.8,
+        "100 caches spread over {:.0} % of the window ({first} s to {last} s)",
+        spread * 100.0
+    );
+    // Never past the minimum validity (the last 30 s), where requests would wait.
+    assert!(last <= window - 30, "the last started at {last} s");
+    println!(
+        "100 caches: refreshes ahead spread over {:.0} % of the window",
+        spread * 100.0
+    );
+
+    let together = refresh_ahead_starts(100, Some(0.0)).await;
+    assert_eq!(
+        together,
+        vec![0; 100],
+        "without jitter, all as the window opens"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -947,7 +1029,7 @@ async fn a_refused_token_whose_replacement_failed_is_replaced_as_refused() {
 async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
     let (refresher, mut handle) = refresher();
     let api = Api::open();
-    let service = layer(refresher).layer(api.clone());
+    let service = layer_without_jitter(refresher).layer(api.clone());
     warmed(&mut handle, service.cache()).await;
     advance(HOUR - Duration::from_secs(4 * 60)).await;
 
@@ -991,7 +1073,7 @@ async fn a_failed_background_refresh_leaves_the_valid_token_in_use() {
 #[tokio::test(start_paused = true)]
 async fn a_background_refresh_after_a_failed_one_starts_as_its_backoff_ends() {
     let (refresher, mut handle) = refresher();
-    let service = layer(refresher).layer(Api::open());
+    let service = layer_without_jitter(refresher).layer(Api::open());
     let ahead = || service.cache().stats().refreshes(RefreshReason::Ahead);
     warmed(&mut handle, service.cache()).await;
     advance(HOUR - Duration::from_secs(4 * 60)).await;

@@ -292,7 +292,9 @@ fn rows() -> Vec<Row> {
         row(
             "400 error not a string",
             error_json(StatusCode::BAD_REQUEST, r#"{"error":7}"#),
-            Error("Status { status: 400, retry_after: None, url: "),
+            Error(
+                "Status { status: 400, retry_after: None, answer: ServerAnswer { status: 400, error: None }, url: ",
+            ),
         ),
         row(
             "400 HTML page",
@@ -301,7 +303,9 @@ fn rows() -> Vec<Row> {
                 "text/html",
                 "<html>Bad request</html>",
             ),
-            Error("Status { status: 400, retry_after: None, url: "),
+            Error(
+                "Status { status: 400, retry_after: None, answer: ServerAnswer { status: 400, error: None }, url: ",
+            ),
         ),
         row(
             "502 HTML page",
@@ -310,12 +314,16 @@ fn rows() -> Vec<Row> {
                 "text/html",
                 "<html>Bad gateway</html>",
             ),
-            Error("Status { status: 502, retry_after: None, url: "),
+            Error(
+                "Status { status: 502, retry_after: None, answer: ServerAnswer { status: 502, error: None }, url: ",
+            ),
         ),
         row(
             "503 with a 10 MB body",
             Answer::full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", ten_mb),
-            Error("Status { status: 503, retry_after: None, url: "),
+            Error(
+                "Status { status: 503, retry_after: None, answer: ServerAnswer { status: 503, error: None }, url: ",
+            ),
         ),
         row(
             "503 temporarily_unavailable, Retry-After 7",
@@ -338,13 +346,17 @@ fn rows() -> Vec<Row> {
             "429, Retry-After -5",
             Answer::full(StatusCode::TOO_MANY_REQUESTS, "text/plain", "slow down")
                 .header(RETRY_AFTER.as_str(), "-5"),
-            Error("Status { status: 429, retry_after: None, url: "),
+            Error(
+                "Status { status: 429, retry_after: None, answer: ServerAnswer { status: 429, error: None }, url: ",
+            ),
         ),
         row(
             "503, Retry-After an HTTP date",
             Answer::full(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "down")
                 .header(RETRY_AFTER.as_str(), "Wed, 21 Oct 2015 07:28:00 GMT"),
-            Error("Status { status: 503, retry_after: None, url: "),
+            Error(
+                "Status { status: 503, retry_after: None, answer: ServerAnswer { status: 503, error: None }, url: ",
+            ),
         ),
     ]
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tower::{BoxError, service_fn};
 use tower_bearer::store::{MemoryStore, Publish, SharedToken, StoreError, StoreFuture, TokenStore};
-use tower_bearer::{RefreshReason, Token, TokenCache, TokenErrorKind, TokenRequest};
+use tower_bearer::{
+    RefreshReason, RetryAfter, ServerAnswer, Token, TokenCache, TokenErrorKind, TokenRequest,
+};
 
 mod common;
 use common::{publish_by_generation, until, within};
@@ -62,6 +64,8 @@ fn fleet(n: usize, delay: Duration) -> Fleet {
                 .store(store.clone())
                 .lease(Duration::from_secs(3))
                 .store_poll(Duration::from_millis(100))
+                // The tests below place each refresh ahead at its window's start.
+                .refresh_jitter(0.0)
                 .build()
         })
         .collect();
@@ -510,4 +514,201 @@ async fn debug_output_of_a_cache_with_a_store_has_no_secret() {
         text.contains("lease: 3s") && text.contains("poll: 100ms"),
         "{text}"
     );
+}
+
+// ===== one backoff for the fleet =====
+
+/// What a scripted refresher does when called.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Answers {
+    /// A token, `t1`, `t2`, … as [`refresher`] issues them.
+    Token,
+    /// The authorization server's 503.
+    Unavailable,
+    /// This replica's own failure: the server was never reached.
+    Unreachable,
+}
+
+type Script = Arc<std::sync::Mutex<Answers>>;
+
+/// A cache of a fleet sharing `store`, whose refresher answers as `script` says at the time of
+/// each call, counting its calls in `calls`.
+fn scripted(
+    store: &MemoryStore,
+    issued: &Arc<AtomicU64>,
+    calls: &Arc<AtomicU64>,
+) -> (TokenCache, Script) {
+    let script = Arc::new(std::sync::Mutex::new(Answers::Token));
+    let (issued, calls, answers) = (issued.clone(), calls.clone(), script.clone());
+    let refresher = service_fn(move |_: TokenRequest| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let answer = *answers.lock().unwrap();
+        let issued = issued.clone();
+        async move {
+            match answer {
+                Answers::Token => {
+                    let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+                    Ok(Token::bearer(format!("t{n}"))?.expires_in(LIFETIME))
+                }
+                Answers::Unavailable => {
+                    Err(ServerAnswer::new(http::StatusCode::SERVICE_UNAVAILABLE).into())
+                }
+                Answers::Unreachable => Err::<Token, BoxError>("connection refused".into()),
+            }
+        }
+    });
+    let cache = TokenCache::builder(refresher)
+        .store(store.clone())
+        .store_poll(Duration::from_millis(100))
+        // Every refresh ahead at its window's start.
+        .refresh_jitter(0.0)
+        .build();
+    (cache, script)
+}
+
+/// `n` scripted caches sharing one store; every refresher call is counted in the one count.
+fn scripted_fleet(n: usize) -> (MemoryStore, Vec<(TokenCache, Script)>, Arc<AtomicU64>) {
+    let store = MemoryStore::new();
+    let (issued, calls) = (Arc::default(), Arc::default());
+    let fleet = (0..n).map(|_| scripted(&store, &issued, &calls)).collect();
+    (store, fleet, calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_the_server_answered_is_waited_out_by_the_whole_fleet() {
+    let (store, fleet, calls) = scripted_fleet(4);
+    for (_, script) in &fleet {
+        *script.lock().unwrap() = Answers::Unavailable;
+    }
+
+    let first = within(fleet[0].0.token()).await.unwrap_err();
+    assert_eq!(first.kind(), TokenErrorKind::Refresher);
+    for (cache, _) in &fleet[1..3] {
+        let err = within(cache.token()).await.unwrap_err();
+        let TokenErrorKind::SharedBackoff { retry_in } = err.kind() else {
+            panic!("not the fleet's backoff: {err}");
+        };
+        assert!(retry_in > Duration::ZERO && retry_in <= Duration::from_secs(1));
+        let failure = err.shared_failure().unwrap();
+        assert_eq!(failure.status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(failure.consecutive, 1);
+        assert!(err.to_string().contains("503 Service Unavailable"), "{err}");
+        assert!(
+            err.refresher_error().is_none(),
+            "this replica called nobody"
+        );
+        assert_eq!(cache.stats().store.unwrap().failures_adopted, 1);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one call for the fleet");
+    assert_eq!(fleet[0].0.stats().store.unwrap().failures_published, 1);
+
+    // The next step: one call again, by whichever replica asks first (here one that had not
+    // met the failure), and a backoff doubled from the fleet's count, not started again from
+    // the shortest.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let err = within(fleet[3].0.token()).await.unwrap_err();
+    assert_eq!(err.kind(), TokenErrorKind::Refresher);
+    for (cache, _) in &fleet {
+        let err = within(cache.token()).await.unwrap_err();
+        assert!(
+            matches!(err.kind(), TokenErrorKind::SharedBackoff { retry_in } | TokenErrorKind::BackingOff { retry_in }
+                if retry_in > Duration::from_millis(900)),
+            "{err:?}"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(store.load_failure().await.unwrap().unwrap().consecutive, 2);
+
+    // The server is back: after the step, one call, and every replica has its token.
+    for (_, script) in &fleet {
+        *script.lock().unwrap() = Answers::Token;
+    }
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(
+        tokens(&fleet.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()).await,
+        ["t1"; 4]
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        store.load_failure().await.unwrap(),
+        None,
+        "the publish ended it"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replicas_own_failure_does_not_stop_the_others() {
+    let (store, fleet, calls) = scripted_fleet(3);
+    *fleet[0].1.lock().unwrap() = Answers::Unreachable;
+
+    let err = within(fleet[0].0.token()).await.unwrap_err();
+    assert_eq!(err.kind(), TokenErrorKind::Refresher);
+    assert_eq!(store.load_failure().await.unwrap(), None, "nothing shared");
+    assert_eq!(fleet[0].0.stats().store.unwrap().failures_published, 0);
+
+    let caches: Vec<_> = fleet[1..].iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(tokens(&caches).await, ["t1"; 2]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_valid_token_is_kept_through_the_fleets_backoff() {
+    let (_store, fleet, calls) = scripted_fleet(2);
+    let caches: Vec<_> = fleet.iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(tokens(&caches).await, ["t1"; 2]);
+    for (_, script) in &fleet {
+        *script.lock().unwrap() = Answers::Unavailable;
+    }
+
+    // In the refresh-ahead window: each starts a refresh ahead; one calls and fails, the
+    // other meets the failure.
+    tokio::time::advance(LIFETIME * 3 / 4).await;
+    assert_eq!(tokens(&caches).await, ["t1"; 2]);
+    until(|| {
+        caches
+            .iter()
+            .all(|c| c.stats().refreshes(RefreshReason::Ahead).failed == 1)
+    })
+    .await;
+    assert_eq!(tokens(&caches).await, ["t1"; 2], "still the valid token");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one initial, one refresh ahead"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_refusal_is_shared_for_its_backoff() {
+    let store = MemoryStore::new();
+    let calls = Arc::new(AtomicU64::new(0));
+    let make = || {
+        let calls = calls.clone();
+        TokenCache::builder(service_fn(move |_: TokenRequest| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let answer =
+                ServerAnswer::new(http::StatusCode::BAD_REQUEST).with_error("invalid_client");
+            async move {
+                Err::<Token, _>(BoxError::from(
+                    RetryAfter::permanent("a permanent refusal").answered(answer),
+                ))
+            }
+        }))
+        .store(store.clone())
+        .build()
+    };
+    let (a, b) = (make(), make());
+    within(a.token()).await.unwrap_err();
+    let err = within(b.token()).await.unwrap_err();
+    let failure = err.shared_failure().expect("shared");
+    assert!(failure.permanent);
+    assert_eq!(failure.error.as_deref(), Some("invalid_client"));
+    let TokenErrorKind::SharedBackoff { retry_in } = err.kind() else {
+        unreachable!()
+    };
+    assert!(
+        retry_in >= Duration::from_secs(15),
+        "the longest backoff, jittered: {retry_in:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

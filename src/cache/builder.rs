@@ -1,7 +1,7 @@
 //! How a cache is built: its settings, and the backoff after a failed refresh.
 
+use std::error::Error;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +14,8 @@ use super::metrics::Metrics;
 use super::refresher::Refresh;
 use super::stats::StatCounters;
 use super::store_link::{StoreLink, StoreSettings};
-use super::{CachePadded, Shared, TokenCache};
+use super::{CachePadded, LONGEST_WAIT, Shared, TokenCache, random_fraction};
+use crate::RetryAfter;
 use crate::store::TokenStore;
 
 /// Builds a [`TokenCache`] with settings other than the defaults.
@@ -23,6 +24,7 @@ use crate::store::TokenStore;
 /// | --- | --- | --- |
 /// | [`refresh_ahead`](Self::refresh_ahead) | 5 min, at most ¼ of the token's lifetime | a background refresh has minutes to succeed, or to fail and be retried, before anyone waits |
 /// | [`min_validity`](Self::min_validity) | 30 s, at most 1/10 of the lifetime | a request sent with the token reaches the server, and is checked there, before it expires |
+/// | [`refresh_jitter`](Self::refresh_jitter) | the whole window | each token's background refresh starts at a random point of the window, so replicas that got tokens together do not refresh together |
 /// | [`min_token_age`](Self::min_token_age) | 5 s, at most 1/10 of the lifetime | a 401 for a token just issued is the server refusing for another reason; replacing it again would not help |
 /// | [`backoff`](Self::backoff) | 1 s doubling to 30 s, with jitter | a failing provider is not hammered, and replicas that failed together do not retry together |
 /// | [`refresh_timeout`](Self::refresh_timeout) | 60 s | a refresher that never answers fails its waiters instead of holding them |
@@ -83,13 +85,23 @@ impl Settings {
         let half = full / 2;
         half + half.mul_f64(random_fraction())
     }
-}
 
-/// A number in [0, 1), from the standard library's per-process random hash keys: jitter
-/// needs spread, not cryptographic quality.
-fn random_fraction() -> f64 {
-    let bits = RandomState::new().hash_one(0u8);
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    /// The wait after a refresh failed with `error`, the `consecutive`th failure in a row: the
+    /// refresher's [`RetryAfter`] hint if it gave one, else the backoff.
+    pub(super) fn backoff_after(
+        &self,
+        error: &(dyn Error + 'static),
+        consecutive: u32,
+    ) -> Duration {
+        match RetryAfter::find(error).map(RetryAfter::delay) {
+            Some(Some(hinted)) => hinted,
+            // Permanent: straight to the longest backoff, still jittered so that replicas
+            // refused together do not come back together.
+            Some(None) => self.backoff(u32::MAX),
+            None => self.backoff(consecutive),
+        }
+        .min(LONGEST_WAIT)
+    }
 }
 
 impl TokenCacheBuilder {
@@ -113,6 +125,20 @@ impl TokenCacheBuilder {
     /// new one. Never more than a tenth of the token's lifetime.
     pub fn min_validity(mut self, validity: Duration) -> Self {
         self.settings.windows.min_validity = validity;
+        self
+    }
+
+    /// Over what share of the refresh-ahead window each token's background refresh start is
+    /// drawn, at random: from `0.0` (off: every refresh starts when the window opens) to `1.0`
+    /// (the default: anywhere from the window's start to the minimum validity). Replicas that
+    /// got their tokens at the same moment (started by one deploy) otherwise refresh at the
+    /// same moment, every time. The point is drawn once per token, when it is stored.
+    pub fn refresh_jitter(mut self, share: f64) -> Self {
+        self.settings.windows.jitter = if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, 1.0)
+        };
         self
     }
 

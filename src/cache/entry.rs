@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::LONGEST_WAIT;
 use super::alarm::Alarm;
+use super::{LONGEST_WAIT, random_fraction};
 use crate::store::SharedToken;
 use crate::{RefreshReason, Token};
 
@@ -16,6 +16,10 @@ pub(super) struct Windows {
     pub(super) refresh_ahead: Duration,
     pub(super) min_validity: Duration,
     pub(super) min_token_age: Duration,
+    /// The share of the refresh-ahead window (from its start to the minimum validity) over
+    /// which each token's background refresh start is drawn: 0 starts every refresh at the
+    /// window's start.
+    pub(super) jitter: f64,
 }
 
 impl Default for Windows {
@@ -24,6 +28,7 @@ impl Default for Windows {
             refresh_ahead: Duration::from_secs(5 * 60),
             min_validity: Duration::from_secs(30),
             min_token_age: Duration::from_secs(5),
+            jitter: 1.0,
         }
     }
 }
@@ -83,11 +88,19 @@ impl Entry {
             None => setting,
         };
         let expiry = token.expiry();
+        let stale_at = expiry.map(|at| at - within(windows.min_validity, 10));
+        // Drawn once per token, here, so that the hot path compares with a fixed point: caches
+        // that got their tokens together (a deploy) refresh apart.
+        let refresh_at = expiry.zip(stale_at).map(|(at, stale)| {
+            let start = at - within(windows.refresh_ahead, 4);
+            let span = stale.saturating_duration_since(start);
+            start + span.mul_f64(windows.jitter * random_fraction())
+        });
         Entry {
             generation,
             obtained,
-            refresh_at: expiry.map(|at| at - within(windows.refresh_ahead, 4)),
-            stale_at: expiry.map(|at| at - within(windows.min_validity, 10)),
+            refresh_at,
+            stale_at,
             replaceable_at: obtained + within(windows.min_token_age, 10).min(LONGEST_WAIT),
             rejected: false,
             next_ahead: AtomicU64::new(0),
@@ -137,7 +150,13 @@ impl Entry {
         windows: &Windows,
     ) -> bool {
         let now = Instant::now();
-        let entry = Entry::new(shared.token.clone(), 0, shared.obtained.min(now), windows);
+        // The window's own start, not a point drawn in it: a token some replica may already be
+        // refreshing is not worth taking instead of a refresh.
+        let windows = Windows {
+            jitter: 0.0,
+            ..windows.clone()
+        };
+        let entry = Entry::new(shared.token.clone(), 0, shared.obtained.min(now), &windows);
         entry.sendable(now)
             && (reason != RefreshReason::Ahead || entry.refresh_at.is_none_or(|at| now < at))
     }

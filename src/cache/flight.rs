@@ -24,13 +24,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::BoxError;
 
+use super::TokenCache;
 use super::entry::{Entry, Refreshed};
+use super::store_link::{Backoff, Failed};
 use super::wait::{Acquire, Outcome, Rejection, Waiting};
-use super::{LONGEST_WAIT, TokenCache};
-use crate::{RefreshReason, RetryAfter, TokenError, TokenErrorKind, TokenRequest};
+use crate::{RefreshReason, TokenError, TokenErrorKind, TokenRequest};
 
 /// A flight's work: the refresher's call, or a refresh shared through a store.
-type FlightFuture = Pin<Box<dyn Future<Output = Result<Refreshed, BoxError>> + Send>>;
+type FlightFuture = Pin<Box<dyn Future<Output = Result<Refreshed, Failed>> + Send>>;
 
 /// The cache's state behind its lock: the refresh in flight, and the last failure.
 #[derive(Default)]
@@ -66,6 +67,11 @@ impl RefreshState {
     /// When the refresher may be called again, after a failure.
     pub(super) fn retry_at(&self) -> Option<Instant> {
         self.failure.as_ref().map(|f| f.retry_at)
+    }
+
+    /// Failures in a row so far.
+    fn consecutive(&self) -> u32 {
+        self.failure.as_ref().map_or(0, |f| f.consecutive)
     }
 
     /// Time until the refresher may be called again, if a failure's backoff is running.
@@ -201,12 +207,23 @@ impl TokenCache {
                 Box::pin(async move {
                     let shared = &*cache.shared;
                     let store = shared.store.as_ref().expect("checked above");
+                    // The lease holder's backoff after a failure: one more than the failures in
+                    // a row that this cache, or the store, knew of.
+                    let backoff = |error: &BoxError, in_store: u32| {
+                        let consecutive = cache.state().consecutive().max(in_store) + 1;
+                        let delay = shared.settings.backoff_after(&**error, consecutive);
+                        Backoff {
+                            retry_at: Instant::now() + delay,
+                            consecutive,
+                        }
+                    };
                     store
                         .refresh(
                             reason,
                             previous,
                             |token| Entry::adoptable(token, reason, &shared.settings.windows),
                             |request| shared.refresher.refresh(request),
+                            backoff,
                         )
                         .await
                 })
@@ -216,7 +233,7 @@ impl TokenCache {
                     .shared
                     .refresher
                     .refresh(TokenRequest::new(reason, previous));
-                Box::pin(async move { refresh.await.map(Refreshed::now) })
+                Box::pin(async move { Ok(Refreshed::now(refresh.await?)) })
             }
         };
         let guard = FlightGuard {
@@ -258,14 +275,15 @@ impl TokenCache {
         span
     }
 
-    /// Records the end of flight `id` and wakes everyone waiting for it.
+    /// Records the end of flight `id` and wakes everyone waiting for it. A failure comes with
+    /// its backoff when one was decided already (the lease holder's, or the fleet's).
     fn finish(
         &self,
         id: u64,
         reason: RefreshReason,
         started: Instant,
         span: &tracing::Span,
-        result: Result<Refreshed, TokenError>,
+        result: Result<Refreshed, (TokenError, Option<Backoff>)>,
     ) {
         let now = Instant::now();
         let shared = &*self.shared;
@@ -277,7 +295,9 @@ impl TokenCache {
         };
         let waiters = flight.done.receiver_count();
         let result = result.and_then(|refreshed| match refreshed.token.expiry() {
-            Some(at) if at <= now => Err(TokenError::new(reason, TokenErrorKind::ExpiredToken)),
+            Some(at) if at <= now => {
+                Err((TokenError::new(reason, TokenErrorKind::ExpiredToken), None))
+            }
             _ => Ok(refreshed),
         });
         let outcome = match result {
@@ -312,17 +332,19 @@ impl TokenCache {
                 );
                 Ok(entry)
             }
-            Err(error) => {
-                let consecutive = state.failure.as_ref().map_or(1, |f| f.consecutive + 1);
-                let delay = match RetryAfter::find(&error).map(RetryAfter::delay) {
-                    Some(Some(hinted)) => hinted,
-                    // Permanent: straight to the longest backoff, still jittered so that
-                    // replicas refused together do not come back together.
-                    Some(None) => shared.settings.backoff(u32::MAX),
-                    None => shared.settings.backoff(consecutive),
-                }
-                .min(LONGEST_WAIT);
-                let retry_at = now + delay;
+            Err((error, decided)) => {
+                let Backoff {
+                    retry_at,
+                    consecutive,
+                } = decided.unwrap_or_else(|| {
+                    let consecutive = state.consecutive() + 1;
+                    let delay = shared.settings.backoff_after(&error, consecutive);
+                    Backoff {
+                        retry_at: now + delay,
+                        consecutive,
+                    }
+                });
+                let delay = retry_at.saturating_duration_since(now);
                 if let Some(current) = &*shared.current.load() {
                     // A background refresh waits out the backoff too.
                     current
@@ -409,11 +431,25 @@ struct FlightGuard {
 impl FlightGuard {
     async fn run(mut self, refresh: FlightFuture) {
         let deadline = self.cache.shared.settings.refresh_timeout;
+        let reason = self.reason;
         let result = match tokio::time::timeout(deadline, refresh).await {
-            Ok(result) => result.map_err(|err| TokenError::refresher(self.reason, err)),
-            Err(_) => Err(TokenError::new(
-                self.reason,
-                TokenErrorKind::TimedOut { after: deadline },
+            Ok(Ok(refreshed)) => Ok(refreshed),
+            Ok(Err(Failed::Refresher { error, backoff })) => {
+                Err((TokenError::refresher(reason, error), backoff))
+            }
+            Ok(Err(Failed::Shared(failure))) => {
+                // This replica waits as long as the fleet, and counts the failures in a row
+                // from the fleet's count.
+                let backoff = Backoff {
+                    retry_at: failure.until,
+                    consecutive: failure.consecutive,
+                };
+                let retry_in = failure.until.saturating_duration_since(Instant::now());
+                Err((TokenError::shared(reason, failure, retry_in), Some(backoff)))
+            }
+            Err(_) => Err((
+                TokenError::new(reason, TokenErrorKind::TimedOut { after: deadline }),
+                None,
             )),
         };
         self.finished = true;
@@ -431,7 +467,7 @@ impl Drop for FlightGuard {
                 self.reason,
                 self.started,
                 &self.span,
-                Err(abandoned),
+                Err((abandoned, None)),
             );
         }
     }

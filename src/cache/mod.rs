@@ -15,6 +15,7 @@
 //! | `metrics.rs` | what the cache reports through the `metrics` facade |
 
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -58,7 +59,7 @@ use store_link::StoreLink;
 /// | the token is | a request |
 /// | --- | --- |
 /// | fresh | uses it: an atomic load, no lock |
-/// | in the refresh-ahead window | uses it; the first to notice starts one background refresh |
+/// | in the refresh-ahead window | uses it; from a point drawn at random in the window for each token ([`refresh_jitter`](TokenCacheBuilder::refresh_jitter)), the first to notice starts one background refresh |
 /// | within the minimum validity, expired, rejected or absent | waits for the one refresh in flight, starting it if there is none |
 ///
 /// A request reads the clock only from a second before the token's first window: until then
@@ -244,6 +245,13 @@ impl fmt::Debug for TokenCache {
             .field("store", &self.shared.store)
             .finish_non_exhaustive()
     }
+}
+
+/// A number in [0, 1), from the standard library's per-process random hash keys: jitter
+/// needs spread, not cryptographic quality.
+fn random_fraction() -> f64 {
+    let bits = RandomState::new().hash_one(0u8);
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The longest the cache waits, whatever a hint or a setting says: a year is "not soon", and

@@ -14,8 +14,38 @@ use super::entry::Refreshed;
 use super::metrics::Metrics;
 use super::refresher::RefreshFuture;
 use crate::error::Causes;
-use crate::store::{Publish, SharedToken, StoreError, StoreFuture, StoreStats, TokenStore};
+use crate::store::{
+    Publish, SharedFailure, SharedToken, StoreError, StoreFuture, StoreStats, TokenStore,
+};
 use crate::{RefreshReason, Token, TokenRequest};
+
+/// How a refresh through the store failed.
+pub(super) enum Failed {
+    /// This replica's refresher failed. `backoff`: the wait it decided on as the lease holder
+    /// (and published, if the failure was the server's answer), which it waits too.
+    Refresher {
+        error: BoxError,
+        backoff: Option<Backoff>,
+    },
+    /// Another replica's failure is in force: nobody was called.
+    Shared(SharedFailure),
+}
+
+impl From<BoxError> for Failed {
+    fn from(error: BoxError) -> Self {
+        Failed::Refresher {
+            error,
+            backoff: None,
+        }
+    }
+}
+
+/// The wait after a failure: until when, and how many failures in a row it follows.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Backoff {
+    pub(super) retry_at: Instant,
+    pub(super) consecutive: u32,
+}
 
 /// The store a cache shares its tokens through, and how.
 pub(super) struct StoreLink {
@@ -74,16 +104,23 @@ impl StoreLink {
     /// Gets a new token for a cache whose own is `previous`: the store's if it is newer and
     /// `good_enough` says it will do, else one from `refresher` under the lease, published for the
     /// others. When the store cannot be reached, from `refresher` alone.
-    pub(super) async fn refresh<U, F>(
+    ///
+    /// While a failure another replica published is in force, fails at once with it. When
+    /// this replica's refresher fails under the lease, `backoff` decides the wait (given the
+    /// failures in a row the store knew of), and a failure the server answered is published
+    /// with it before the lease is let go.
+    pub(super) async fn refresh<U, F, B>(
         &self,
         reason: RefreshReason,
         previous: Option<Token>,
         good_enough: U,
         refresher: F,
-    ) -> Result<Refreshed, BoxError>
+        backoff: B,
+    ) -> Result<Refreshed, Failed>
     where
         U: Fn(&SharedToken) -> bool,
         F: FnOnce(TokenRequest) -> RefreshFuture,
+        B: FnOnce(&BoxError, u32) -> Backoff,
     {
         // Subscribed before the first load, so no publish after it goes unnoticed.
         let mut notes = self.store.notifications();
@@ -106,6 +143,26 @@ impl StoreLink {
             StoreCounters::add(&self.counters.loads);
             if let Some(shared) = shared.as_ref().filter(|s| adoptable(s)) {
                 return Ok(self.adopt(shared));
+            }
+            // Read where a refresher call would follow, never on the hot path.
+            let failure = match self.call(self.store.load_failure()).await {
+                Ok(failure) => failure,
+                Err(_) => {
+                    return self
+                        .refresh_without_store(reason, previous, refresher)
+                        .await;
+                }
+            };
+            if let Some(failure) = failure.as_ref().filter(|f| in_force(f, Instant::now())) {
+                StoreCounters::add(&self.counters.failures_adopted);
+                self.metrics.store("failure_adopted");
+                tracing::Span::current().record("store", "failure_adopted");
+                tracing::debug!(
+                    reason = reason.as_str(),
+                    consecutive = failure.consecutive,
+                    "another replica's refresh failed; waiting out its backoff"
+                );
+                return Err(Failed::Shared(failure.clone()));
             }
             match self
                 .call(self.store.try_lease(&self.owner, self.lease))
@@ -140,7 +197,9 @@ impl StoreLink {
                         return Ok(got);
                     }
                     return self
-                        .refresh_leased(lease, reason, previous, shared, refresher)
+                        .refresh_leased(
+                            lease, reason, previous, shared, failure, refresher, backoff,
+                        )
                         .await;
                 }
                 Ok(false) => {
@@ -175,16 +234,20 @@ impl StoreLink {
         }
     }
 
-    async fn refresh_leased<F>(
+    #[allow(clippy::too_many_arguments)]
+    async fn refresh_leased<F, B>(
         &self,
         lease: Lease,
         reason: RefreshReason,
         previous: Option<Token>,
         shared: Option<SharedToken>,
+        failure: Option<SharedFailure>,
         refresher: F,
-    ) -> Result<Refreshed, BoxError>
+        backoff: B,
+    ) -> Result<Refreshed, Failed>
     where
         F: FnOnce(TokenRequest) -> RefreshFuture,
+        B: FnOnce(&BoxError, u32) -> Backoff,
     {
         let replaces = shared.as_ref().map_or(0, |s| s.generation);
         // The shared token's refresh token is the live one: this cache's own may have been
@@ -203,31 +266,70 @@ impl StoreLink {
                 }
             }
         };
-        if let Ok(token) = &result {
-            match self.call(self.store.publish(replaces, token)).await {
-                Ok(Publish::Published { generation }) => {
-                    StoreCounters::add(&self.counters.publishes);
-                    self.metrics.store("published");
-                    tracing::Span::current().record("store", "published");
-                    tracing::debug!(generation, "published the new token");
+        let token = match result {
+            Ok(token) => token,
+            Err(error) => {
+                let backoff = backoff(&error, failure.map_or(0, |f| f.consecutive));
+                self.share_failure(&error, backoff).await;
+                self.release(lease).await;
+                return Err(Failed::Refresher {
+                    error,
+                    backoff: Some(backoff),
+                });
+            }
+        };
+        match self.call(self.store.publish(replaces, &token)).await {
+            Ok(Publish::Published { generation }) => {
+                StoreCounters::add(&self.counters.publishes);
+                self.metrics.store("published");
+                tracing::Span::current().record("store", "published");
+                tracing::debug!(generation, "published the new token");
+                if failure.is_some() {
+                    // The fleet's backoff is over: a token is there to take.
+                    let _ = self.call(self.store.clear_failure()).await;
                 }
-                Ok(Publish::Refused { current }) => {
-                    StoreCounters::add(&self.counters.refused);
-                    self.metrics.store("publish_refused");
-                    tracing::Span::current().record("store", "publish_refused");
-                    tracing::debug!(
-                        replaces,
-                        current,
-                        "the store moved on during the refresh; the new token stays local"
-                    );
-                }
-                Err(_) => {
-                    tracing::Span::current().record("store", "publish_failed");
-                }
+            }
+            Ok(Publish::Refused { current }) => {
+                StoreCounters::add(&self.counters.refused);
+                self.metrics.store("publish_refused");
+                tracing::Span::current().record("store", "publish_refused");
+                tracing::debug!(
+                    replaces,
+                    current,
+                    "the store moved on during the refresh; the new token stays local"
+                );
+            }
+            Err(_) => {
+                tracing::Span::current().record("store", "publish_failed");
             }
         }
         self.release(lease).await;
-        result.map(Refreshed::now)
+        Ok(Refreshed::now(token))
+    }
+
+    /// Publishes the lease holder's failure, if the authorization server answered it, for the
+    /// replicas to wait out `backoff` rather than call the server too.
+    async fn share_failure(&self, error: &BoxError, backoff: Backoff) {
+        let Some(failure) = SharedFailure::of(&**error, backoff.retry_at, backoff.consecutive)
+        else {
+            tracing::debug!("the refresh failed without the server's answer; not shared");
+            return;
+        };
+        // Kept past its end for as long again, so that the next replica to fail doubles the
+        // backoff from there; it ends by itself.
+        let left = backoff.retry_at.saturating_duration_since(Instant::now());
+        let keep = (left * 2).max(Duration::from_millis(1));
+        if let Ok(true) = self.call(self.store.publish_failure(&failure, keep)).await {
+            StoreCounters::add(&self.counters.failures_published);
+            self.metrics.store("failure_published");
+            tracing::Span::current().record("store", "failure_published");
+            tracing::info!(
+                status = failure.status.as_u16(),
+                consecutive = failure.consecutive,
+                backoff_ms = left.as_millis() as u64,
+                "the refresh failed with the server's answer; the replicas back off together"
+            );
+        }
     }
 
     async fn release(&self, mut lease: Lease) {
@@ -240,7 +342,7 @@ impl StoreLink {
         reason: RefreshReason,
         previous: Option<Token>,
         refresher: F,
-    ) -> Result<Refreshed, BoxError>
+    ) -> Result<Refreshed, Failed>
     where
         F: FnOnce(TokenRequest) -> RefreshFuture,
     {
@@ -298,6 +400,11 @@ impl fmt::Debug for StoreLink {
     }
 }
 
+/// Whether the replicas still wait for `failure` at `now`.
+fn in_force(failure: &SharedFailure, now: Instant) -> bool {
+    failure.retry_in(now).is_some()
+}
+
 /// A lease held; if the refresh is dropped before releasing it (a timeout, a runtime shutting
 /// down), it is released in the background rather than left to run out.
 struct Lease(Option<(Arc<dyn TokenStore>, Arc<str>)>);
@@ -327,6 +434,8 @@ struct StoreCounters {
     refused: AtomicU64,
     errors: AtomicU64,
     local_refreshes: AtomicU64,
+    failures_published: AtomicU64,
+    failures_adopted: AtomicU64,
     unavailable: AtomicBool,
     since: Mutex<Option<Instant>>,
 }
@@ -370,6 +479,8 @@ impl StoreCounters {
             refused: get(&self.refused),
             errors: get(&self.errors),
             local_refreshes: get(&self.local_refreshes),
+            failures_published: get(&self.failures_published),
+            failures_adopted: get(&self.failures_adopted),
             unavailable: self.unavailable.load(Ordering::Relaxed),
             unavailable_for: since.map(|at| Instant::now().saturating_duration_since(at)),
         }

@@ -133,7 +133,8 @@ async fn a_huge_min_token_age_with_an_endless_token() {
 async fn a_replaced_entry_starts_no_refresh_ahead() {
     let lifetime = Duration::from_secs(100);
     let (refresher, previous) = counting(Some(lifetime));
-    let cache = TokenCache::new(refresher);
+    // The window's start, not a point drawn in it.
+    let cache = TokenCache::builder(refresher).refresh_jitter(0.0).build();
 
     let first = within(cache.token()).await.unwrap();
     let stale = cache.shared.current.load_full().unwrap();
@@ -172,7 +173,8 @@ async fn a_replaced_entry_starts_no_refresh_ahead() {
 async fn a_new_token_is_used_without_reading_the_clock_until_shortly_before_its_first_window() {
     let lifetime = Duration::from_secs(3600);
     let (refresher, _) = counting(Some(lifetime));
-    let cache = TokenCache::new(refresher);
+    // The window's start, not a point drawn in it.
+    let cache = TokenCache::builder(refresher).refresh_jitter(0.0).build();
     within(cache.token()).await.unwrap();
     let entry = cache.shared.current.load_full().unwrap();
     assert!(!entry.alarm.has_rung());
@@ -192,7 +194,8 @@ async fn a_new_token_is_used_without_reading_the_clock_until_shortly_before_its_
 async fn the_first_request_in_the_refresh_ahead_window_claims_the_background_refresh() {
     let lifetime = Duration::from_secs(100);
     let (refresher, _) = counting(Some(lifetime));
-    let cache = TokenCache::new(refresher);
+    // The window's start, not a point drawn in it.
+    let cache = TokenCache::builder(refresher).refresh_jitter(0.0).build();
     within(cache.token()).await.unwrap();
     let entry = cache.shared.current.load_full().unwrap();
 

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Notifications, Notifier, Publish, SharedToken, StoreError, StoreFuture, TokenStore};
+use super::{
+    Notifications, Notifier, Publish, SharedFailure, SharedToken, StoreError, StoreFuture,
+    TokenStore,
+};
 use crate::Token;
 
 /// A [`TokenStore`] in this process's memory.
@@ -35,6 +38,8 @@ struct Inner {
 struct Shared {
     token: Option<SharedToken>,
     lease: Option<(String, Instant)>,
+    /// The published failure, and when the store forgets it.
+    failure: Option<(SharedFailure, Instant)>,
 }
 
 impl MemoryStore {
@@ -136,6 +141,33 @@ impl TokenStore for MemoryStore {
             notifier.notify();
             Publish::Published { generation }
         })
+    }
+
+    fn load_failure(&self) -> StoreFuture<'_, Option<SharedFailure>> {
+        self.run(|state| {
+            let now = Instant::now();
+            state.failure.take_if(|(_, ends)| *ends <= now);
+            state.failure.as_ref().map(|(failure, _)| failure.clone())
+        })
+    }
+
+    fn publish_failure<'a>(
+        &'a self,
+        failure: &'a SharedFailure,
+        keep: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let failure = failure.clone();
+        let notifier = self.inner.notifier.clone();
+        self.run(move |state| {
+            let ends = Instant::now() + keep;
+            state.failure = Some((failure, ends));
+            notifier.notify();
+            true
+        })
+    }
+
+    fn clear_failure(&self) -> StoreFuture<'_, ()> {
+        self.run(|state| state.failure = None)
     }
 
     fn notifications(&self) -> Notifications {

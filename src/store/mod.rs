@@ -21,6 +21,17 @@
 //!      [notification](TokenStore::notifications), or polling as the fallback) and takes the
 //!      new token; if the holder dies, its lease runs out and another replica takes over.
 //!
+//! When the lease holder's refresh fails with an answer from the authorization server (a
+//! 5xx, a 429, an OAuth 2.0 error, a permanent refusal: its error carries a
+//! [`ServerAnswer`](crate::ServerAnswer)), it [publishes the failure](TokenStore::publish_failure)
+//! and its backoff before it lets go of the lease. Until the backoff ends, replicas that need a
+//! token fail at once with [`TokenErrorKind::SharedBackoff`](crate::TokenErrorKind::SharedBackoff)
+//! instead of calling the server: a fleet of N replicas calls a failing server once per
+//! backoff step, not N times. A failure of the replica's own (its connection refused, its
+//! timeout) is not published: one replica with a broken network does not stop the others.
+//! The next token published ends the shared failure. A valid token is never dropped because a
+//! refresh failed, shared or not.
+//!
 //! If the store cannot be reached (an error, or no answer within the
 //! [store timeout](crate::TokenCacheBuilder::store_timeout)), the cache calls its refresher
 //! itself, as without a store, logs one `tracing` warning per outage, and says so in
@@ -69,8 +80,10 @@ use tower::BoxError;
 
 use crate::Token;
 
+mod failure;
 mod memory;
 
+pub use failure::SharedFailure;
 pub use memory::MemoryStore;
 
 /// The future a [`TokenStore`] method returns.
@@ -113,6 +126,39 @@ pub trait TokenStore: Send + Sync + 'static {
     fn notifications(&self) -> Notifications {
         Notifications::never()
     }
+
+    /// The failure a replica published, if one is: a cache that needs a token reads it before
+    /// it takes the lease, and while one is in force (its `until` is ahead) fails at once with
+    /// [`TokenErrorKind::SharedBackoff`](crate::TokenErrorKind::SharedBackoff) rather than
+    /// call the authorization server. One whose time has passed still says how many failures
+    /// came in a row, for the next replica's backoff.
+    ///
+    /// The default holds none: every replica backs off on its own.
+    fn load_failure(&self) -> StoreFuture<'_, Option<SharedFailure>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Publishes `failure`, the authorization server's answer to the lease holder's refresh,
+    /// in place of any other, for `keep` (at least until `failure.until`); it must end by
+    /// itself then. Wakes [`notifications`](Self::notifications), so that replicas waiting for
+    /// the lease holder's token learn at once that none is coming. `true` once published.
+    ///
+    /// The default publishes nothing, and says so: `false`.
+    fn publish_failure<'a>(
+        &'a self,
+        failure: &'a SharedFailure,
+        keep: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (failure, keep);
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
+    /// Ends the published failure: a replica got a token, and published it.
+    ///
+    /// The default does nothing.
+    fn clear_failure(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 impl<S: TokenStore + ?Sized> TokenStore for Arc<S> {
@@ -133,6 +179,19 @@ impl<S: TokenStore + ?Sized> TokenStore for Arc<S> {
     }
     fn notifications(&self) -> Notifications {
         (**self).notifications()
+    }
+    fn load_failure(&self) -> StoreFuture<'_, Option<SharedFailure>> {
+        (**self).load_failure()
+    }
+    fn publish_failure<'a>(
+        &'a self,
+        failure: &'a SharedFailure,
+        keep: Duration,
+    ) -> StoreFuture<'a, bool> {
+        (**self).publish_failure(failure, keep)
+    }
+    fn clear_failure(&self) -> StoreFuture<'_, ()> {
+        (**self).clear_failure()
     }
 }
 
@@ -306,6 +365,10 @@ pub struct StoreStats {
     pub errors: u64,
     /// Refreshes done alone because the store could not be reached.
     pub local_refreshes: u64,
+    /// Failures this cache published, as the lease holder, for the others to wait out.
+    pub failures_published: u64,
+    /// Refreshes that failed at once on a failure another replica published, without a call.
+    pub failures_adopted: u64,
     /// Whether the last store call failed: the cache is refreshing on its own until one
     /// succeeds.
     pub unavailable: bool,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tower::BoxError;
 
-use tower_bearer::{InvalidToken, RetryAfter};
+use tower_bearer::{InvalidToken, RetryAfter, ServerAnswer};
 use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Redirected, Seconds, Secrets, SendError};
 
 /// Why [`ApiVideo`](super::ApiVideo) could not get a token (or, for
@@ -183,6 +183,11 @@ impl Error for ApiVideoError {
                 retry_after: Some(hint),
                 ..
             } => Some(hint),
+            // The server answered (the hint above holds its answer too): replicas sharing a
+            // store wait out this failure together.
+            ApiVideoError::Rejected { problem, .. }
+            | ApiVideoError::RateLimited { problem, .. }
+            | ApiVideoError::Status { problem, .. } => Some(&problem.answer),
             ApiVideoError::Malformed { error, .. } => Some(error),
             _ => None,
         }
@@ -259,9 +264,10 @@ impl Error for Malformed {
 ///
 /// Other fields of the problem (`detail`, `problems`) are left out: they may quote what the
 /// request sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Problem {
-    status: StatusCode,
+    /// The status, as the cache reads it; the status is read from here.
+    answer: ServerAnswer,
     type_uri: Option<String>,
     title: Option<String>,
 }
@@ -280,15 +286,20 @@ impl Problem {
     ) -> Self {
         let clean = |text: &str| tower_bearer_provider::server_text(text, secrets, MAX_TEXT);
         Problem {
-            status,
+            answer: ServerAnswer::new(status),
             type_uri: type_uri.map(clean),
             title: title.map(clean),
         }
     }
 
+    /// The status, as the cache reads it.
+    pub(super) fn server_answer(&self) -> &ServerAnswer {
+        &self.answer
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.answer.status()
     }
 
     /// The problem's `type`, a URI naming the kind of error
@@ -303,9 +314,19 @@ impl Problem {
     }
 }
 
+impl fmt::Debug for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Problem")
+            .field("status", &self.status())
+            .field("type_uri", &self.type_uri)
+            .field("title", &self.title)
+            .finish()
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.status)?;
+        write!(f, "{}", self.status())?;
         if let Some(title) = &self.title {
             write!(f, ": {title}")?;
         }

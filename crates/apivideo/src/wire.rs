@@ -94,8 +94,10 @@ pub(super) fn token_from(
             ApiVideoError::Rejected { problem, url }
         }
         StatusCode::TOO_MANY_REQUESTS => ApiVideoError::RateLimited {
-            retry_after: http_client::retry_after(&headers, &RETRY_AFTER_HEADERS)
-                .map(|delay| RetryAfter::new(delay, "api.video asked to wait")),
+            retry_after: http_client::retry_after(&headers, &RETRY_AFTER_HEADERS).map(|delay| {
+                RetryAfter::new(delay, "api.video asked to wait")
+                    .answered(problem.server_answer().clone())
+            }),
             problem,
             url,
         },

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::error::{ErrorCode, ErrorResponse, MAX_TEXT, MalformedAnswer, OAuth2Error};
 use crate::grant_proof::{self as dpop, DpopSettings};
-use tower_bearer::{RetryAfter, Token};
+use tower_bearer::{RetryAfter, ServerAnswer, Token};
 use tower_bearer_provider::{self as http_client, Answer, ExpiresIn, Members, Secrets, shown_url};
 
 /// An `error` code longer than this is cut: codes are short ASCII words.
@@ -45,29 +45,37 @@ pub(super) fn token_from(
         }
         _ => None,
     };
-    let waited = |what: &'static str| wait.map(|delay| RetryAfter::new(delay, what));
+    let waited = |what: &'static str, answer: &ServerAnswer| {
+        wait.map(|delay| RetryAfter::new(delay, what).answered(answer.clone()))
+    };
     // The body only adds detail to the status: one that cannot be read loses the detail.
     let response = body
         .ok()
         .and_then(|body| parse_error(status, &body, secrets));
     Err(match response {
         Some(response) => {
-            let retry_after = waited("the authorization server asked to wait").or_else(|| {
-                response
-                    .is_permanent()
-                    .then(|| RetryAfter::permanent("a permanent refusal"))
-            });
+            let answer = response.server_answer();
+            let retry_after =
+                waited("the authorization server asked to wait", answer).or_else(|| {
+                    response.is_permanent().then(|| {
+                        RetryAfter::permanent("a permanent refusal").answered(answer.clone())
+                    })
+                });
             OAuth2Error::Refused {
                 response,
                 retry_after,
                 url: url(),
             }
         }
-        None => OAuth2Error::Status {
-            status,
-            retry_after: waited("the token endpoint asked to wait"),
-            url: url(),
-        },
+        None => {
+            let answer = ServerAnswer::new(status);
+            OAuth2Error::Status {
+                status,
+                retry_after: waited("the token endpoint asked to wait", &answer),
+                answer,
+                url: url(),
+            }
+        }
     })
 }
 
@@ -317,6 +325,57 @@ mod tests {
                 None,
                 "{not_an_error}"
             );
+        }
+    }
+
+    /// Every answer of the server says so, with or without a hint, for the cache to share the
+    /// failure with the replicas of a store; the status and the code are the server's.
+    #[test]
+    fn every_refusal_carries_the_servers_answer() {
+        let token_endpoint = "https://as.example/token".parse().unwrap();
+        let cases = [
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![],
+                "<html>down</html>",
+                None,
+            ),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![("retry-after", "3")],
+                "<html>down</html>",
+                None,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                vec![],
+                r#"{"error":"invalid_client"}"#,
+                Some("invalid_client"),
+            ),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![("retry-after", "3")],
+                r#"{"error":"temporarily_unavailable"}"#,
+                Some("temporarily_unavailable"),
+            ),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                vec![],
+                r#"{"error":"server_error"}"#,
+                Some("server_error"),
+            ),
+        ];
+        for (status, headers, body, code) in cases {
+            let error = token_from(
+                answer(status, &headers, body),
+                &token_endpoint,
+                &Secrets::new(),
+                None,
+                None,
+            )
+            .unwrap_err();
+            let found = ServerAnswer::find(&error).unwrap_or_else(|| panic!("{error:?}"));
+            assert_eq!((found.status(), found.error()), (status, code), "{body}");
         }
     }
 

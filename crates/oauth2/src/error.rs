@@ -9,7 +9,7 @@ use tower::BoxError;
 
 use crate::auth_method::AuthMethod;
 use crate::jose::KeyError;
-use tower_bearer::{InvalidToken, RetryAfter};
+use tower_bearer::{InvalidToken, RetryAfter, ServerAnswer};
 use tower_bearer_provider::{
     MAX_ANSWER_BYTES, Malformed, ReadError, Redirected, Seconds, SendError,
 };
@@ -97,6 +97,11 @@ pub enum OAuth2Error {
         /// The server's `Retry-After` on a 429 or 503, as the cache's hint and this error's
         /// [`source`](Error::source).
         retry_after: Option<RetryAfter>,
+        /// The status again, as the [`TokenCache`](tower_bearer::TokenCache) reads it: the
+        /// server answered, so replicas sharing a store wait out this failure together. This
+        /// error's [`source`](Error::source) when there is no `retry_after` (which holds it
+        /// then).
+        answer: ServerAnswer,
         /// The token endpoint, without user info or query.
         url: String,
     },
@@ -219,9 +224,17 @@ impl Error for OAuth2Error {
             OAuth2Error::Transport { source, .. }
             | OAuth2Error::Body { source, .. }
             | OAuth2Error::SubjectToken(source) => Some(&**source),
-            OAuth2Error::Refused { retry_after, .. } | OAuth2Error::Status { retry_after, .. } => {
-                hint(retry_after)
-            }
+            // The server answered: the hint holds its answer, or the answer is the source.
+            OAuth2Error::Refused {
+                retry_after,
+                response,
+                ..
+            } => hint(retry_after).or(Some(&response.answer)),
+            OAuth2Error::Status {
+                retry_after,
+                answer,
+                ..
+            } => hint(retry_after).or(Some(answer)),
             // The discovery error is said in this error's own text: its cause comes next.
             OAuth2Error::Discovery {
                 error, retry_after, ..
@@ -241,9 +254,10 @@ impl Error for OAuth2Error {
 ///
 /// The texts are the server's, cleaned: control characters removed, any secret the request
 /// sent replaced by `[REDACTED]`, at most 200 characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ErrorResponse {
-    status: StatusCode,
+    /// The status and code, as the cache reads them; the status is read from here.
+    answer: ServerAnswer,
     code: ErrorCode,
     // Boxed: every `OAuth2Error` is as large as this and a URL beside it.
     description: Option<Box<str>>,
@@ -261,16 +275,21 @@ impl ErrorResponse {
         uri: Option<String>,
     ) -> Self {
         ErrorResponse {
-            status,
+            answer: ServerAnswer::new(status).with_error(code.as_str()),
             code,
             description: description.map(String::into_boxed_str),
             uri: uri.map(String::into_boxed_str),
         }
     }
 
+    /// The status and code, as the cache reads them.
+    pub(crate) fn server_answer(&self) -> &ServerAnswer {
+        &self.answer
+    }
+
     /// The HTTP status (400 or 401 usually; 503 for `temporarily_unavailable`).
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.answer.status()
     }
 
     /// The `error` code.
@@ -295,9 +314,20 @@ impl ErrorResponse {
     }
 }
 
+impl fmt::Debug for ErrorResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorResponse")
+            .field("status", &self.status())
+            .field("code", &self.code)
+            .field("description", &self.description)
+            .field("uri", &self.uri)
+            .finish()
+    }
+}
+
 impl fmt::Display for ErrorResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.code)?;
+        write!(f, "{} {}", self.status().as_u16(), self.code)?;
         if let Some(description) = &self.description {
             write!(f, ": {description}")?;
         }

@@ -427,6 +427,7 @@ impl RedisStoreBuilder {
         let keys = Keys {
             token: format!("{prefix}:token"),
             lease: format!("{prefix}:lease"),
+            failure: format!("{prefix}:failure"),
             channel: format!("{prefix}:published"),
         };
         let notifier = Notifier::new();

@@ -19,11 +19,13 @@ use zeroize::Zeroizing;
 use tower_bearer::Token;
 use tower_bearer::proof::BindingKey;
 use tower_bearer::store::{
-    Notifications, Notifier, Publish, SharedToken, StoreError, StoreFuture, TokenStore,
+    Notifications, Notifier, Publish, SharedFailure, SharedToken, StoreError, StoreFuture,
+    TokenStore,
 };
 
 mod builder;
 mod connection;
+mod failure;
 mod value;
 
 pub use builder::RedisStoreBuilder;
@@ -43,7 +45,8 @@ use connection::Connection;
 /// | --- | --- |
 /// | `<namespace>:{<hash>}:token` | a hash: `gen` (the generation) and `val` (the token: access token, refresh token, expiry and issue time as Unix milliseconds); expires an hour after the access token |
 /// | `<namespace>:{<hash>}:lease` | the lease holder's id, set with `SET NX PX`: it ends by itself |
-/// | `<namespace>:{<hash>}:published` | a pub/sub channel: a message for each publish |
+/// | `<namespace>:{<hash>}:failure` | the lease holder's failed refresh, when the authorization server answered it (status, OAuth 2.0 error code, a one-line description, until when the replicas wait, failures in a row); nothing secret; set with `PX`: it ends by itself, twice the backoff after it was written |
+/// | `<namespace>:{<hash>}:published` | a pub/sub channel: a message for each publish, and each failure published |
 ///
 /// `<hash>` is the first 128 bits of SHA-256 over the credential, in hex: the key names never
 /// contain the credential, and never contain anything from which it could be recovered short
@@ -134,6 +137,7 @@ struct Inner {
 struct Keys {
     token: String,
     lease: String,
+    failure: String,
     channel: String,
 }
 
@@ -178,6 +182,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
+";
+
+static PUBLISH_FAILURE: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], 0)
+return 1
 ";
 
 static RENEW: &str = r"
@@ -277,6 +287,49 @@ impl TokenStore for RedisStore {
 
     fn notifications(&self) -> Notifications {
         self.inner.notifier.subscribe()
+    }
+
+    fn load_failure(&self) -> StoreFuture<'_, Option<SharedFailure>> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            let value: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&self.inner.keys.failure)
+                .query_async(&mut connection)
+                .await
+                .map_err(redis_error("loading the shared failure from redis failed"))?;
+            value.map(|value| failure::decode(&value)).transpose()
+        })
+    }
+
+    fn publish_failure<'a>(
+        &'a self,
+        failure: &'a SharedFailure,
+        keep: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            let _: i64 = Script::new(PUBLISH_FAILURE)
+                .key(&self.inner.keys.failure)
+                .arg(failure::encode(failure))
+                .arg(keep.as_millis().max(1) as u64)
+                .arg(&self.inner.keys.channel)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(redis_error("publishing the shared failure to redis failed"))?;
+            Ok(true)
+        })
+    }
+
+    fn clear_failure(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            let _: i64 = redis::cmd("DEL")
+                .arg(&self.inner.keys.failure)
+                .query_async(&mut connection)
+                .await
+                .map_err(redis_error("clearing the shared failure in redis failed"))?;
+            Ok(())
+        })
     }
 }
 

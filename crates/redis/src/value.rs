@@ -17,7 +17,7 @@ const SEALED: &[u8] = b"x1";
 const BEARER: u8 = 0;
 pub(super) const BOUND: u8 = 1;
 
-fn wall_ms() -> u64 {
+pub(super) fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

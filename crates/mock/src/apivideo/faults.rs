@@ -3,6 +3,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use http::StatusCode;
 
 use crate::server::rng::SplitMix64;
@@ -140,6 +142,8 @@ impl From<Failure> for AuthPlan {
 
 /// The scripted queue and the chaos dice.
 pub(super) struct Faults {
+    /// An outage: every auth request until then meets the failure.
+    outage: Option<(Instant, Failure)>,
     scripted: VecDeque<(u32, Failure)>,
     chaos: Chaos,
     dice: SplitMix64,
@@ -148,6 +152,7 @@ pub(super) struct Faults {
 impl Faults {
     pub(super) fn new() -> Self {
         Self {
+            outage: None,
             scripted: VecDeque::new(),
             chaos: Chaos::default(),
             dice: SplitMix64::new(0),
@@ -159,6 +164,11 @@ impl Faults {
         if count > 0 {
             self.scripted.push_back((count, failure));
         }
+    }
+
+    /// Makes every auth request fail with `failure` until `until`.
+    pub(super) fn outage(&mut self, until: Instant, failure: Failure) {
+        self.outage = Some((until, failure));
     }
 
     /// Replaces the chaos settings and reseeds the dice.
@@ -175,6 +185,12 @@ impl Faults {
 
     /// Decides the fate of the next auth request.
     pub(super) fn plan_auth(&mut self) -> AuthPlan {
+        if let Some((until, failure)) = self.outage {
+            if Instant::now() < until {
+                return failure.into();
+            }
+            self.outage = None;
+        }
         if let Some(failure) = self.next_scripted() {
             return failure.into();
         }
@@ -221,6 +237,26 @@ fn clamp_rate(rate: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_fails_every_auth_request_until_it_ends_then_scripts_resume() {
+        let mut faults = Faults::new();
+        faults.script(1, Failure::Malformed);
+        let unavailable = Failure::Status(StatusCode::SERVICE_UNAVAILABLE);
+        faults.outage(Instant::now() + Duration::from_secs(3600), unavailable);
+        for _ in 0..3 {
+            assert!(matches!(
+                faults.plan_auth().answer,
+                Some(Injected::Status(StatusCode::SERVICE_UNAVAILABLE))
+            ));
+        }
+        faults.outage(Instant::now(), unavailable);
+        assert!(matches!(
+            faults.plan_auth().answer,
+            Some(Injected::Malformed)
+        ));
+        assert!(faults.plan_auth().answer.is_none());
+    }
 
     #[test]
     fn scripted_failures_run_in_order_then_stop() {

@@ -253,6 +253,15 @@ impl MockServer {
         self.shared.lock().faults.script(count, failure);
     }
 
+    /// Makes every request to either auth endpoint fail with `failure` for `duration` from
+    /// now (on tokio's clock), as a server that is down: an outage, where
+    /// [`fail_next_auth`](Self::fail_next_auth) counts requests. It comes before scripted
+    /// failures and [`Chaos`]; a later call replaces it.
+    pub fn fail_auth_for(&self, duration: Duration, failure: Failure) {
+        let until = tokio::time::Instant::now() + duration;
+        self.shared.lock().faults.outage(until, failure);
+    }
+
     /// Replaces the random faults, and reseeds their dice from [`Chaos::seed`].
     /// `set_chaos(Chaos::default())` turns them off.
     pub fn set_chaos(&self, chaos: Chaos) {
