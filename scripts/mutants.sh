@@ -50,6 +50,10 @@ suites() {
             echo "--lib --test origins --test tonic --test tonic_dpop" ;;
         src/cache/store_link.rs | src/store/mod.rs | src/store/memory.rs)
             echo "--lib --test store" ;;
+        # The counts the engine reports: DPoP nonces (dpop_layer), requests out of scope
+        # (origins), refused retries (metrics).
+        src/cache/stats.rs)
+            echo "--lib --test middleware --test store --test model --test metrics --test dpop_layer --test origins" ;;
         # What each metric reports, and when.
         src/cache/metrics.rs)
             echo "--lib --test metrics --test middleware" ;;
