@@ -325,6 +325,17 @@ mod tests {
         assert!(!remembered(&master), "the master is lost");
     }
 
+    /// Every asking of the Sentinels is counted, answered or not: the count is what tells a
+    /// failure on an older connection from one on the connection in use.
+    #[tokio::test]
+    async fn each_asking_of_the_sentinels_is_counted_whatever_they_answer() {
+        let master = followed();
+        for asked in 1..=2 {
+            assert!(master.connection().await.is_err(), "no Sentinel listens");
+            assert_eq!(master.master().asked, asked);
+        }
+    }
+
     /// The listener tries the nodes in turn, the first again after the last.
     #[tokio::test]
     async fn the_listener_tries_each_node_in_turn() {
