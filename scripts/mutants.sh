@@ -48,7 +48,7 @@ suites() {
         # A channel's scope makes a proof's path-only URI absolute (tonic_dpop).
         src/scope.rs)
             echo "--lib --test origins --test tonic --test tonic_dpop" ;;
-        src/cache/store_link.rs | src/store/mod.rs | src/store/memory.rs)
+        src/cache/store_link.rs | src/store/mod.rs | src/store/memory.rs | src/store/failure.rs)
             echo "--lib --test store" ;;
         # The counts the engine reports: DPoP nonces (dpop_layer), requests out of scope
         # (origins), refused retries (metrics).
