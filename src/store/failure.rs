@@ -49,10 +49,11 @@ impl SharedFailure {
         let permanent = RetryAfter::find(error).is_some_and(|hint| hint.delay().is_none());
         let mut description = Chain(error).to_string();
         if description.len() > DESCRIPTION_BYTES {
-            let mut end = DESCRIPTION_BYTES;
-            while !description.is_char_boundary(end) {
-                end -= 1;
-            }
+            // The last character boundary within the limit (0 is always one).
+            let end = (0..=DESCRIPTION_BYTES)
+                .rev()
+                .find(|&end| description.is_char_boundary(end))
+                .unwrap_or(0);
             description.truncate(end);
         }
         Some(SharedFailure {
