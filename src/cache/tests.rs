@@ -218,3 +218,33 @@ async fn a_reader_shows_its_name_and_nothing_it_holds() {
 
     assert_eq!(format!("{reader:?}"), "Reader { .. }");
 }
+
+/// A token from the store that is inside its refresh-ahead window is not taken instead of a
+/// refresh ahead, whatever point of the window this cache would draw for it: it is judged by
+/// the window's start, since another replica may be refreshing it already.
+#[tokio::test(start_paused = true)]
+async fn a_shared_token_inside_its_window_is_not_adopted_for_a_refresh_ahead() {
+    let windows = entry::Windows::default();
+    assert!(windows.jitter > 0.0, "refreshes spread by default");
+    let now = Instant::now();
+    // An hour's token, a second into its five-minute window.
+    let shared = crate::store::SharedToken {
+        token: Token::bearer("t")
+            .unwrap()
+            .expires_in(Duration::from_secs(5 * 60 - 1)),
+        generation: 1,
+        obtained: now - Duration::from_secs(3600 - 5 * 60 + 1),
+    };
+    // Each judgement would draw its own point: one in the window's first second is rare.
+    for _ in 0..50 {
+        assert!(!entry::Entry::adoptable(
+            &shared,
+            RefreshReason::Ahead,
+            &windows
+        ));
+    }
+    assert!(
+        entry::Entry::adoptable(&shared, RefreshReason::Expired, &windows),
+        "still sendable: taken when the cache has no token to send"
+    );
+}
