@@ -31,7 +31,7 @@ suites() {
             echo "@tower-bearer-provider --lib; --all-features -p tower-bearer-oauth2 -p tower-bearer-apivideo --lib" ;;
         # The DPoP suites over loopback, the mock's verifier, tonic's and reqwest's.
         crates/oauth2/src/dpop/*.rs | crates/oauth2/src/grant_proof.rs | crates/oauth2/src/answer.rs)
-            echo "@tower-bearer-oauth2 --lib; --all-features -p tower-bearer --test dpop --test dpop_mock --test dpop_reqwest --test dpop_layer --test tonic_dpop --test oauth2_hostile --test oauth2_discovery --test oauth2_errors --test secrets" ;;
+            echo "@tower-bearer-oauth2 --lib; --all-features -p tower-bearer --test dpop --test dpop_mock --test dpop_reqwest --test dpop_layer --test dpop_allocations --test tonic_dpop --test oauth2_hostile --test oauth2_discovery --test oauth2_errors --test secrets" ;;
         # The store without its features, with them, then against real Redis servers (started by
         # the suites: redis-server on PATH).
         crates/redis/src/*.rs)
