@@ -54,6 +54,9 @@ suites() {
         # (origins), refused retries (metrics).
         src/cache/stats.rs)
             echo "--lib --test middleware --test store --test model --test metrics --test dpop_layer --test origins" ;;
+        # A refresh's span and its outcome's name (traces, metrics).
+        src/cache/flight.rs)
+            echo "--lib --test middleware --test store --test model --test traces --test metrics" ;;
         # What each metric reports, and when.
         src/cache/metrics.rs)
             echo "--lib --test metrics --test middleware" ;;

@@ -9,9 +9,15 @@ mod counting;
 
 /// The allocations `f` makes on this thread.
 fn allocations(f: impl FnOnce()) -> u64 {
-    let before = counting::allocated().0;
+    allocated(f).0
+}
+
+/// The allocations `f` makes on this thread, and their bytes.
+fn allocated(f: impl FnOnce()) -> (u64, u64) {
+    let before = counting::allocated();
     f();
-    counting::allocated().0 - before
+    let after = counting::allocated();
+    (after.0 - before.0, after.1 - before.1)
 }
 
 #[test]
@@ -36,7 +42,26 @@ fn a_proof_is_one_allocation() {
         let long: Uri = format!("https://api.example.com{}", "/segment".repeat(200))
             .parse()
             .unwrap();
-        let count = allocations(|| drop(key.proof(&Method::GET, &long, None, None).unwrap()));
+        let (count, bytes) =
+            allocated(|| drop(key.proof(&Method::GET, &long, None, None).unwrap()));
         assert_eq!(count, 2, "{algorithm}");
+        // Room for the claims, not a multiple of them.
+        assert!(bytes < 16 * 1024, "{algorithm}: {bytes} bytes");
+        // And a long path of bytes the `htu` claim percent-encodes, three for one.
+        let braces: Uri = format!("https://api.example.com/{}", "{}".repeat(500))
+            .parse()
+            .unwrap();
+        let count = allocations(|| drop(key.proof(&Method::GET, &braces, None, None).unwrap()));
+        assert_eq!(count, 2, "{algorithm}: a path to percent-encode");
+        // So does a nonce too long for the inline buffer, with a short URI.
+        let nonce = "n".repeat(1000);
+        let (count, bytes) = allocated(|| {
+            drop(
+                key.proof(&Method::GET, &target, Some("token"), Some(&nonce))
+                    .unwrap(),
+            )
+        });
+        assert_eq!(count, 2, "{algorithm}: a long nonce");
+        assert!(bytes < 16 * 1024, "{algorithm}: {bytes} bytes");
     }
 }

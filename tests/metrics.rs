@@ -299,3 +299,47 @@ async fn an_unnamed_cache_is_labelled_default() {
         1
     );
 }
+
+/// A failed refresh is named by how it failed: too slow, answered with a token already
+/// expired, or never answered (the refresher panicked).
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_is_named_by_how_it_failed() {
+    use tower::{BoxError, service_fn};
+    use tower_bearer::{Token, TokenRequest};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let slow = TokenCache::builder(service_fn(|_: TokenRequest| {
+        std::future::pending::<Result<Token, BoxError>>()
+    }))
+    .name("slow")
+    .refresh_timeout(Duration::from_secs(1))
+    .build();
+    let expired = TokenCache::builder(service_fn(|_: TokenRequest| async {
+        Ok::<_, BoxError>(Token::bearer("t")?.expires_in(Duration::ZERO))
+    }))
+    .name("expired")
+    .build();
+    let panicked = TokenCache::builder(service_fn(|_: TokenRequest| async {
+        if true {
+            panic!("a refresher that panics");
+        }
+        Ok::<_, BoxError>(Token::bearer("t")?)
+    }))
+    .name("panicked")
+    .build();
+    for cache in [&slow, &expired, &panicked] {
+        assert!(within(cache.token()).await.is_err());
+    }
+    let mut seen = Recorded::default();
+    seen.take(&snapshotter);
+    for (cache, outcome) in [
+        ("slow", "timed_out"),
+        ("expired", "expired_token"),
+        ("panicked", "abandoned"),
+    ] {
+        let series =
+            format!("tower_bearer.refreshes{{cache={cache},reason=initial,outcome={outcome}}}");
+        assert_eq!(seen.counter(&series), 1, "{series}: {:?}", seen.counters);
+    }
+}
