@@ -57,6 +57,9 @@ suites() {
         # A refresh's span and its outcome's name (traces, metrics).
         src/cache/flight.rs)
             echo "--lib --test middleware --test store --test model --test traces --test metrics" ;;
+        # A refusal in gRPC trailers reaches the cache by its header (tonic).
+        src/cache/mod.rs)
+            echo "--features tonic --lib --test middleware --test store --test model --test tonic" ;;
         # What each metric reports, and when.
         src/cache/metrics.rs)
             echo "--lib --test metrics --test middleware" ;;

@@ -248,3 +248,14 @@ async fn a_shared_token_inside_its_window_is_not_adopted_for_a_refresh_ahead() {
         "still sendable: taken when the cache has no token to send"
     );
 }
+
+/// A builder's `Debug` shows its settings and whether it has a store.
+#[test]
+fn a_builder_shows_its_settings_and_whether_it_has_a_store() {
+    let refresher = service_fn(|_: TokenRequest| async { Token::bearer("t") });
+    let builder = TokenCache::builder(refresher).name("api");
+    let shown = format!("{builder:?}");
+    assert!(shown.starts_with("TokenCacheBuilder"), "{shown}");
+    assert!(shown.contains("refresh_ahead"), "{shown}");
+    assert!(shown.contains("store: false"), "{shown}");
+}
