@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use common::publish_by_generation;
 use common::redis_server::{
-    RedisCluster, RedisSentinels, SENTINEL_MASTER, finish, query, replica_process_args,
-    spawn_replica,
+    RedisCluster, RedisSentinels, SENTINEL_MASTER, assert_one_shared_token, counts, finish, query,
+    replica_process_args, spawn_replica,
 };
 use tokio::time::Instant;
 use tower_bearer::Token;
 use tower_bearer::store::TokenStore;
-use tower_bearer_mock::apivideo::{Counters, MockServer};
+use tower_bearer_mock::apivideo::MockServer;
 use tower_bearer_redis::RedisStore;
 
 #[path = "../examples/replica.rs"]
@@ -37,22 +37,6 @@ const CALL: Duration = Duration::from_secs(5);
 /// store's first write on the new master. A Sentinel failover takes the Sentinels' own
 /// detection (`down-after-milliseconds`, 500 ms here), agreement and promotion.
 const FAILOVER_BOUND: Duration = Duration::from_secs(10);
-
-/// The refreshes one shared token needs over a run that took `took` (see `tests/redis.rs`).
-fn refreshes_for(took: Duration) -> std::ops::RangeInclusive<u64> {
-    5..=(took.as_secs_f64() / 1.5) as u64 + 1
-}
-
-fn counts(c: &Counters) -> String {
-    format!(
-        "{} API-key logins, {} refreshes, {} rejected refresh tokens, {} 401s, {} requests with an expired token",
-        c.api_key_logins,
-        c.refreshes,
-        c.rejected_refresh_tokens,
-        c.unauthorized,
-        c.expired_token_requests
-    )
-}
 
 async fn mock() -> MockServer {
     MockServer::builder().token_ttl(TTL).start().await.unwrap()
@@ -217,14 +201,7 @@ async fn a_cluster_shares_one_token_across_a_failover() {
     for line in &lines {
         assert!(line.contains(": 1000 ok, 0 failed"), "{line}");
     }
-    assert_eq!(counters.api_key_logins, 1, "{}", counts(&counters));
-    assert!(
-        refreshes_for(took).contains(&counters.refreshes),
-        "{} in {took:?}",
-        counts(&counters)
-    );
-    assert_eq!(counters.rejected_refresh_tokens, 0, "{}", counts(&counters));
-    assert_eq!(counters.expired_token_requests, 0, "{}", counts(&counters));
+    assert_one_shared_token(&counters, took);
     assert_eq!(
         generation,
         counters.api_key_logins + counters.refreshes,

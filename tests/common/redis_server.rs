@@ -504,3 +504,38 @@ pub fn replica_process_args() -> Option<Vec<String>> {
     let args = std::env::var("TOWER_BEARER_REPLICA_ARGS").ok()?;
     Some(args.split('\u{1f}').map(str::to_owned).collect())
 }
+
+// ===== what a fleet's run should cost the authorization server =====
+
+/// The refreshes one shared token needs over a run that took `took`, with 2 s tokens: one per
+/// 1.5 s of it (the last quarter of a token's life is its refresh-ahead window), plus the one
+/// whose window the run ended in. A loaded machine stretches a run past its plan, and a longer
+/// run rightly needs more; what sharing saves is every replica's own refresh besides.
+pub fn refreshes_for(took: Duration) -> std::ops::RangeInclusive<u64> {
+    5..=(took.as_secs_f64() / 1.5) as u64 + 1
+}
+
+/// What the mock's counters say, for an assertion's message.
+pub fn counts(c: &tower_bearer_mock::apivideo::Counters) -> String {
+    format!(
+        "{} API-key logins, {} refreshes, {} rejected refresh tokens, {} 401s, {} requests with an expired token",
+        c.api_key_logins,
+        c.refreshes,
+        c.rejected_refresh_tokens,
+        c.unauthorized,
+        c.expired_token_requests
+    )
+}
+
+/// A fleet shared one token through a run that took `took`: one login, the refreshes one
+/// token needs, no refresh token rejected, no request sent with an expired token.
+pub fn assert_one_shared_token(c: &tower_bearer_mock::apivideo::Counters, took: Duration) {
+    assert_eq!(c.api_key_logins, 1, "{}", counts(c));
+    assert!(
+        refreshes_for(took).contains(&c.refreshes),
+        "{} in {took:?}",
+        counts(c)
+    );
+    assert_eq!(c.rejected_refresh_tokens, 0, "{}", counts(c));
+    assert_eq!(c.expired_token_requests, 0, "{}", counts(c));
+}
