@@ -68,7 +68,12 @@ async fn a_huge_retry_after_hint_is_a_long_backoff_not_a_panic() {
 
     assert_eq!(error.kind(), TokenErrorKind::Refresher);
     let backing_off = cache.stats().backing_off.expect("backing off");
+    // A year: the hint is cut at the longest wait, and not shorter.
     assert!(backing_off >= LONGEST_WAIT - Duration::from_secs(1));
+    assert!(
+        backing_off >= Duration::from_secs(364 * 24 * 60 * 60),
+        "{backing_off:?}"
+    );
     let again = within(cache.token()).await.unwrap_err();
     assert!(matches!(again.kind(), TokenErrorKind::BackingOff { .. }));
 }
@@ -205,6 +210,48 @@ async fn the_first_request_in_the_refresh_ahead_window_claims_the_background_ref
 
     assert_eq!(entry.next_ahead.load(Ordering::Relaxed), entry::CLAIMED);
     assert_eq!(cache.stats().refreshes(RefreshReason::Ahead).started, 1);
+}
+
+/// A background refresh that failed leaves the requests of its backoff on the lock-free path:
+/// the token's next attempt is set to the backoff's end, so they neither claim the refresh nor
+/// take the cache's lock to learn that it is not yet time.
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_ahead_sets_the_next_attempt_to_its_backoffs_end() {
+    let lifetime = Duration::from_secs(100);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let refresher = service_fn(move |_: TokenRequest| {
+        let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                Ok(Token::bearer("t1")?.expires_in(lifetime))
+            } else {
+                Err::<Token, BoxError>("down".into())
+            }
+        }
+    });
+    let cache = TokenCache::builder(refresher).refresh_jitter(0.0).build();
+    within(cache.token()).await.unwrap();
+    let entry = cache.shared.current.load_full().unwrap();
+
+    tokio::time::advance(lifetime * 3 / 4).await;
+    assert!(cache.current_as_is().is_some());
+    within(async {
+        while cache.stats().refreshes(RefreshReason::Ahead).failed == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let backing_off = cache.stats().backing_off.expect("backing off");
+    let retry_at = Instant::now() + backing_off;
+    let at = retry_at.duration_since(cache.shared.epoch).as_nanos() as u64;
+    assert_eq!(entry.next_ahead.load(Ordering::Relaxed), at);
+    assert!(cache.current_as_is().is_some());
+    assert_eq!(
+        entry.next_ahead.load(Ordering::Relaxed),
+        at,
+        "claimed in the backoff"
+    );
 }
 
 /// A service's `Debug` shows its reader by name, without the token it holds.
