@@ -32,6 +32,10 @@ suites() {
         # The DPoP suites over loopback, the mock's verifier, tonic's and reqwest's.
         crates/oauth2/src/dpop/*.rs | crates/oauth2/src/grant_proof.rs | crates/oauth2/src/answer.rs)
             echo "@tower-bearer-oauth2 --lib; --all-features -p tower-bearer --test dpop --test dpop_mock --test dpop_reqwest --test dpop_layer --test dpop_allocations --test tonic_dpop --test oauth2_hostile --test oauth2_discovery --test oauth2_errors --test secrets" ;;
+        # Credentials read at each grant, the client's authentication, Azure workload identity:
+        # the crate's own tests, then the grants against the mock over loopback.
+        crates/oauth2/src/source.rs | crates/oauth2/src/azure.rs | crates/oauth2/src/client_auth.rs)
+            echo "@tower-bearer-oauth2 --lib; -p tower-bearer --test oauth2_platform --test oauth2_grants --test secrets" ;;
         # The store without its features, with them, then against real Redis servers (started by
         # the suites: redis-server on PATH).
         crates/redis/src/*.rs)

@@ -12,7 +12,7 @@ use crate::client_auth::ClientAuth;
 use crate::config::{EndpointSource, ProviderConfig};
 use crate::endpoint::TokenEndpoint;
 use crate::error::ConfigError;
-use crate::grant::Grant;
+use crate::grant::{ClientAssertion, Grant};
 use crate::grant_proof::DpopSettings;
 use crate::jose::SigningKey;
 use crate::provider::OAuth2;
@@ -46,6 +46,7 @@ impl OAuth2<()> {
             client_id: None,
             client_secret: None,
             private_key: None,
+            client_assertion: None,
             auth_method: None,
             assertion_audience: None,
             grant: Grant::client_credentials(),
@@ -87,6 +88,7 @@ pub struct OAuth2Builder {
     client_id: Option<String>,
     client_secret: Option<SecretString>,
     private_key: Option<SigningKey>,
+    client_assertion: Option<ClientAssertion>,
     auth_method: Option<AuthMethod>,
     assertion_audience: Option<String>,
     grant: Grant,
@@ -161,8 +163,27 @@ impl OAuth2Builder {
         self
     }
 
-    /// How the client authenticates. Default: `private_key_jwt` with a private key,
-    /// `client_secret_basic` with a secret, `none` with neither.
+    /// A client assertion the platform signs for the client (Azure workload identity's
+    /// federated token), sent with `private_key_jwt` (the method unless
+    /// [`auth_method`](Self::auth_method) says otherwise) in place of one signed with a
+    /// [`private_key`](Self::private_key), and read again for every request.
+    ///
+    /// ```
+    /// use tower_bearer_oauth2::{ClientAssertion, OAuth2};
+    ///
+    /// let builder = OAuth2::builder()
+    ///     .token_endpoint("https://login.example.com/tenant/oauth2/v2.0/token")
+    ///     .client_id("00000000-0000-0000-0000-000000000000")
+    ///     .client_assertion(ClientAssertion::from_file("/var/run/secrets/azure/tokens/azure-identity-token"))
+    ///     .scope("api://billing/.default");
+    /// ```
+    pub fn client_assertion(mut self, assertion: ClientAssertion) -> Self {
+        self.client_assertion = Some(assertion);
+        self
+    }
+
+    /// How the client authenticates. Default: `private_key_jwt` with a private key or a
+    /// client assertion, `client_secret_basic` with a secret, `none` with neither.
     pub fn auth_method(mut self, method: AuthMethod) -> Self {
         self.auth_method = Some(method);
         self
@@ -334,18 +355,22 @@ impl OAuth2Builder {
                 }
             }
         };
-        let method = self
-            .auth_method
-            .unwrap_or(match (&self.private_key, &self.client_secret) {
-                (Some(_), _) => AuthMethod::PrivateKeyJwt,
-                (None, Some(_)) => AuthMethod::ClientSecretBasic,
-                (None, None) => AuthMethod::None,
-            });
+        let method = self.auth_method.unwrap_or(
+            match (
+                self.private_key.is_some() || self.client_assertion.is_some(),
+                &self.client_secret,
+            ) {
+                (true, _) => AuthMethod::PrivateKeyJwt,
+                (false, Some(_)) => AuthMethod::ClientSecretBasic,
+                (false, None) => AuthMethod::None,
+            },
+        );
         let client_auth = ClientAuth::new(
             method,
             self.client_id,
             self.client_secret,
             self.private_key,
+            self.client_assertion,
             self.assertion_audience,
         )?;
         if let Some((name, _)) = self
@@ -404,6 +429,7 @@ impl fmt::Debug for OAuth2Builder {
                 &self.client_secret.as_ref().map(|_| "[REDACTED]"),
             )
             .field("private_key", &self.private_key)
+            .field("client_assertion", &self.client_assertion)
             .field("auth_method", &self.auth_method)
             .field("grant", &self.grant)
             .field("scopes", &self.scopes)

@@ -11,6 +11,7 @@ use crate::assertion::Assertion;
 use crate::auth_method::AuthMethod;
 use crate::error::{ConfigError, OAuth2Error};
 use crate::form::Form;
+use crate::grant::ClientAssertion;
 use crate::jose::SigningKey;
 
 /// The client's credentials, ready for each request.
@@ -32,10 +33,19 @@ pub(super) enum ClientAuth {
         audience: Option<String>,
         lifetime: Duration,
     },
+    /// `private_key_jwt` with an assertion the platform signs (Azure workload identity's
+    /// federated token), read for each request.
+    Assertion {
+        client_id: String,
+        assertion: ClientAssertion,
+    },
     /// A public client, or (with no id) a grant that authenticates by itself (a JWT-bearer
     /// assertion).
     None { client_id: Option<String> },
 }
+
+/// RFC 7523 §2.2's `client_assertion_type`.
+const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// How long a client assertion is valid: long enough for clock skew and a slow network,
 /// short enough that a copy is of little use.
@@ -43,6 +53,24 @@ pub(super) const CLIENT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 
 impl ClientAuth {
     pub(super) fn new(
+        method: AuthMethod,
+        client_id: Option<String>,
+        secret: Option<SecretString>,
+        key: Option<SigningKey>,
+        assertion: Option<ClientAssertion>,
+        audience: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        match (method, key, assertion) {
+            (AuthMethod::PrivateKeyJwt, Some(_), Some(_)) => Err(ConfigError::KeyAndAssertion),
+            (AuthMethod::PrivateKeyJwt, None, Some(assertion)) => Ok(ClientAuth::Assertion {
+                client_id: client_id.ok_or(ConfigError::NoClientId)?,
+                assertion,
+            }),
+            (method, key, _) => ClientAuth::with(method, client_id, secret, key, audience),
+        }
+    }
+
+    fn with(
         method: AuthMethod,
         client_id: Option<String>,
         secret: Option<SecretString>,
@@ -77,19 +105,31 @@ impl ClientAuth {
         match self {
             ClientAuth::Basic { .. } => AuthMethod::ClientSecretBasic,
             ClientAuth::Post { .. } => AuthMethod::ClientSecretPost,
-            ClientAuth::PrivateKeyJwt { .. } => AuthMethod::PrivateKeyJwt,
+            ClientAuth::PrivateKeyJwt { .. } | ClientAuth::Assertion { .. } => {
+                AuthMethod::PrivateKeyJwt
+            }
             ClientAuth::None { .. } => AuthMethod::None,
+        }
+    }
+
+    /// The platform's client assertion, read now, for the requests of one grant.
+    pub(super) async fn read_assertion(&self) -> Result<Option<SecretString>, OAuth2Error> {
+        match self {
+            ClientAuth::Assertion { assertion, .. } => assertion.read().await.map(Some),
+            _ => Ok(None),
         }
     }
 
     /// Adds the client's credentials to one request: its form, and the `Authorization` header
     /// it returns (`client_secret_basic` only). A client assertion is signed afresh, with a
-    /// new `jti`, for each request.
+    /// new `jti`, for each request; a platform's is `read`, from
+    /// [`read_assertion`](Self::read_assertion).
     pub(super) fn apply<'a>(
         &'a self,
         form: &mut Form,
         secrets: &mut Secrets<'a>,
         token_endpoint: &str,
+        read: Option<&'a SecretString>,
     ) -> Result<Option<HeaderValue>, OAuth2Error> {
         match self {
             ClientAuth::Basic {
@@ -121,12 +161,19 @@ impl ClientAuth {
                 }
                 .sign(key)?;
                 form.pair("client_id", client_id);
-                form.pair(
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                );
+                form.pair("client_assertion_type", JWT_BEARER_ASSERTION);
                 form.pair("client_assertion", &assertion);
                 secrets.push_owned(assertion);
+                Ok(None)
+            }
+            ClientAuth::Assertion { client_id, .. } => {
+                let assertion = read
+                    .expect("the platform's assertion is read before the request is built")
+                    .expose_secret();
+                form.pair("client_id", client_id);
+                form.pair("client_assertion_type", JWT_BEARER_ASSERTION);
+                form.pair("client_assertion", assertion);
+                secrets.push(assertion);
                 Ok(None)
             }
             ClientAuth::None { client_id } => {
@@ -168,6 +215,12 @@ impl fmt::Debug for ClientAuth {
                 .field("client_id", client_id)
                 .field("key", key)
                 .field("audience", audience),
+            ClientAuth::Assertion {
+                client_id,
+                assertion,
+            } => debug
+                .field("client_id", client_id)
+                .field("assertion", assertion),
             ClientAuth::None { client_id } => debug.field("client_id", client_id),
         };
         debug.finish_non_exhaustive()

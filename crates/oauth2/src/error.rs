@@ -126,6 +126,9 @@ pub enum OAuth2Error {
     /// The subject token for a token exchange could not be had (its file could not be read,
     /// the closure failed); the source says why.
     SubjectToken(BoxError),
+    /// The client assertion could not be had (its file could not be read, its variable is
+    /// not set, the closure failed); the source says why.
+    ClientAssertion(BoxError),
     /// A JWT (a `private_key_jwt` client assertion or a JWT-bearer grant's assertion) could
     /// not be signed.
     Signing(KeyError),
@@ -205,6 +208,9 @@ impl fmt::Display for OAuth2Error {
             OAuth2Error::SubjectToken(_) => {
                 f.write_str("the subject token for the token exchange could not be read")
             }
+            OAuth2Error::ClientAssertion(_) => {
+                f.write_str("the client assertion could not be read")
+            }
             OAuth2Error::Signing(_) => f.write_str("signing the JWT assertion failed"),
             OAuth2Error::DpopProof(_) => {
                 f.write_str("the DPoP proof for the token endpoint could not be made")
@@ -223,7 +229,8 @@ impl Error for OAuth2Error {
         match self {
             OAuth2Error::Transport { source, .. }
             | OAuth2Error::Body { source, .. }
-            | OAuth2Error::SubjectToken(source) => Some(&**source),
+            | OAuth2Error::SubjectToken(source)
+            | OAuth2Error::ClientAssertion(source) => Some(&**source),
             // The server answered: the hint holds its answer, or the answer is the source.
             OAuth2Error::Refused {
                 retry_after,
@@ -627,6 +634,15 @@ pub enum ConfigError {
     NoClientSecret(AuthMethod),
     /// `private_key_jwt` needs a private key.
     NoPrivateKey,
+    /// Both a private key and a [`ClientAssertion`](crate::ClientAssertion) were given: the
+    /// client authenticates with one of them.
+    KeyAndAssertion,
+    /// A setting the platform gives in an environment variable is missing: the variable,
+    /// which is unset, empty or not Unicode.
+    Environment(&'static str),
+    /// An Entra ID tenant that cannot be a path segment: not a GUID or domain name (letters,
+    /// digits, `-` and `.`).
+    InvalidTenant,
     /// The token endpoint or the issuer is `http` on a host that is not loopback: the
     /// client's credentials would travel in clear. Use `https`, or, for a test server,
     /// [`allow_cleartext_endpoints`](crate::OAuth2Builder::allow_cleartext_endpoints).
@@ -656,6 +672,15 @@ impl fmt::Display for ConfigError {
             ConfigError::NoClientId => f.write_str("the client authentication needs a client id"),
             ConfigError::NoClientSecret(method) => write!(f, "{method} needs a client secret"),
             ConfigError::NoPrivateKey => f.write_str("private_key_jwt needs a private key"),
+            ConfigError::Environment(name) => {
+                write!(f, "the environment variable {name} is not set")
+            }
+            ConfigError::InvalidTenant => f.write_str(
+                "the tenant is not a GUID or domain name (letters, digits, '-' and '.')",
+            ),
+            ConfigError::KeyAndAssertion => f.write_str(
+                "both a private key and a client assertion: private_key_jwt uses one of them",
+            ),
             ConfigError::ReservedParameter(name) => write!(
                 f,
                 "`{name}` is set by the provider itself; use the builder's own setting"

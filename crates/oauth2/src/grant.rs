@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Map, Value};
 use tower::BoxError;
+use tower_bearer::TokenCache;
 
 use crate::error::OAuth2Error;
 use crate::jose::SigningKey;
+use crate::source::Source;
 
 /// The grant an [`OAuth2`](crate::OAuth2) provider uses for its first token, and again
 /// whenever it has no refresh token (or the server refused the one it had).
@@ -189,29 +191,36 @@ impl fmt::Debug for JwtBearer {
 
 /// Where a token exchange's subject token comes from: read again for each exchange, since
 /// such tokens are short-lived and replaced behind the client's back (a Kubernetes
-/// projected service-account token is rewritten by the kubelet).
+/// projected service-account token is rewritten by the kubelet). Nothing is kept between
+/// exchanges, and nothing is keyed on a file's modification time.
 #[derive(Clone)]
 pub struct SubjectToken {
-    source: SubjectSource,
+    source: Source,
     pub(super) token_type: String,
-}
-
-#[derive(Clone)]
-enum SubjectSource {
-    File(PathBuf),
-    Function(Arc<dyn Fn() -> Result<String, BoxError> + Send + Sync>),
 }
 
 /// RFC 8693's token type for a JWT, the default subject token type.
 const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// RFC 8693's token type for an OAuth 2.0 access token.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 impl SubjectToken {
+    fn new(source: Source, token_type: &str) -> Self {
+        SubjectToken {
+            source,
+            token_type: token_type.to_owned(),
+        }
+    }
+
     /// The contents of a file, read for each exchange, surrounding whitespace trimmed.
     pub fn from_file(path: impl Into<PathBuf>) -> Self {
-        SubjectToken {
-            source: SubjectSource::File(path.into()),
-            token_type: JWT_TOKEN_TYPE.to_owned(),
-        }
+        SubjectToken::new(Source::File(path.into()), JWT_TOKEN_TYPE)
+    }
+
+    /// The value of an environment variable, read for each exchange, surrounding
+    /// whitespace trimmed.
+    pub fn from_env(name: impl Into<String>) -> Self {
+        SubjectToken::new(Source::Env(name.into()), JWT_TOKEN_TYPE)
     }
 
     /// What `token` returns, called for each exchange (on the runtime's thread: keep it
@@ -220,14 +229,31 @@ impl SubjectToken {
     where
         F: Fn() -> Result<String, BoxError> + Send + Sync + 'static,
     {
-        SubjectToken {
-            source: SubjectSource::Function(Arc::new(token)),
-            token_type: JWT_TOKEN_TYPE.to_owned(),
-        }
+        SubjectToken::new(Source::Function(Arc::new(token)), JWT_TOKEN_TYPE)
+    }
+
+    /// The current access token of another cache, for a chained exchange: that cache's own
+    /// refreshes (ahead of expiry, after a refusal) keep the subject valid, and each exchange
+    /// takes the token it holds then. The token type is
+    /// `urn:ietf:params:oauth:token-type:access_token`.
+    ///
+    /// ```
+    /// use tower::service_fn;
+    /// use tower_bearer::{Token, TokenCache, TokenRequest};
+    /// use tower_bearer_oauth2::{Grant, SubjectToken};
+    ///
+    /// // The first hop's tokens, from its own provider (here, a function).
+    /// let upstream = TokenCache::new(service_fn(|_: TokenRequest| async {
+    ///     Token::bearer("upstream-token")
+    /// }));
+    /// let grant = Grant::token_exchange(SubjectToken::from_cache(upstream));
+    /// ```
+    pub fn from_cache(cache: TokenCache) -> Self {
+        SubjectToken::new(Source::Cache(cache), ACCESS_TOKEN_TYPE)
     }
 
     /// The `subject_token_type` (RFC 8693 §3). Default:
-    /// `urn:ietf:params:oauth:token-type:jwt`.
+    /// `urn:ietf:params:oauth:token-type:jwt` (`…:access_token` from a cache).
     pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
         self.token_type = token_type.into();
         self
@@ -235,34 +261,70 @@ impl SubjectToken {
 
     /// The subject token, now.
     pub(super) async fn read(&self) -> Result<SecretString, OAuth2Error> {
-        let token = match &self.source {
-            SubjectSource::File(path) => tokio::fs::read_to_string(path)
-                .await
-                .map_err(|error| OAuth2Error::SubjectToken(error.into()))?,
-            SubjectSource::Function(token) => token().map_err(OAuth2Error::SubjectToken)?,
-        };
-        let token = SecretString::from(token);
-        let trimmed = token.expose_secret().trim();
-        if trimmed.is_empty() {
-            return Err(OAuth2Error::SubjectToken(
-                "the subject token is empty".into(),
-            ));
-        }
-        Ok(if trimmed.len() == token.expose_secret().len() {
-            token
-        } else {
-            SecretString::from(trimmed.to_owned())
-        })
+        self.source.read().await.map_err(OAuth2Error::SubjectToken)
     }
 }
 
 impl fmt::Debug for SubjectToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut debug = f.debug_struct("SubjectToken");
-        match &self.source {
-            SubjectSource::File(path) => debug.field("file", path),
-            SubjectSource::Function(_) => debug.field("function", &".."),
-        };
-        debug.field("token_type", &self.token_type).finish()
+        f.debug_struct("SubjectToken")
+            .field("source", &self.source)
+            .field("token_type", &self.token_type)
+            .finish()
+    }
+}
+
+/// A client assertion the platform makes (RFC 7521 §4.2, sent as `client_assertion` with
+/// `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`): Azure
+/// workload identity's federated token, or any JWT another party signs for the client and
+/// rotates. Read again for every token request, never kept. For an assertion this client
+/// signs itself, give [`OAuth2Builder::private_key`](crate::OAuth2Builder::private_key)
+/// instead.
+#[derive(Clone)]
+pub struct ClientAssertion {
+    pub(super) source: Source,
+}
+
+impl ClientAssertion {
+    /// The contents of a file (`AZURE_FEDERATED_TOKEN_FILE`'s), read for each request,
+    /// surrounding whitespace trimmed.
+    pub fn from_file(path: impl Into<PathBuf>) -> Self {
+        ClientAssertion {
+            source: Source::File(path.into()),
+        }
+    }
+
+    /// The value of an environment variable, read for each request.
+    pub fn from_env(name: impl Into<String>) -> Self {
+        ClientAssertion {
+            source: Source::Env(name.into()),
+        }
+    }
+
+    /// What `assertion` returns, called for each request (on the runtime's thread: keep it
+    /// quick).
+    pub fn from_fn<F>(assertion: F) -> Self
+    where
+        F: Fn() -> Result<String, BoxError> + Send + Sync + 'static,
+    {
+        ClientAssertion {
+            source: Source::Function(Arc::new(assertion)),
+        }
+    }
+
+    /// The assertion, now.
+    pub(super) async fn read(&self) -> Result<SecretString, OAuth2Error> {
+        self.source
+            .read()
+            .await
+            .map_err(OAuth2Error::ClientAssertion)
+    }
+}
+
+impl fmt::Debug for ClientAssertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAssertion")
+            .field("source", &self.source)
+            .finish()
     }
 }

@@ -63,6 +63,12 @@
 //! without one keeps it. With [`Grant::refresh_token`] the refresh token is the grant: a
 //! refused one is a permanent error, and no other grant stands in.
 //!
+//! A credential the platform writes and rotates is read afresh for every token request,
+//! never kept: a token exchange's [`SubjectToken`] (a file, an environment variable, another
+//! cache's access token) and a platform-signed [`ClientAssertion`]
+//! ([`OAuth2Builder::client_assertion`]; [`AzureWorkloadIdentity`] sets one up for Entra ID
+//! from the workload identity webhook's variables).
+//!
 //! The token endpoint is given ([`OAuth2Builder::token_endpoint`]) or discovered from the
 //! issuer ([`OAuth2Builder::issuer`]) on the first call, then kept. Either is `https`, or
 //! `http` on loopback (a test server), or anywhere with
@@ -126,6 +132,7 @@
 mod answer;
 mod assertion;
 mod auth_method;
+mod azure;
 mod builder;
 mod client_auth;
 mod config;
@@ -139,13 +146,15 @@ mod grant_proof;
 pub mod jose;
 mod provider;
 mod request;
+mod source;
 
 pub use auth_method::{AuthMethod, UnknownAuthMethod};
+pub use azure::{AZURE_PUBLIC_CLOUD, AzureWorkloadIdentity};
 pub use builder::{DEFAULT_TIMEOUT, OAuth2Builder};
 pub use error::{
     ConfigError, DiscoveryError, ErrorCode, ErrorResponse, MalformedAnswer, OAuth2Error,
 };
-pub use grant::{Grant, JwtBearer, SubjectToken};
+pub use grant::{ClientAssertion, Grant, JwtBearer, SubjectToken};
 pub use provider::{OAuth2, ResponseFuture};
 
 /// The parsers of token endpoint answers and metadata, for the fuzz targets under `fuzz/`:

@@ -64,9 +64,11 @@ where
     let dpop = config.dpop.as_ref();
     let started = Instant::now();
     let mut nonce_retry = false;
+    // Read once for the grant: a nonce retry sends the same assertion again.
+    let assertion = config.client_auth.read_assertion().await?;
     loop {
         let mut secrets = Secrets::new();
-        let mut request = build::<B>(config, endpoint, &grant, &mut secrets)?;
+        let mut request = build::<B>(config, endpoint, &grant, assertion.as_ref(), &mut secrets)?;
         let proof = dpop::prove(dpop, endpoint, request.headers_mut())?;
         let answer = http_client::send(client, request)
             .await
@@ -113,6 +115,7 @@ fn build<'a, B: RequestBody>(
     config: &'a ProviderConfig,
     endpoint: &TokenEndpoint,
     grant: &'a GrantParams<'a>,
+    assertion: Option<&'a SecretString>,
     secrets: &mut Secrets<'a>,
 ) -> Result<Request<B>, OAuth2Error> {
     let mut form = Form::new();
@@ -146,7 +149,7 @@ fn build<'a, B: RequestBody>(
     }
     let authorization = config
         .client_auth
-        .apply(&mut form, secrets, &endpoint.url)?;
+        .apply(&mut form, secrets, &endpoint.url, assertion)?;
 
     let mut request = Request::new(http_client::body::<B>(form.finish()));
     *request.method_mut() = Method::POST;

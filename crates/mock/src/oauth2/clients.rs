@@ -25,7 +25,21 @@ pub struct MockClient {
     method: AuthMethod,
     secret: Option<SecretString>,
     public_jwk: Option<Value>,
+    /// For a federated client: the issuer and subject its assertions must name.
+    federation: Option<Federation>,
 }
+
+/// A federated identity credential, as Entra ID registers one on an application: tokens an
+/// outside issuer signs (a Kubernetes cluster's service-account tokens) for one subject and
+/// for [`FEDERATED_AUDIENCE`] authenticate the client.
+#[derive(Clone, Debug)]
+struct Federation {
+    issuer: String,
+    subject: String,
+}
+
+/// The `aud` Entra ID expects of a federated token, and the one the mock requires.
+pub const FEDERATED_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 impl MockClient {
     /// A confidential client authenticating with `client_secret_basic`.
@@ -46,6 +60,32 @@ impl MockClient {
             method: AuthMethod::PrivateKeyJwt,
             secret: None,
             public_jwk: Some(public_jwk),
+            federation: None,
+        }
+    }
+
+    /// A client authenticating with a federated credential, as Azure workload identity does:
+    /// a `client_assertion` that `issuer` signed with the key `public_jwk` (a JWK object) for
+    /// `subject` (`system:serviceaccount:<namespace>:<name>`), with `aud`
+    /// [`FEDERATED_AUDIENCE`], and the client's id in `client_id`. Such an assertion is a
+    /// token the platform hands out for an hour or more and the client sends as often as it
+    /// likes: its `jti` is not checked for replay, and its lifetime is not limited to
+    /// minutes.
+    pub fn federated(
+        id: impl Into<String>,
+        issuer: impl Into<String>,
+        subject: impl Into<String>,
+        public_jwk: Value,
+    ) -> Self {
+        MockClient {
+            id: id.into(),
+            method: AuthMethod::PrivateKeyJwt,
+            secret: None,
+            public_jwk: Some(public_jwk),
+            federation: Some(Federation {
+                issuer: issuer.into(),
+                subject: subject.into(),
+            }),
         }
     }
 
@@ -56,6 +96,7 @@ impl MockClient {
             method: AuthMethod::None,
             secret: None,
             public_jwk: None,
+            federation: None,
         }
     }
 
@@ -65,6 +106,7 @@ impl MockClient {
             method,
             secret: Some(SecretString::from(secret)),
             public_jwk: None,
+            federation: None,
         }
     }
 
@@ -89,6 +131,7 @@ impl fmt::Debug for MockClient {
             .field("id", &self.id)
             .field("method", &self.method)
             .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
+            .field("federation", &self.federation)
             .finish_non_exhaustive()
     }
 }
@@ -177,6 +220,17 @@ pub(super) fn authenticate(
                 "unsupported client_assertion_type",
             ));
         }
+        let federated = client_id
+            .and_then(|id| registry.clients.get(id))
+            .and_then(|client| Some((client, client.federation.as_ref()?)));
+        if let Some((client, federation)) = federated {
+            verify_federated(assertion, client, federation)
+                .map_err(|reason| Refusal::invalid_client(format!("client assertion: {reason}")))?;
+            return Ok(Some(Authenticated {
+                client_id: client.id.clone(),
+                method: AuthMethod::PrivateKeyJwt,
+            }));
+        }
         let issuer = jose::UnverifiedJws::decode(assertion)
             .ok()
             .and_then(|jws| {
@@ -260,6 +314,47 @@ fn decode_basic(credentials: &str) -> Option<(String, String)> {
             .unwrap_or_default()
     };
     Some((unescape(id), unescape(secret)))
+}
+
+/// A federated credential's assertion, checked as Entra ID checks one: signed by the
+/// issuer's key, `iss`, `sub` and `aud` as registered, not expired, not issued in the future.
+fn verify_federated(
+    assertion: &str,
+    client: &MockClient,
+    federation: &Federation,
+) -> Result<(), &'static str> {
+    let jwk = client.public_jwk().ok_or("no key registered")?;
+    let (_, claims) = jose::verify(assertion, jwk).map_err(|_| "the signature does not verify")?;
+    let claim = |name: &str| claims.get(name).and_then(Value::as_str);
+    if claim("iss") != Some(federation.issuer.as_str()) {
+        return Err("iss is not the federated credential's issuer");
+    }
+    if claim("sub") != Some(federation.subject.as_str()) {
+        return Err("sub is not the federated credential's subject");
+    }
+    let audience = match claims.get("aud") {
+        Some(Value::String(aud)) => aud == FEDERATED_AUDIENCE,
+        Some(Value::Array(auds)) => auds.iter().any(|aud| aud == FEDERATED_AUDIENCE),
+        _ => false,
+    };
+    if !audience {
+        return Err("aud is not api://AzureADTokenExchange");
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    if claims.get("exp").and_then(Value::as_u64).ok_or("no exp")? <= now {
+        return Err("expired");
+    }
+    if claims
+        .get("iat")
+        .and_then(Value::as_u64)
+        .is_some_and(|iat| iat > now + 60)
+    {
+        return Err("issued in the future");
+    }
+    Ok(())
 }
 
 /// The claims of a JWT assertion (a client assertion or a JWT-bearer grant) if it is signed

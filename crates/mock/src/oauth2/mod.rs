@@ -97,7 +97,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use builder::MockAuthServerBuilder;
-pub use clients::MockClient;
+pub use clients::{FEDERATED_AUDIENCE, MockClient};
 pub use counters::AuthServerCounters;
 pub use counters::DpopRefusals;
 pub use faults::Fault;
@@ -233,6 +233,14 @@ impl MockAuthServer {
     /// The token endpoint's URL, `http://127.0.0.1:PORT/token`.
     pub fn token_endpoint(&self) -> String {
         self.shared.config.token_endpoint.clone()
+    }
+
+    /// The token endpoint at Entra ID's path for `tenant`, `{uri}/{tenant}/oauth2/v2.0/token`,
+    /// where it answers as at [`token_endpoint`](Self::token_endpoint): for a client that
+    /// builds Entra's URL from an authority host (Azure workload identity's
+    /// `AZURE_AUTHORITY_HOST`) pointed at this server.
+    pub fn entra_token_endpoint(&self, tenant: &str) -> String {
+        format!("{}/{tenant}{}", self.uri(), routes::ENTRA_TOKEN_PATH)
     }
 
     /// A snapshot of the counters.

@@ -19,6 +19,17 @@ pub(super) const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server
 pub(super) const OPENID_METADATA: &str = "/.well-known/openid-configuration";
 /// The token endpoint's path.
 pub(super) const TOKEN_PATH: &str = "/token";
+/// What follows the tenant in Entra ID's token endpoint path, `/{tenant}/oauth2/v2.0/token`,
+/// where the token endpoint answers too, for any tenant.
+pub(super) const ENTRA_TOKEN_PATH: &str = "/oauth2/v2.0/token";
+
+/// Whether `path` is the token endpoint's, at its own path or at Entra ID's for a tenant.
+fn is_token_path(path: &str) -> bool {
+    path == TOKEN_PATH
+        || path.strip_suffix(ENTRA_TOKEN_PATH).is_some_and(|tenant| {
+            tenant.len() > 1 && tenant.starts_with('/') && !tenant[1..].contains('/')
+        })
+}
 
 /// Answers one request: the handler the server's connections run.
 pub(super) async fn handle(
@@ -29,10 +40,10 @@ pub(super) async fn handle(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = match path.as_str() {
-        TOKEN_PATH if method == Method::POST => {
+        token if is_token_path(token) && method == Method::POST => {
             token_endpoint::serve(&shared, &mut shutdown, request).await?
         }
-        TOKEN_PATH => method_not_allowed("POST"),
+        token if is_token_path(token) => method_not_allowed("POST"),
         OAUTH_METADATA | OPENID_METADATA if method == Method::GET => metadata(&shared, &path),
         OAUTH_METADATA | OPENID_METADATA => method_not_allowed("GET"),
         api if api == "/api" || api.starts_with("/api/") => {
@@ -108,4 +119,19 @@ fn method_not_allowed(allowed: &'static str) -> Response<MockBody> {
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static(allowed));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_endpoint_answers_at_its_path_and_at_entras_for_a_tenant() {
+        assert!(is_token_path("/token"));
+        assert!(is_token_path("/contoso/oauth2/v2.0/token"));
+        assert!(!is_token_path("/oauth2/v2.0/token"));
+        assert!(!is_token_path("//oauth2/v2.0/token"));
+        assert!(!is_token_path("/a/b/oauth2/v2.0/token"));
+        assert!(!is_token_path("/contoso/oauth2/v2.0/token/"));
+    }
 }
