@@ -30,6 +30,8 @@
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
 pub mod apivideo;
+pub mod azure;
+pub mod gcp;
 pub mod oauth2;
 mod server;
 

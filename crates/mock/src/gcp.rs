@@ -1,0 +1,1 @@
+//! A mock of GCP's metadata server.

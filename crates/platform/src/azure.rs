@@ -1,0 +1,1 @@
+//! Azure managed identity: IMDS, and the App Service / Container Apps identity endpoint.

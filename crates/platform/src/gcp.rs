@@ -1,0 +1,1 @@
+//! GCP's metadata server: a service account's access token.
