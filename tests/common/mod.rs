@@ -24,7 +24,11 @@ pub mod oauth2;
 #[cfg(feature = "server-tests")]
 pub mod oidc_provider;
 #[cfg(feature = "server-tests")]
+pub mod python;
+#[cfg(feature = "server-tests")]
 pub mod redis_server;
+#[cfg(feature = "server-tests")]
+pub mod staged;
 
 pub const HOUR: Duration = Duration::from_secs(3600);
 

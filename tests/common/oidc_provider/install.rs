@@ -1,16 +1,11 @@
 //! Installing the fixture: its npm packages once per lockfile, its scripts once per content,
-//! both under the target directory, never in the repository.
-//!
-//! Each lives in a directory named by the hash of its content and appears there by one atomic
-//! rename of a fully written staging directory. So test binaries running in parallel (and
-//! worktrees sharing a target directory) never see half an install or each other's scripts; if
-//! two install at once, one rename wins and the other's copy is thrown away.
+//! both under the target directory, never in the repository (see [`staged`](crate::common::staged)).
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::common::staged::{hash, publish};
 
 /// The fixture's sources in the repository.
 const SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/oidc-provider");
@@ -100,29 +95,4 @@ fn files(wanted: impl Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> {
         .collect();
     files.sort();
     files
-}
-
-fn hash(files: &[(String, Vec<u8>)]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    files.hash(&mut hasher);
-    hasher.finish()
-}
-
-/// Makes `dir` exist with what `fill` writes, unless it exists already.
-fn publish(dir: &Path, fill: impl FnOnce(&Path)) {
-    if dir.exists() {
-        return;
-    }
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let staging = dir.with_extension(format!("staging-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&staging).expect("a staging directory under the target directory");
-    fill(&staging);
-    if std::fs::rename(&staging, dir).is_err() {
-        // Another test binary published the same content first.
-        assert!(dir.exists(), "could not publish {}", dir.display());
-        let _ = std::fs::remove_dir_all(&staging);
-    }
 }
