@@ -115,7 +115,10 @@ impl TokenCacheBuilder {
     }
 
     /// How long before expiry a background refresh starts, while requests keep using the
-    /// token. Never more than a quarter of the token's lifetime.
+    /// token. Never more than a quarter of the token's lifetime, counted from when it was
+    /// obtained: a source that gives back the token it holds (GCP's metadata server does until
+    /// a few minutes before its expiry) is asked again after three quarters of the life that
+    /// token has left, not at once, and so on until it renews it.
     pub fn refresh_ahead(mut self, window: Duration) -> Self {
         self.settings.windows.refresh_ahead = window;
         self

@@ -254,6 +254,59 @@ async fn a_failed_refresh_ahead_sets_the_next_attempt_to_its_backoffs_end() {
     );
 }
 
+/// A source that gives back the token it holds until shortly before its expiry (GCP's
+/// metadata server does, until five minutes before) causes no refresh loop: each answer with
+/// less life than the refresh-ahead window is used, and its windows, fractions of the life it
+/// has left, open the next attempt three quarters of that later. Each attempt comes closer to
+/// the expiry, so the source's own renewal point is reached after a few, in the background:
+/// no request waits.
+#[tokio::test(start_paused = true)]
+async fn a_source_that_gives_back_its_token_until_near_expiry_is_not_asked_in_a_loop() {
+    let lifetime = Duration::from_secs(60);
+    let renews_before = Duration::from_secs(2);
+    let start = Instant::now();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    // The same token until `renews_before` its expiry, then the next, as GCP's cache does.
+    let refresher = service_fn(move |_: TokenRequest| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let now = Instant::now();
+        let lives = ((now - start).as_nanos() / lifetime.as_nanos()) as u32;
+        let mut n = lives + 1;
+        let mut expiry = start + lifetime * n;
+        if expiry - now <= renews_before {
+            n += 1;
+            expiry += lifetime;
+        }
+        async move { Ok::<_, BoxError>(Token::bearer(format!("t{n}"))?.expires_at(expiry)) }
+    });
+    let cache = TokenCache::builder(refresher)
+        .refresh_ahead(Duration::from_secs(20))
+        .min_validity(Duration::from_secs(1))
+        .refresh_jitter(0.0)
+        .build();
+
+    // A request every 10 ms for two token lifetimes.
+    let mut tokens = std::collections::BTreeSet::new();
+    for _ in 0..12_000 {
+        let token = within(cache.token()).await.unwrap();
+        tokens.insert(token.expose_access_token().to_owned());
+        tokio::time::advance(Duration::from_millis(10)).await;
+    }
+
+    assert_eq!(tokens.len(), 3, "{tokens:?}");
+    // The first token, then per lifetime: given back at 3/4 of it and at 15/16, renewed at
+    // 63/64, the first point inside the source's last 2 s.
+    assert_eq!(calls.load(Ordering::SeqCst), 7);
+    let stats = cache.stats();
+    assert_eq!(stats.refreshes(RefreshReason::Ahead).failed, 0);
+    assert_eq!(
+        stats.refreshes(RefreshReason::Expired).started,
+        0,
+        "a request waited"
+    );
+}
+
 /// A service's `Debug` shows its reader by name, without the token it holds.
 #[tokio::test(start_paused = true)]
 async fn a_reader_shows_its_name_and_nothing_it_holds() {
