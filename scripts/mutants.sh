@@ -61,9 +61,9 @@ suites() {
         # A refresh's span and its outcome's name (traces, metrics).
         src/cache/flight.rs)
             echo "--lib --test middleware --test store --test model --test traces --test metrics" ;;
-        # A refusal in gRPC trailers reaches the cache by its header (tonic).
+        # A refusal in gRPC trailers reaches the cache by its header (tonic_streams).
         src/cache/mod.rs)
-            echo "--features tonic --lib --test middleware --test store --test model --test tonic" ;;
+            echo "--features tonic --lib --test middleware --test store --test model --test tonic --test tonic_streams" ;;
         # What each metric reports, and when.
         src/cache/metrics.rs)
             echo "--lib --test metrics --test middleware" ;;
