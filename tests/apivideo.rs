@@ -235,9 +235,22 @@ async fn a_wrong_api_key_is_rejected_with_the_problem() {
         .await
         .unwrap_err();
 
-    let ApiVideoError::Rejected { problem, url } = &error else {
+    let ApiVideoError::Rejected {
+        problem,
+        url,
+        retry_after,
+    } = &error
+    else {
         panic!("{error:?}");
     };
+    // Not fixed by trying again: the cache waits its longest backoff.
+    assert_eq!(retry_after.delay(), None);
+    let hint = tower_bearer::RetryAfter::find(&error).expect("a hint in the chain");
+    assert_eq!(hint.delay(), None);
+    assert_eq!(
+        tower_bearer::ServerAnswer::find(&error).map(|answer| answer.status()),
+        Some(StatusCode::BAD_REQUEST)
+    );
     assert_eq!(*url, server.uri_for("/auth/api-key").to_string());
     assert_eq!(problem.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -249,6 +262,32 @@ async fn a_wrong_api_key_is_rejected_with_the_problem() {
         Some("https://docs.api.video/reference/authentication-invalid-user-credentials")
     );
     assert!(!describe(&error).contains("not-the-key"));
+}
+
+/// A refused API key is not sent again a second later, nor at every step of the backoff: the
+/// cache waits its longest backoff at once, as for any credential refused for good.
+#[tokio::test]
+async fn a_wrong_api_key_backs_the_cache_off_to_its_longest_wait() {
+    let server = mock().await;
+    let api = ApiVideo::with_base_uri(server.uri(), "not-the-key", http()).unwrap();
+    let cache = tower_bearer::TokenCache::builder(api)
+        .backoff(Duration::from_secs(1), Duration::from_secs(600))
+        .build();
+
+    let error = cache.token().await.unwrap_err();
+
+    assert_eq!(error.kind(), tower_bearer::TokenErrorKind::Refresher);
+    let backing_off = cache.stats().backing_off.expect("backing off");
+    // Drawn between half and all of the longest backoff.
+    assert!(backing_off >= Duration::from_secs(300), "{backing_off:?}");
+    let again = cache.token().await.unwrap_err();
+    assert!(
+        matches!(
+            again.kind(),
+            tower_bearer::TokenErrorKind::BackingOff { .. }
+        ),
+        "{again}"
+    );
 }
 
 // ===== through the middleware =====

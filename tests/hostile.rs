@@ -281,7 +281,7 @@ fn rows() -> Vec<Row> {
                 r#"{"type":"https://docs.api.video/reference/authentication-invalid-user-credentials","title":"The user credentials were incorrect.","name":"","status":400}"#,
             ),
             Error(
-                "Rejected { problem: Problem { status: 400, type_uri: Some(\"https://docs.api.video/reference/authentication-invalid-user-credentials\"), title: Some(\"The user credentials were incorrect.\") }, url: ",
+                "Rejected { retry_after: RetryAfter { permanent: true, source: \"api.video refused the credential\" }, problem: Problem { status: 400, type_uri: Some(\"https://docs.api.video/reference/authentication-invalid-user-credentials\"), title: Some(\"The user credentials were incorrect.\") }, url: ",
             ),
         ),
         row(
@@ -291,7 +291,7 @@ fn rows() -> Vec<Row> {
                 format!(r#"{{"title":"The API key {KEY} is invalid.","status":401}}"#),
             ),
             Error(
-                "Rejected { problem: Problem { status: 401, type_uri: None, title: Some(\"The API key [REDACTED] is invalid.\") }, url: ",
+                "Rejected { retry_after: RetryAfter { permanent: true, source: \"api.video refused the credential\" }, problem: Problem { status: 401, type_uri: None, title: Some(\"The API key [REDACTED] is invalid.\") }, url: ",
             ),
         ),
         row(

@@ -78,11 +78,16 @@ pub enum ApiVideoError {
     /// answer held is used.
     Redirected(Redirected),
     /// api.video refused the API key (400 or 401 from `/auth/api-key`): a wrong key, a key
-    /// for the other environment, or a revoked one. The cache backs off; this is not fixed by
-    /// trying again.
+    /// for the other environment, or a revoked one. This is not fixed by trying again: the
+    /// cache waits its longest backoff before the next login, not its shortest.
     ///
     /// A refused *refresh token* never shows here: the provider logs in with the key instead.
     Rejected {
+        /// [Permanent](RetryAfter::permanent), with the server's answer: how the
+        /// [`TokenCache`](tower_bearer::TokenCache) knows to wait its longest backoff (and
+        /// replicas sharing a store, to wait it together). This error's
+        /// [`source`](Error::source).
+        retry_after: RetryAfter,
         /// The status and the problem document.
         problem: Problem,
         /// The URL asked, without user info or query.
@@ -159,7 +164,7 @@ impl fmt::Display for ApiVideoError {
                 write!(f, "the answer of {url} was longer than {limit} bytes")
             }
             ApiVideoError::Redirected(redirected) => redirected.fmt(f),
-            ApiVideoError::Rejected { problem, url } => {
+            ApiVideoError::Rejected { problem, url, .. } => {
                 write!(f, "{url} refused the API key: {problem}")
             }
             ApiVideoError::RateLimited { problem, url, .. } => {
@@ -182,12 +187,15 @@ impl Error for ApiVideoError {
             ApiVideoError::RateLimited {
                 retry_after: Some(hint),
                 ..
+            }
+            | ApiVideoError::Rejected {
+                retry_after: hint, ..
             } => Some(hint),
             // The server answered (the hint above holds its answer too): replicas sharing a
             // store wait out this failure together.
-            ApiVideoError::Rejected { problem, .. }
-            | ApiVideoError::RateLimited { problem, .. }
-            | ApiVideoError::Status { problem, .. } => Some(&problem.answer),
+            ApiVideoError::RateLimited { problem, .. } | ApiVideoError::Status { problem, .. } => {
+                Some(&problem.answer)
+            }
             ApiVideoError::Malformed { error, .. } => Some(error),
             _ => None,
         }

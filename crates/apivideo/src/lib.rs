@@ -85,7 +85,8 @@
 //!   a token is refreshed at least daily. The lifetime counts from when the request was
 //!   sent, so network delay makes the token expire early, never late.
 //! - 400 or 401 mean the credential was refused: a refresh token leads to the fallback, the
-//!   API key to [`ApiVideoError::Rejected`].
+//!   API key to [`ApiVideoError::Rejected`], a [permanent](tower_bearer::RetryAfter::permanent)
+//!   failure: the cache waits its longest backoff before it logs in again.
 //! - 429 is [`ApiVideoError::RateLimited`]; its `X-RateLimit-Retry-After` (or standard
 //!   `Retry-After`, in seconds, at most 10 minutes) reaches the cache as a
 //!   [`RetryAfter`](tower_bearer::RetryAfter), which waits that long instead of its own backoff.

@@ -90,9 +90,12 @@ pub(super) fn token_from(
     Err(match status {
         // The OpenAPI document says 400, the error reference says 401: both mean the
         // credential was refused.
-        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => {
-            ApiVideoError::Rejected { problem, url }
-        }
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => ApiVideoError::Rejected {
+            retry_after: RetryAfter::permanent("api.video refused the credential")
+                .answered(problem.server_answer().clone()),
+            problem,
+            url,
+        },
         StatusCode::TOO_MANY_REQUESTS => ApiVideoError::RateLimited {
             retry_after: http_client::retry_after(&headers, &RETRY_AFTER_HEADERS).map(|delay| {
                 RetryAfter::new(delay, "api.video asked to wait")
