@@ -1,11 +1,12 @@
 //! The hot path: what one request costs when the token is valid.
 //!
 //! One request (a GET with a path and query, four ordinary headers, an empty body) through an
-//! inner service that answers a ready 200, seven ways: the bare inner service, tower-http's
+//! inner service that answers a ready 200, nine ways: the bare inner service, tower-http's
 //! `AddAuthorization::bearer` (a static header: the floor), the cache a user would write (a
 //! `std::sync::RwLock<Option<(HeaderValue, Instant)>>` read with a clock check per request:
 //! the floor of retry off), `BearerAuth` with retry-on-401 off, `BearerAuth` with its
-//! defaults, tower's `Retry` around `AddAuthorization` (a policy that retries a 401 once: the
+//! defaults, `KeyedAuth` with its defaults (a key function matching the URI's host, one key)
+//! and keyed by origin (the origin's text made for each request), tower's `Retry` around `AddAuthorization` (a policy that retries a 401 once: the
 //! floor of any layer that retries, which copies each request before sending it), and the
 //! naive `Arc<tokio::sync::Mutex<Option<..>>>` cache. Each request is driven by hand (one poll with a no-op waker), so no runtime's
 //! scheduling is in the figure; requests are built outside the timed stretches.
@@ -72,6 +73,14 @@ fn hot_path(c: &mut Criterion) {
             round,
             bearer_defaults(Ok200, &cache),
         );
+        bench(g, r, "keyed", round, keyed(Ok200, &cache));
+        bench(
+            g,
+            r,
+            "keyed_by_origin",
+            round,
+            keyed_by_origin(Ok200, &cache),
+        );
         bench(g, r, "tower_retry", round, tower_retry(Ok200));
         bench(g, r, "naive_mutex", round, naive.layer(Ok200));
     }
@@ -96,9 +105,11 @@ fn hot_path(c: &mut Criterion) {
         let mut lock = rwlock.layer(Ok200);
         let mut retry_off = bearer_retry_off(Ok200, &cache);
         let mut defaults = bearer_defaults(Ok200, &cache);
+        let mut keyed = keyed(Ok200, &cache);
+        let mut by_origin = keyed_by_origin(Ok200, &cache);
         let mut retry = tower_retry(Ok200);
         let mut naive = naive.layer(Ok200);
-        let mut contenders: [Contender<'_>; 7] = [
+        let mut contenders: [Contender<'_>; 9] = [
             ("bare", Box::new(move |n| send_timed(&mut bare, n))),
             (
                 "add_authorization",
@@ -112,6 +123,11 @@ fn hot_path(c: &mut Criterion) {
             (
                 "bearer_defaults",
                 Box::new(move |n| send_timed(&mut defaults, n)),
+            ),
+            ("keyed", Box::new(move |n| send_timed(&mut keyed, n))),
+            (
+                "keyed_by_origin",
+                Box::new(move |n| send_timed(&mut by_origin, n)),
             ),
             ("tower_retry", Box::new(move |n| send_timed(&mut retry, n))),
             ("naive_mutex", Box::new(move |n| send_timed(&mut naive, n))),
@@ -162,6 +178,8 @@ fn profile(variant: &str) {
         "rwlock" => profile_with(rwlock.layer(Ok200)),
         "bearer_retry_off" => profile_with(bearer_retry_off(Ok200, &cache)),
         "bearer_defaults" => profile_with(bearer_defaults(Ok200, &cache)),
+        "keyed" => profile_with(keyed(Ok200, &cache)),
+        "keyed_by_origin" => profile_with(keyed_by_origin(Ok200, &cache)),
         "tower_retry" => profile_with(tower_retry(Ok200)),
         "naive_mutex" => profile_with(naive.layer(Ok200)),
         other => panic!("HOT_PATH_PROFILE={other}: expected one of {VARIANTS:?}"),

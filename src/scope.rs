@@ -249,6 +249,26 @@ pub(crate) fn same_origin(a: &Uri, b: &Uri) -> bool {
         && port(a) == port(b)
 }
 
+/// The origin of `uri`, `scheme://host[:port]` in lower case with the scheme's default port
+/// left out: one text for every URI of one origin. `None` for a URI with no scheme or host.
+pub(crate) fn origin_of(uri: &Uri) -> Option<String> {
+    use std::fmt::Write;
+
+    let (scheme, host) = (uri.scheme()?, uri.host()?);
+    let default = default_port(scheme);
+    let port = uri.port_u16().or(default)?;
+    let mut origin = String::with_capacity(scheme.as_str().len() + 3 + host.len() + 6);
+    origin.push_str(scheme.as_str());
+    origin.push_str("://");
+    origin.push_str(host);
+    origin.make_ascii_lowercase();
+    if Some(port) != default {
+        // Writing to a String cannot fail.
+        let _ = write!(origin, ":{port}");
+    }
+    Some(origin)
+}
+
 fn default_port(scheme: &Scheme) -> Option<u16> {
     if *scheme == Scheme::HTTPS {
         Some(443)

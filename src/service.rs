@@ -8,11 +8,11 @@ use http::{Request, Response};
 use http_body::Body;
 use tower::{BoxError, Layer, Service};
 
-use crate::cache::Reader;
+use crate::cache::{Entry, Reader};
 use crate::engine;
 use crate::future::{RequestSettings, ResponseFuture, Unsent};
 use crate::scope::WithoutSecrets;
-use crate::{BearerAuthLayer, Scope, TokenCache};
+use crate::{BearerAuthLayer, ReplayBody, Scope, TokenCache};
 
 /// Middleware that authenticates requests with the [`TokenCache`]'s bearer token.
 ///
@@ -122,7 +122,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         if !self.scope.allows(request.uri()) {
             self.settings
                 .rules
@@ -130,38 +130,52 @@ where
                 .count_out_of_scope(&WithoutSecrets(request.uri()));
             return ResponseFuture::passthrough(&mut self.inner, request);
         }
-        let rules = &self.settings.rules;
-        let cache = &rules.cache;
-        if let Some(entry) = cache.entry_as_is(&mut self.reader) {
-            return match engine::attach(rules, entry, &mut request) {
-                Ok(Some(attempts)) => {
-                    ResponseFuture::send(&mut self.inner, request, attempts, &self.settings)
-                }
-                // The caller's own `Authorization` goes through as it came.
-                Ok(None) => ResponseFuture::passthrough(&mut self.inner, request),
-                Err(error) => ResponseFuture::failed(error),
-            };
-        }
-        if request.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::passthrough(&mut self.inner, request);
-        }
-        // The request must wait for a token: it takes the service that was driven ready
-        // with it, and leaves a clone to be driven ready for the next call.
-        let clone = self.inner.clone();
-        let service = mem::replace(&mut self.inner, clone);
-        let token = cache.acquire().into_future();
-        ResponseFuture::waiting(
-            token,
-            Unsent {
-                request,
-                service,
-                settings: self.settings.clone(),
-            },
-        )
+        let entry = self.settings.rules.cache.entry_as_is(&mut self.reader);
+        send_in_scope(&mut self.inner, entry, &self.settings, request)
     }
 }
 
-use inner_service::TakesReplayBody;
+/// A request in its token's scope, sent with `entry` (the current token, if a request may
+/// send it as it is) or after waiting for one: the one way a request gets its token, for a
+/// layer of one token and for one of many keys.
+#[inline]
+pub(crate) fn send_in_scope<S, B, ResBody>(
+    inner: &mut S,
+    entry: Option<&Entry>,
+    settings: &RequestSettings,
+    mut request: Request<B>,
+) -> ResponseFuture<S, B, ResBody>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
+    B: Body,
+{
+    if let Some(entry) = entry {
+        return match engine::attach(&settings.rules, entry, &mut request) {
+            Ok(Some(attempts)) => ResponseFuture::send(inner, request, attempts, settings),
+            // The caller's own `Authorization` goes through as it came.
+            Ok(None) => ResponseFuture::passthrough(inner, request),
+            Err(error) => ResponseFuture::failed(error),
+        };
+    }
+    if request.headers().contains_key(AUTHORIZATION) {
+        return ResponseFuture::passthrough(inner, request);
+    }
+    // The request must wait for a token: it takes the service that was driven ready with it,
+    // and leaves a clone to be driven ready for the next call.
+    let clone = inner.clone();
+    let service = mem::replace(inner, clone);
+    let token = settings.rules.cache.acquire().into_future();
+    ResponseFuture::waiting(
+        token,
+        Unsent {
+            request,
+            service,
+            settings: settings.clone(),
+        },
+    )
+}
+
+pub(crate) use inner_service::TakesReplayBody;
 
 /// The bound on [`BearerAuth`]'s inner service, written for rustc's messages.
 ///

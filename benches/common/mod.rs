@@ -17,7 +17,9 @@ use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, HOST, USER_AGENT};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
 use tower::{BoxError, Layer, Service, service_fn};
-use tower_bearer::{BearerAuth, BearerAuthLayer, Scope, Token, TokenCache, TokenRequest};
+use tower_bearer::{
+    BearerAuth, BearerAuthLayer, KeyedAuth, KeyedAuthLayer, Scope, Token, TokenCache, TokenRequest,
+};
 use tower_http::auth::AddAuthorization;
 
 /// The request every variant sends: a GET with a path and query, four ordinary headers (set
@@ -92,12 +94,14 @@ impl<B> Service<Request<B>> for Ok200 {
 // ===== the stacks =====
 
 /// The variants compared, in the order they are reported.
-pub const VARIANTS: [&str; 7] = [
+pub const VARIANTS: [&str; 9] = [
     "bare",
     "add_authorization",
     "rwlock",
     "bearer_retry_off",
     "bearer_defaults",
+    "keyed",
+    "keyed_by_origin",
     "tower_retry",
     "naive_mutex",
 ];
@@ -170,6 +174,32 @@ pub fn bearer_retry_off<S>(inner: S, cache: &TokenCache) -> BearerAuth<S> {
 
 pub fn bearer_defaults<S>(inner: S, cache: &TokenCache) -> BearerAuth<S> {
     BearerAuthLayer::from_cache(cache.clone(), Scope::any()).layer(inner)
+}
+
+/// The APIs a keyed layer's requests go to, as a user's key function would name them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    Videos,
+}
+
+/// [`KeyedAuthLayer`] with its defaults, one key (the API, read from the URI's host), whose
+/// cache is `cache`: what choosing the token per request adds to `bearer_defaults`.
+pub fn keyed<S>(inner: S, cache: &TokenCache) -> KeyedAuth<S, Api> {
+    let cache = cache.clone();
+    KeyedAuthLayer::new(
+        |request| match request.uri().host() {
+            Some("ws.api.video") => Some(Api::Videos),
+            _ => None,
+        },
+        move |_: &Api| Ok((cache.clone(), Scope::any())),
+    )
+    .layer(inner)
+}
+
+/// [`KeyedAuthLayer::by_origin`], whose key is the origin's text, made for every request.
+pub fn keyed_by_origin<S>(inner: S, cache: &TokenCache) -> KeyedAuth<S, String> {
+    let cache = cache.clone();
+    KeyedAuthLayer::by_origin(move |_| Ok(cache.clone())).layer(inner)
 }
 
 /// tower's `Retry` around `AddAuthorization`, with a policy that sends a request refused with

@@ -54,6 +54,16 @@ impl TokenCache {
         self.as_is(entry).then_some(&**entry)
     }
 
+    /// The current entry, if a request may send it as it is, held for one request: for a
+    /// service that keeps no [`Reader`] of this cache (a layer of many keys, each its own
+    /// cache). Starts the background refresh as [`entry_as_is`](Self::entry_as_is) does.
+    #[inline]
+    pub(crate) fn load_as_is(&self) -> Option<arc_swap::Guard<Option<Arc<Entry>>>> {
+        let entry = self.shared.current.load();
+        let usable = entry.as_ref().is_some_and(|e| self.as_is(e));
+        usable.then_some(entry)
+    }
+
     /// The current entry, if a request may send it as it is.
     pub(crate) fn current_as_is(&self) -> Option<Arc<Entry>> {
         self.shared.current.load_full().filter(|e| self.as_is(e))

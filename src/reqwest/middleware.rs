@@ -118,17 +118,6 @@ impl BearerAuthMiddleware {
     pub fn cache(&self) -> &TokenCache {
         &self.rules.cache
     }
-
-    /// Whether the token goes to `url`: the scope's decision, from the URL's parts.
-    #[inline]
-    fn allows(&self, url: &Url) -> bool {
-        self.scope.allows_origin(
-            url.scheme(),
-            url.host_str(),
-            url.port_or_known_default(),
-            || url.as_str().parse().ok(),
-        )
-    }
 }
 
 impl From<&BearerAuthLayer> for BearerAuthMiddleware {
@@ -155,56 +144,80 @@ impl From<BearerAuthLayer> for BearerAuthMiddleware {
 impl Middleware for BearerAuthMiddleware {
     async fn handle(
         &self,
-        mut request: Request,
+        request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if !self.allows(request.url()) {
+        if !allows(&self.scope, request.url()) {
             self.rules
                 .cache
                 .count_out_of_scope(&UrlWithoutSecrets(request.url()));
             return next.run(request, extensions).await;
         }
-        let cache = &self.rules.cache;
-        let entry = match cache.current_as_is() {
-            Some(entry) => entry,
-            None if request.headers().contains_key(AUTHORIZATION) => {
-                return next.run(request, extensions).await;
-            }
-            None => cache.acquire().into_future().await.map_err(not_sent)?,
-        };
-        let attached = engine::attach(&self.rules, &entry, &mut request).map_err(proof_failed)?;
-        drop(entry);
-        let Some(mut attempts) = attached else {
-            // The caller's own `Authorization` goes through as it came.
-            return next.run(request, extensions).await;
-        };
-        let saved = if self.retry {
-            Saved::save(&mut request, attempts.proof_header())
-        } else {
-            None
-        };
-        let kept = match saved {
-            Some(saved) => Kept::Copy(saved),
-            None => Kept::Url(request.url().clone()),
-        };
-        let response = next.clone().run(request, extensions).await?;
+        send_in_scope(&self.rules, self.retry, request, extensions, next).await
+    }
+}
 
-        let from_origin_sent_to = same_origin(kept.url(), response.url());
-        let (status, headers) = (response.status(), response.headers());
-        match attempts.judge(&self.rules, status, headers, from_origin_sent_to) {
-            engine::Next::Done => Ok(response),
-            // Boxed: few requests come here, and its state would make every request's future
-            // larger.
-            decision => {
-                let refused = Refused {
-                    response,
-                    decision,
-                    kept,
-                    attempts,
-                };
-                Box::pin(self.send_again(refused, extensions, next)).await
-            }
+/// Whether the token goes to `url`: the scope's decision, from the URL's parts.
+#[inline]
+pub(super) fn allows(scope: &Scope, url: &Url) -> bool {
+    scope.allows_origin(
+        url.scheme(),
+        url.host_str(),
+        url.port_or_known_default(),
+        || url.as_str().parse().ok(),
+    )
+}
+
+/// A request in its token's scope, sent with the token and judged (and sent again after a
+/// refusal, with `retry`): the one way a reqwest request gets its token, for a middleware of
+/// one token and for one of many keys.
+pub(super) async fn send_in_scope(
+    rules: &Rules,
+    retry: bool,
+    mut request: Request,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> reqwest_middleware::Result<Response> {
+    let cache = &rules.cache;
+    let entry = match cache.current_as_is() {
+        Some(entry) => entry,
+        None if request.headers().contains_key(AUTHORIZATION) => {
+            return next.run(request, extensions).await;
+        }
+        None => cache.acquire().into_future().await.map_err(not_sent)?,
+    };
+    let attached = engine::attach(rules, &entry, &mut request).map_err(proof_failed)?;
+    drop(entry);
+    let Some(mut attempts) = attached else {
+        // The caller's own `Authorization` goes through as it came.
+        return next.run(request, extensions).await;
+    };
+    let saved = if retry {
+        Saved::save(&mut request, attempts.proof_header())
+    } else {
+        None
+    };
+    let kept = match saved {
+        Some(saved) => Kept::Copy(saved),
+        None => Kept::Url(request.url().clone()),
+    };
+    let response = next.clone().run(request, extensions).await?;
+
+    let from_origin_sent_to = same_origin(kept.url(), response.url());
+    let (status, headers) = (response.status(), response.headers());
+    match attempts.judge(rules, status, headers, from_origin_sent_to) {
+        engine::Next::Done => Ok(response),
+        // Boxed: few requests come here, and its state would make every request's future
+        // larger.
+        decision => {
+            let refused = Refused {
+                response,
+                decision,
+                kept,
+                attempts,
+            };
+            Box::pin(send_again(rules, refused, extensions, next)).await
         }
     }
 }
@@ -217,53 +230,51 @@ struct Refused {
     attempts: Attempts,
 }
 
-impl BearerAuthMiddleware {
-    /// Sends the request a second time if there is a copy to send, with the replacement
-    /// token or a new proof, as the engine decided; the second answer goes back whatever it is.
-    async fn send_again(
-        &self,
-        refused: Refused,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let Refused {
-            response,
-            decision,
-            kept,
-            mut attempts,
-        } = refused;
-        // Without a copy, a refusal still replaced the token for the requests that follow;
-        // this one gets its answer.
-        let Some(mut retry) = kept.into_copy().and_then(Saved::restore) else {
-            return Ok(response);
-        };
-        match decision {
-            engine::Next::Replace(Acquire::Failed(error)) => return Err(not_sent(error)),
-            engine::Next::Replace(acquire) => {
-                let refused = http::Response::from(response).into_body();
-                let entry = Replacement::new(acquire, refused).await.map_err(not_sent)?;
-                attempts
-                    .attach_replacement(&self.rules, &entry, &mut retry)
-                    .map_err(proof_failed)?;
-            }
-            engine::Next::ProveAgain => attempts
-                .prove_again(&self.rules, &mut retry)
-                .map_err(proof_failed)?,
-            engine::Next::Done => return Ok(response),
+/// Sends the request a second time if there is a copy to send, with the replacement token or
+/// a new proof, as the engine decided; the second answer goes back whatever it is.
+async fn send_again(
+    rules: &Rules,
+    refused: Refused,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> reqwest_middleware::Result<Response> {
+    let Refused {
+        response,
+        decision,
+        kept,
+        mut attempts,
+    } = refused;
+    // Without a copy, a refusal still replaced the token for the requests that follow; this
+    // one gets its answer.
+    let Some(mut retry) = kept.into_copy().and_then(Saved::restore) else {
+        return Ok(response);
+    };
+    match decision {
+        engine::Next::Replace(Acquire::Failed(error)) => return Err(not_sent(error)),
+        engine::Next::Replace(acquire) => {
+            let refused = http::Response::from(response).into_body();
+            let entry = Replacement::new(acquire, refused).await.map_err(not_sent)?;
+            attempts
+                .attach_replacement(rules, &entry, &mut retry)
+                .map_err(proof_failed)?;
         }
-        let sent_to = retry.url().clone();
-        let response = next.run(retry, extensions).await?;
-        // A refusal of the second attempt still tells the cache, so that the requests that
-        // follow get a new token.
-        let from_origin_sent_to = same_origin(&sent_to, response.url());
-        let _ = attempts.judge(
-            &self.rules,
-            response.status(),
-            response.headers(),
-            from_origin_sent_to,
-        );
-        Ok(response)
+        engine::Next::ProveAgain => attempts
+            .prove_again(rules, &mut retry)
+            .map_err(proof_failed)?,
+        engine::Next::Done => return Ok(response),
     }
+    let sent_to = retry.url().clone();
+    let response = next.run(retry, extensions).await?;
+    // A refusal of the second attempt still tells the cache, so that the requests that
+    // follow get a new token.
+    let from_origin_sent_to = same_origin(&sent_to, response.url());
+    let _ = attempts.judge(
+        rules,
+        response.status(),
+        response.headers(),
+        from_origin_sent_to,
+    );
+    Ok(response)
 }
 
 impl Head for Request {
@@ -343,7 +354,7 @@ impl Saved {
 
 /// A URL as a log may show it: scheme, host, port and path, without the userinfo and the
 /// query, which may carry credentials.
-struct UrlWithoutSecrets<'a>(&'a Url);
+pub(super) struct UrlWithoutSecrets<'a>(pub(super) &'a Url);
 
 impl std::fmt::Display for UrlWithoutSecrets<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

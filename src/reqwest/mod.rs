@@ -119,6 +119,8 @@
 //! on here: the application's own choice of TLS, HTTP/2 and proxies applies. reqwest 0.13
 //! needs Rust 1.85, this crate's minimum.
 
+mod keyed;
 mod middleware;
 
+pub use keyed::KeyedAuthMiddleware;
 pub use middleware::BearerAuthMiddleware;
