@@ -16,7 +16,8 @@ use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Redirected, Seconds, Se
 /// No token appears in it: not in `Display`, not in `Debug`, not in any error of its
 /// [`source`](Error::source) chain. The request carries no secret (the platform vouches for
 /// the caller), so the server's text in [`Status`](Self::Status) is kept as it came, trimmed of
-/// control characters and cut at 200 characters.
+/// control characters, cut at 200 characters, and with anything shaped like a Google access
+/// token (`ya29.…`) replaced by `[REDACTED]`.
 ///
 /// The error is the last attempt's: the provider retries what Google's libraries retry
 /// (see [the module documentation](super#retries)) before it gives up.

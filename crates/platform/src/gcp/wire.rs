@@ -110,11 +110,18 @@ pub(super) fn token_from(answer: Answer, uri: &Uri, account: &str) -> Result<Tok
         }
         _ => None,
     };
-    // The request carries no secret: the text is only cleaned and cut.
+    // The request carries no secret; but a server (or a proxy) that put a token in an error
+    // would have it printed with the error, so anything shaped like one goes.
     let message = body
         .ok()
         .and_then(|body| String::from_utf8(body.to_vec()).ok())
-        .map(|text| http_client::server_text(text.trim(), &Secrets::new(), MAX_TEXT))
+        .map(|text| {
+            without_tokens(&http_client::server_text(
+                text.trim(),
+                &Secrets::new(),
+                MAX_TEXT,
+            ))
+        })
         .filter(|text| !text.is_empty());
     Err(MetadataError::Status {
         status,
@@ -123,6 +130,25 @@ pub(super) fn token_from(answer: Answer, uri: &Uri, account: &str) -> Result<Tok
         answer,
         url,
     })
+}
+
+/// `text` with every Google access token in it (`ya29.` and what follows, up to a character
+/// no token has) replaced by `[REDACTED]`.
+fn without_tokens(text: &str) -> String {
+    const PREFIX: &str = "ya29.";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(PREFIX) {
+        out.push_str(&rest[..at]);
+        out.push_str("[REDACTED]");
+        let token = &rest[at..];
+        let end = token
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "._-~+/=".contains(c)))
+            .unwrap_or(token.len());
+        rest = &token[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The token answer, `{"access_token","expires_in","token_type":"Bearer"}`, read as every
@@ -283,6 +309,15 @@ mod tests {
                 "{error:?}"
             );
         }
+    }
+
+    #[test]
+    fn tokens_in_a_servers_text_are_redacted() {
+        assert_eq!(
+            without_tokens("bad ya29.a0-b_c.d~e+f/g= here; ya29.x"),
+            "bad [REDACTED] here; [REDACTED]"
+        );
+        assert_eq!(without_tokens("no token"), "no token");
     }
 
     #[test]
