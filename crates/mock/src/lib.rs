@@ -7,6 +7,9 @@
 //!   checks its tokens and proofs.
 //! - [`apivideo::MockServer`]: api.video's auth endpoints and `/videos`, with faults to
 //!   inject (slow, failing or malformed answers, revocations).
+//! - [`gcp::MockMetadataServer`]: GCP's metadata server, handing out service account tokens
+//!   as GCP's cache does (the same token until minutes before its expiry), with faults to
+//!   inject.
 //! - [`dpop::ProofVerifier`]: checks DPoP proofs as a server does (RFC 9449 §4.3), for an API
 //!   of your own in a test.
 //!

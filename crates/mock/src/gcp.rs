@@ -1,1 +1,0 @@
-//! A mock of GCP's metadata server.

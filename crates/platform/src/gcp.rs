@@ -1,1 +1,0 @@
-//! GCP's metadata server: a service account's access token.
