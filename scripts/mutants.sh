@@ -46,6 +46,9 @@ suites() {
         # tests) would only add minutes to every mutant.
         src/engine.rs)
             echo "--test middleware --test dpop_layer --test origins --test metrics" ;;
+        # Many tokens behind one layer: its keys, eviction, and the reqwest middleware.
+        src/keyed.rs | src/reqwest/keyed.rs)
+            echo "--test keyed" ;;
         # The saved head's URI tells which origin answered a redirect followed below the layer.
         src/head.rs)
             echo "--lib --test origins" ;;
