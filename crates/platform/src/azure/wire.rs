@@ -16,8 +16,8 @@ use tower_bearer_provider::{self as http_client, Answer, ExpiresIn, Members, Req
 use tower_bearer_provider::{Secrets, shown_url};
 
 /// IMDS refuses a request without it (so that a server-side request forgery, which cannot set
-/// headers, cannot read tokens). MSAL sends it to the App Service endpoint too, which ignores
-/// it and Azure Automation's needs it.
+/// headers, cannot read tokens). MSAL sends it to the App Service endpoint too: App Service
+/// ignores it, Azure Automation's endpoint needs it.
 const METADATA: HeaderName = HeaderName::from_static("metadata");
 
 /// The App Service endpoint's secret header, `IDENTITY_HEADER`'s value.
