@@ -10,6 +10,8 @@
 //! - [`gcp::MockMetadataServer`]: GCP's metadata server, handing out service account tokens
 //!   as GCP's cache does (the same token until minutes before its expiry), with faults to
 //!   inject.
+//! - [`azure::MockManagedIdentity`]: Azure managed identity's IMDS and App Service
+//!   endpoints, with faults to inject.
 //! - [`dpop::ProofVerifier`]: checks DPoP proofs as a server does (RFC 9449 §4.3), for an API
 //!   of your own in a test.
 //!
