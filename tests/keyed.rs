@@ -246,6 +246,96 @@ async fn past_max_keys_the_key_used_least_recently_is_forgotten() {
     assert_eq!(world.calls("initech"), 1);
 }
 
+/// Which keys a fresh layer of `max_keys` holds after requests for `tenants`, in order. Each
+/// layer's map iterates in an order of its own, so a tie between keys, which only a wrong
+/// order of last uses makes, shows as an answer that changes from one layer to the next.
+async fn held_after(max_keys: usize, tenants: &[&str]) -> Vec<String> {
+    let world = World::default();
+    let layer = world.by_tenant(Duration::ZERO).max_keys(max_keys);
+    let service = layer.layer(world.api());
+    for tenant in tenants {
+        send(service.clone(), for_tenant(tenant)).await;
+    }
+    let mut held: Vec<String> = ["a", "b", "c", "d", "e"]
+        .into_iter()
+        .filter(|t| layer.cache(&(*t).to_owned()).is_some())
+        .map(str::to_owned)
+        .collect();
+    held.sort();
+    held
+}
+
+/// The key evicted is the one used least recently, whatever order each layer's map keeps:
+/// a key used since the last add outranks one only added, and one added outranks every key
+/// whose last use came before it.
+#[tokio::test(start_paused = true)]
+async fn the_key_used_least_recently_is_evicted_in_every_layer() {
+    for _ in 0..16 {
+        // b was added after a, then a was used: b goes.
+        assert_eq!(held_after(2, &["a", "b", "a", "c"]).await, ["a", "c"]);
+        // a and b used after c was added: c, only added, goes.
+        assert_eq!(
+            held_after(3, &["a", "b", "c", "a", "b", "d"]).await,
+            ["a", "b", "d"]
+        );
+        // c was added after a's last use: a goes.
+        assert_eq!(held_after(2, &["a", "b", "b", "c", "d"]).await, ["c", "d"]);
+    }
+}
+
+/// The key function reads the request's method, URI, headers and extensions.
+#[tokio::test(start_paused = true)]
+async fn a_key_function_reads_the_method_uri_headers_and_extensions() {
+    #[derive(Clone)]
+    struct Audience(&'static str);
+
+    let world = World::default();
+    let caches = world.clone();
+    let layer = KeyedAuthLayer::new(
+        |request| {
+            let audience = request.extensions().get::<Audience>()?.0;
+            let tenant = request.headers().get("x-tenant")?.to_str().ok()?;
+            Some(format!(
+                "{}-{}-{audience}-{tenant}",
+                request.method(),
+                request.uri().path()
+            ))
+        },
+        move |key: &String| Ok((caches.cache(key, Duration::ZERO), Scope::origin(API)?)),
+    );
+    let service = layer.layer(world.api());
+
+    let mut request = Request::post(format!("{API}/v1/items"))
+        .header("x-tenant", "acme")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request.extensions_mut().insert(Audience("billing"));
+    assert_eq!(
+        send(service.clone(), request).await.1,
+        "Bearer POST-/v1/items-billing-acme.1"
+    );
+    // Without the extension, no key: no token.
+    assert_eq!(send(service, for_tenant("acme")).await.1, "-");
+}
+
+/// The layer's service is ready when its inner service is, and not before.
+#[tokio::test]
+async fn the_service_is_ready_when_its_inner_service_is() {
+    let world = World::default();
+    let (inner, mut handle) =
+        tower_test::mock::pair::<Request<ReplayBody<Full<Bytes>>>, Response<Full<Bytes>>>();
+    handle.allow(0);
+    let mut service = world.by_tenant(Duration::ZERO).layer(inner);
+
+    let mut ready = tokio_test::task::spawn(std::future::poll_fn(|cx| {
+        Service::<Request<Full<Bytes>>>::poll_ready(&mut service, cx)
+    }));
+    assert!(ready.poll().is_pending());
+    handle.allow(1);
+    assert!(ready.is_woken());
+    assert!(ready.poll().is_ready());
+}
+
 /// A key forgotten while its first refresh is in flight: the refresh goes on, and the request
 /// waiting for it is sent with its token.
 #[tokio::test(start_paused = true)]
@@ -390,6 +480,11 @@ async fn the_reqwest_middleware_shares_the_layers_keys() {
     let layer = KeyedAuthLayer::by_origin(move |origin| Ok(caches.cache(origin, Duration::ZERO)));
     let tower_client = layer.layer(world.api());
     let middleware = KeyedAuthMiddleware::from(&layer);
+    assert!(
+        format!("{middleware:?}")
+            .starts_with("KeyedAuthMiddleware { keys: Keys { held: 0, max_keys: 64"),
+        "{middleware:?}"
+    );
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(middleware.clone())
         .build();
