@@ -122,37 +122,54 @@ impl StoreLink {
         F: FnOnce(TokenRequest) -> RefreshFuture,
         B: FnOnce(&BoxError, u32) -> Backoff,
     {
+        // A store call that fails (an outage, a timeout) hands the refresh to this replica
+        // alone: whatever step it failed at, the refresher is called as without a store.
+        match self
+            .through_store(reason, previous.as_ref(), good_enough)
+            .await
+        {
+            Ok(Shared::Taken(got)) => got,
+            Ok(Shared::Leased {
+                lease,
+                shared,
+                failure,
+            }) => {
+                self.refresh_leased(lease, reason, previous, shared, failure, refresher, backoff)
+                    .await
+            }
+            Err(_) => {
+                self.refresh_without_store(reason, previous, refresher)
+                    .await
+            }
+        }
+    }
+
+    /// The store's part of a refresh: a token to adopt, the fleet's failure to wait out, or the
+    /// lease to refresh under; waits while another replica holds the lease.
+    async fn through_store<U>(
+        &self,
+        reason: RefreshReason,
+        previous: Option<&Token>,
+        good_enough: U,
+    ) -> Result<Shared, StoreError>
+    where
+        U: Fn(&SharedToken) -> bool,
+    {
         // Subscribed before the first load, so no publish after it goes unnoticed.
         let mut notes = self.store.notifications();
         let adoptable = |shared: &SharedToken| {
-            let newer = previous
-                .as_ref()
-                .is_none_or(|p| p.authorization() != shared.token.authorization());
+            let newer = previous.is_none_or(|p| p.authorization() != shared.token.authorization());
             newer && good_enough(shared)
         };
         let mut waited = false;
         loop {
-            let shared = match self.call(self.store.load()).await {
-                Ok(shared) => shared,
-                Err(_) => {
-                    return self
-                        .refresh_without_store(reason, previous, refresher)
-                        .await;
-                }
-            };
+            let shared = self.call(self.store.load()).await?;
             StoreCounters::add(&self.counters.loads);
             if let Some(shared) = shared.as_ref().filter(|s| adoptable(s)) {
-                return Ok(self.adopt(shared));
+                return Ok(Shared::Taken(Ok(self.adopt(shared))));
             }
             // Read where a refresher call would follow, never on the hot path.
-            let failure = match self.call(self.store.load_failure()).await {
-                Ok(failure) => failure,
-                Err(_) => {
-                    return self
-                        .refresh_without_store(reason, previous, refresher)
-                        .await;
-                }
-            };
+            let failure = self.call(self.store.load_failure()).await?;
             if let Some(failure) = failure.as_ref().filter(|f| in_force(f, Instant::now())) {
                 StoreCounters::add(&self.counters.failures_adopted);
                 self.metrics.store("failure_adopted");
@@ -162,60 +179,45 @@ impl StoreLink {
                     consecutive = failure.consecutive,
                     "another replica's refresh failed; waiting out its backoff"
                 );
-                return Err(Failed::Shared(failure.clone()));
+                return Ok(Shared::Taken(Err(Failed::Shared(failure.clone()))));
             }
-            match self
+            if self
                 .call(self.store.try_lease(&self.owner, self.lease))
-                .await
+                .await?
             {
-                Err(_) => {
-                    return self
-                        .refresh_without_store(reason, previous, refresher)
-                        .await;
+                StoreCounters::add(&self.counters.leases_won);
+                self.metrics.store("lease_won");
+                tracing::debug!(
+                    reason = reason.as_str(),
+                    "took the refresh lease; this replica refreshes for all"
+                );
+                let lease = Lease(Some((self.store.clone(), self.owner.clone())));
+                // Someone may have published between the load and the lease. (A failed load
+                // drops the lease, which lets it go.)
+                let shared = self.call(self.store.load()).await?;
+                StoreCounters::add(&self.counters.loads);
+                if let Some(shared) = shared.as_ref().filter(|s| adoptable(s)) {
+                    let got = self.adopt(shared);
+                    self.release(lease).await;
+                    return Ok(Shared::Taken(Ok(got)));
                 }
-                Ok(true) => {
-                    StoreCounters::add(&self.counters.leases_won);
-                    self.metrics.store("lease_won");
-                    tracing::debug!(
-                        reason = reason.as_str(),
-                        "took the refresh lease; this replica refreshes for all"
-                    );
-                    let lease = Lease(Some((self.store.clone(), self.owner.clone())));
-                    // Someone may have published between the load and the lease.
-                    let shared = match self.call(self.store.load()).await {
-                        Ok(shared) => shared,
-                        Err(_) => {
-                            return self
-                                .refresh_without_store(reason, previous, refresher)
-                                .await;
-                        }
-                    };
-                    StoreCounters::add(&self.counters.loads);
-                    if let Some(shared) = shared.as_ref().filter(|s| adoptable(s)) {
-                        let got = self.adopt(shared);
-                        self.release(lease).await;
-                        return Ok(got);
-                    }
-                    return self
-                        .refresh_leased(
-                            lease, reason, previous, shared, failure, refresher, backoff,
-                        )
-                        .await;
-                }
-                Ok(false) => {
-                    if !waited {
-                        waited = true;
-                        StoreCounters::add(&self.counters.leases_lost);
-                        self.metrics.store("lease_lost");
-                        tracing::debug!(
-                            reason = reason.as_str(),
-                            "another replica holds the refresh lease; waiting for its token"
-                        );
-                    }
-                    // A notification, or the poll interval, whichever comes first.
-                    let _ = tokio::time::timeout(self.poll, notes.notified()).await;
-                }
+                return Ok(Shared::Leased {
+                    lease,
+                    shared,
+                    failure,
+                });
             }
+            if !waited {
+                waited = true;
+                StoreCounters::add(&self.counters.leases_lost);
+                self.metrics.store("lease_lost");
+                tracing::debug!(
+                    reason = reason.as_str(),
+                    "another replica holds the refresh lease; waiting for its token"
+                );
+            }
+            // A notification, or the poll interval, whichever comes first.
+            let _ = tokio::time::timeout(self.poll, notes.notified()).await;
         }
     }
 
@@ -403,6 +405,19 @@ impl fmt::Debug for StoreLink {
 /// Whether the replicas still wait for `failure` at `now`.
 fn in_force(failure: &SharedFailure, now: Instant) -> bool {
     failure.retry_in(now).is_some()
+}
+
+/// What the store decided of a refresh.
+enum Shared {
+    /// The refresh is over: a token adopted, or the fleet's failure to wait out.
+    Taken(Result<Refreshed, Failed>),
+    /// This replica holds the lease, and calls the refresher for all, replacing `shared` (the
+    /// store's token, if any); `failure` is the fleet's last, which its backoff grows from.
+    Leased {
+        lease: Lease,
+        shared: Option<SharedToken>,
+        failure: Option<SharedFailure>,
+    },
 }
 
 /// A lease held; if the refresh is dropped before releasing it (a timeout, a runtime shutting
