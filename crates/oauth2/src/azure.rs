@@ -208,6 +208,18 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_names_every_setting() {
+        let identity = from_vars(vars(&SET)).unwrap();
+        assert_eq!(
+            format!("{identity:?}"),
+            "AzureWorkloadIdentity { client_id: \"11111111-2222-3333-4444-555555555555\", \
+             tenant_id: \"contoso.onmicrosoft.com\", token_file: \
+             \"/var/run/secrets/azure/tokens/azure-identity-token\", authority_host: \
+             \"https://login.microsoftonline.com\" }"
+        );
+    }
+
+    #[test]
     fn a_missing_variable_is_named() {
         for (i, &(name, _)) in SET.iter().enumerate() {
             let mut set = SET.to_vec();

@@ -231,6 +231,37 @@ impl fmt::Debug for ClientAuth {
 mod tests {
     use super::*;
 
+    /// Each method shows how the client authenticates and with what, never a secret.
+    #[test]
+    fn debug_output_names_the_method_and_its_credential_but_no_secret() {
+        let basic = ClientAuth::new(
+            AuthMethod::ClientSecretBasic,
+            Some("billing".into()),
+            Some(SecretString::from("s3cr3t")),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            format!("{basic:?}"),
+            r#"ClientAuth { method: ClientSecretBasic, secret: "[REDACTED]", .. }"#
+        );
+        let federated = ClientAuth::new(
+            AuthMethod::PrivateKeyJwt,
+            Some("app".into()),
+            None,
+            None,
+            Some(ClientAssertion::from_file("/var/run/secrets/azure/token")),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            format!("{federated:?}"),
+            r#"ClientAuth { method: PrivateKeyJwt, client_id: "app", assertion: ClientAssertion { source: the file /var/run/secrets/azure/token }, .. }"#
+        );
+    }
+
     #[test]
     fn basic_is_the_form_urlencoded_credentials_in_base64() {
         let header = basic_header("client:basic", "basic+secret");
