@@ -89,12 +89,15 @@
 //! # Where things are
 //!
 //! For a reader of the source, the layer's path from the outside in: `layer.rs` (settings) →
-//! `service.rs` (attaches the token) → `future.rs` (sends, judges the answer, retries once) →
-//! `cache/` (the shared token: `cache/reader.rs` is the hot path, `cache/flight.rs` the single
-//! flight) → `token.rs`, `body/` (the replayed body), `scope.rs`, `verdict.rs` (what an answer
-//! says about its token, over `www_authenticate/`), `proving.rs` (DPoP proofs), `error.rs`.
-//! Providers (`apivideo/`, `oauth2/`) share `http_client.rs`; their mocks share
-//! `mock_server/`.
+//! `service.rs` (attaches the token; `keyed.rs` chooses a key's cache first) → `future.rs`
+//! (sends, judges the answer, retries once, driving `engine.rs`, which decides for every
+//! stack: `tonic/` and `reqwest/` drive it too) → `cache/` (the shared token:
+//! `cache/reader.rs` is the hot path, `cache/flight.rs` the single flight, `cache/store_link.rs`
+//! a refresh shared through `store/`) → `token.rs`, `body/` (the replayed body), `scope.rs`,
+//! `head.rs` (what a retry keeps of a request), `verdict.rs` (what an answer says about its
+//! token, over `www_authenticate/`), `proof.rs` (the seam for tokens bound to a key),
+//! `error.rs`. The providers, the Redis store and the mocks are crates of their own
+//! (`crates/`).
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
