@@ -1,6 +1,6 @@
 //! What the examples share that is not the crate's use: the load the session examples send
-//! (`quickstart`, `oauth2`, `grpc`, `reqwest`), what they record and print while it runs, and
-//! the environment of the two OAuth 2.0 examples. Each example opens with the crate's use;
+//! (`quickstart`, `oauth2`, `grpc`, `reqwest`, `platform`), what they record and print while it
+//! runs, and the environment of the OAuth 2.0 examples. Each example opens with the crate's use;
 //! this is the harness behind it.
 #![allow(dead_code)]
 
