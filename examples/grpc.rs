@@ -313,7 +313,7 @@ async fn session(
         auth.revoke_all();
         Some("the authorization server revoked every token".to_owned())
     };
-    let finished = load::run(plan, calls, &cache, PROGRESS, revoke, out).await?;
+    let finished = load::run(plan, calls, &[&cache], PROGRESS, revoke, out).await?;
 
     let stats = cache.stats();
     let mut report = Report {

@@ -62,12 +62,10 @@ use tower_bearer_mock::oauth2::MockAuthServer;
 use tower_bearer_oauth2::OAuth2Builder;
 
 mod common;
+use common::Api;
 use common::load::{self, Finished, Moment, Plan, Progress, Revocations};
 use common::oauth2_env::{self, Load, TokenServer, TokenSettings};
 use common::summary::Summary;
-use common::tally::chain;
-
-type Api = BoxCloneService<Request<Full<Bytes>>, Response<Incoming>, BoxError>;
 
 /// The stack a user builds: a timeout around each call, bearer auth from the OAuth 2.0
 /// provider, scoped to the API's origin, on one hyper client. `provider` is
@@ -89,25 +87,6 @@ fn stack(
         .layer(auth)
         .service(client);
     Ok((BoxCloneService::new(api), cache))
-}
-
-/// One call: a GET of the API URL; a success is a 2xx answer read to its end.
-async fn call(api: Api, uri: Uri) -> Result<(), String> {
-    let request = Request::get(uri)
-        .body(Full::default())
-        .expect("a valid request");
-    let response = api.oneshot(request).await.map_err(|error| chain(&*error))?;
-    let status = response.status();
-    response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|error| format!("reading the body: {error}"))?;
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("GET: {status}"))
-    }
 }
 
 #[tokio::main]
@@ -357,7 +336,7 @@ async fn session(
     let api_url = settings.api_url.as_deref().unwrap_or_default();
     let (api, cache) = stack(settings.tokens.builder(server), api_url, grants.clone())?;
     let uri: Uri = api_url.parse()?;
-    let calls = move |_| call(api.clone(), uri.clone());
+    let calls = move |_| common::get(api.clone(), uri.clone());
 
     let plan = settings.plan();
     let mut revocations = match mock {
@@ -381,7 +360,7 @@ async fn session(
         mock.revoke_all();
         Some("the server revoked every token".to_owned())
     };
-    let finished = load::run(plan, calls, &cache, PROGRESS, watch, out).await?;
+    let finished = load::run(plan, calls, &[&cache], PROGRESS, watch, out).await?;
 
     report.ok = finished.tally.ok();
     report.failed = finished.tally.failed();

@@ -23,6 +23,9 @@ mod grpc_example;
 #[path = "../examples/oauth2.rs"]
 #[allow(dead_code, clippy::duplicate_mod)]
 mod oauth2_example;
+#[path = "../examples/platform.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod platform_example;
 #[path = "../examples/quickstart.rs"]
 #[allow(dead_code, clippy::duplicate_mod)]
 mod quickstart;
@@ -458,6 +461,242 @@ fn oauth2_settings_are_checked() {
     assert_eq!(settings.load.requests, 7);
 }
 
+/// `cargo run --example platform` as it runs with no environment: one client calls two APIs,
+/// each accepting only its own platform's tokens, and every call succeeds across token
+/// lifetimes: each request got its origin's token. Each cache's count of token requests is
+/// what its mock saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_against_the_mocks() {
+    let settings = platform_example::Settings::from_lookup(|_| None).unwrap();
+    assert_eq!(settings.load.requests, 200);
+    let mut out = Vec::new();
+    let report = platform_example::run(settings, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+
+    assert!(report.success(200), "{out}");
+    assert_eq!((report.ok, report.failed), (200, 0), "{out}");
+    // No token went to the other API, nor was refused.
+    assert_eq!((report.unauthorized, report.retried), (0, 0), "{out}");
+    let names: Vec<_> = report.sources.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["gcp-metadata", "azure-managed-identity"], "{out}");
+    for source in &report.sources {
+        let (seen, issued) = source.mock.unwrap();
+        assert_eq!(source.requests, seen, "{}: {out}", source.name);
+        assert_eq!(source.tokens, source.requests, "{}: {out}", source.name);
+        // The first token, and at least one more as the run outlived it.
+        assert!(issued >= 2, "{}: {out}", source.name);
+        assert!(source.requests >= issued, "{}: {out}", source.name);
+    }
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer platform: 200 calls from 8 tasks, half to each of two APIs through \
+                 one client, tokens from a mock GCP metadata server at http://127.0.0.1:{n} and \
+                 a mock Azure managed identity at http://127.0.0.1:{n}",
+            ),
+            Line("(tokens live 2 s; set TOKEN_SOURCE and API_URL to use the platform's own)"),
+            Lines(&[PLATFORM_MOCK_PROGRESS]),
+            Line("done in {n} s"),
+            Line("  calls                   200 ok, 0 failed"),
+            Line(
+                "  gcp-metadata            {n} token requests, {n} tokens; the mock saw {n} \
+                 requests, issued {n} tokens",
+            ),
+            Line(
+                "  azure-managed-identity  {n} token requests, {n} tokens; the mock saw {n} \
+                 requests, issued {n} tokens",
+            ),
+            Line("  401s                    0 answered, 0 recovered by a retry"),
+            Line("  latency                 p50 {n} ms, p99 {n} ms"),
+            Line("  keyed layer             2 keys held, 2 caches made, 0 keys evicted"),
+        ],
+    );
+}
+
+/// `TOKEN_SOURCE=file`: the file's token is the subject of a token exchange at the mock
+/// authorization server, which accepts only the tokens it was told of, and the tokens it
+/// issues are good at its API. The file is rotated during the run, as the kubelet rotates a
+/// projected token, and the run goes on across the next exchange (the mock redacts the subject
+/// tokens it logs: `tests/oauth2_platform.rs` shows the provider sending the new one); then
+/// rotated to a token the server refuses, and every call fails. Neither subject token nor the
+/// client's secret is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_with_a_token_file() {
+    let auth = MockAuthServer::builder()
+        .register(MockClient::secret_basic("platform-file", "its-secret"))
+        .subject_token("subject-token-one")
+        .subject_token("subject-token-two")
+        .token_ttl(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    let file = Arc::new(TempFile::new(
+        "platform-subject-token",
+        "subject-token-one\n",
+    ));
+    let (token_url, api_url) = (auth.token_endpoint(), auth.uri_for("/api/items"));
+    let vars = [
+        ("TOKEN_SOURCE", "file"),
+        ("TOKEN_FILE", file.path()),
+        ("OAUTH2_TOKEN_URL", &token_url),
+        ("OAUTH2_CLIENT_ID", "platform-file"),
+        ("OAUTH2_CLIENT_SECRET", "its-secret"),
+        ("API_URL", &api_url),
+        // 10 calls a task, 150 ms apart: a token lifetime and a half.
+        ("REQUESTS", "40"),
+        ("CONCURRENCY", "4"),
+        ("PACE_MS", "150"),
+    ];
+    // Well before the first token's refresh, three quarters into its life.
+    let rotation = tokio::spawn({
+        let file = file.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            file.write("subject-token-two\n");
+        }
+    });
+    let (report, out) = run_platform(&vars).await;
+    rotation.await.unwrap();
+
+    assert!(report.success(40), "{out}");
+    assert_eq!((report.unauthorized, report.retried), (0, 0), "{out}");
+    assert_eq!(report.sources.len(), 1, "{out}");
+    let source = &report.sources[0];
+    assert_eq!(source.tokens, source.requests, "{out}");
+    // The first exchange, and at least one after the rotation, as the first token aged.
+    let exchanges = auth.token_requests();
+    assert_eq!(exchanges.len() as u64, source.requests, "{out}");
+    assert!(exchanges.len() >= 2, "{out}");
+    for exchange in &exchanges {
+        assert_eq!(
+            exchange.grant_type,
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        );
+        assert_eq!(exchange.status, StatusCode::OK, "{out}");
+    }
+    for secret in ["its-secret", "subject-token-one", "subject-token-two"] {
+        assert!(!out.contains(secret), "{out}");
+    }
+    assert_shape(
+        &out,
+        &[
+            Line(
+                "tower-bearer platform: 40 calls from 4 tasks to http://127.0.0.1:{n}/api/items \
+                 with tokens from file (http://127.0.0.1:{n}/token for {*})",
+            ),
+            Lines(&[OAUTH2_PROGRESS]),
+            Line("done in {n} s"),
+            Line("  calls                   40 ok, 0 failed"),
+            Line("  file                    {n} token requests, {n} tokens"),
+            Line("  401s                    0 answered, 0 recovered by a retry"),
+            Line("  latency                 p50 {n} ms, p99 {n} ms"),
+        ],
+    );
+
+    // A subject token the server does not accept: no token, every call fails, with why.
+    file.write("a-token-from-another-cluster");
+    let (report, out) = run_platform(&vars).await;
+    assert!(!report.success(40), "{out}");
+    assert_eq!((report.ok, report.failed), (0, 40), "{out}");
+    assert!(out.contains("invalid_grant"), "{out}");
+    assert!(!out.contains("a-token-from-another-cluster"), "{out}");
+    auth.shutdown().await;
+}
+
+/// A missing or bad variable is an error that names it.
+#[test]
+fn platform_settings_are_checked() {
+    fn error(vars: &[(&str, &str)]) -> String {
+        platform_example::Settings::from_lookup(lookup(vars))
+            .err()
+            .unwrap()
+    }
+    let file = TempFile::new("platform-settings", "t");
+    assert!(error(&[("TOKEN_SOURCE", "aws")]).contains("TOKEN_SOURCE"));
+    assert!(error(&[("API_URL", "https://api.example")]).contains("TOKEN_SOURCE"));
+    assert!(error(&[("TOKEN_SOURCE", "gcp-metadata")]).contains("API_URL"));
+    assert!(
+        error(&[("TOKEN_SOURCE", "gcp-metadata"), ("API_URL", "not a url")]).contains("API_URL")
+    );
+    assert!(
+        error(&[
+            ("TOKEN_SOURCE", "azure-managed-identity"),
+            ("API_URL", "https://vault.example")
+        ])
+        .contains("OAUTH2_RESOURCE")
+    );
+    assert!(
+        error(&[
+            ("TOKEN_SOURCE", "azure-workload-identity"),
+            ("API_URL", "https://api.example")
+        ])
+        .contains("OAUTH2_SCOPE")
+    );
+    assert!(error(&[("TOKEN_SOURCE", "file")]).contains("TOKEN_FILE"));
+    assert!(
+        error(&[
+            ("TOKEN_SOURCE", "file"),
+            ("TOKEN_FILE", "/nonexistent/token")
+        ])
+        .contains("/nonexistent/token")
+    );
+    assert!(
+        error(&[("TOKEN_SOURCE", "file"), ("TOKEN_FILE", file.path())])
+            .contains("OAUTH2_TOKEN_URL")
+    );
+    assert!(
+        error(&[
+            ("TOKEN_SOURCE", "file"),
+            ("TOKEN_FILE", file.path()),
+            ("OAUTH2_TOKEN_URL", "https://sts.example/token"),
+        ])
+        .contains("OAUTH2_CLIENT_ID")
+    );
+    assert!(error(&[("REQUESTS", "many")]).contains("REQUESTS"));
+    let settings = platform_example::Settings::from_lookup(lookup(&[
+        ("TOKEN_SOURCE", "gcp-metadata"),
+        ("API_URL", "https://storage.googleapis.com/b"),
+        ("REQUESTS", "9"),
+    ]))
+    .unwrap();
+    assert_eq!(settings.load.requests, 9);
+}
+
+/// `cargo run --example platform` with the environment `vars`: its report and what it printed.
+async fn run_platform(vars: &[(&str, &str)]) -> (platform_example::Report, String) {
+    let settings = platform_example::Settings::from_lookup(lookup(vars)).unwrap();
+    let mut out = Vec::new();
+    let report = platform_example::run(settings, &mut out).await.unwrap();
+    (report, String::from_utf8(out).unwrap())
+}
+
+/// A file of its own under the temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let file = TempFile(path);
+        file.write(contents);
+        file
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+
+    fn write(&self, contents: &str) {
+        std::fs::write(&self.0, contents).unwrap();
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Serves `state`'s app on a loopback port until the returned sender is dropped.
 async fn start(state: axum_upstream::AppState) -> (std::net::SocketAddr, oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -697,6 +936,9 @@ const VIDEO_PROGRESS: &str =
 const REVOKED: &str = "{>5.1}s  the server revoked every token";
 /// The progress line of the OAuth 2.0 example.
 const OAUTH2_PROGRESS: &str = "{>5.1}s  {>4} ok  {n} failed  token #{n}  401s retried {n}";
+/// The progress line of the platform example against its mocks: two keys, two tokens.
+const PLATFORM_MOCK_PROGRESS: &str =
+    "{>5.1}s  {>4} ok  {n} failed  tokens #{n} #{n}  401s retried {n}";
 /// The progress line of the gRPC example.
 const GRPC_PROGRESS: &str = "{>5.1}s  {>4} ok  {n} failed  token #{n}  UNAUTHENTICATED retried {n}";
 

@@ -108,7 +108,7 @@ where
         server.revoke_all();
         Some("the server revoked every token".to_owned())
     };
-    let finished = load::run(plan, call, cache, PROGRESS, revoke, out).await?;
+    let finished = load::run(plan, call, &[cache], PROGRESS, revoke, out).await?;
 
     let mut report = Report {
         ok: finished.tally.ok(),

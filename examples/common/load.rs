@@ -51,20 +51,24 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    fn line(&self, started: Instant, tally: &Tally, cache: &TokenCache) -> String {
-        let stats = cache.stats();
-        let time_left = match (self.time_left, stats.expires_in) {
+    /// With several caches (one per key of a `KeyedAuthLayer`), each one's token, and their
+    /// retries summed.
+    fn line(&self, started: Instant, tally: &Tally, caches: &[&TokenCache]) -> String {
+        let stats: Vec<Stats> = caches.iter().map(|cache| cache.stats()).collect();
+        let time_left = match (self.time_left, stats.first().and_then(|s| s.expires_in)) {
             (true, left) => format!(" ({:.1} s left)", left.unwrap_or_default().as_secs_f64()),
             (false, _) => String::new(),
         };
+        let noun = if stats.len() > 1 { "tokens" } else { "token" };
+        let generations: Vec<String> = stats.iter().map(|s| format!("#{}", s.generation)).collect();
         format!(
-            "{:>5.1}s  {:>width$} ok  {} failed  token #{}{time_left}  {} retried {}",
+            "{:>5.1}s  {:>width$} ok  {} failed  {noun} {}{time_left}  {} retried {}",
             secs(started),
             tally.ok(),
             tally.failed(),
-            stats.generation,
+            generations.join(" "),
             self.refusals,
-            stats.retried,
+            stats.iter().map(|s| s.retried).sum::<u64>(),
             width = self.ok_width,
         )
     }
@@ -75,6 +79,7 @@ pub(crate) struct Moment {
     pub(crate) elapsed: Duration,
     /// Calls ended, well or not.
     pub(crate) done: u64,
+    /// The first cache's (the examples that watch have one).
     pub(crate) stats: Stats,
 }
 
@@ -85,12 +90,12 @@ pub(crate) struct Finished {
 }
 
 /// Sends `plan`'s calls, each one `call`, and prints to `out` a progress line each second and
-/// one at the end. `watch` is asked every 10 ms whether something happened: its answer is
-/// printed with the time.
+/// one at the end, with the tokens of `caches` (at least one). `watch` is asked every 10 ms
+/// whether something happened: its answer is printed with the time.
 pub(crate) async fn run<C, F>(
     plan: Plan,
     call: C,
-    cache: &TokenCache,
+    caches: &[&TokenCache],
     progress: Progress,
     mut watch: impl FnMut(&Moment) -> Option<String>,
     out: &mut dyn Write,
@@ -116,13 +121,13 @@ where
                 None => break,
             },
             _ = each_second.tick() => {
-                writeln!(out, "{}", progress.line(started, &tally, cache))?;
+                writeln!(out, "{}", progress.line(started, &tally, caches))?;
             }
             _ = watch_tick.tick() => {
                 let moment = Moment {
                     elapsed: started.elapsed(),
                     done: tally.ok() + tally.failed(),
-                    stats: cache.stats(),
+                    stats: caches[0].stats(),
                 };
                 if let Some(event) = watch(&moment) {
                     writeln!(out, "{:>5.1}s  {event}", secs(started))?;
@@ -131,7 +136,7 @@ where
         }
     }
     let elapsed = started.elapsed();
-    writeln!(out, "{}", progress.line(started, &tally, cache))?;
+    writeln!(out, "{}", progress.line(started, &tally, caches))?;
     Ok(Finished { elapsed, tally })
 }
 

@@ -1,6 +1,7 @@
 //! The environment contract of the examples that get their tokens from an OAuth 2.0
-//! authorization server (`examples/oauth2.rs`, `examples/grpc.rs`): where the tokens come from,
-//! and how many calls to make. Each example adds the variables of its own target.
+//! authorization server (`examples/oauth2.rs`, `examples/grpc.rs`, and `examples/platform.rs`
+//! with `TOKEN_SOURCE=file`): where the tokens come from, and how many calls to make. Each
+//! example adds the variables of its own target.
 //!
 //! | variable | meaning |
 //! | --- | --- |
