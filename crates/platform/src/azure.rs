@@ -90,7 +90,12 @@
 //!
 //! Every attempt and wait is within the provider's [timeout](ManagedIdentity::timeout)
 //! ([`DEFAULT_TIMEOUT`], 90 s: past IMDS's 75 s of waits on 410); a wait that would end past
-//! it is not begun, and the call fails with the last answer. A connect timeout is the HTTP
+//! it is not begun, and the call fails with the last answer. A
+//! [`TokenCache`](tower_bearer::TokenCache) gives up on a refresh after its own
+//! [`refresh_timeout`](tower_bearer::TokenCacheBuilder::refresh_timeout), 60 s by default:
+//! to let a refresh wait out IMDS's provisioning in one call, set it above the provider's
+//! timeout (`TokenCache::builder(identity).refresh_timeout(Duration::from_secs(100))`);
+//! otherwise the refresh fails at 60 s and the cache's backoff asks again. A connect timeout is the HTTP
 //! client's to set (azure-identity uses 2 s on IMDS): off Azure, a request to
 //! `169.254.169.254` may hang rather than be refused.
 //!
