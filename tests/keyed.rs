@@ -426,6 +426,54 @@ fn debug_output_names_the_settings_and_no_token() {
     assert!(format!("{service:?}").starts_with("KeyedAuth { inner: (), keys: Keys {"));
 }
 
+/// The same on threads: 8 tasks on 4 worker threads send 4,000 requests over 8 keys through a
+/// layer that holds 3, so keys are forgotten and made again while other threads read the map.
+/// Every request carries its own key's token, and each cache made refreshes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn threads_over_many_keys_never_share_a_token() {
+    let world = World::default();
+    let made = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let counted = made.clone();
+    let caches = world.clone();
+    let layer = KeyedAuthLayer::new(
+        |request| Some(request.headers().get("x-tenant")?.to_str().ok()?.to_owned()),
+        move |tenant: &String| {
+            *counted.lock().unwrap().entry(tenant.clone()).or_default() += 1;
+            Ok((caches.cache(tenant, Duration::ZERO), Scope::origin(API)?))
+        },
+    )
+    .max_keys(3);
+    let service = layer.layer(world.api());
+
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    let tenant = format!("t{}", (task * 7 + i * 3) % 8);
+                    let (status, authorization) = send(service.clone(), for_tenant(&tenant)).await;
+                    assert_eq!(status, StatusCode::OK);
+                    assert!(
+                        authorization.starts_with(&format!("Bearer {tenant}.")),
+                        "{tenant} sent with {authorization}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let made = made.lock().unwrap();
+    for (tenant, made) in made.iter() {
+        assert_eq!(world.calls(tenant), *made, "{tenant}");
+    }
+    let stats = layer.stats();
+    assert!(stats.evicted > 0, "{stats}");
+    assert_eq!(stats.created - stats.evicted, stats.keys as u64);
+}
+
 // ===== reqwest =====
 
 /// An API on 127.0.0.1 that answers 401 to a refused token and 200 to any other, with the
