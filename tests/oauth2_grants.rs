@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::oauth2::{first, http, key, next, to};
+use common::oauth2::{first, http, key, next, refused_with, to};
 use tower_bearer_mock::oauth2::{MockAuthServer, MockClient, TokenRequestLog};
 use tower_bearer_oauth2::jose::{Algorithm, SigningKey};
 use tower_bearer_oauth2::{
@@ -18,13 +18,6 @@ use tower_bearer_oauth2::{
 /// The one token request the server saw last.
 fn last(server: &MockAuthServer) -> TokenRequestLog {
     server.token_requests().pop().expect("a token request")
-}
-
-fn refused_with(error: &OAuth2Error) -> &ErrorCode {
-    error
-        .error_response()
-        .unwrap_or_else(|| panic!("not an error response: {error:?}"))
-        .code()
 }
 
 // ===== client authentication, checked by the server on the wire =====

@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::oauth2::{first, http, to};
+use common::oauth2::{first, http, refused_with, to};
 use serde_json::json;
 use tower_bearer::TokenCache;
 use tower_bearer_mock::oauth2::{FEDERATED_AUDIENCE, MockAuthServer, MockClient};
@@ -67,17 +67,10 @@ impl Drop for TokenFile {
     }
 }
 
-fn refused_with(error: &OAuth2Error) -> &ErrorCode {
-    error
-        .error_response()
-        .unwrap_or_else(|| panic!("not an error response: {error:?}"))
-        .code()
-}
-
-#[tokio::test]
-async fn azure_workload_identity_sends_the_federated_token_read_for_each_request() {
-    let cluster = SigningKey::generate(Algorithm::Es256).unwrap();
-    let server = MockAuthServer::builder()
+/// An Entra ID stand-in with the application registered, trusting the cluster's tokens for
+/// the service account.
+async fn entra(cluster: &SigningKey) -> MockAuthServer {
+    MockAuthServer::builder()
         .register(MockClient::federated(
             CLIENT_ID,
             CLUSTER,
@@ -86,7 +79,13 @@ async fn azure_workload_identity_sends_the_federated_token_read_for_each_request
         ))
         .start()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn azure_workload_identity_sends_the_federated_token_read_for_each_request() {
+    let cluster = SigningKey::generate(Algorithm::Es256).unwrap();
+    let server = entra(&cluster).await;
     let file = TokenFile::new("azure-identity-token");
     file.write_keeping_mtime(&federated_token(&cluster, SERVICE_ACCOUNT));
     let identity = AzureWorkloadIdentity::new(CLIENT_ID, "contoso.onmicrosoft.com", &file.0)
@@ -144,16 +143,7 @@ async fn azure_workload_identity_sends_the_federated_token_read_for_each_request
 async fn a_federated_token_of_another_issuer_key_or_audience_is_refused() {
     let cluster = SigningKey::generate(Algorithm::Es256).unwrap();
     let stranger = SigningKey::generate(Algorithm::Es256).unwrap();
-    let server = MockAuthServer::builder()
-        .register(MockClient::federated(
-            CLIENT_ID,
-            CLUSTER,
-            SERVICE_ACCOUNT,
-            cluster.public_jwk(),
-        ))
-        .start()
-        .await
-        .unwrap();
+    let server = entra(&cluster).await;
     let file = TokenFile::new("azure-identity-token-refused");
     let provider = AzureWorkloadIdentity::new(CLIENT_ID, "contoso", &file.0)
         .unwrap()

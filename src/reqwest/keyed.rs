@@ -7,7 +7,7 @@ use ::reqwest::{Request, Response};
 use http::{Extensions, Uri};
 use reqwest_middleware::{Middleware, Next};
 
-use super::middleware::{UrlWithoutSecrets, allows, send_in_scope};
+use super::middleware::authorize;
 use crate::keyed::{Keys, RequestParts};
 use crate::{KeyedAuthLayer, KeyedStats};
 
@@ -104,13 +104,7 @@ where
         let found = self.keys.find(key).map_err(|error| {
             reqwest_middleware::Error::Middleware(anyhow::Error::from_boxed(error))
         })?;
-        let rules = &found.settings.rules;
-        if !allows(&rules.scope, request.url()) {
-            rules
-                .cache
-                .count_out_of_scope(&UrlWithoutSecrets(request.url()));
-            return next.run(request, extensions).await;
-        }
-        send_in_scope(rules, found.settings.retry, request, extensions, next).await
+        let (rules, retry) = (&found.settings.rules, found.settings.retry);
+        authorize(rules, &rules.scope, retry, request, extensions, next).await
     }
 }

@@ -148,19 +148,41 @@ impl Middleware for BearerAuthMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if !allows(&self.scope, request.url()) {
-            self.rules
-                .cache
-                .count_out_of_scope(&UrlWithoutSecrets(request.url()));
-            return next.run(request, extensions).await;
-        }
-        send_in_scope(&self.rules, self.retry, request, extensions, next).await
+        authorize(
+            &self.rules,
+            &self.scope,
+            self.retry,
+            request,
+            extensions,
+            next,
+        )
+        .await
     }
+}
+
+/// A request in `scope` (the rules' own, or a copy kept nearer) gets the token and is judged
+/// ([`send_in_scope`]); any other is sent as it came, and counted on the cache: the one way a
+/// reqwest request is handled, for a middleware of one token and for one of many keys.
+pub(super) async fn authorize(
+    rules: &Rules,
+    scope: &Scope,
+    retry: bool,
+    request: Request,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> reqwest_middleware::Result<Response> {
+    if !allows(scope, request.url()) {
+        rules
+            .cache
+            .count_out_of_scope(&UrlWithoutSecrets(request.url()));
+        return next.run(request, extensions).await;
+    }
+    send_in_scope(rules, retry, request, extensions, next).await
 }
 
 /// Whether the token goes to `url`: the scope's decision, from the URL's parts.
 #[inline]
-pub(super) fn allows(scope: &Scope, url: &Url) -> bool {
+fn allows(scope: &Scope, url: &Url) -> bool {
     scope.allows_origin(
         url.scheme(),
         url.host_str(),
@@ -170,9 +192,8 @@ pub(super) fn allows(scope: &Scope, url: &Url) -> bool {
 }
 
 /// A request in its token's scope, sent with the token and judged (and sent again after a
-/// refusal, with `retry`): the one way a reqwest request gets its token, for a middleware of
-/// one token and for one of many keys.
-pub(super) async fn send_in_scope(
+/// refusal, with `retry`).
+async fn send_in_scope(
     rules: &Rules,
     retry: bool,
     mut request: Request,
@@ -354,7 +375,7 @@ impl Saved {
 
 /// A URL as a log may show it: scheme, host, port and path, without the userinfo and the
 /// query, which may carry credentials.
-pub(super) struct UrlWithoutSecrets<'a>(pub(super) &'a Url);
+struct UrlWithoutSecrets<'a>(&'a Url);
 
 impl std::fmt::Display for UrlWithoutSecrets<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -12,7 +12,7 @@ use tower::ServiceExt;
 use tower_bearer::{RefreshReason, Token, TokenRequest};
 use tower_bearer_mock::oauth2::MockAuthServer;
 use tower_bearer_oauth2::jose::SigningKey;
-use tower_bearer_oauth2::{OAuth2, OAuth2Builder, OAuth2Error};
+use tower_bearer_oauth2::{ErrorCode, OAuth2, OAuth2Builder, OAuth2Error};
 
 pub type Http = Client<HttpConnector, Full<Bytes>>;
 
@@ -56,4 +56,13 @@ pub fn key(file: &str) -> SigningKey {
     SigningKey::from_pem(pem)
         .expect("a usable key")
         .with_key_id(file)
+}
+
+/// The RFC 6749 error code the server refused with, failing the test if `error` is not a
+/// refusal.
+pub fn refused_with(error: &OAuth2Error) -> &ErrorCode {
+    error
+        .error_response()
+        .unwrap_or_else(|| panic!("not an error response: {error:?}"))
+        .code()
 }
