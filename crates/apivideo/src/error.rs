@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tower::BoxError;
 
-use tower_bearer::{InvalidToken, RetryAfter, ServerAnswer};
+use tower_bearer::{RetryAfter, ServerAnswer};
 use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Redirected, Seconds, Secrets, SendError};
 
 /// Why [`ApiVideo`](super::ApiVideo) could not get a token (or, for
@@ -203,69 +203,9 @@ impl Error for ApiVideoError {
 }
 
 /// What is wrong with a token response that claimed success, in
-/// [`ApiVideoError::Malformed`].
-///
-/// It names the field at fault, never its value (which may be a token).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Malformed {
-    /// The body is not JSON (an HTML page from a captive portal, a truncated body). The
-    /// source is the parser's syntax error, which quotes no input.
-    NotJson(BoxError),
-    /// The body is JSON, but not an object.
-    NotAnObject,
-    /// A field is missing, or `null`.
-    Missing(&'static str),
-    /// A field that must be a string is not one.
-    NotAString(&'static str),
-    /// `token_type` is not `bearer` (in any case).
-    TokenType,
-    /// `expires_in` is not a whole number of seconds of at least 1 (a negative number, a
-    /// fraction, 0, or a string).
-    ExpiresIn,
-    /// `access_token` could not be sent in an `Authorization` header (it is empty, or holds a
-    /// space, a control character or a non-ASCII byte).
-    AccessToken(InvalidToken),
-}
-
-impl fmt::Display for Malformed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Malformed::NotJson(_) => f.write_str("the body is not JSON"),
-            Malformed::NotAnObject => f.write_str("the body is not a JSON object"),
-            Malformed::Missing(field) => write!(f, "`{field}` is missing"),
-            Malformed::NotAString(field) => write!(f, "`{field}` is not a string"),
-            Malformed::TokenType => f.write_str("`token_type` is not \"bearer\""),
-            Malformed::ExpiresIn => {
-                f.write_str("`expires_in` is not a whole number of seconds of at least 1")
-            }
-            Malformed::AccessToken(_) => f.write_str("`access_token` is not a valid bearer token"),
-        }
-    }
-}
-
-impl From<tower_bearer_provider::Malformed> for Malformed {
-    fn from(malformed: tower_bearer_provider::Malformed) -> Self {
-        use tower_bearer_provider::Malformed as Read;
-        match malformed {
-            Read::NotJson(source) => Malformed::NotJson(source),
-            Read::NotAnObject => Malformed::NotAnObject,
-            Read::Missing(field) => Malformed::Missing(field),
-            Read::NotAString(field) => Malformed::NotAString(field),
-            Read::ExpiresIn => Malformed::ExpiresIn,
-        }
-    }
-}
-
-impl Error for Malformed {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            Malformed::NotJson(source) => Some(&**source),
-            Malformed::AccessToken(invalid) => Some(invalid),
-            _ => None,
-        }
-    }
-}
+/// [`ApiVideoError::Malformed`]: every provider's reading of a bearer token answer, which
+/// names the field at fault, never its value (which may be a token).
+pub use tower_bearer_provider::Malformed;
 
 /// An error answer from api.video: its status, and the `type` and `title` of its
 /// `application/problem+json` body when it had one.

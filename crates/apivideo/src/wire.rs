@@ -112,17 +112,7 @@ pub(super) fn token_from(
 /// ([`tower_bearer_provider::parse_token`]), with what is api.video's own: `expires_in` must
 /// be there, as a number, and `token_type` is `bearer` in any case.
 pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malformed> {
-    http_client::parse_token(
-        body,
-        sent_at,
-        ExpiresIn::Required,
-        |token_type, access_token| {
-            if !token_type.eq_ignore_ascii_case("bearer") {
-                return Err(Malformed::TokenType);
-            }
-            Token::bearer(access_token).map_err(Malformed::AccessToken)
-        },
-    )
+    http_client::parse_bearer_token(body, sent_at, ExpiresIn::Required)
 }
 
 /// The status, with the `type` and `title` of a problem document if the body is one.

@@ -517,6 +517,8 @@ impl From<Malformed> for MalformedAnswer {
             Malformed::Missing(member) => MalformedAnswer::Missing(member),
             Malformed::NotAString(member) => MalformedAnswer::NotAString(member),
             Malformed::ExpiresIn => MalformedAnswer::ExpiresIn,
+            Malformed::TokenType => MalformedAnswer::TokenType,
+            Malformed::AccessToken(invalid) => MalformedAnswer::AccessToken(invalid),
         }
     }
 }

@@ -42,7 +42,7 @@ mod token_answer_properties;
 pub use redirect::Redirected;
 pub use refresher::{Grants, Refresher, ResponseFuture};
 pub use secrets::{Secrets, basic_credentials, server_text};
-pub use token_answer::{ExpiresIn, Malformed, Members, parse_token};
+pub use token_answer::{ExpiresIn, Malformed, Members, parse_bearer_token, parse_token};
 
 use std::fmt;
 use std::future::poll_fn;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tower::BoxError;
-use tower_bearer::Token;
+use tower_bearer::{InvalidToken, Token};
 
 use crate::{MAX_LIFETIME, expiry};
 
@@ -94,6 +94,38 @@ where
     }
 }
 
+/// A token answer from a server that issues bearer tokens and nothing else (api.video, GCP's
+/// metadata server, Azure managed identity), read as [`parse_token`] reads every answer:
+/// `token_type` must be `Bearer` in any case ([`Malformed::TokenType`]), and `access_token`
+/// a value a header can carry ([`Malformed::AccessToken`]).
+///
+/// ```
+/// use tokio::time::Instant;
+/// use tower_bearer_provider::{ExpiresIn, Malformed, parse_bearer_token};
+///
+/// let body = br#"{"token_type":"bearer","expires_in":3600,"access_token":"a.b.c"}"#;
+/// let token = parse_bearer_token(body, Instant::now(), ExpiresIn::Required)?;
+/// assert_eq!(token.authorization(), "Bearer a.b.c");
+/// let dpop = br#"{"token_type":"DPoP","expires_in":3600,"access_token":"a.b.c"}"#;
+/// assert!(matches!(
+///     parse_bearer_token(dpop, Instant::now(), ExpiresIn::Required),
+///     Err(Malformed::TokenType)
+/// ));
+/// # Ok::<(), Malformed>(())
+/// ```
+pub fn parse_bearer_token(
+    body: &[u8],
+    sent_at: Instant,
+    expires_in: ExpiresIn,
+) -> Result<Token, Malformed> {
+    parse_token(body, sent_at, expires_in, |token_type, access_token| {
+        if !token_type.eq_ignore_ascii_case("bearer") {
+            return Err(Malformed::TokenType);
+        }
+        Token::bearer(access_token).map_err(Malformed::AccessToken)
+    })
+}
+
 enum Lifetime {
     Seconds(u64),
     Default(Duration),
@@ -171,6 +203,12 @@ pub enum Malformed {
     /// `expires_in` is not a whole number of seconds of at least 1, in a form the provider
     /// takes ([`ExpiresIn`]).
     ExpiresIn,
+    /// `token_type` is not `Bearer` (in any case), for a provider whose server issues nothing
+    /// else ([`parse_bearer_token`]).
+    TokenType,
+    /// `access_token` could not be sent in an `Authorization` header (it is empty, or holds a
+    /// space, a control character or a non-ASCII byte).
+    AccessToken(InvalidToken),
 }
 
 impl fmt::Display for Malformed {
@@ -183,6 +221,8 @@ impl fmt::Display for Malformed {
             Malformed::ExpiresIn => {
                 f.write_str("`expires_in` is not a whole number of seconds of at least 1")
             }
+            Malformed::TokenType => f.write_str("`token_type` is not \"Bearer\""),
+            Malformed::AccessToken(_) => f.write_str("`access_token` is not a valid bearer token"),
         }
     }
 }
@@ -191,6 +231,7 @@ impl Error for Malformed {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Malformed::NotJson(source) => Some(&**source),
+            Malformed::AccessToken(invalid) => Some(invalid),
             _ => None,
         }
     }

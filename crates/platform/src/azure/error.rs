@@ -318,6 +318,8 @@ impl From<tower_bearer_provider::Malformed> for Malformed {
             Read::Missing(member) => Malformed::Missing(member),
             Read::NotAString(member) => Malformed::NotAString(member),
             Read::ExpiresIn => Malformed::ExpiresIn,
+            Read::TokenType => Malformed::TokenType,
+            Read::AccessToken(invalid) => Malformed::AccessToken(invalid),
         }
     }
 }

@@ -152,17 +152,11 @@ pub(super) fn parse_token(
         Some(_) => None,
         None => Some(until(members.get("expires_on"), now)?),
     };
-    http_client::parse_token(
+    Ok(http_client::parse_bearer_token(
         body,
         sent_at,
         ExpiresIn::Lenient { default },
-        |token_type, access_token| {
-            if !token_type.eq_ignore_ascii_case("bearer") {
-                return Err(Malformed::TokenType);
-            }
-            Token::bearer(access_token).map_err(Malformed::AccessToken)
-        },
-    )
+    )?)
 }
 
 /// The time from `now` until `expires_on`.

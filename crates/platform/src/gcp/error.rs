@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tower::BoxError;
 
-use tower_bearer::{InvalidToken, RetryAfter, ServerAnswer};
+use tower_bearer::{RetryAfter, ServerAnswer};
 use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Redirected, Seconds, SendError};
 
 /// Why [`MetadataServer`](super::MetadataServer) could not get a token (or, for
@@ -217,64 +217,7 @@ impl Error for MetadataError {
     }
 }
 
-/// What is wrong with a token answer that claimed success, in [`MetadataError::Malformed`].
-///
-/// It names the member at fault, never its value (which may be a token).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Malformed {
-    /// The body is not JSON (an HTML page from a proxy or a captive portal on a machine that
-    /// is not on GCP). The source is the parser's syntax error, which quotes no input.
-    NotJson(BoxError),
-    /// The body is JSON, but not an object.
-    NotAnObject,
-    /// A member is missing, or `null`.
-    Missing(&'static str),
-    /// A member that must be a string is not one.
-    NotAString(&'static str),
-    /// `token_type` is not `Bearer` (in any case).
-    TokenType,
-    /// `expires_in` is not a whole number of seconds of at least 1.
-    ExpiresIn,
-    /// `access_token` could not be sent in an `Authorization` header.
-    AccessToken(InvalidToken),
-}
-
-impl fmt::Display for Malformed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Malformed::NotJson(_) => f.write_str("the body is not JSON"),
-            Malformed::NotAnObject => f.write_str("the body is not a JSON object"),
-            Malformed::Missing(member) => write!(f, "`{member}` is missing"),
-            Malformed::NotAString(member) => write!(f, "`{member}` is not a string"),
-            Malformed::TokenType => f.write_str("`token_type` is not \"Bearer\""),
-            Malformed::ExpiresIn => {
-                f.write_str("`expires_in` is not a whole number of seconds of at least 1")
-            }
-            Malformed::AccessToken(_) => f.write_str("`access_token` is not a valid bearer token"),
-        }
-    }
-}
-
-impl From<tower_bearer_provider::Malformed> for Malformed {
-    fn from(malformed: tower_bearer_provider::Malformed) -> Self {
-        use tower_bearer_provider::Malformed as Read;
-        match malformed {
-            Read::NotJson(source) => Malformed::NotJson(source),
-            Read::NotAnObject => Malformed::NotAnObject,
-            Read::Missing(member) => Malformed::Missing(member),
-            Read::NotAString(member) => Malformed::NotAString(member),
-            Read::ExpiresIn => Malformed::ExpiresIn,
-        }
-    }
-}
-
-impl Error for Malformed {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            Malformed::NotJson(source) => Some(&**source),
-            Malformed::AccessToken(invalid) => Some(invalid),
-            _ => None,
-        }
-    }
-}
+/// What is wrong with a token answer that claimed success, in [`MetadataError::Malformed`]:
+/// every provider's reading of a bearer token answer, which names the member at fault, never
+/// its value (which may be a token).
+pub use tower_bearer_provider::Malformed;

@@ -155,17 +155,7 @@ fn without_tokens(text: &str) -> String {
 /// provider reads one ([`tower_bearer_provider::parse_token`]): `expires_in` is required, as
 /// google-auth requires it, and `token_type` is `Bearer` in any case.
 pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, Malformed> {
-    http_client::parse_token(
-        body,
-        sent_at,
-        ExpiresIn::Required,
-        |token_type, access_token| {
-            if !token_type.eq_ignore_ascii_case("bearer") {
-                return Err(Malformed::TokenType);
-            }
-            Token::bearer(access_token).map_err(Malformed::AccessToken)
-        },
-    )
+    http_client::parse_bearer_token(body, sent_at, ExpiresIn::Required)
 }
 
 #[cfg(test)]
