@@ -59,8 +59,12 @@ async fn no_token_in_debug_display_or_trace_output() {
     metrics_recorded();
 
     let (refresher, mut handle) = refresher();
-    // A name is the one label a user sets.
-    let cache = TokenCache::builder(refresher).name("accounts").build();
+    // A name is the one label a user sets. No jitter: the background refresh below starts a
+    // minute before expiry, which a start drawn late in the window would not have reached.
+    let cache = TokenCache::builder(refresher)
+        .name("accounts")
+        .refresh_jitter(0.0)
+        .build();
     let api = Api::rejecting(ACCESS[0]);
     let sensitive = Arc::new(Mutex::new(Vec::new()));
     let recording = {
