@@ -553,7 +553,7 @@ where
 }
 
 /// What one call sends: the GET, again while the answer is worth retrying. A managed identity
-/// has no refresh token (IMDS sends an empty one), so both grants are the same request.
+/// has no refresh token (IMDS sends an empty one): `refresh` is the default, the same request.
 impl<C, B> Grants<C, B> for Config
 where
     C: HttpClient<B>,
@@ -571,19 +571,6 @@ where
         reason: &'static str,
     ) -> impl Future<Output = Result<Token, ManagedIdentityError>> + Send + 'a {
         fetch(self, client, reason)
-    }
-
-    fn refresh<'a>(
-        &'a self,
-        client: &'a mut C,
-        _refresh_token: &'a str,
-        reason: &'static str,
-    ) -> impl Future<Output = Result<Token, ManagedIdentityError>> + Send + 'a {
-        fetch(self, client, reason)
-    }
-
-    fn refused_refresh_token(&self, _: &ManagedIdentityError) -> bool {
-        false
     }
 
     fn client_failed(&self, source: BoxError) -> ManagedIdentityError {

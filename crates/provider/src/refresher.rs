@@ -94,17 +94,26 @@ pub trait Grants<C, B>: Send + Sync + 'static {
         reason: &'static str,
     ) -> impl Future<Output = Result<Token, Self::Error>> + Send + 'a;
 
-    /// Trades `refresh_token` (the previous token's) for a token.
+    /// Trades `refresh_token` (the previous token's) for a token. By default, for a provider
+    /// whose server hands out no refresh token (a metadata endpoint): [`primary`](Self::primary)
+    /// again.
     fn refresh<'a>(
         &'a self,
         client: &'a mut C,
         refresh_token: &'a str,
         reason: &'static str,
-    ) -> impl Future<Output = Result<Token, Self::Error>> + Send + 'a;
+    ) -> impl Future<Output = Result<Token, Self::Error>> + Send + 'a {
+        let _ = refresh_token;
+        self.primary(client, reason)
+    }
 
     /// Whether `error`, from [`refresh`](Self::refresh), is the server refusing the refresh
-    /// token, so that [`primary`](Self::primary) stands in.
-    fn refused_refresh_token(&self, error: &Self::Error) -> bool;
+    /// token, so that [`primary`](Self::primary) stands in. By default never: without refresh
+    /// tokens there is nothing to stand in for.
+    fn refused_refresh_token(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
 
     /// The error for a client that failed while getting ready (before any request).
     fn client_failed(&self, error: BoxError) -> Self::Error;
@@ -390,6 +399,46 @@ mod tests {
         let (token, asked) = call(Scripted::new(Ok(())), None).await;
         assert_eq!(token.unwrap().authorization(), "Bearer from-primary");
         assert_eq!(asked, ["primary"]);
+    }
+
+    /// Grants with no refresh tokens write only the primary credential: given a previous
+    /// token with one anyway, the default `refresh` asks the primary credential, once.
+    #[tokio::test]
+    async fn the_default_refresh_is_the_primary_credential() {
+        struct PrimaryOnly(Mutex<u32>);
+
+        impl<C: Send, B: 'static> Grants<C, B> for PrimaryOnly {
+            type Error = String;
+
+            async fn primary<'a>(&'a self, _: &'a mut C, _: &'static str) -> Result<Token, String> {
+                *self.0.lock().unwrap() += 1;
+                Ok(Token::bearer("from-primary").unwrap())
+            }
+
+            fn client_failed(&self, error: BoxError) -> String {
+                error.to_string()
+            }
+
+            fn timed_out(&self, after: Duration) -> String {
+                format!("timed out after {after:?}")
+            }
+        }
+
+        let grants = PrimaryOnly(Mutex::new(0));
+        assert!(!Grants::<Client, Full<Bytes>>::refused_refresh_token(
+            &grants,
+            &"refused".into()
+        ));
+        let provider: Refresher<_, Client, Full<Bytes>> =
+            Refresher::new(grants, client(), Duration::from_secs(5));
+        let previous = Token::bearer("old").unwrap().with_refresh_token("r1");
+        let token = provider
+            .clone()
+            .oneshot(TokenRequest::new(RefreshReason::Expired, Some(previous)))
+            .await
+            .unwrap();
+        assert_eq!(token.authorization(), "Bearer from-primary");
+        assert_eq!(*provider.grants().0.lock().unwrap(), 1);
     }
 
     /// The timeout covers the whole call: the refresh and its fallback together.

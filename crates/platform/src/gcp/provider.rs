@@ -318,7 +318,7 @@ impl fmt::Debug for MetadataServerBuilder {
 // ===== impl Grants for Config =====
 
 /// One call: the token request, retried. The metadata server hands out no refresh token, so
-/// `refresh` is never called.
+/// `refresh` (the default, the same request) is never called.
 impl<C, B> Grants<C, B> for Config
 where
     C: HttpClient<B>,
@@ -336,19 +336,6 @@ where
         reason: &'static str,
     ) -> impl Future<Output = Result<Token, MetadataError>> + Send + 'a {
         fetch(self, client, reason)
-    }
-
-    fn refresh<'a>(
-        &'a self,
-        client: &'a mut C,
-        _refresh_token: &'a str,
-        reason: &'static str,
-    ) -> impl Future<Output = Result<Token, MetadataError>> + Send + 'a {
-        fetch(self, client, reason)
-    }
-
-    fn refused_refresh_token(&self, _: &MetadataError) -> bool {
-        false
     }
 
     fn client_failed(&self, source: BoxError) -> MetadataError {
