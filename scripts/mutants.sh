@@ -36,6 +36,9 @@ suites() {
         # the crate's own tests, then the grants against the mock over loopback.
         crates/oauth2/src/source.rs | crates/oauth2/src/azure.rs | crates/oauth2/src/client_auth.rs)
             echo "@tower-bearer-oauth2 --lib; -p tower-bearer --test oauth2_platform --test oauth2_grants --test secrets" ;;
+        # The platform's providers: their own tests, then against their mocks over loopback.
+        crates/platform/src/*.rs)
+            echo "@tower-bearer-platform --lib; -p tower-bearer-platform --test azure --test gcp" ;;
         # The store without its features, with them, then against real Redis servers (started by
         # the suites: redis-server on PATH).
         crates/redis/src/*.rs)

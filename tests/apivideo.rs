@@ -21,7 +21,7 @@ use tower_bearer::{
     BearerAuthLayer, RefreshReason, Refresher, ReplayBody, Scope, Token, TokenCache, TokenError,
     TokenErrorKind, TokenRequest,
 };
-use tower_bearer_apivideo::{ApiVideo, ApiVideoError, Malformed};
+use tower_bearer_apivideo::{ApiVideo, ApiVideoError, Malformed, NoAnswer};
 use tower_bearer_mock::apivideo::{Failure, MockServer};
 
 const KEY: &str = "key-for-tests-0123456789";
@@ -376,7 +376,7 @@ async fn a_hung_or_slow_auth_server_times_out() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ApiVideoError::Timeout { after, .. } if after == Duration::from_millis(200)),
+        matches!(error, ApiVideoError::NoAnswer(NoAnswer::Timeout { after, .. }) if after == Duration::from_millis(200)),
         "{error:?}"
     );
 
@@ -458,7 +458,7 @@ async fn transport_failure_is_an_error() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, ApiVideoError::Transport { url, .. } if *url == format!("http://{addr}/auth/api-key")),
+        matches!(&error, ApiVideoError::NoAnswer(NoAnswer::Transport { url, .. }) if *url == format!("http://{addr}/auth/api-key")),
         "{error:?}"
     );
     assert!(error.source().is_some());

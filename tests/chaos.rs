@@ -24,7 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{BoxError, Layer, ServiceBuilder, ServiceExt};
 use tower_bearer::{BearerAuthLayer, ReplayBody, Token, TokenCache, TokenError, TokenErrorKind};
-use tower_bearer_apivideo::{ApiVideo, ApiVideoError, Malformed};
+use tower_bearer_apivideo::{ApiVideo, ApiVideoError, Malformed, NoAnswer};
 use tower_bearer_mock::apivideo::{Chaos, MockServer};
 
 const KEY: &str = "chaos-key";
@@ -153,7 +153,7 @@ fn classify(error: &BoxError, outcomes: &mut Outcomes) {
                 ..
             }),
         ) => outcomes.refresher_malformed += 1,
-        (TokenErrorKind::Refresher, Some(ApiVideoError::Timeout { .. })) => {
+        (TokenErrorKind::Refresher, Some(ApiVideoError::NoAnswer(NoAnswer::Timeout { .. }))) => {
             outcomes.refresher_timed_out += 1
         }
         _ => outcomes.other.push(format!("{token:?}")),

@@ -133,7 +133,7 @@ fn rows() -> Vec<Row> {
         row(
             "access_token 100 KB",
             with("access_token", &big_token),
-            Error("TooLarge { limit: 65536, url: "),
+            Error("NoAnswer(TooLarge { limit: 65536, url: "),
         ),
         row(
             "access_token 60 KB (under the 64 KiB read limit)",
@@ -242,7 +242,7 @@ fn rows() -> Vec<Row> {
         row(
             "10 MB body",
             Answer::full(StatusCode::OK, "application/json", ten_mb.clone()),
-            Error("TooLarge { limit: 65536, url: "),
+            Error("NoAnswer(TooLarge { limit: 65536, url: "),
         ),
         row(
             "non-JSON",
@@ -266,12 +266,12 @@ fn rows() -> Vec<Row> {
         row(
             "body that stops half way",
             Answer::Truncated(r#"{"token_type":"Bearer","expires_"#),
-            Error("Body { source: "),
+            Error("NoAnswer(Body { source: "),
         ),
         row(
             "accepts, never answers",
             Answer::Silent,
-            Error("Timeout { after: "),
+            Error("NoAnswer(Timeout { after: "),
         ),
         // problem+json
         row(

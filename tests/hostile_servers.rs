@@ -330,7 +330,7 @@ async fn an_oauth2_token_endpoint_that_redirects_is_refused() {
             let (debug, display) = oauth2(client, builder, initial())
                 .await
                 .expect_err(&format!("{case}: the other host's token was taken"));
-            assert!(debug.starts_with("Redirected("), "{case}: {debug}");
+            assert!(debug.starts_with("NoAnswer(Redirected("), "{case}: {debug}");
             assert!(
                 display.contains(&endpoint.url("/token")),
                 "{case}: {display}"
@@ -407,7 +407,7 @@ async fn an_apivideo_server_that_redirects_is_refused() {
             let (debug, display) = apivideo(client, &server.url(""), SECRET, initial())
                 .await
                 .expect_err(&format!("{case}: the other host's token was taken"));
-            assert!(debug.starts_with("Redirected("), "{case}: {debug}");
+            assert!(debug.starts_with("NoAnswer(Redirected("), "{case}: {debug}");
             assert!(
                 display.contains(&server.url("/auth/api-key")),
                 "{case}: {display}"

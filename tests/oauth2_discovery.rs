@@ -8,7 +8,7 @@ use common::oauth2::{first, http};
 use tower_bearer_mock::oauth2::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Discovery, MockAuthServer,
 };
-use tower_bearer_oauth2::{DiscoveryError, OAuth2, OAuth2Builder, OAuth2Error};
+use tower_bearer_oauth2::{DiscoveryError, NoAnswer, OAuth2, OAuth2Builder, OAuth2Error};
 
 fn from_issuer(issuer: String) -> OAuth2Builder {
     OAuth2::builder()
@@ -101,4 +101,34 @@ async fn no_metadata_is_a_permanent_discovery_error() {
     assert!(error.is_permanent());
     assert_eq!(server.counters().discovery_requests, 2);
     assert_eq!(provider.token_endpoint(), None, "a failure is not kept");
+}
+
+/// An issuer that does not answer: the request's failure, said once with the URL it asked,
+/// then the client's reason; not permanent, since the issuer may come up.
+#[tokio::test]
+async fn an_issuer_that_does_not_answer_is_a_transient_discovery_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let issuer = format!("http://{closed}");
+    let provider = from_issuer(issuer.clone()).build(http()).unwrap();
+    let error = first(&provider).await.unwrap_err();
+    let OAuth2Error::Discovery {
+        error: DiscoveryError::NoAnswer(NoAnswer::Transport { url, .. }),
+        retry_after: None,
+        ..
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    let asked = format!("{issuer}/.well-known/oauth-authorization-server");
+    assert_eq!(url, &asked);
+    assert!(!error.is_permanent());
+    assert_eq!(
+        error.to_string(),
+        format!("discovery failed: the request to {asked} failed")
+    );
+    let cause = std::error::Error::source(&error).expect("the client's error");
+    assert!(!cause.to_string().contains(&asked), "said once: {cause}");
 }

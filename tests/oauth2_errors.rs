@@ -11,7 +11,7 @@ use common::oauth2::{first, http, to};
 use http::StatusCode;
 use tower_bearer::{RetryAfter, TokenCache, TokenError, TokenErrorKind};
 use tower_bearer_mock::oauth2::{Fault, MockAuthServer};
-use tower_bearer_oauth2::{ErrorCode, MalformedAnswer, OAuth2, OAuth2Error};
+use tower_bearer_oauth2::{ErrorCode, MalformedAnswer, NoAnswer, OAuth2, OAuth2Error};
 
 const LONGEST: Duration = Duration::from_secs(600);
 
@@ -200,7 +200,7 @@ async fn a_silent_token_endpoint_times_out() {
         .unwrap();
     let error = first(&provider).await.unwrap_err();
     assert!(
-        matches!(error, OAuth2Error::Timeout { after, .. } if after == Duration::from_millis(200)),
+        matches!(error, OAuth2Error::NoAnswer(NoAnswer::Timeout { after, .. }) if after == Duration::from_millis(200)),
         "{error:?}"
     );
 }

@@ -112,7 +112,7 @@ fn rows() -> Vec<Row> {
         row(
             "access_token 100 KB",
             with("access_token", &big_token),
-            Error("TooLarge { limit: 65536, url: "),
+            Error("NoAnswer(TooLarge { limit: 65536, url: "),
         ),
         // expires_in
         row(
@@ -212,7 +212,7 @@ fn rows() -> Vec<Row> {
         row(
             "10 MB body",
             Answer::full(StatusCode::OK, "application/json", ten_mb.clone()),
-            Error("TooLarge { limit: 65536, url: "),
+            Error("NoAnswer(TooLarge { limit: 65536, url: "),
         ),
         row(
             "form-encoded body (GitHub's old default)",
@@ -241,12 +241,12 @@ fn rows() -> Vec<Row> {
         row(
             "body that stops half way",
             Answer::Truncated(r#"{"token_type":"Bearer","expires_"#),
-            Error("Body { source: "),
+            Error("NoAnswer(Body { source: "),
         ),
         row(
             "accepts, never answers",
             Answer::Silent,
-            Error("Timeout { after: "),
+            Error("NoAnswer(Timeout { after: "),
         ),
         // error responses
         row(

@@ -2,13 +2,11 @@
 
 use std::error::Error;
 use std::fmt;
-use std::time::Duration;
 
 use http::StatusCode;
-use tower::BoxError;
 
 use tower_bearer::{RetryAfter, ServerAnswer};
-use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Redirected, Seconds, Secrets, SendError};
+use tower_bearer_provider::Secrets;
 
 /// Why [`ApiVideo`](super::ApiVideo) could not get a token (or, for
 /// [`InvalidBaseUri`](Self::InvalidBaseUri), could not be built).
@@ -44,39 +42,11 @@ pub enum ApiVideoError {
     /// or, for a test server,
     /// [`ApiVideo::with_cleartext_base_uri`](super::ApiVideo::with_cleartext_base_uri).
     CleartextBaseUri,
-    /// The HTTP client failed: the request was not sent, or no response came back.
-    Transport {
-        /// The client's error.
-        source: BoxError,
-        /// The URL asked, without user info or query.
-        url: String,
-    },
-    /// The response's body could not be read to its end.
-    Body {
-        /// Why.
-        source: BoxError,
-        /// The URL asked, without user info or query.
-        url: String,
-    },
-    /// The call (both requests, when a rejected refresh token falls back to the API key) took
-    /// longer than the provider's [timeout](super::ApiVideo::timeout).
-    Timeout {
-        /// The timeout.
-        after: Duration,
-        /// The base URI, without user info.
-        url: String,
-    },
-    /// The response's body was longer than the provider reads.
-    TooLarge {
-        /// The most bytes read, 64 KiB.
-        limit: usize,
-        /// The URL asked, without user info or query.
-        url: String,
-    },
-    /// The server answered with a redirect, or another URL answered (a client that follows
-    /// redirects sent the request on): a provider never follows a redirect, and nothing the
-    /// answer held is used.
-    Redirected(Redirected),
+    /// No answer to read: the client failed, the body could not be read or was too long,
+    /// nothing came within the provider's [timeout](super::ApiVideo::timeout) (both requests,
+    /// when a rejected refresh token falls back to the API key), or the server redirected.
+    /// Its `Display` and [`source`](Error::source) are the [`NoAnswer`]'s.
+    NoAnswer(NoAnswer),
     /// api.video refused the API key (400 or 401 from `/auth/api-key`): a wrong key, a key
     /// for the other environment, or a revoked one. This is not fixed by trying again: the
     /// cache waits its longest backoff before the next login, not its shortest.
@@ -123,24 +93,9 @@ pub enum ApiVideoError {
     },
 }
 
-impl ApiVideoError {
-    /// The error for a request to `url` that brought back no answer to read.
-    pub(super) fn not_answered(error: SendError, url: String) -> Self {
-        match error {
-            SendError::Transport(source) => ApiVideoError::Transport { source, url },
-            SendError::Redirected(redirected) => ApiVideoError::Redirected(redirected),
-        }
-    }
-
-    /// The error for an answer from `url` whose body could not be read.
-    pub(super) fn unread(error: ReadError, url: String) -> Self {
-        match error {
-            ReadError::TooLarge => ApiVideoError::TooLarge {
-                limit: MAX_ANSWER_BYTES,
-                url,
-            },
-            ReadError::Body(source) => ApiVideoError::Body { source, url },
-        }
+impl From<NoAnswer> for ApiVideoError {
+    fn from(error: NoAnswer) -> Self {
+        ApiVideoError::NoAnswer(error)
     }
 }
 
@@ -155,15 +110,7 @@ impl fmt::Display for ApiVideoError {
                 "the api.video base URI is http on a host that is not loopback: https is \
                  required (ApiVideo::with_cleartext_base_uri for a test server)",
             ),
-            ApiVideoError::Transport { url, .. } => write!(f, "the request to {url} failed"),
-            ApiVideoError::Body { url, .. } => write!(f, "reading the answer of {url} failed"),
-            ApiVideoError::Timeout { after, url } => {
-                write!(f, "no answer from {url} within {}", Seconds(*after))
-            }
-            ApiVideoError::TooLarge { limit, url } => {
-                write!(f, "the answer of {url} was longer than {limit} bytes")
-            }
-            ApiVideoError::Redirected(redirected) => redirected.fmt(f),
+            ApiVideoError::NoAnswer(error) => error.fmt(f),
             ApiVideoError::Rejected { problem, url, .. } => {
                 write!(f, "{url} refused the API key: {problem}")
             }
@@ -181,9 +128,7 @@ impl fmt::Display for ApiVideoError {
 impl Error for ApiVideoError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            ApiVideoError::Transport { source, .. } | ApiVideoError::Body { source, .. } => {
-                Some(&**source)
-            }
+            ApiVideoError::NoAnswer(error) => error.source(),
             ApiVideoError::RateLimited {
                 retry_after: Some(hint),
                 ..
@@ -201,6 +146,10 @@ impl Error for ApiVideoError {
         }
     }
 }
+
+/// A request that brought back no answer to read, in [`ApiVideoError::NoAnswer`]: every
+/// provider's, so that code handling several providers matches it once.
+pub use tower_bearer_provider::NoAnswer;
 
 /// What is wrong with a token response that claimed success, in
 /// [`ApiVideoError::Malformed`]: every provider's reading of a bearer token answer, which

@@ -73,10 +73,10 @@
 //! the request gave it (as it is, or JSON-escaped).
 //!
 //! - An answer that is a redirect, or that another URL gave (a client that follows redirects
-//!   sent the request on), is refused ([`ApiVideoError::Redirected`]): the provider never
+//!   sent the request on), is refused ([`NoAnswer::Redirected`]): the provider never
 //!   follows a redirect. Give it a client that does not follow them either (hyper-util's
 //!   never does; see `tower_bearer_provider::reqwest::ClientService` for reqwest).
-//! - At most 64 KiB of a response is read ([`ApiVideoError::TooLarge`] beyond).
+//! - At most 64 KiB of a response is read ([`NoAnswer::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `bearer` in any case,
 //!   `access_token` a string that can be sent in a header, `expires_in` a whole number of
 //!   seconds of at least 1, and optionally `refresh_token`; anything else is
@@ -114,7 +114,7 @@ mod error;
 mod provider;
 mod wire;
 
-pub use error::{ApiVideoError, Malformed, Problem};
+pub use error::{ApiVideoError, Malformed, NoAnswer, Problem};
 
 #[cfg(test)]
 mod wire_properties;

@@ -16,7 +16,9 @@ use super::error::ApiVideoError;
 use super::wire::{self, Credential};
 use tower_bearer::{BearerAuthLayer, Scope, Token, TokenRequest};
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody, is_cleartext, shown_url};
+use tower_bearer_provider::{
+    Grants, HttpClient, NoAnswer, Refresher, RequestBody, is_cleartext, shown_url,
+};
 
 /// api.video's production server.
 pub const PRODUCTION: &str = "https://ws.api.video";
@@ -186,7 +188,7 @@ where
 
 impl<C, B> ApiVideo<C, B> {
     /// The most one call may take, both requests together when a refused refresh token falls
-    /// back to the API key; past it the call fails with [`ApiVideoError::Timeout`].
+    /// back to the API key; past it the call fails with [`NoAnswer::Timeout`].
     /// Default: [`DEFAULT_TIMEOUT`], 30 s.
     ///
     /// A refresher should always have one: requests that need a token wait for the refresh
@@ -377,17 +379,11 @@ where
     }
 
     fn client_failed(&self, source: BoxError) -> ApiVideoError {
-        ApiVideoError::Transport {
-            source,
-            url: shown_url(&self.base_uri),
-        }
+        NoAnswer::transport(source, shown_url(&self.base_uri)).into()
     }
 
     fn timed_out(&self, after: Duration) -> ApiVideoError {
-        ApiVideoError::Timeout {
-            after,
-            url: shown_url(&self.base_uri),
-        }
+        NoAnswer::timeout(after, shown_url(&self.base_uri)).into()
     }
 }
 
@@ -403,9 +399,7 @@ where
     B: RequestBody,
 {
     let request = wire::request::<B>(uri, &credential);
-    let answer = http_client::send(client, request)
-        .await
-        .map_err(|error| ApiVideoError::not_answered(error, shown_url(uri)))?;
+    let answer = http_client::send(client, request).await?;
     let (status, sent_at) = (answer.status.as_u16(), answer.sent_at);
     let result = wire::token_from(answer, uri, &credential.secrets());
     tracing::trace!(
@@ -524,7 +518,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             &error,
-            ApiVideoError::Timeout { after, url }
+            ApiVideoError::NoAnswer(NoAnswer::Timeout { after, url })
                 if *after == Duration::from_secs(2) && url == "https://sandbox.api.video/"
         ));
     }

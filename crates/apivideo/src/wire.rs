@@ -76,7 +76,7 @@ pub(super) fn token_from(
     } = answer;
     let url = || shown_url(uri);
     if status.is_success() {
-        let body = body.map_err(|error| ApiVideoError::unread(error, url()))?;
+        let body = body?;
         return parse_token(&body, sent_at)
             .map_err(|error| ApiVideoError::Malformed { error, url: url() });
     }

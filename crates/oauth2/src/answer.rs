@@ -33,7 +33,7 @@ pub(super) fn token_from(
     } = answer;
     let url = || shown_url(uri);
     if status.is_success() {
-        let body = body.map_err(|error| OAuth2Error::unread(error, url()))?;
+        let body = body?;
         return parse_token(&body, sent_at, default_lifetime, dpop)
             .map_err(|error| OAuth2Error::Malformed { error, url: url() });
     }

@@ -133,7 +133,7 @@ impl OAuth2Builder {
     /// its metadata names must be `https` if the issuer is, and on loopback if it is not
     /// ([`DiscoveryError::Cleartext`](crate::DiscoveryError::Cleartext) otherwise). The
     /// metadata must come from the issuer itself: a redirect is refused
-    /// ([`DiscoveryError::Redirected`](crate::DiscoveryError::Redirected)).
+    /// ([`NoAnswer::Redirected`](crate::NoAnswer::Redirected)).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.endpoint = Some(Endpoint::Issuer(issuer.into()));
         self
@@ -233,7 +233,7 @@ impl OAuth2Builder {
 
     /// The most one call may take, everything included (discovery, the grant, the fallback
     /// when a refresh token is refused); past it the call fails with
-    /// [`OAuth2Error::Timeout`](crate::OAuth2Error::Timeout). Default: [`DEFAULT_TIMEOUT`],
+    /// [`NoAnswer::Timeout`](crate::NoAnswer::Timeout). Default: [`DEFAULT_TIMEOUT`],
     /// 30 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

@@ -12,7 +12,7 @@ use crate::grant_proof::{self as dpop, DpopSettings};
 use tower_bearer::RetryAfter;
 use tower_bearer_provider as http_client;
 use tower_bearer_provider::{
-    HttpClient, Malformed, Members, RequestBody, Secrets, SendError, is_cleartext, shown_url,
+    HttpClient, Malformed, Members, RequestBody, Secrets, is_cleartext, shown_url,
 };
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -62,14 +62,10 @@ where
         request
             .headers_mut()
             .insert(USER_AGENT, http_client::USER_AGENT);
+        let unanswered = |error| failed(DiscoveryError::NoAnswer(error), None);
         let answer = http_client::send(client, request)
             .await
-            .map_err(|error| match error {
-                SendError::Transport(error) => failed(DiscoveryError::Transport(error), None),
-                SendError::Redirected(redirected) => {
-                    failed(DiscoveryError::Redirected(redirected), None)
-                }
-            })?;
+            .map_err(unanswered)?;
         if !answer.status.is_success() {
             tracing::debug!(
                 uri = %uri,
@@ -79,9 +75,7 @@ where
             last = (answer.status, shown_url(&uri));
             continue;
         }
-        let body = answer
-            .body
-            .map_err(|error| failed(DiscoveryError::Transport(error.into()), None))?;
+        let body = answer.body.map_err(unanswered)?;
         return parse_metadata(&body, issuer)
             .and_then(|metadata| {
                 check_scheme(&issuer_uri, &metadata.token_endpoint, allow_cleartext)?;

@@ -2,7 +2,6 @@
 
 use std::error::Error;
 use std::fmt;
-use std::time::Duration;
 
 use http::StatusCode;
 use tower::BoxError;
@@ -10,9 +9,12 @@ use tower::BoxError;
 use crate::auth_method::AuthMethod;
 use crate::jose::KeyError;
 use tower_bearer::{InvalidToken, RetryAfter, ServerAnswer};
-use tower_bearer_provider::{
-    MAX_ANSWER_BYTES, Malformed, ReadError, Redirected, Seconds, SendError,
-};
+use tower_bearer_provider::Malformed;
+
+/// A request that brought back no answer to read, in [`OAuth2Error::NoAnswer`] and
+/// [`DiscoveryError::NoAnswer`]: every provider's, so that code handling several providers
+/// matches it once.
+pub use tower_bearer_provider::NoAnswer;
 
 /// Why [`OAuth2`](crate::OAuth2) could not get a token.
 ///
@@ -45,39 +47,13 @@ use tower_bearer_provider::{
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum OAuth2Error {
-    /// The HTTP client failed: the request was not sent, or no response came back.
-    Transport {
-        /// The client's error.
-        source: BoxError,
-        /// The URL asked, without user info or query.
-        url: String,
-    },
-    /// The response's body could not be read to its end.
-    Body {
-        /// Why.
-        source: BoxError,
-        /// The URL asked, without user info or query.
-        url: String,
-    },
-    /// The call (discovery, the grant, and a fallback after a refused refresh token, all
-    /// together) took longer than the provider's [timeout](crate::OAuth2Builder::timeout).
-    Timeout {
-        /// The timeout.
-        after: Duration,
-        /// The token endpoint, or the issuer while it is not yet discovered.
-        url: String,
-    },
-    /// The response's body was longer than the provider reads.
-    TooLarge {
-        /// The most bytes read, 64 KiB.
-        limit: usize,
-        /// The URL asked, without user info or query.
-        url: String,
-    },
-    /// The token endpoint answered with a redirect, or another URL answered (a client that
-    /// follows redirects sent the request on): a provider never follows a redirect, and
-    /// nothing the answer held is used.
-    Redirected(Redirected),
+    /// No answer to read from the token endpoint: the client failed, the body could not be
+    /// read or was too long, nothing came within the provider's
+    /// [timeout](crate::OAuth2Builder::timeout) (discovery, the grant, and a fallback after a
+    /// refused refresh token, all together; the URL is the issuer's while the token endpoint
+    /// is not yet discovered), or the endpoint redirected. Its `Display` and
+    /// [`source`](Error::source) are the [`NoAnswer`]'s.
+    NoAnswer(NoAnswer),
     /// The authorization server answered with an error response (RFC 6749 §5.2).
     Refused {
         /// The status, the error code and its description.
@@ -157,39 +133,18 @@ impl OAuth2Error {
             _ => false,
         }
     }
+}
 
-    /// The error for a request to `url` that brought back no answer to read.
-    pub(crate) fn not_answered(error: SendError, url: String) -> Self {
-        match error {
-            SendError::Transport(source) => OAuth2Error::Transport { source, url },
-            SendError::Redirected(redirected) => OAuth2Error::Redirected(redirected),
-        }
-    }
-
-    /// The error for an answer from `url` whose body could not be read.
-    pub(crate) fn unread(error: ReadError, url: String) -> Self {
-        match error {
-            ReadError::TooLarge => OAuth2Error::TooLarge {
-                limit: MAX_ANSWER_BYTES,
-                url,
-            },
-            ReadError::Body(source) => OAuth2Error::Body { source, url },
-        }
+impl From<NoAnswer> for OAuth2Error {
+    fn from(error: NoAnswer) -> Self {
+        OAuth2Error::NoAnswer(error)
     }
 }
 
 impl fmt::Display for OAuth2Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OAuth2Error::Transport { url, .. } => write!(f, "the request to {url} failed"),
-            OAuth2Error::Body { url, .. } => write!(f, "reading the answer of {url} failed"),
-            OAuth2Error::Timeout { after, url } => {
-                write!(f, "no answer from {url} within {}", Seconds(*after))
-            }
-            OAuth2Error::TooLarge { limit, url } => {
-                write!(f, "the answer of {url} was longer than {limit} bytes")
-            }
-            OAuth2Error::Redirected(redirected) => redirected.fmt(f),
+            OAuth2Error::NoAnswer(error) => error.fmt(f),
             OAuth2Error::Refused { response, url, .. } => {
                 write!(
                     f,
@@ -202,6 +157,11 @@ impl fmt::Display for OAuth2Error {
             OAuth2Error::Malformed { url, .. } => {
                 write!(f, "the answer of the token endpoint {url} is not a token")
             }
+            // The request's failure names the URL.
+            OAuth2Error::Discovery {
+                error: DiscoveryError::NoAnswer(error),
+                ..
+            } => write!(f, "discovery failed: {error}"),
             OAuth2Error::Discovery { error, url, .. } => {
                 write!(f, "discovery at {url} failed: {error}")
             }
@@ -227,10 +187,10 @@ impl Error for OAuth2Error {
                 .map(|hint| hint as &(dyn Error + 'static))
         }
         match self {
-            OAuth2Error::Transport { source, .. }
-            | OAuth2Error::Body { source, .. }
-            | OAuth2Error::SubjectToken(source)
-            | OAuth2Error::ClientAssertion(source) => Some(&**source),
+            OAuth2Error::NoAnswer(error) => error.source(),
+            OAuth2Error::SubjectToken(source) | OAuth2Error::ClientAssertion(source) => {
+                Some(&**source)
+            }
             // The server answered: the hint holds its answer, or the answer is the source.
             OAuth2Error::Refused {
                 retry_after,
@@ -249,9 +209,6 @@ impl Error for OAuth2Error {
             OAuth2Error::Malformed { error, .. } => Some(error),
             OAuth2Error::Signing(error) => Some(error),
             OAuth2Error::DpopProof(error) => Some(error),
-            OAuth2Error::Timeout { .. }
-            | OAuth2Error::TooLarge { .. }
-            | OAuth2Error::Redirected(_) => None,
         }
     }
 }
@@ -541,8 +498,12 @@ pub enum DiscoveryError {
     /// Neither `/.well-known/oauth-authorization-server` nor
     /// `/.well-known/openid-configuration` answered with success; the status of the last.
     Status(StatusCode),
-    /// A metadata request failed, or its body could not be read; the source says why.
-    Transport(BoxError),
+    /// A metadata request brought back no answer to read: the client failed, the body could
+    /// not be read or was too long, or the answer was a redirect or came from another URL
+    /// (a client that follows redirects sent the request on; the metadata says where the
+    /// client's credentials go, and only the issuer may say it). Its `Display` and
+    /// [`source`](Error::source) are the [`NoAnswer`]'s.
+    NoAnswer(NoAnswer),
     /// The metadata is not what RFC 8414 describes.
     Malformed(MalformedAnswer),
     /// The metadata's `issuer` is not the issuer the provider was built for (RFC 8414 §3.3):
@@ -562,10 +523,6 @@ pub enum DiscoveryError {
         /// The algorithms the server lists, each cleaned and cut at 200 characters.
         supported: Vec<String>,
     },
-    /// The metadata request was answered with a redirect, or another URL answered (a client
-    /// that follows redirects sent the request on): the metadata says where the client's
-    /// credentials go, and only the issuer may say it.
-    Redirected(Redirected),
     /// The metadata names a token endpoint the client's credentials would travel to in clear:
     /// `http` when the issuer is `https` (never taken), or `http` on a host that is not
     /// loopback (taken only with
@@ -583,7 +540,7 @@ impl fmt::Display for DiscoveryError {
                 f,
                 "no metadata at either well-known URI (the last answered {status})"
             ),
-            DiscoveryError::Transport(_) => f.write_str("the metadata request failed"),
+            DiscoveryError::NoAnswer(error) => error.fmt(f),
             DiscoveryError::Malformed(malformed) => write!(f, "unusable metadata: {malformed}"),
             DiscoveryError::IssuerMismatch { expected, found } => write!(
                 f,
@@ -599,7 +556,6 @@ impl fmt::Display for DiscoveryError {
                 supported.join(", "),
                 algorithm.as_str()
             ),
-            DiscoveryError::Redirected(redirected) => redirected.fmt(f),
             DiscoveryError::Cleartext { token_endpoint } => write!(
                 f,
                 "the metadata names {token_endpoint}, a cleartext token endpoint (http is taken \
@@ -612,7 +568,7 @@ impl fmt::Display for DiscoveryError {
 impl Error for DiscoveryError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            DiscoveryError::Transport(source) => Some(&**source),
+            DiscoveryError::NoAnswer(error) => error.source(),
             // Said in this error's own text: its cause comes next.
             DiscoveryError::Malformed(malformed) => malformed.source(),
             _ => None,

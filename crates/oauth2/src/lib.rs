@@ -85,11 +85,10 @@
 //! in every form the request gave it (as it is, form-urlencoded, in the `Basic` header).
 //!
 //! - An answer that is a redirect, or that another URL gave (a client that follows redirects
-//!   sent the request on), is refused ([`OAuth2Error::Redirected`],
-//!   [`DiscoveryError::Redirected`]): the provider never follows a redirect. Give it a client
+//!   sent the request on), is refused ([`NoAnswer::Redirected`]): the provider never follows a redirect. Give it a client
 //!   that does not follow them either (hyper-util's never does; see
 //!   `tower_bearer_provider::reqwest::ClientService` for reqwest).
-//! - At most 64 KiB of a response is read ([`OAuth2Error::TooLarge`] beyond).
+//! - At most 64 KiB of a response is read ([`NoAnswer::TooLarge`] beyond).
 //! - A success must be a JSON object with `token_type` equal to `Bearer` in any case (`DPoP`
 //!   when the provider has a DPoP key: see below), `access_token` a string that can be sent
 //!   in a header,
@@ -152,7 +151,7 @@ pub use auth_method::{AuthMethod, UnknownAuthMethod};
 pub use azure::{AZURE_PUBLIC_CLOUD, AzureWorkloadIdentity};
 pub use builder::{DEFAULT_TIMEOUT, OAuth2Builder};
 pub use error::{
-    ConfigError, DiscoveryError, ErrorCode, ErrorResponse, MalformedAnswer, OAuth2Error,
+    ConfigError, DiscoveryError, ErrorCode, ErrorResponse, MalformedAnswer, NoAnswer, OAuth2Error,
 };
 pub use grant::{ClientAssertion, Grant, JwtBearer, SubjectToken};
 pub use provider::{OAuth2, ResponseFuture};

@@ -19,7 +19,7 @@ use crate::error::{ErrorCode, OAuth2Error};
 use crate::grant::GrantKind;
 use crate::request::{self, GrantParams};
 use tower_bearer::{BearerAuthLayer, InvalidOrigin, Scope, Token, TokenRequest};
-use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody};
+use tower_bearer_provider::{Grants, HttpClient, NoAnswer, Refresher, RequestBody};
 
 /// Gets access tokens from an OAuth 2.0 authorization server: a refresher for a
 /// [`TokenCache`](tower_bearer::TokenCache) or [`BearerAuthLayer`].
@@ -223,17 +223,11 @@ where
     }
 
     fn client_failed(&self, source: BoxError) -> OAuth2Error {
-        OAuth2Error::Transport {
-            source,
-            url: self.shown_url(),
-        }
+        NoAnswer::transport(source, self.shown_url()).into()
     }
 
     fn timed_out(&self, after: Duration) -> OAuth2Error {
-        OAuth2Error::Timeout {
-            after,
-            url: self.shown_url(),
-        }
+        NoAnswer::timeout(after, self.shown_url()).into()
     }
 }
 

@@ -16,7 +16,7 @@ use crate::form::Form;
 use crate::grant_proof as dpop;
 use tower_bearer::Token;
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{HttpClient, RequestBody, Secrets, shown_url};
+use tower_bearer_provider::{HttpClient, RequestBody, Secrets};
 
 const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -70,9 +70,7 @@ where
         let mut secrets = Secrets::new();
         let mut request = build::<B>(config, endpoint, &grant, assertion.as_ref(), &mut secrets)?;
         let proof = dpop::prove(dpop, endpoint, request.headers_mut())?;
-        let answer = http_client::send(client, request)
-            .await
-            .map_err(|error| OAuth2Error::not_answered(error, shown_url(&endpoint.uri)))?;
+        let answer = http_client::send(client, request).await?;
         // The server asked for its nonce (`use_dpop_nonce`), and gave one the proof did not
         // carry: asked again once, with it. Every answer's nonce is learned.
         let new_nonce = proof

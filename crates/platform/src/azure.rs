@@ -81,7 +81,7 @@
 //! - Any other error status is [`ManagedIdentityError::Refused`], permanent: on IMDS, 400 for
 //!   an identity not assigned to the machine or a resource Entra ID does not know.
 //! - A request that got no answer (connection refused: no endpoint there) is asked again
-//!   three times, then is [`ManagedIdentityError::Transport`].
+//!   three times, then is [`ManagedIdentityError::NoAnswer`].
 //!
 //! | endpoint | retried statuses | retries and waits |
 //! | --- | --- | --- |
@@ -106,7 +106,7 @@ mod error;
 mod retry;
 mod wire;
 
-pub use error::{ErrorAnswer, Malformed, ManagedIdentityError};
+pub use error::{ErrorAnswer, Malformed, ManagedIdentityError, NoAnswer};
 
 use std::fmt;
 use std::future::Future;
@@ -425,7 +425,7 @@ impl<C, B> ManagedIdentity<C, B> {
     }
 
     /// The most one call may take, every attempt and every wait between them; past it the
-    /// call fails with [`ManagedIdentityError::Timeout`], and a retry whose wait would end
+    /// call fails with [`NoAnswer::Timeout`], and a retry whose wait would end
     /// past it is not begun. Default: [`DEFAULT_TIMEOUT`], 90 s.
     ///
     /// Requests that need a token wait for the refresh in flight: a shorter timeout fails
@@ -574,18 +574,14 @@ where
     }
 
     fn client_failed(&self, source: BoxError) -> ManagedIdentityError {
-        ManagedIdentityError::Transport {
-            source,
-            url: shown_url(&self.url),
+        ManagedIdentityError::NoAnswer {
+            error: NoAnswer::transport(source, shown_url(&self.url)),
             attempts: 0,
         }
     }
 
     fn timed_out(&self, after: Duration) -> ManagedIdentityError {
-        ManagedIdentityError::Timeout {
-            after,
-            url: shown_url(&self.url),
-        }
+        NoAnswer::timeout(after, shown_url(&self.url)).into()
     }
 }
 
@@ -622,7 +618,7 @@ where
         let request = wire::request::<B>(&uri, config.identity_header.as_ref());
         let result = match http_client::send(client, request).await {
             Ok(answer) => wire::token_from(answer, &uri, policy, &secrets),
-            Err(error) => Err(ManagedIdentityError::not_answered(error, shown_url(&uri))),
+            Err(error) => Err(error.into()),
         };
         let error = match result {
             Ok(token) => return Ok(token),

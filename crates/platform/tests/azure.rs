@@ -24,7 +24,7 @@ use tower::{BoxError, ServiceExt, service_fn};
 use tower_bearer::{RefreshReason, RetryAfter, Token, TokenCache, TokenError, TokenRequest};
 use tower_bearer_mock::azure::{Endpoint, Fault, MockManagedIdentity, SYSTEM_ASSIGNED_CLIENT_ID};
 use tower_bearer_platform::azure::{
-    IdentityEndpoint, ManagedIdentity, ManagedIdentityError, UserAssignedId,
+    IdentityEndpoint, ManagedIdentity, ManagedIdentityError, NoAnswer, UserAssignedId,
 };
 
 const VAULT: &str = "https://vault.azure.net";
@@ -446,7 +446,13 @@ async fn a_refused_connection_is_retried_then_a_transport_error() {
     .unwrap();
     let error = get(provider).await.unwrap_err();
     assert!(
-        matches!(&error, ManagedIdentityError::Transport { attempts: 4, .. }),
+        matches!(
+            &error,
+            ManagedIdentityError::NoAnswer {
+                error: NoAnswer::Transport { .. },
+                attempts: 4
+            }
+        ),
         "{error:?}"
     );
     assert_eq!(counting.sent(), 4);
@@ -460,7 +466,7 @@ async fn a_slow_endpoint_times_out() {
     let provider = imds(&server, VAULT).timeout(Duration::from_secs(5));
     let error = get(provider).await.unwrap_err();
     assert!(
-        matches!(&error, ManagedIdentityError::Timeout { after, .. } if *after == Duration::from_secs(5)),
+        matches!(&error, ManagedIdentityError::NoAnswer { error: NoAnswer::Timeout { after, .. }, .. } if *after == Duration::from_secs(5)),
         "{error:?}"
     );
 }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_bearer::{RefreshReason, RetryAfter, ServerAnswer, Token, TokenCache, TokenRequest};
 use tower_bearer_mock::gcp::{CLOUD_PLATFORM, Fault, MockMetadataServer};
-use tower_bearer_platform::gcp::{MetadataError, MetadataServer, MetadataServerBuilder};
+use tower_bearer_platform::gcp::{MetadataError, MetadataServer, MetadataServerBuilder, NoAnswer};
 
 const OTHER: &str = "reports@demo.iam.gserviceaccount.com";
 
@@ -224,7 +224,7 @@ async fn a_slow_first_answer_times_out_and_is_retried() {
         .unwrap();
     let error = token(&provider).await.unwrap_err();
     assert!(
-        matches!(&error, MetadataError::Timeout { after, .. } if *after == Duration::from_secs(3)),
+        matches!(&error, MetadataError::NoAnswer(NoAnswer::Timeout { after, .. }) if *after == Duration::from_secs(3)),
         "{error:?}"
     );
     assert_eq!(server.counters().token_requests, 7);
@@ -267,7 +267,7 @@ async fn a_connection_refused_is_retried_until_the_server_is_up() {
     let started = Instant::now();
     let error = self::token(&provider).await.unwrap_err();
     assert!(
-        matches!(error, MetadataError::Transport { .. }),
+        matches!(error, MetadataError::NoAnswer(NoAnswer::Transport { .. })),
         "{error:?}"
     );
     let waited = started.elapsed();

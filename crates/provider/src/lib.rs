@@ -31,6 +31,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 
+mod no_answer;
 mod redirect;
 mod refresher;
 mod secrets;
@@ -39,6 +40,7 @@ mod token_answer;
 #[cfg(test)]
 mod token_answer_properties;
 
+pub use no_answer::NoAnswer;
 pub use redirect::Redirected;
 pub use refresher::{Grants, Refresher, ResponseFuture};
 pub use secrets::{Secrets, basic_credentials, server_text};
@@ -174,55 +176,19 @@ pub struct Answer {
     pub status: StatusCode,
     /// The answer's headers.
     pub headers: HeaderMap,
-    /// The body, or why it could not be read; a status may mean enough without it.
-    pub body: Result<Bytes, ReadError>,
+    /// The body, or why it could not be read ([`NoAnswer::Body`], [`NoAnswer::TooLarge`]); a
+    /// status may mean enough without it.
+    pub body: Result<Bytes, NoAnswer>,
     /// When the request left: a token's lifetime counts from here, not from the answer, since
     /// the server's clock started somewhere in between and erring early is safe.
     pub sent_at: Instant,
-}
-
-/// Why an answer's body could not be read.
-#[derive(Debug)]
-pub enum ReadError {
-    /// It was longer than [`MAX_ANSWER_BYTES`].
-    TooLarge,
-    /// Reading it failed.
-    Body(BoxError),
-}
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReadError::TooLarge => write!(f, "the answer was longer than {MAX_ANSWER_BYTES} bytes"),
-            ReadError::Body(_) => f.write_str("reading the answer failed"),
-        }
-    }
-}
-
-impl std::error::Error for ReadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ReadError::TooLarge => None,
-            ReadError::Body(source) => Some(&**source),
-        }
-    }
-}
-
-/// Why a request brought back no answer: the client failed, or the answer came from
-/// elsewhere. A provider's own error says it with the URL it asked.
-#[derive(Debug)]
-pub enum SendError {
-    /// The HTTP client failed: the request was not sent, or no response came back.
-    Transport(BoxError),
-    /// The answer is a redirect, or came from another URL.
-    Redirected(Redirected),
 }
 
 /// Sends `request` through `client` once it is ready, and reads the whole answer, at most
 /// [`MAX_ANSWER_BYTES`] of it.
 ///
 /// An answer that is a redirect, or that came from another URL than the request's (a client
-/// that follows redirects sent it on, and said so), is [`SendError::Redirected`], unread.
+/// that follows redirects sent it on, and said so), is [`NoAnswer::Redirected`], unread.
 ///
 /// The one place a provider's request goes out: a hook that must touch every attempt (a
 /// proof of possession, a log line) goes here.
@@ -233,7 +199,7 @@ pub enum SendError {
 /// `http.request.method`, `server.address`, `server.port`, `url.full` (as [`shown_url`]
 /// shows it: no user info, no query), `http.response.status_code`, and `error.type` (the
 /// status code from 400 on, `transport`, `redirected` or `body`).
-pub async fn send<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, SendError>
+pub async fn send<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, NoAnswer>
 where
     C: HttpClient<B>,
 {
@@ -253,8 +219,8 @@ where
                 _ => None,
             }
         }
-        Err(SendError::Transport(_)) => Some("transport"),
-        Err(SendError::Redirected(_)) => Some("redirected"),
+        Err(NoAnswer::Redirected(_)) => Some("redirected"),
+        Err(_) => Some("transport"),
     };
     if let Some(error_type) = error_type {
         span.record("error.type", error_type);
@@ -286,41 +252,41 @@ fn client_span<B>(request: &Request<B>) -> tracing::Span {
     )
 }
 
-async fn send_in_span<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, SendError>
+async fn send_in_span<C, B>(client: &mut C, request: Request<B>) -> Result<Answer, NoAnswer>
 where
     C: HttpClient<B>,
 {
+    let asked = request.uri().clone();
+    let failed = |error: C::Error| NoAnswer::transport(error, shown_url(&asked));
     // Ready again even for a call's first request: polling a ready service is allowed, and
     // a second request in the same call (a fallback) takes the same path.
-    poll_fn(|cx| client.poll_ready(cx))
-        .await
-        .map_err(|error| SendError::Transport(error.into()))?;
-    let asked = request.uri().clone();
+    poll_fn(|cx| client.poll_ready(cx)).await.map_err(failed)?;
     let sent_at = Instant::now();
-    let response = client
-        .call(request)
-        .await
-        .map_err(|error| SendError::Transport(error.into()))?;
-    redirect::check(&asked, &response).map_err(SendError::Redirected)?;
+    let response = client.call(request).await.map_err(failed)?;
+    redirect::check(&asked, &response).map_err(NoAnswer::Redirected)?;
     let (parts, body) = response.into_parts();
     Ok(Answer {
         status: parts.status,
         headers: parts.headers,
-        body: read_capped(body).await,
+        body: read_capped(body, &asked).await,
         sent_at,
     })
 }
 
-/// The body, read to its end but no further than [`MAX_ANSWER_BYTES`].
-async fn read_capped<ResBody>(body: ResBody) -> Result<Bytes, ReadError>
+/// The body of the answer from `asked`, read to its end but no further than
+/// [`MAX_ANSWER_BYTES`].
+async fn read_capped<ResBody>(body: ResBody, asked: &Uri) -> Result<Bytes, NoAnswer>
 where
     ResBody: Body,
     ResBody::Error: Into<BoxError>,
 {
     match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(ReadError::TooLarge),
-        Err(error) => Err(ReadError::Body(error)),
+        Err(error) if error.is::<LengthLimitError>() => Err(NoAnswer::too_large(shown_url(asked))),
+        Err(source) => Err(NoAnswer::Body {
+            source,
+            url: shown_url(asked),
+        }),
     }
 }
 
@@ -496,10 +462,18 @@ mod tests {
 
     #[tokio::test]
     async fn answers_are_read_up_to_the_cap() {
+        let asked = Uri::from_static("https://auth.example/token?secret=1");
         let exact = Full::new(Bytes::from(vec![b'x'; MAX_ANSWER_BYTES]));
-        assert_eq!(read_capped(exact).await.unwrap().len(), MAX_ANSWER_BYTES);
+        assert_eq!(
+            read_capped(exact, &asked).await.unwrap().len(),
+            MAX_ANSWER_BYTES
+        );
         let over = Full::new(Bytes::from(vec![b'x'; MAX_ANSWER_BYTES + 1]));
-        assert!(matches!(read_capped(over).await, Err(ReadError::TooLarge)));
+        assert!(matches!(
+            read_capped(over, &asked).await,
+            Err(NoAnswer::TooLarge { limit: MAX_ANSWER_BYTES, url })
+                if url == "https://auth.example/token"
+        ));
     }
 
     #[tokio::test(start_paused = true)]

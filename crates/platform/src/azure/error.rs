@@ -2,13 +2,15 @@
 
 use std::error::Error;
 use std::fmt;
-use std::time::Duration;
 
 use http::StatusCode;
 use tower::BoxError;
 
 use tower_bearer::{InvalidToken, RetryAfter};
-use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Redirected, Seconds, SendError};
+
+/// A request that brought back no answer to read, in [`ManagedIdentityError::NoAnswer`]:
+/// every provider's, so that code handling several providers matches it once.
+pub use tower_bearer_provider::NoAnswer;
 
 /// Why [`ManagedIdentity`](super::ManagedIdentity) could not get a token, or could not be
 /// built.
@@ -69,41 +71,17 @@ pub enum ManagedIdentityError {
         /// The source the variables name.
         platform: &'static str,
     },
-    /// The HTTP client failed: the request was not sent (the connection was refused: no
-    /// endpoint there), or no response came back, on every attempt.
-    Transport {
-        /// The client's error on the last attempt.
-        source: BoxError,
-        /// The endpoint, without query.
-        url: String,
+    /// No answer to read: the client failed on every attempt (the connection was refused: no
+    /// endpoint there), the body could not be read or was too long, the call took longer than
+    /// the provider's [timeout](super::ManagedIdentity::timeout), or the endpoint redirected.
+    /// Its [`source`](Error::source) is the [`NoAnswer`]'s; its `Display`, the [`NoAnswer`]'s
+    /// with the attempts made when there were several.
+    NoAnswer {
+        /// What failed, on the last attempt.
+        error: NoAnswer,
         /// The attempts made.
         attempts: u32,
     },
-    /// The response's body could not be read to its end.
-    Body {
-        /// Why.
-        source: BoxError,
-        /// The endpoint, without query.
-        url: String,
-    },
-    /// The response's body was longer than the provider reads.
-    TooLarge {
-        /// The most bytes read, 64 KiB.
-        limit: usize,
-        /// The endpoint, without query.
-        url: String,
-    },
-    /// The call, every attempt and wait in it, took longer than the provider's
-    /// [timeout](super::ManagedIdentity::timeout).
-    Timeout {
-        /// The timeout.
-        after: Duration,
-        /// The endpoint, without query.
-        url: String,
-    },
-    /// The endpoint answered with a redirect, or another URL answered: a provider never
-    /// follows a redirect, and nothing the answer held is used.
-    Redirected(Redirected),
     /// The endpoint refused the request with a status not worth retrying: on IMDS a 400 for an
     /// identity that is not assigned to this machine (`invalid_request`, "Identity not found")
     /// or a resource Entra ID does not know (`invalid_resource`); on App Service a wrong
@@ -142,37 +120,20 @@ pub enum ManagedIdentityError {
 }
 
 impl ManagedIdentityError {
-    /// The error for a request to `url` that brought back no answer.
-    pub(super) fn not_answered(error: SendError, url: String) -> Self {
-        match error {
-            SendError::Transport(source) => ManagedIdentityError::Transport {
-                source,
-                url,
-                attempts: 1,
-            },
-            SendError::Redirected(redirected) => ManagedIdentityError::Redirected(redirected),
-        }
-    }
-
-    /// The error for an answer from `url` whose body could not be read.
-    pub(super) fn unread(error: ReadError, url: String) -> Self {
-        match error {
-            ReadError::TooLarge => ManagedIdentityError::TooLarge {
-                limit: MAX_ANSWER_BYTES,
-                url,
-            },
-            ReadError::Body(source) => ManagedIdentityError::Body { source, url },
-        }
-    }
-
     /// The same error, saying how many attempts the call made.
     pub(super) fn after_attempts(mut self, made: u32) -> Self {
-        if let ManagedIdentityError::Transport { attempts, .. }
+        if let ManagedIdentityError::NoAnswer { attempts, .. }
         | ManagedIdentityError::Unavailable { attempts, .. } = &mut self
         {
             *attempts = made;
         }
         self
+    }
+}
+
+impl From<NoAnswer> for ManagedIdentityError {
+    fn from(error: NoAnswer) -> Self {
+        ManagedIdentityError::NoAnswer { error, attempts: 1 }
     }
 }
 
@@ -211,23 +172,9 @@ impl fmt::Display for ManagedIdentityError {
                 "the environment names {platform}, which this managed identity provider does \
                  not speak"
             ),
-            ManagedIdentityError::Transport { url, attempts, .. } => write!(
-                f,
-                "the request to the managed identity endpoint {url} failed{}",
-                Attempts(*attempts)
-            ),
-            ManagedIdentityError::Body { url, .. } => {
-                write!(f, "reading the answer of {url} failed")
+            ManagedIdentityError::NoAnswer { error, attempts } => {
+                write!(f, "{error}{}", Attempts(*attempts))
             }
-            ManagedIdentityError::TooLarge { limit, url } => {
-                write!(f, "the answer of {url} was longer than {limit} bytes")
-            }
-            ManagedIdentityError::Timeout { after, url } => write!(
-                f,
-                "no token from the managed identity endpoint {url} within {}",
-                Seconds(*after)
-            ),
-            ManagedIdentityError::Redirected(redirected) => redirected.fmt(f),
             ManagedIdentityError::Refused { answer, url, .. } => {
                 write!(f, "the managed identity endpoint {url} refused: {answer}")
             }
@@ -251,8 +198,7 @@ impl fmt::Display for ManagedIdentityError {
 impl Error for ManagedIdentityError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            ManagedIdentityError::Transport { source, .. }
-            | ManagedIdentityError::Body { source, .. } => Some(&**source),
+            ManagedIdentityError::NoAnswer { error, .. } => error.source(),
             ManagedIdentityError::Refused { hint, .. } => Some(hint),
             ManagedIdentityError::Unavailable {
                 retry_after: Some(hint),

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::error::{ErrorAnswer, Malformed, ManagedIdentityError};
+use super::error::{ErrorAnswer, Malformed, ManagedIdentityError, NoAnswer};
 use super::retry::{Failure, RetryPolicy};
 use tower_bearer::{RetryAfter, Token};
 use tower_bearer_provider::{self as http_client, Answer, ExpiresIn, Members, RequestBody};
@@ -92,7 +92,7 @@ pub(super) fn token_from(
     } = answer;
     let url = || shown_url(uri);
     if status.is_success() {
-        let body = body.map_err(|error| ManagedIdentityError::unread(error, url()))?;
+        let body = body?;
         return parse_token(&body, sent_at, SystemTime::now())
             .map_err(|error| ManagedIdentityError::Malformed { error, url: url() });
     }
@@ -123,7 +123,10 @@ pub(super) fn token_from(
 /// What the retries make of a failed attempt: `None` for a failure no retry mends.
 pub(super) fn failure(error: &ManagedIdentityError) -> Option<Failure> {
     match error {
-        ManagedIdentityError::Transport { .. } => Some(Failure::Transport),
+        ManagedIdentityError::NoAnswer {
+            error: NoAnswer::Transport { .. },
+            ..
+        } => Some(Failure::Transport),
         ManagedIdentityError::Unavailable {
             answer,
             retry_after,

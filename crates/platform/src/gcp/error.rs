@@ -2,13 +2,14 @@
 
 use std::error::Error;
 use std::fmt;
-use std::time::Duration;
 
 use http::StatusCode;
-use tower::BoxError;
 
 use tower_bearer::{RetryAfter, ServerAnswer};
-use tower_bearer_provider::{MAX_ANSWER_BYTES, ReadError, Redirected, Seconds, SendError};
+
+/// A request that brought back no answer to read, in [`MetadataError::NoAnswer`]: every
+/// provider's, so that code handling several providers matches it once.
+pub use tower_bearer_provider::NoAnswer;
 
 /// Why [`MetadataServer`](super::MetadataServer) could not get a token (or, for
 /// [`InvalidHost`](Self::InvalidHost), could not be built).
@@ -42,41 +43,12 @@ pub enum MetadataError {
         /// The host, as given.
         host: String,
     },
-    /// The HTTP client failed: the request was not sent (the connection was refused: no
-    /// metadata server, or one not yet up), or no response came back.
-    Transport {
-        /// The client's error.
-        source: BoxError,
-        /// The URL asked, without its query.
-        url: String,
-    },
-    /// The response's body could not be read to its end.
-    Body {
-        /// Why.
-        source: BoxError,
-        /// The URL asked, without its query.
-        url: String,
-    },
-    /// No answer in time: one attempt took longer than the
-    /// [attempt timeout](super::MetadataServerBuilder::attempt_timeout), or the whole call
-    /// longer than the [timeout](super::MetadataServerBuilder::timeout).
-    Timeout {
-        /// The timeout that ran out.
-        after: Duration,
-        /// The URL asked, without its query.
-        url: String,
-    },
-    /// The response's body was longer than the provider reads.
-    TooLarge {
-        /// The most bytes read, 64 KiB.
-        limit: usize,
-        /// The URL asked, without its query.
-        url: String,
-    },
-    /// The server answered with a redirect, or another URL answered (a client that follows
-    /// redirects sent the request on): a provider never follows a redirect, and nothing the
-    /// answer held is used.
-    Redirected(Redirected),
+    /// No answer to read: the client failed (the connection was refused: no metadata server,
+    /// or one not yet up), the body could not be read or was too long, no answer came within
+    /// the [attempt timeout](super::MetadataServerBuilder::attempt_timeout) or the whole call's
+    /// [timeout](super::MetadataServerBuilder::timeout), or the server redirected. Its
+    /// `Display` and [`source`](Error::source) are the [`NoAnswer`]'s.
+    NoAnswer(NoAnswer),
     /// 404: the metadata server has no such service account (an email not attached to the
     /// VM, or a GKE pod whose Kubernetes service account is bound to none). Asking again will
     /// meet the same answer: the cache waits its longest backoff.
@@ -123,31 +95,18 @@ impl MetadataError {
     /// failure, an attempt that timed out, a body cut short, or 408, 429, 500, 503 or 504.
     pub fn is_retryable(&self) -> bool {
         match self {
-            MetadataError::Transport { .. }
-            | MetadataError::Body { .. }
-            | MetadataError::Timeout { .. } => true,
+            MetadataError::NoAnswer(
+                NoAnswer::Transport { .. } | NoAnswer::Body { .. } | NoAnswer::Timeout { .. },
+            ) => true,
             MetadataError::Status { status, .. } => RETRYABLE.contains(status),
             _ => false,
         }
     }
+}
 
-    /// The error for a request to `url` that brought back no answer to read.
-    pub(super) fn not_answered(error: SendError, url: String) -> Self {
-        match error {
-            SendError::Transport(source) => MetadataError::Transport { source, url },
-            SendError::Redirected(redirected) => MetadataError::Redirected(redirected),
-        }
-    }
-
-    /// The error for an answer from `url` whose body could not be read.
-    pub(super) fn unread(error: ReadError, url: String) -> Self {
-        match error {
-            ReadError::TooLarge => MetadataError::TooLarge {
-                limit: MAX_ANSWER_BYTES,
-                url,
-            },
-            ReadError::Body(source) => MetadataError::Body { source, url },
-        }
+impl From<NoAnswer> for MetadataError {
+    fn from(error: NoAnswer) -> Self {
+        MetadataError::NoAnswer(error)
     }
 }
 
@@ -167,15 +126,7 @@ impl fmt::Display for MetadataError {
                 f,
                 "the metadata server's host {host:?} is not `host` or `host:port`"
             ),
-            MetadataError::Transport { url, .. } => write!(f, "the request to {url} failed"),
-            MetadataError::Body { url, .. } => write!(f, "reading the answer of {url} failed"),
-            MetadataError::Timeout { after, url } => {
-                write!(f, "no answer from {url} within {}", Seconds(*after))
-            }
-            MetadataError::TooLarge { limit, url } => {
-                write!(f, "the answer of {url} was longer than {limit} bytes")
-            }
-            MetadataError::Redirected(redirected) => redirected.fmt(f),
+            MetadataError::NoAnswer(error) => error.fmt(f),
             MetadataError::UnknownAccount { account, url, .. } => write!(
                 f,
                 "the metadata server has no service account {account:?} ({url} answered 404)"
@@ -202,9 +153,7 @@ impl fmt::Display for MetadataError {
 impl Error for MetadataError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            MetadataError::Transport { source, .. } | MetadataError::Body { source, .. } => {
-                Some(&**source)
-            }
+            MetadataError::NoAnswer(error) => error.source(),
             MetadataError::UnknownAccount { hint, .. } => Some(hint),
             MetadataError::Status {
                 retry_after: Some(hint),

@@ -85,7 +85,7 @@ mod provider;
 mod retry;
 mod wire;
 
-pub use error::{Malformed, MetadataError};
+pub use error::{Malformed, MetadataError, NoAnswer};
 pub use provider::{
     DEFAULT_ACCOUNT, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_HOST, DEFAULT_TIMEOUT, METADATA_IP,
     MetadataServer, MetadataServerBuilder, ResponseFuture,

@@ -14,7 +14,9 @@ use tower::{BoxError, Service};
 use super::error::MetadataError;
 use super::{retry, wire};
 use tower_bearer::{Token, TokenRequest};
-use tower_bearer_provider::{self as http_client, Grants, HttpClient, Refresher, RequestBody};
+use tower_bearer_provider::{
+    self as http_client, Grants, HttpClient, NoAnswer, Refresher, RequestBody,
+};
 
 /// The metadata server's host when `GCE_METADATA_HOST` is not set, as google-auth (Python)
 /// and google-cloud-rust name it. (Go's `cloud.google.com/go/compute/metadata` uses
@@ -264,7 +266,7 @@ impl MetadataServerBuilder {
     }
 
     /// The most one call may take, every attempt and wait between them included; past it the
-    /// call fails with [`MetadataError::Timeout`]. A wait that would end past it is not
+    /// call fails with [`NoAnswer::Timeout`]. A wait that would end past it is not
     /// waited: the call ends with the last attempt's error. Default: [`DEFAULT_TIMEOUT`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -339,17 +341,11 @@ where
     }
 
     fn client_failed(&self, source: BoxError) -> MetadataError {
-        MetadataError::Transport {
-            source,
-            url: http_client::shown_url(&self.token_uri),
-        }
+        NoAnswer::transport(source, http_client::shown_url(&self.token_uri)).into()
     }
 
     fn timed_out(&self, after: Duration) -> MetadataError {
-        MetadataError::Timeout {
-            after,
-            url: http_client::shown_url(&self.token_uri),
-        }
+        NoAnswer::timeout(after, http_client::shown_url(&self.token_uri)).into()
     }
 }
 
@@ -393,13 +389,8 @@ where
     let url = || http_client::shown_url(uri);
     let send = http_client::send(client, wire::request::<B>(uri));
     let answer = match tokio::time::timeout(config.attempt_timeout, send).await {
-        Ok(answer) => answer.map_err(|error| MetadataError::not_answered(error, url()))?,
-        Err(_) => {
-            return Err(MetadataError::Timeout {
-                after: config.attempt_timeout,
-                url: url(),
-            });
-        }
+        Ok(answer) => answer?,
+        Err(_) => return Err(NoAnswer::timeout(config.attempt_timeout, url()).into()),
     };
     wire::token_from(answer, uri, &config.account)
 }

@@ -89,7 +89,7 @@ pub(super) fn token_from(answer: Answer, uri: &Uri, account: &str) -> Result<Tok
     } = answer;
     let url = http_client::shown_url(uri);
     if status.is_success() {
-        let body = body.map_err(|error| MetadataError::unread(error, url.clone()))?;
+        let body = body?;
         return parse_token(&body, sent_at)
             .map_err(|error| MetadataError::Malformed { error, url });
     }
