@@ -10,15 +10,13 @@ use http::Uri;
 use http::uri::{PathAndQuery, Scheme};
 use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
-use tower::{BoxError, Service};
+use tower::Service;
 
 use super::error::ApiVideoError;
 use super::wire::{self, Credential};
 use tower_bearer::{BearerAuthLayer, Scope, Token, TokenRequest};
 use tower_bearer_provider as http_client;
-use tower_bearer_provider::{
-    Grants, HttpClient, NoAnswer, Refresher, RequestBody, is_cleartext, shown_url,
-};
+use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody, is_cleartext, shown_url};
 
 /// api.video's production server.
 pub const PRODUCTION: &str = "https://ws.api.video";
@@ -188,7 +186,8 @@ where
 
 impl<C, B> ApiVideo<C, B> {
     /// The most one call may take, both requests together when a refused refresh token falls
-    /// back to the API key; past it the call fails with [`NoAnswer::Timeout`].
+    /// back to the API key; past it the call fails with
+    /// [`NoAnswer::Timeout`](crate::NoAnswer::Timeout).
     /// Default: [`DEFAULT_TIMEOUT`], 30 s.
     ///
     /// A refresher should always have one: requests that need a token wait for the refresh
@@ -378,12 +377,8 @@ where
         matches!(error, ApiVideoError::Rejected { .. })
     }
 
-    fn client_failed(&self, source: BoxError) -> ApiVideoError {
-        NoAnswer::transport(source, shown_url(&self.base_uri)).into()
-    }
-
-    fn timed_out(&self, after: Duration) -> ApiVideoError {
-        NoAnswer::timeout(after, shown_url(&self.base_uri)).into()
+    fn endpoint_url(&self) -> String {
+        shown_url(&self.base_uri)
     }
 }
 
@@ -419,6 +414,7 @@ mod tests {
     use http::{Request, Response};
     use tower::{BoxError, ServiceExt, service_fn};
     use tower_bearer::{RefreshReason, ReplayBody};
+    use tower_bearer_provider::NoAnswer;
 
     type Client = tower::util::ServiceFn<
         fn(Request<Full<Bytes>>) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>>,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::Uri;
 use http_body_util::Full;
 use secrecy::ExposeSecret;
-use tower::{BoxError, Service};
+use tower::Service;
 
 use crate::assertion::Assertion;
 use crate::auth_method::AuthMethod;
@@ -19,7 +19,7 @@ use crate::error::{ErrorCode, OAuth2Error};
 use crate::grant::GrantKind;
 use crate::request::{self, GrantParams};
 use tower_bearer::{BearerAuthLayer, InvalidOrigin, Scope, Token, TokenRequest};
-use tower_bearer_provider::{Grants, HttpClient, NoAnswer, Refresher, RequestBody};
+use tower_bearer_provider::{Grants, HttpClient, Refresher, RequestBody};
 
 /// Gets access tokens from an OAuth 2.0 authorization server: a refresher for a
 /// [`TokenCache`](tower_bearer::TokenCache) or [`BearerAuthLayer`].
@@ -222,12 +222,8 @@ where
                 .is_some_and(|response| *response.code() == ErrorCode::InvalidGrant)
     }
 
-    fn client_failed(&self, source: BoxError) -> OAuth2Error {
-        NoAnswer::transport(source, self.shown_url()).into()
-    }
-
-    fn timed_out(&self, after: Duration) -> OAuth2Error {
-        NoAnswer::timeout(after, self.shown_url()).into()
+    fn endpoint_url(&self) -> String {
+        self.shown_url()
     }
 }
 

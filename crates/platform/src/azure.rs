@@ -121,7 +121,7 @@ use http::uri::Scheme;
 use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
-use tower::{BoxError, Service};
+use tower::Service;
 
 use env::Detected;
 use retry::{Retries, RetryPolicy};
@@ -573,15 +573,8 @@ where
         fetch(self, client, reason)
     }
 
-    fn client_failed(&self, source: BoxError) -> ManagedIdentityError {
-        ManagedIdentityError::NoAnswer {
-            error: NoAnswer::transport(source, shown_url(&self.url)),
-            attempts: 0,
-        }
-    }
-
-    fn timed_out(&self, after: Duration) -> ManagedIdentityError {
-        NoAnswer::timeout(after, shown_url(&self.url)).into()
+    fn endpoint_url(&self) -> String {
+        shown_url(&self.url)
     }
 }
 
@@ -648,7 +641,7 @@ mod tests {
     use std::collections::HashMap;
 
     use http::{Request, Response};
-    use tower::service_fn;
+    use tower::{BoxError, service_fn};
 
     use super::*;
 

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tower::{BoxError, Service};
+use tower::Service;
 use tower_bearer::{Token, TokenRequest};
 
-use crate::{HttpClient, RequestBody};
+use crate::{HttpClient, NoAnswer, RequestBody};
 
 /// What a token provider sends, and what its errors are: the part of a provider that is its
 /// own. A [`Refresher`] does the rest.
@@ -61,12 +61,8 @@ use crate::{HttpClient, RequestBody};
 ///         false
 ///     }
 ///
-///     fn client_failed(&self, error: BoxError) -> BoxError {
-///         error
-///     }
-///
-///     fn timed_out(&self, after: Duration) -> BoxError {
-///         format!("no answer within {after:?}").into()
+///     fn endpoint_url(&self) -> String {
+///         "https://auth.example/token".into()
 ///     }
 /// }
 ///
@@ -83,8 +79,8 @@ use crate::{HttpClient, RequestBody};
 /// # }
 /// ```
 pub trait Grants<C, B>: Send + Sync + 'static {
-    /// The provider's error.
-    type Error: fmt::Display + Send + 'static;
+    /// The provider's error: a request that brought back no answer is one of them.
+    type Error: From<NoAnswer> + fmt::Display + Send + 'static;
 
     /// Gets a token with the provider's own credential (an API key, an OAuth 2.0 grant).
     /// `reason` is the cache's, for logs.
@@ -115,11 +111,11 @@ pub trait Grants<C, B>: Send + Sync + 'static {
         false
     }
 
-    /// The error for a client that failed while getting ready (before any request).
-    fn client_failed(&self, error: BoxError) -> Self::Error;
-
-    /// The error for a call that took longer than `after`.
-    fn timed_out(&self, after: Duration) -> Self::Error;
+    /// The URL that a failure outside any one request names ([`NoAnswer::Transport`] for a
+    /// client that failed while getting ready, [`NoAnswer::Timeout`] for a call that took longer
+    /// than the timeout): the endpoint the provider asks, as [`shown_url`](crate::shown_url)
+    /// shows it.
+    fn endpoint_url(&self) -> String;
 
     /// A short, fixed name for the provider (`oauth2`, `apivideo`): the `provider` field of
     /// the cache's refresh span, which a call fills in. Never a URL, client id or account.
@@ -220,7 +216,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.client
             .poll_ready(cx)
-            .map_err(|error| self.grants.client_failed(error.into()))
+            .map_err(|error| NoAnswer::transport(error, self.grants.endpoint_url()).into())
     }
 
     fn call(&mut self, request: TokenRequest) -> Self::Future {
@@ -235,7 +231,7 @@ where
                 let call = fetch(&*grants, &mut client, &request);
                 match tokio::time::timeout(timeout, call).await {
                     Ok(result) => result,
-                    Err(_) => Err(grants.timed_out(timeout)),
+                    Err(_) => Err(NoAnswer::timeout(timeout, grants.endpoint_url()).into()),
                 }
             }),
         }
@@ -294,7 +290,7 @@ mod tests {
 
     use bytes::Bytes;
     use http_body_util::Full;
-    use tower::{ServiceExt, service_fn};
+    use tower::{BoxError, ServiceExt, service_fn};
     use tower_bearer::RefreshReason;
 
     use super::*;
@@ -316,10 +312,12 @@ mod tests {
         }
     }
 
-    impl<C: Send, B: 'static> Grants<C, B> for Scripted {
-        type Error = String;
+    const ENDPOINT: &str = "https://auth.example/token";
 
-        async fn primary<'a>(&'a self, _: &'a mut C, _: &'static str) -> Result<Token, String> {
+    impl<C: Send, B: 'static> Grants<C, B> for Scripted {
+        type Error = BoxError;
+
+        async fn primary<'a>(&'a self, _: &'a mut C, _: &'static str) -> Result<Token, BoxError> {
             self.asked.lock().unwrap().push("primary");
             if self.primary_hangs {
                 std::future::pending::<()>().await;
@@ -332,23 +330,19 @@ mod tests {
             _: &'a mut C,
             _: &'a str,
             _: &'static str,
-        ) -> Result<Token, String> {
+        ) -> Result<Token, BoxError> {
             self.asked.lock().unwrap().push("refresh");
             self.refresh
                 .map(|()| Token::bearer("from-refresh").unwrap())
-                .map_err(str::to_owned)
+                .map_err(BoxError::from)
         }
 
-        fn refused_refresh_token(&self, error: &String) -> bool {
-            error == "refused"
+        fn refused_refresh_token(&self, error: &BoxError) -> bool {
+            error.to_string() == "refused"
         }
 
-        fn client_failed(&self, error: BoxError) -> String {
-            error.to_string()
-        }
-
-        fn timed_out(&self, after: Duration) -> String {
-            format!("timed out after {after:?}")
+        fn endpoint_url(&self) -> String {
+            ENDPOINT.into()
         }
     }
 
@@ -365,7 +359,7 @@ mod tests {
     async fn call(
         grants: Scripted,
         refresh_token: Option<&str>,
-    ) -> (Result<Token, String>, Vec<&'static str>) {
+    ) -> (Result<Token, BoxError>, Vec<&'static str>) {
         let previous = refresh_token.map(|r| Token::bearer("old").unwrap().with_refresh_token(r));
         let provider: Refresher<_, Client, Full<Bytes>> =
             Refresher::new(grants, client(), Duration::from_secs(5));
@@ -387,7 +381,7 @@ mod tests {
     #[tokio::test]
     async fn any_other_refresh_failure_is_the_answer() {
         let (error, asked) = call(Scripted::new(Err("server down")), Some("r1")).await;
-        assert_eq!(error.unwrap_err(), "server down");
+        assert_eq!(error.unwrap_err().to_string(), "server down");
         assert_eq!(asked, ["refresh"]);
         let (token, asked) = call(Scripted::new(Ok(())), Some("r1")).await;
         assert_eq!(token.unwrap().authorization(), "Bearer from-refresh");
@@ -408,19 +402,19 @@ mod tests {
         struct PrimaryOnly(Mutex<u32>);
 
         impl<C: Send, B: 'static> Grants<C, B> for PrimaryOnly {
-            type Error = String;
+            type Error = BoxError;
 
-            async fn primary<'a>(&'a self, _: &'a mut C, _: &'static str) -> Result<Token, String> {
+            async fn primary<'a>(
+                &'a self,
+                _: &'a mut C,
+                _: &'static str,
+            ) -> Result<Token, BoxError> {
                 *self.0.lock().unwrap() += 1;
                 Ok(Token::bearer("from-primary").unwrap())
             }
 
-            fn client_failed(&self, error: BoxError) -> String {
-                error.to_string()
-            }
-
-            fn timed_out(&self, after: Duration) -> String {
-                format!("timed out after {after:?}")
+            fn endpoint_url(&self) -> String {
+                ENDPOINT.into()
             }
         }
 
@@ -451,7 +445,51 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(60), call(grants, Some("r1")))
                 .await
                 .expect("the provider's timeout ends the call");
-        assert_eq!(error.unwrap_err(), "timed out after 5s");
+        let error = error.unwrap_err();
+        assert!(
+            matches!(
+                error.downcast_ref::<NoAnswer>(),
+                Some(NoAnswer::Timeout { after, url })
+                    if *after == Duration::from_secs(5) && url == ENDPOINT
+            ),
+            "{error:?}"
+        );
         assert_eq!(asked, ["refresh", "primary"]);
+    }
+
+    /// A client that fails while getting ready: no request went out, and the error names
+    /// the endpoint the provider asks.
+    #[tokio::test]
+    async fn a_client_that_fails_to_get_ready_is_no_answer_from_the_endpoint() {
+        #[derive(Clone)]
+        struct NotReady;
+
+        impl Service<http::Request<Full<Bytes>>> for NotReady {
+            type Response = http::Response<Full<Bytes>>;
+            type Error = BoxError;
+            type Future = std::future::Pending<Result<Self::Response, BoxError>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+                Poll::Ready(Err("the connection pool is closed".into()))
+            }
+
+            fn call(&mut self, _: http::Request<Full<Bytes>>) -> Self::Future {
+                unreachable!("never ready")
+            }
+        }
+
+        let mut provider: Refresher<_, _, Full<Bytes>> =
+            Refresher::new(Scripted::new(Ok(())), NotReady, Duration::from_secs(5));
+        let error = std::future::poll_fn(|cx| provider.poll_ready(cx))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error.downcast_ref::<NoAnswer>(),
+                Some(NoAnswer::Transport { url, .. }) if url == ENDPOINT
+            ),
+            "{error:?}"
+        );
+        assert!(provider.grants().asked.lock().unwrap().is_empty());
     }
 }

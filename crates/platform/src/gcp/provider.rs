@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::Uri;
 use http_body_util::Full;
 use tokio::time::Instant;
-use tower::{BoxError, Service};
+use tower::Service;
 
 use super::error::MetadataError;
 use super::{retry, wire};
@@ -340,12 +340,8 @@ where
         fetch(self, client, reason)
     }
 
-    fn client_failed(&self, source: BoxError) -> MetadataError {
-        NoAnswer::transport(source, http_client::shown_url(&self.token_uri)).into()
-    }
-
-    fn timed_out(&self, after: Duration) -> MetadataError {
-        NoAnswer::timeout(after, http_client::shown_url(&self.token_uri)).into()
+    fn endpoint_url(&self) -> String {
+        http_client::shown_url(&self.token_uri)
     }
 }
 
@@ -400,7 +396,7 @@ mod tests {
     use std::collections::HashMap;
 
     use http::{Request, Response};
-    use tower::service_fn;
+    use tower::{BoxError, service_fn};
 
     use super::*;
 
