@@ -332,3 +332,43 @@ impl fmt::Display for ErrorAnswer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the cache acts on, or a reader needs next, is each error's source: the permanent
+    /// hint of a refusal, what is wrong with an answer, the client's own error.
+    #[test]
+    fn each_cause_comes_next_in_the_chain() {
+        let url = || "http://169.254.169.254/metadata/identity/oauth2/token".to_owned();
+        let refused = ManagedIdentityError::Refused {
+            answer: ErrorAnswer::new(StatusCode::BAD_REQUEST, None, None),
+            hint: RetryAfter::permanent("refused"),
+            url: url(),
+        };
+        let hint = refused
+            .source()
+            .and_then(|s| s.downcast_ref::<RetryAfter>());
+        assert!(
+            hint.is_some_and(|hint| hint.delay().is_none()),
+            "{refused:?}"
+        );
+
+        let malformed = ManagedIdentityError::Malformed {
+            error: Malformed::TokenType,
+            url: url(),
+        };
+        let source = malformed
+            .source()
+            .and_then(|s| s.downcast_ref::<Malformed>());
+        assert!(
+            matches!(source, Some(Malformed::TokenType)),
+            "{malformed:?}"
+        );
+
+        let unanswered = ManagedIdentityError::from(NoAnswer::transport("refused", url()));
+        let source = unanswered.source().map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("refused"), "{unanswered:?}");
+    }
+}

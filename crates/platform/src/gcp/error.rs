@@ -170,3 +170,30 @@ impl Error for MetadataError {
 /// every provider's reading of a bearer token answer, which names the member at fault, never
 /// its value (which may be a token).
 pub use tower_bearer_provider::Malformed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a reader needs next is each error's source: what is wrong with an answer, the
+    /// client's own error.
+    #[test]
+    fn each_cause_comes_next_in_the_chain() {
+        let url = || "http://metadata.google.internal/computeMetadata/v1/token".to_owned();
+        let malformed = MetadataError::Malformed {
+            error: Malformed::TokenType,
+            url: url(),
+        };
+        let source = malformed
+            .source()
+            .and_then(|s| s.downcast_ref::<Malformed>());
+        assert!(
+            matches!(source, Some(Malformed::TokenType)),
+            "{malformed:?}"
+        );
+
+        let unanswered = MetadataError::from(NoAnswer::transport("refused", url()));
+        let source = unanswered.source().map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("refused"), "{unanswered:?}");
+    }
+}
