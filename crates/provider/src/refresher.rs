@@ -423,6 +423,8 @@ mod tests {
             &grants,
             &"refused".into()
         ));
+        // What the refresh span's `provider` says of a provider that names none.
+        assert_eq!(Grants::<Client, Full<Bytes>>::name(&grants), "custom");
         let provider: Refresher<_, Client, Full<Bytes>> =
             Refresher::new(grants, client(), Duration::from_secs(5));
         let previous = Token::bearer("old").unwrap().with_refresh_token("r1");
@@ -455,6 +457,26 @@ mod tests {
             "{error:?}"
         );
         assert_eq!(asked, ["refresh", "primary"]);
+    }
+
+    /// The timeout is the one set last; `Debug` shows it and the grants, never the client.
+    #[test]
+    fn the_timeout_is_kept_and_shown() {
+        #[derive(Debug)]
+        struct Named;
+        let mut provider: Refresher<Named, Client, Full<Bytes>> =
+            Refresher::new(Named, client(), Duration::from_secs(5));
+        assert_eq!(provider.timeout(), Duration::from_secs(5));
+        provider.set_timeout(Duration::from_secs(7));
+        assert_eq!(provider.timeout(), Duration::from_secs(7));
+        assert_eq!(
+            format!("{provider:?}"),
+            "Refresher { grants: Named, timeout: 7s, .. }"
+        );
+        let future = ResponseFuture::<BoxError> {
+            inner: Box::pin(std::future::pending()),
+        };
+        assert_eq!(format!("{future:?}"), "ResponseFuture { .. }");
     }
 
     /// A client that fails while getting ready: no request went out, and the error names
