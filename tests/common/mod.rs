@@ -264,6 +264,11 @@ pub async fn until(mut done: impl FnMut() -> bool) {
     panic!("the condition never held");
 }
 
+/// How long a test on real time (real servers, other processes) waits for something it can
+/// observe: far longer than it takes on a loaded machine, so that only what never happens
+/// reaches it.
+pub const REAL_PATIENCE: Duration = Duration::from_secs(30);
+
 // ===== what tracing logs, and what errors print =====
 
 /// Everything a `tracing` subscriber wrote into it, for the secrets checks.
