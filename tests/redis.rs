@@ -191,8 +191,17 @@ async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
         assert!(Instant::now() < deadline, "no replica took the lease");
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    // Let it be well into its hanging login, renewing its lease, then kill it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let it be into its hanging login, renewing its lease, then kill it. Killed before its
+    // login reached api.video, it would leave the hang to the next holder.
+    common::eventually("the lease holder's login reaching api.video", || async {
+        mock.counters().auth_failures_injected == 1
+    })
+    .await;
+    // Subscribed after the lease was taken: the first `expire` is a renewal.
+    KeyEvents::watch(&redis, &lease_key)
+        .await
+        .next("expire", "the lease holder renewing its lease")
+        .await;
     assert_eq!(mock.counters().api_key_logins, 0);
     let index = children.iter().position(|c| c.id() == holder).unwrap();
     let mut victim = children.remove(index);
