@@ -443,7 +443,11 @@ async fn a_hung_request_ends_with_the_server() {
         .body(Full::from("grant_type=client_credentials"))
         .unwrap();
     let hung = tokio::spawn(http().request(request));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The fault is the next request's: the grant below must not be sent before it is met.
+    common::eventually("the hung request reaching the server", || async {
+        server.counters().faults_injected == 1
+    })
+    .await;
     assert!(!hung.is_finished());
     assert_eq!(default_client_grant(&server).await.status, StatusCode::OK);
     server.shutdown().await;

@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::redis_server::{
-    RedisServer, assert_one_shared_token, counts, finish, replica_process_args, spawn_replica,
+    KeyEvents, RedisServer, assert_one_shared_token, counts, finish, replica_process_args,
+    spawn_replica,
 };
 use common::{capture_this_thread, publish_by_generation};
 use tokio::time::Instant;
@@ -190,8 +191,17 @@ async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
         assert!(Instant::now() < deadline, "no replica took the lease");
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    // Let it be well into its hanging login, renewing its lease, then kill it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let it be into its hanging login, renewing its lease, then kill it. Killed before its
+    // login reached api.video, it would leave the hang to the next holder.
+    common::eventually("the lease holder's login reaching api.video", || async {
+        mock.counters().auth_failures_injected == 1
+    })
+    .await;
+    // Subscribed after the lease was taken: the first `expire` is a renewal.
+    KeyEvents::watch(&redis, &lease_key)
+        .await
+        .next("expire", "the lease holder renewing its lease")
+        .await;
     assert_eq!(mock.counters().api_key_logins, 0);
     let index = children.iter().position(|c| c.id() == holder).unwrap();
     let mut victim = children.remove(index);
@@ -322,13 +332,18 @@ fn first_ok_ms(line: &str) -> Option<u64> {
     rest.split(')').next()?.parse().ok()
 }
 
-/// When the fleet's published failure in `namespace` ends, in Unix milliseconds.
-async fn shared_failure_until(redis: &RedisServer, namespace: &str) -> Option<u64> {
+/// The key `name` (`lease`, `failure`) of the fleet in `namespace`.
+fn fleet_key(redis: &RedisServer, namespace: &str, name: &str) -> String {
     let store = RedisStore::builder(redis.url(), tower_bearer_mock::apivideo::DEFAULT_API_KEY)
         .namespace(namespace)
         .build()
         .unwrap();
-    let key = store.token_key().replace(":token", ":failure");
+    store.token_key().replace(":token", &format!(":{name}"))
+}
+
+/// When the fleet's published failure in `namespace` ends, in Unix milliseconds.
+async fn shared_failure_until(redis: &RedisServer, namespace: &str) -> Option<u64> {
+    let key = fleet_key(redis, namespace, "failure");
     let value: Option<String> = redis::cmd("GET")
         .arg(&key)
         .query_async(&mut redis.connection().await)
@@ -374,9 +389,15 @@ async fn replicas_wait_out_an_outage_together() {
     };
 
     // The sick replica first: it needs a token, takes the lease, fails on its side, and
-    // publishes nothing.
+    // publishes nothing. It lets the lease go only after deciding whether to publish its
+    // failure, so the failure key is read once the lease is gone.
+    let lease_key = fleet_key(&redis, "outage-shared", "lease");
+    let mut lease = KeyEvents::watch(&redis, &lease_key).await;
     let sick = spawn_replica(&sick_plan.args());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    lease.next("set", "the sick replica taking the lease").await;
+    lease
+        .next("del", "the sick replica letting the lease go")
+        .await;
     assert_eq!(shared_failure_until(&redis, "outage-shared").await, None);
 
     let unavailable = Failure::Status(http::StatusCode::SERVICE_UNAVAILABLE);

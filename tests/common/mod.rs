@@ -264,6 +264,25 @@ pub async fn until(mut done: impl FnMut() -> bool) {
     panic!("the condition never held");
 }
 
+/// How long a test on real time (real servers, other processes) waits for something it can
+/// observe: far longer than it takes on a loaded machine, so that only what never happens
+/// reaches it.
+pub const REAL_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `happened` every few milliseconds until it holds, failing the test with `what` if it
+/// does not within `REAL_PATIENCE`: for a test on real time, where a sleep would be a guess
+/// that `what` has happened by now, and a loaded machine makes the guess wrong.
+pub async fn eventually<F: Future<Output = bool>>(what: &str, mut happened: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + REAL_PATIENCE;
+    while !happened().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened within {REAL_PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 // ===== what tracing logs, and what errors print =====
 
 /// Everything a `tracing` subscriber wrote into it, for the secrets checks.

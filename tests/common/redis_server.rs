@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::REAL_PATIENCE;
+
 /// How long a server, a cluster or the Sentinels may take to be ready.
 const STARTUP: Duration = Duration::from_secs(20);
 
@@ -467,6 +469,60 @@ impl RedisSentinels {
             .iter()
             .map(|s| format!("redis://127.0.0.1:{}", s.port))
             .collect()
+    }
+}
+
+// ===== what happens to one key =====
+
+/// What Redis does to one key, as it does it (keyspace notifications): for a test that waits
+/// on a change too brief to poll for, such as a lease taken and let go at once.
+pub struct KeyEvents {
+    key: String,
+    messages: redis::aio::PubSubStream,
+}
+
+impl KeyEvents {
+    /// What happens to `key` on `server` from now on: `set` (`SET`), `expire` (`PEXPIRE`, and
+    /// `SET … PX` after its `set`), `del` (`DEL`), `expired` (its time ran out).
+    pub async fn watch(server: &RedisServer, key: &str) -> Self {
+        let _: () = query(
+            server.port,
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("notify-keyspace-events")
+                .arg("Kg$x"),
+        )
+        .await
+        .unwrap();
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub
+            .subscribe(format!("__keyspace@0__:{key}"))
+            .await
+            .unwrap();
+        KeyEvents {
+            key: key.to_owned(),
+            messages: pubsub.into_on_message(),
+        }
+    }
+
+    /// Waits for the key's next `event`, past any other, failing the test with `what` if it
+    /// does not come within `REAL_PATIENCE`.
+    pub async fn next(&mut self, event: &str, what: &str) {
+        use tokio_stream::StreamExt;
+        let key = &self.key;
+        let messages = &mut self.messages;
+        let wait = async {
+            while let Some(message) = messages.next().await {
+                if message.get_payload::<String>().unwrap() == event {
+                    return;
+                }
+            }
+            panic!("the subscription to {key}'s events ended");
+        };
+        tokio::time::timeout(REAL_PATIENCE, wait)
+            .await
+            .unwrap_or_else(|_| panic!("never happened within {REAL_PATIENCE:?}: {what}"));
     }
 }
 
