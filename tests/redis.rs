@@ -233,10 +233,11 @@ async fn a_lease_holder_killed_mid_refresh_is_taken_over() {
         println!("  {line}");
         assert!(line.contains(": 200 ok, 0 failed"), "{line}");
     }
-    // The holder renewed its lease up to its death: the others waited out most of a lease.
-    assert!(takeover >= plan.lease / 2, "{takeover:?}");
+    // Killed just after it renewed its lease: the others waited out nearly all of one, and
+    // took over soon after it ran out (a loaded machine may slow their next look).
+    assert!(takeover >= plan.lease * 4 / 5, "{takeover:?}");
     assert!(
-        takeover < plan.lease + Duration::from_millis(700),
+        takeover < plan.lease + Duration::from_secs(1),
         "{takeover:?}"
     );
     assert_eq!(mock.counters().api_key_logins, 1);
