@@ -320,6 +320,14 @@ mod tests {
                     .to_owned(),
                 "ExpiresOn",
             ),
+            // Rust's integer parsing takes a leading `+`; a time in digits has none.
+            (
+                format!(
+                    r#"{{"access_token":"a","token_type":"Bearer","expires_on":"+{}"}}"#,
+                    NOW.as_secs() + 3600
+                ),
+                "ExpiresOn",
+            ),
             (
                 r#"{"access_token":"a","token_type":"Bearer","expires_in":"0"}"#.to_owned(),
                 "ExpiresIn",
@@ -341,6 +349,29 @@ mod tests {
         for (json, expected) in cases {
             let error = format!("{:?}", parse(&json).unwrap_err());
             assert!(error.starts_with(expected), "{json}: {error}");
+        }
+    }
+
+    /// A malformed answer says which member is wrong, and its cause comes next: the JSON
+    /// parser's error, or what is wrong with the access token.
+    #[test]
+    fn a_malformed_answer_says_what_and_why() {
+        for (json, said, has_cause) in [
+            ("<html>", "the body is not JSON", true),
+            (
+                r#"{"access_token":"a b","token_type":"Bearer","expires_in":"60"}"#,
+                "`access_token` is not a valid bearer token",
+                true,
+            ),
+            (
+                r#"{"access_token":"a","token_type":"Bearer"}"#,
+                "`expires_on` is missing",
+                false,
+            ),
+        ] {
+            let error = parse(json).unwrap_err();
+            assert_eq!(error.to_string(), said);
+            assert_eq!(error.source().is_some(), has_cause, "{said}");
         }
     }
 

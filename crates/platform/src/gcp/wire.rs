@@ -141,7 +141,8 @@ fn without_tokens(text: &str) -> String {
     while let Some(at) = rest.find(PREFIX) {
         out.push_str(&rest[..at]);
         out.push_str("[REDACTED]");
-        let token = &rest[at..];
+        // Past the prefix, whatever the token's characters: the loop always moves on.
+        let token = &rest[at + PREFIX.len()..];
         let end = token
             .find(|c: char| !(c.is_ascii_alphanumeric() || "._-~+/=".contains(c)))
             .unwrap_or(token.len());
@@ -203,6 +204,7 @@ mod tests {
             "169.254.169.254",
             "127.0.0.1:8080",
             "[::1]:80",
+            "[::1]",
         ] {
             assert!(token_uri(good, "default", &[]).is_some(), "{good}");
         }
