@@ -5,8 +5,8 @@
 //!
 //! A provider is a tower service from [`TokenRequest`](tower_bearer::TokenRequest) to
 //! [`Token`](tower_bearer::Token) that `tower_bearer::TokenCache` calls about once per token
-//! lifetime. `tower-bearer-oauth2` and `tower-bearer-apivideo` are built on this crate; so can
-//! a provider of your own: a [`Refresher`] around your [`Grants`].
+//! lifetime. `tower-bearer-oauth2`, `tower-bearer-apivideo` and `tower-bearer-platform` are
+//! built on this crate; so can a provider of your own: a [`Refresher`] around your [`Grants`].
 //!
 //! [`HttpClient`] and [`RequestBody`] are the bounds of the providers' public impls
 //! (`ApiVideo<C, B>`, `OAuth2<C, B>`): a user who writes code generic over a provider's client
@@ -23,6 +23,9 @@
 //! - It sends credentials in clear only to loopback ([`is_cleartext`]), unless told to.
 //! - A server's text it keeps in an error holds no secret the request sent, in any of the
 //!   forms the wire gave it ([`Secrets`]), and no control character.
+//! - A request that brought back no answer to read (the client failed, the body could not be
+//!   read or was too long, the timeout ran out, a redirect) is a [`NoAnswer`] naming the URL
+//!   asked, one variant of its error: code that handles several providers matches it once.
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
