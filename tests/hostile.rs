@@ -9,38 +9,20 @@
 
 mod common;
 
-use std::error::Error;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::answering_server::{Answer, AnsweringServer as Server};
+use common::hostile::{Expect, Row, ok_json, provider_error};
 use http::StatusCode;
 use http::header::RETRY_AFTER;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tower_bearer::{RefreshReason, Token, TokenCache, TokenError, TokenErrorKind};
+use tower_bearer::{RefreshReason, Token, TokenCache, TokenErrorKind};
 use tower_bearer_apivideo::{ApiVideo, ApiVideoError};
 
 const KEY: &str = "hostile-test-KEY-8f3a9c";
-
-/// What a row must give.
-enum Expect {
-    /// A `TokenError` whose provider error's `Debug` starts with this.
-    Error(&'static str),
-    /// A token, cached, that passes this check.
-    Token(&'static str, fn(&Token) -> bool),
-}
-
-struct Row {
-    name: &'static str,
-    answer: Answer,
-    expect: Expect,
-}
-
-fn ok_json(body: impl Into<String>) -> Answer {
-    Answer::full(StatusCode::OK, "application/json", body.into())
-}
 
 /// A token response with these raw JSON values (`None`: the field is left out).
 fn token_json(
@@ -358,18 +340,6 @@ fn lifetime(token: &Token) -> Duration {
         .saturating_duration_since(tokio::time::Instant::now())
 }
 
-/// The provider's error in a cache error's chain.
-fn provider_error(error: &TokenError) -> &ApiVideoError {
-    let mut next: Option<&(dyn Error + 'static)> = error.refresher_error().map(|e| e as _);
-    while let Some(error) = next {
-        if let Some(found) = error.downcast_ref::<ApiVideoError>() {
-            return found;
-        }
-        next = error.source();
-    }
-    panic!("no ApiVideoError in {error:?}");
-}
-
 /// Runs one row: a server, a provider, a cache, two requests for a token.
 async fn run(row: Row) -> String {
     let Row {
@@ -402,7 +372,7 @@ async fn run(row: Row) -> String {
             // Not `Abandoned`: the refresh task did not panic.
             assert_eq!(error.kind(), TokenErrorKind::Refresher, "{name}: {error:?}");
             assert_eq!(error.reason(), RefreshReason::Initial);
-            let found = format!("{:?}", provider_error(&error));
+            let found = format!("{:?}", provider_error::<ApiVideoError>(&error));
             assert!(found.starts_with(expected), "{name}: {found}");
             let printed = format!("{error} {error:?} {found}");
             assert!(!printed.contains(KEY), "{name}: {printed}");
@@ -444,16 +414,7 @@ async fn run(row: Row) -> String {
 #[tokio::test]
 async fn hostile_auth_answers() {
     let rows = rows();
-    let count = rows.len();
-    assert!(count >= 35, "{count} rows");
-    let mut table = vec![
-        "| the auth server answers | the provider and cache give |".to_owned(),
-        "| --- | --- |".to_owned(),
-    ];
-    // Every row at once: each has its own server, and the silent one waits out a timeout.
-    let runs: Vec<_> = rows.into_iter().map(|row| tokio::spawn(run(row))).collect();
-    for run in runs {
-        table.push(run.await.expect("no panic"));
-    }
-    println!("{count} rows\n{}", table.join("\n"));
+    assert!(rows.len() >= 35, "{} rows", rows.len());
+    let header = "| the auth server answers | the provider and cache give |";
+    common::hostile::run_table(rows, header, run).await;
 }

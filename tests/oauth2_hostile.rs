@@ -13,31 +13,15 @@ use std::error::Error;
 use std::time::Duration;
 
 use common::answering_server::{Answer, AnsweringServer};
+use common::hostile::{Expect, Row, ok_json, provider_error};
 use http::StatusCode;
 use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
-use tower_bearer::{RefreshReason, Token, TokenCache, TokenError, TokenErrorKind};
+use tower_bearer::{RefreshReason, Token, TokenCache, TokenErrorKind};
 use tower_bearer_oauth2::{OAuth2, OAuth2Error};
 
 const SECRET: &str = "hostile-SECRET-9f3a7c";
 
 /// What a row must give.
-enum Expect {
-    /// A `TokenError` whose provider error's `Debug` starts with this.
-    Error(&'static str),
-    /// A token, cached, that passes this check.
-    Token(&'static str, fn(&Token) -> bool),
-}
-
-struct Row {
-    name: &'static str,
-    answer: Answer,
-    expect: Expect,
-}
-
-fn ok_json(body: impl Into<String>) -> Answer {
-    Answer::full(StatusCode::OK, "application/json", body.into())
-}
-
 fn error_json(status: StatusCode, body: impl Into<String>) -> Answer {
     Answer::full(status, "application/json", body.into())
 }
@@ -361,18 +345,6 @@ fn rows() -> Vec<Row> {
     ]
 }
 
-/// The provider's error in a cache error's chain.
-fn provider_error(error: &TokenError) -> &OAuth2Error {
-    let mut next: Option<&(dyn Error + 'static)> = error.refresher_error().map(|e| e as _);
-    while let Some(error) = next {
-        if let Some(found) = error.downcast_ref::<OAuth2Error>() {
-            return found;
-        }
-        next = error.source();
-    }
-    panic!("no OAuth2Error in {error:?}");
-}
-
 /// Runs one row: a server, a provider, a cache, two requests for a token.
 async fn run(row: Row) -> String {
     let Row {
@@ -403,7 +375,7 @@ async fn run(row: Row) -> String {
         (Expect::Error(expected), Err(error)) => {
             assert_eq!(error.kind(), TokenErrorKind::Refresher, "{name}: {error:?}");
             assert_eq!(error.reason(), RefreshReason::Initial);
-            let provider = provider_error(&error);
+            let provider = provider_error::<OAuth2Error>(&error);
             let found = format!("{provider:?}");
             assert!(found.starts_with(expected), "{name}: {found}");
             let printed = common::describe(&error);
@@ -451,16 +423,5 @@ async fn run(row: Row) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_token_endpoint_answers() {
-    let rows = rows();
-    let count = rows.len();
-    let mut table = vec![
-        "| answer | outcome |".to_owned(),
-        "| --- | --- |".to_owned(),
-    ];
-    // Every row at once: each has its own server, and the silent one waits out a timeout.
-    let runs: Vec<_> = rows.into_iter().map(|row| tokio::spawn(run(row))).collect();
-    for run in runs {
-        table.push(run.await.expect("no panic"));
-    }
-    println!("{count} rows\n{}", table.join("\n"));
+    common::hostile::run_table(rows(), "| answer | outcome |", run).await;
 }

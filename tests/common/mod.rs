@@ -20,6 +20,7 @@ use tower_test::mock;
 
 pub mod answering_server;
 pub mod dpop;
+pub mod hostile;
 pub mod oauth2;
 #[cfg(feature = "server-tests")]
 pub mod oidc_provider;
