@@ -87,7 +87,12 @@ fn platform_cache(source: &Source, client: Client) -> Result<(TokenCache, String
             let provider = ManagedIdentity::from_env(resource, client)
                 .map_err(|error| format!("azure-managed-identity: {error}"))?;
             let from = provider.url().to_string();
-            (TokenCache::new(provider), from)
+            // A call waits out IMDS's provisioning (up to 90 s): the cache must wait as long,
+            // or it gives up first and the endpoint's own answer is lost.
+            let cache = TokenCache::builder(provider)
+                .refresh_timeout(Duration::from_secs(100))
+                .build();
+            (cache, from)
         }
         Source::AzureWorkloadIdentity { scope } => {
             let identity = AzureWorkloadIdentity::from_env().map_err(|error| match error {
