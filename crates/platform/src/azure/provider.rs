@@ -537,6 +537,7 @@ mod tests {
     use http::{Request, Response};
     use tower::{BoxError, service_fn};
 
+    use super::super::NoAnswer;
     use super::*;
 
     type Client = tower::util::ServiceFn<
@@ -623,6 +624,13 @@ mod tests {
                 &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://")][..],
                 "InvalidEndpoint { name: \"AZURE_POD_IDENTITY_AUTHORITY_HOST\" }",
             ),
+            (
+                &[
+                    ("IDENTITY_ENDPOINT", "ftp://127.0.0.1:1/msi/token"),
+                    ("IDENTITY_HEADER", "h"),
+                ][..],
+                "InvalidEndpoint { name: \"IDENTITY_ENDPOINT\" }",
+            ),
         ] {
             let error = from_vars(pairs).unwrap_err();
             assert_eq!(format!("{error:?}"), expected, "{pairs:?}");
@@ -688,5 +696,42 @@ mod tests {
         );
         assert_eq!(identity.config().timeout, Duration::from_secs(5));
         assert_eq!(identity.inner.timeout(), Duration::from_secs(5));
+    }
+
+    /// A client that is never ready fails the provider's `poll_ready`, naming the endpoint;
+    /// the refresh span calls the provider by its name.
+    #[tokio::test]
+    async fn a_client_never_ready_is_no_answer_from_the_endpoint() {
+        #[derive(Clone)]
+        struct NotReady;
+
+        impl tower::Service<Request<Full<Bytes>>> for NotReady {
+            type Response = Response<Full<Bytes>>;
+            type Error = BoxError;
+            type Future = std::future::Pending<Result<Self::Response, BoxError>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+                Poll::Ready(Err("the connection pool is closed".into()))
+            }
+
+            fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
+                unreachable!("never ready")
+            }
+        }
+
+        let mut provider = ManagedIdentity::imds("https://vault.azure.net", NotReady).unwrap();
+        let error = std::future::poll_fn(|cx| provider.poll_ready(cx))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                ManagedIdentityError::NoAnswer { error: NoAnswer::Transport { url, .. }, .. }
+                    if url == "http://169.254.169.254/metadata/identity/oauth2/token"
+            ),
+            "{error:?}"
+        );
+        let name = Grants::<NotReady, Full<Bytes>>::name(provider.config());
+        assert_eq!(name, "azure-managed-identity");
     }
 }

@@ -252,6 +252,23 @@ mod tests {
         assert_eq!(retries.attempts(), 3);
     }
 
+    /// A wait that would end as the timeout does is not begun either: the next attempt would
+    /// be cut at once.
+    #[test]
+    fn no_wait_that_ends_with_the_timeout() {
+        let second_wait = Duration::from_millis(1600);
+        let after_one = || {
+            let mut retries = Retries::new(&IMDS);
+            assert_eq!(retries.after(status(500), PLENTY), Some(Duration::ZERO));
+            retries
+        };
+        assert_eq!(after_one().after(status(500), second_wait), None);
+        assert_eq!(
+            after_one().after(status(500), second_wait + Duration::from_nanos(1)),
+            Some(second_wait)
+        );
+    }
+
     /// Statuses and transport failures draw on their own budgets and on the total.
     #[test]
     fn mixed_failures_share_the_total() {

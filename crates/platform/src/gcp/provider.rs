@@ -363,8 +363,8 @@ where
             Err(error) if !error.is_retryable() => return Err(error),
             Err(error) => error,
         };
-        let wait = retry::wait_after(attempt, retry::random_fraction())
-            .filter(|wait| Instant::now() + *wait < deadline);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let wait = retry::wait_after(attempt, retry::random_fraction(), remaining);
         let Some(wait) = wait else {
             return Err(error);
         };
@@ -467,15 +467,58 @@ mod tests {
 
     #[test]
     fn debug_shows_the_configuration() {
-        let provider = MetadataServer::builder()
+        let builder = MetadataServer::builder()
             .account("sa@p.iam.gserviceaccount.com")
-            .scopes(["s1"])
-            .build(client())
-            .unwrap();
+            .scopes(["s1"]);
+        let debug = format!("{builder:?}");
+        assert!(
+            debug.starts_with("MetadataServerBuilder {")
+                && debug.contains("sa@p.iam.gserviceaccount.com")
+                && debug.contains("s1"),
+            "{debug}"
+        );
+        let provider = builder.build(client()).unwrap();
         let debug = format!("{provider:?}");
         assert!(
             debug.contains("sa@p.iam.gserviceaccount.com") && debug.contains("s1"),
             "{debug}"
         );
+    }
+
+    /// A client that is never ready fails the provider's `poll_ready`, naming the token URL;
+    /// the refresh span calls the provider by its name.
+    #[tokio::test]
+    async fn a_client_never_ready_is_no_answer_from_the_token_url() {
+        #[derive(Clone)]
+        struct NotReady;
+
+        impl Service<Request<Full<Bytes>>> for NotReady {
+            type Response = Response<Full<Bytes>>;
+            type Error = BoxError;
+            type Future = std::future::Pending<Result<Self::Response, BoxError>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+                Poll::Ready(Err("the connection pool is closed".into()))
+            }
+
+            fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
+                unreachable!("never ready")
+            }
+        }
+
+        let mut provider = MetadataServer::builder().build(NotReady).unwrap();
+        let error = std::future::poll_fn(|cx| provider.poll_ready(cx))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                MetadataError::NoAnswer(NoAnswer::Transport { url, .. })
+                    if url == "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
+            ),
+            "{error:?}"
+        );
+        let name = Grants::<NotReady, Full<Bytes>>::name(provider.config());
+        assert_eq!(name, "gcp-metadata");
     }
 }

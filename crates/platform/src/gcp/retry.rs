@@ -19,13 +19,16 @@ const FIRST_WAIT: Duration = Duration::from_secs(1);
 const JITTER: f64 = 0.1;
 
 /// The wait after failed attempt `attempt` (counted from 1) before the next one, with
-/// `fraction` (in `[0, 1)`) placing it within the jitter; `None` once the attempts are spent.
-pub(super) fn wait_after(attempt: u32, fraction: f64) -> Option<Duration> {
+/// `fraction` (in `[0, 1)`) placing it within the jitter; `None` once the attempts are spent,
+/// or when the wait would not end before `remaining` (the rest of the call's timeout) does:
+/// an attempt begun as the timeout runs out would be cut, and the error would say less than
+/// the last answer.
+pub(super) fn wait_after(attempt: u32, fraction: f64, remaining: Duration) -> Option<Duration> {
     if attempt == 0 || attempt >= ATTEMPTS {
         return None;
     }
     let base = FIRST_WAIT * 2u32.pow(attempt - 1);
-    Some(base.mul_f64(1.0 - JITTER + 2.0 * JITTER * fraction))
+    Some(base.mul_f64(1.0 - JITTER + 2.0 * JITTER * fraction)).filter(|wait| *wait < remaining)
 }
 
 /// A fraction in `[0, 1)`, different at every call: jitter needs no more than this.
@@ -43,18 +46,35 @@ mod tests {
     #[test]
     fn five_attempts_with_waits_of_one_two_four_eight_seconds_give_or_take_a_tenth() {
         let waits: Vec<_> = (1..=ATTEMPTS)
-            .map(|attempt| wait_after(attempt, 0.5))
+            .map(|attempt| wait_after(attempt, 0.5, Duration::MAX))
             .collect();
         let secs = |s| Some(Duration::from_secs(s));
         assert_eq!(waits, [secs(1), secs(2), secs(4), secs(8), None]);
-        assert_eq!(wait_after(1, 0.0), Some(Duration::from_millis(900)));
-        assert_eq!(wait_after(4, 0.0), Some(Duration::from_millis(7200)));
-        let top = wait_after(4, 0.999_999).unwrap();
+        assert_eq!(
+            wait_after(1, 0.0, Duration::MAX),
+            Some(Duration::from_millis(900))
+        );
+        assert_eq!(
+            wait_after(4, 0.0, Duration::MAX),
+            Some(Duration::from_millis(7200))
+        );
+        let top = wait_after(4, 0.999_999, Duration::MAX).unwrap();
         assert!(
             top < Duration::from_millis(8800) && top > Duration::from_millis(8799),
             "{top:?}"
         );
-        assert_eq!(wait_after(0, 0.5), None);
+        assert_eq!(wait_after(0, 0.5, Duration::MAX), None);
+    }
+
+    /// A wait that would end as the timeout does is not begun.
+    #[test]
+    fn a_wait_ends_before_the_timeout_or_is_not_begun() {
+        let second = Duration::from_secs(1);
+        assert_eq!(wait_after(1, 0.5, second), None);
+        assert_eq!(
+            wait_after(1, 0.5, second + Duration::from_nanos(1)),
+            Some(second)
+        );
     }
 
     #[test]
