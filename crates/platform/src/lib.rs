@@ -10,3 +10,6 @@
 
 pub mod azure;
 pub mod gcp;
+
+#[cfg(test)]
+mod testing;

@@ -336,6 +336,7 @@ impl fmt::Display for ErrorAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_causes, source_as};
 
     /// What the cache acts on, or a reader needs next, is each error's source: the permanent
     /// hint of a refusal, what is wrong with an answer, the client's own error.
@@ -347,9 +348,7 @@ mod tests {
             hint: RetryAfter::permanent("refused"),
             url: url(),
         };
-        let hint = refused
-            .source()
-            .and_then(|s| s.downcast_ref::<RetryAfter>());
+        let hint = source_as::<RetryAfter>(&refused);
         assert!(
             hint.is_some_and(|hint| hint.delay().is_none()),
             "{refused:?}"
@@ -359,16 +358,6 @@ mod tests {
             error: Malformed::TokenType,
             url: url(),
         };
-        let source = malformed
-            .source()
-            .and_then(|s| s.downcast_ref::<Malformed>());
-        assert!(
-            matches!(source, Some(Malformed::TokenType)),
-            "{malformed:?}"
-        );
-
-        let unanswered = ManagedIdentityError::from(NoAnswer::transport("refused", url()));
-        let source = unanswered.source().map(ToString::to_string);
-        assert_eq!(source.as_deref(), Some("refused"), "{unanswered:?}");
+        assert_causes(malformed, |reason| matches!(reason, Malformed::TokenType));
     }
 }

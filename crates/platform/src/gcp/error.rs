@@ -174,26 +174,16 @@ pub use tower_bearer_provider::Malformed;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::assert_causes;
 
     /// What a reader needs next is each error's source: what is wrong with an answer, the
     /// client's own error.
     #[test]
     fn each_cause_comes_next_in_the_chain() {
-        let url = || "http://metadata.google.internal/computeMetadata/v1/token".to_owned();
         let malformed = MetadataError::Malformed {
             error: Malformed::TokenType,
-            url: url(),
+            url: "http://metadata.google.internal/computeMetadata/v1/token".to_owned(),
         };
-        let source = malformed
-            .source()
-            .and_then(|s| s.downcast_ref::<Malformed>());
-        assert!(
-            matches!(source, Some(Malformed::TokenType)),
-            "{malformed:?}"
-        );
-
-        let unanswered = MetadataError::from(NoAnswer::transport("refused", url()));
-        let source = unanswered.source().map(ToString::to_string);
-        assert_eq!(source.as_deref(), Some("refused"), "{unanswered:?}");
+        assert_causes(malformed, |reason| matches!(reason, Malformed::TokenType));
     }
 }

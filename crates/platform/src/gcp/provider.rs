@@ -395,18 +395,9 @@ where
 mod tests {
     use std::collections::HashMap;
 
-    use http::{Request, Response};
-    use tower::{BoxError, service_fn};
+    use crate::testing::{NotReady, client};
 
     use super::*;
-
-    type Client = tower::util::ServiceFn<
-        fn(Request<Full<Bytes>>) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>>,
-    >;
-
-    fn client() -> Client {
-        service_fn(|_| std::future::ready(Ok(Response::new(Full::default()))))
-    }
 
     fn read_vars(pairs: &[(&str, &str)]) -> MetadataServerBuilder {
         let vars: HashMap<String, String> = pairs
@@ -489,23 +480,6 @@ mod tests {
     /// the refresh span calls the provider by its name.
     #[tokio::test]
     async fn a_client_never_ready_is_no_answer_from_the_token_url() {
-        #[derive(Clone)]
-        struct NotReady;
-
-        impl Service<Request<Full<Bytes>>> for NotReady {
-            type Response = Response<Full<Bytes>>;
-            type Error = BoxError;
-            type Future = std::future::Pending<Result<Self::Response, BoxError>>;
-
-            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-                Poll::Ready(Err("the connection pool is closed".into()))
-            }
-
-            fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
-                unreachable!("never ready")
-            }
-        }
-
         let mut provider = MetadataServer::builder().build(NotReady).unwrap();
         let error = std::future::poll_fn(|cx| provider.poll_ready(cx))
             .await
