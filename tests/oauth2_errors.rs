@@ -189,7 +189,8 @@ async fn the_hint_is_in_the_source_chain() {
     );
 }
 
-/// A token endpoint that never answers: the provider's timeout covers the call.
+/// A token endpoint that never answers: the provider's timeout covers the call, and the
+/// error names the endpoint.
 #[tokio::test]
 async fn a_silent_token_endpoint_times_out() {
     let server = MockAuthServer::start().await.unwrap();
@@ -200,7 +201,11 @@ async fn a_silent_token_endpoint_times_out() {
         .unwrap();
     let error = first(&provider).await.unwrap_err();
     assert!(
-        matches!(error, OAuth2Error::NoAnswer(NoAnswer::Timeout { after, .. }) if after == Duration::from_millis(200)),
+        matches!(
+            &error,
+            OAuth2Error::NoAnswer(NoAnswer::Timeout { after, url })
+                if *after == Duration::from_millis(200) && *url == server.token_endpoint()
+        ),
         "{error:?}"
     );
 }
