@@ -4,7 +4,7 @@
 //! `examples/replica.rs` in a separate process.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -176,6 +176,159 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+// ===== TLS =====
+
+/// The ACL user of the servers that speak TLS, and its password: the default user is off.
+pub const TLS_USER: &str = "tokens";
+pub const TLS_PASSWORD: &str = "tls-PASSWORD";
+
+/// Makes, with `openssl`, a CA (`ca.crt`, `ca.key`) and a certificate it signed for 127.0.0.1
+/// and localhost (`server.crt`, `server.key`) in `dir`.
+pub fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|err| {
+                panic!("openssl ({err}): install it with `apt-get install -y openssl`")
+            });
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=tower-bearer test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// A CA of the tests' own and a certificate it signed for 127.0.0.1 (see
+/// [`make_certificates`]), in a directory removed when dropped.
+pub struct Tls {
+    scratch: Scratch,
+}
+
+impl Tls {
+    pub fn make() -> Self {
+        let scratch = Scratch::new("tls");
+        make_certificates(&scratch.0);
+        Tls { scratch }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.scratch.0.join(name).to_string_lossy().into_owned()
+    }
+
+    /// The CA's certificate (PEM), for a store to trust.
+    pub fn ca(&self) -> Vec<u8> {
+        std::fs::read(self.scratch.0.join("ca.crt")).unwrap()
+    }
+
+    /// redis-server's arguments to listen on `port` over TLS only, with no plaintext port;
+    /// clients need no certificate of their own.
+    pub fn server_args(&self, port: u16) -> Vec<String> {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &self.path("server.crt"),
+            "--tls-key-file",
+            &self.path("server.key"),
+            "--tls-ca-cert-file",
+            &self.path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
+/// redis-server's arguments for one user, `user` with `password`, allowed every command, key
+/// and channel, in place of the default user.
+pub fn acl_user(user: &str, password: &str) -> Vec<String> {
+    // A config line's words are separate arguments.
+    [
+        "--user",
+        "default",
+        "off",
+        "--user",
+        user,
+        "on",
+        &format!(">{password}"),
+        "~*",
+        "&*",
+        "+@all",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 // ===== a Redis Cluster =====
