@@ -374,24 +374,29 @@ impl RedisCluster {
                 })
             })
             .collect();
-        let addresses: Vec<_> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let create = tokio::task::spawn_blocking(move || {
-            Command::new("redis-cli")
-                .args(["--cluster", "create"])
-                .args(&addresses)
-                .args(["--cluster-replicas", "1", "--cluster-yes"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .status()
-                .expect("redis-cli on PATH: install it with `apt-get install -y redis-server`")
-        });
-        assert!(
-            create.await.unwrap().success(),
-            "redis-cli --cluster create"
-        );
+        let mut create = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-cli on PATH: install it with `apt-get install -y redis-server`");
+        // It waits for the nodes to join without end: if they never do, the test fails rather
+        // than hangs.
+        let deadline = tokio::time::Instant::now() + STARTUP;
+        let created = loop {
+            if let Some(status) = create.try_wait().unwrap() {
+                break status;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = create.kill();
+                let _ = create.wait();
+                panic!("redis-cli --cluster create: the nodes did not join in {STARTUP:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(created.success(), "redis-cli --cluster create");
         let cluster = RedisCluster {
             nodes,
             _scratch: scratch,
