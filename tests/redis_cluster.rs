@@ -11,11 +11,11 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::publish_by_generation;
 use common::redis_server::{
     RedisCluster, RedisSentinels, SENTINEL_MASTER, assert_one_shared_token, counts, finish, query,
     replica_process_args, spawn_replica,
 };
+use common::{eventually, publish_by_generation};
 use tokio::time::Instant;
 use tower_bearer::Token;
 use tower_bearer::store::TokenStore;
@@ -98,6 +98,55 @@ async fn warm_up(probe: &RedisStore) {
     probe.release(&owner).await.unwrap();
 }
 
+/// What two stores on one account share: `other` is notified of `store`'s publish and loads
+/// its token; compare-and-set refuses a stale publish; one lease holder at a time, renewed and
+/// released by its holder only. `subscribers` counts a channel's subscribers on the servers.
+async fn shared_between(
+    store: &RedisStore,
+    other: &RedisStore,
+    subscribers: impl AsyncFn(&str) -> usize,
+) {
+    // Both listeners subscribed, as the servers count them, before `notes` is made: each
+    // listener notifies as it subscribes, and that notification would be missed by `notes`
+    // made earlier than it, or taken for the publish's by `notes` made later.
+    let channel = other.token_key().replace(":token", ":published");
+    let (subscribers, channel) = (&subscribers, &channel);
+    eventually("both stores' listeners subscribed", || async move {
+        subscribers(channel).await >= 2
+    })
+    .await;
+    let mut notes = other.notifications();
+    let token = |s: &str| {
+        Token::bearer(s)
+            .unwrap()
+            .expires_in(Duration::from_secs(60))
+            .with_refresh_token(format!("{s}-refresh"))
+    };
+    tokio::time::timeout(
+        CALL,
+        publish_by_generation(store, &token("first"), &token("second")),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(CALL, notes.notified())
+        .await
+        .expect("notified of a publish made through another store");
+    let loaded = tokio::time::timeout(CALL, other.load())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the other store loads the token");
+    assert_eq!(loaded.generation, 2);
+    assert_eq!(loaded.token.expose_access_token(), "second");
+    assert!(store.try_lease("a", Duration::from_secs(10)).await.unwrap());
+    assert!(!other.try_lease("b", Duration::from_secs(10)).await.unwrap());
+    assert!(store.renew("a", Duration::from_secs(10)).await.unwrap());
+    other.release("b").await.unwrap();
+    store.release("a").await.unwrap();
+    assert!(other.try_lease("b", Duration::from_secs(10)).await.unwrap());
+    other.release("b").await.unwrap();
+}
+
 /// One Cluster for the whole test: lease, compare-and-set and notifications on it; then 8
 /// caches in 4 processes through it, with the master holding their slot failed over mid-run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,31 +162,10 @@ async fn a_cluster_shares_one_token_across_a_failover() {
     let other = RedisStore::cluster(cluster.seeds(), "cluster-key")
         .build()
         .unwrap();
-    let mut notes = other.notifications();
-    tokio::time::timeout(CALL, notes.notified())
-        .await
-        .expect("the listener subscribed");
-    let token = |s: &str| {
-        Token::bearer(s)
-            .unwrap()
-            .expires_in(Duration::from_secs(60))
-            .with_refresh_token(format!("{s}-refresh"))
-    };
-    tokio::time::timeout(
-        CALL,
-        publish_by_generation(&store, &token("first"), &token("second")),
-    )
-    .await
-    .unwrap();
-    tokio::time::timeout(CALL, notes.notified())
-        .await
-        .expect("notified of a publish made through another node");
-    assert!(store.try_lease("a", Duration::from_secs(10)).await.unwrap());
-    assert!(!other.try_lease("b", Duration::from_secs(10)).await.unwrap());
-    assert!(store.renew("a", Duration::from_secs(10)).await.unwrap());
-    other.release("b").await.unwrap();
-    store.release("a").await.unwrap();
-    assert!(other.try_lease("b", Duration::from_secs(10)).await.unwrap());
+    shared_between(&store, &other, async |channel: &str| {
+        cluster.subscribers(channel).await
+    })
+    .await;
 
     // The fleet, and a failover of the master holding its slot at 3 s.
     let mock = mock().await;

@@ -120,7 +120,7 @@ pub async fn query<T: redis::FromRedisValue>(
     port: u16,
     command: &redis::Cmd,
 ) -> redis::RedisResult<T> {
-    query_as(port, None, command).await
+    Access::default().query(port, command).await
 }
 
 /// `command` on the server at `port`, authenticated with `password` if any, or its error.
@@ -134,6 +134,58 @@ pub async fn query_as<T: redis::FromRedisValue>(
         .get_multiplexed_async_connection()
         .await?;
     command.query_async(&mut connection).await
+}
+
+/// How the tests' own connections reach a server: in plain text or over TLS (trusting the
+/// tests' CA), as the default user or an ACL user, with a password or none.
+#[derive(Clone, Default)]
+pub struct Access {
+    ca: Option<Vec<u8>>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+impl Access {
+    /// The URL of the server at `port`, as a user of the store gives it.
+    pub fn url(&self, port: u16) -> String {
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        let auth = match (&self.user, &self.password) {
+            (Some(user), Some(password)) => format!("{user}:{password}@"),
+            (None, Some(password)) => format!(":{password}@"),
+            (_, None) => String::new(),
+        };
+        format!("{scheme}://{auth}127.0.0.1:{port}")
+    }
+
+    /// `command` on the server at `port`, or its error.
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        port: u16,
+        command: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        let url = self.url(port);
+        let client = match &self.ca {
+            Some(ca) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            )?,
+            None => redis::Client::open(url)?,
+        };
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        command.query_async(&mut connection).await
+    }
+
+    /// How many clients the server at `port` counts subscribed to `channel`.
+    pub async fn subscribers(&self, port: u16, channel: &str) -> usize {
+        let (_, count): (String, usize) = self
+            .query(port, redis::cmd("PUBSUB").arg("NUMSUB").arg(channel))
+            .await
+            .unwrap();
+        count
+    }
 }
 
 /// Polls `ready` until it holds, failing the test after `STARTUP`.
@@ -440,6 +492,15 @@ impl RedisCluster {
             .take(3)
             .map(|n| format!("redis://127.0.0.1:{}", n.port))
             .collect()
+    }
+
+    /// How many clients are subscribed to `channel`, over all the nodes (each counts its own).
+    pub async fn subscribers(&self, channel: &str) -> usize {
+        let mut count = 0;
+        for node in &self.nodes {
+            count += Access::default().subscribers(node.port, channel).await;
+        }
+        count
     }
 
     /// The port of the master holding `key`'s slot, and of its replica.
