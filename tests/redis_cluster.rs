@@ -2,7 +2,8 @@
 //! the test on loopback: replicas in separate processes share one token through a Cluster
 //! across a failover of the master holding their slot, and through Sentinels across the
 //! primary's death, with every request served and the store back on the new master without
-//! a restart.
+//! a restart. And a Cluster that speaks only TLS, to stores that trust its private CA and
+//! to none that do not.
 //!
 //! Real time throughout, like `tests/redis.rs`: the servers keep their own clocks.
 
@@ -12,8 +13,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::redis_server::{
-    RedisCluster, RedisSentinels, SENTINEL_MASTER, assert_one_shared_token, counts, finish, query,
-    replica_process_args, spawn_replica,
+    RedisCluster, RedisSentinels, SENTINEL_MASTER, TLS_PASSWORD, Tls, assert_one_shared_token,
+    counts, finish, query, replica_process_args, spawn_replica,
 };
 use common::{eventually, publish_by_generation};
 use tokio::time::Instant;
@@ -403,4 +404,71 @@ async fn a_sentinel_master_with_a_password_of_its_own() {
         std::error::Error::source(&refused)
     );
     assert!(!all.contains("MASTER-SECRET"), "{all}");
+}
+
+/// Fails the test unless `store`'s calls fail, each within `CALL`, and no error quotes the
+/// password.
+async fn refused(store: &RedisStore, what: &str) {
+    let load = tokio::time::timeout(CALL, store.load())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the call hung"));
+    let error = load.expect_err(what);
+    let lease = tokio::time::timeout(CALL, store.try_lease("x", Duration::from_secs(10)))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the call hung"));
+    assert!(lease.is_err(), "{what}: {lease:?}");
+    let text = format!("{error}: {:?}", std::error::Error::source(&error));
+    assert!(!text.contains(TLS_PASSWORD), "{what}: {text}");
+}
+
+/// A Cluster whose nodes speak only TLS (to clients, to each other on the cluster bus, to
+/// their masters) and know only an ACL user, as ElastiCache's cluster mode with in-transit
+/// encryption: stores on different seeds, trusting the nodes' private CA, share a token, its
+/// notification and the lease. A store trusting another CA, or only the webpki roots, fails
+/// its calls (the nodes have no plaintext port to fall back to), as does a wrong password,
+/// unquoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_as_an_acl_user() {
+    let tls = Tls::make();
+    let started = Instant::now();
+    let cluster = RedisCluster::start_over_tls(&tls).await;
+    let ready = started.elapsed();
+    let seeds = cluster.seeds();
+    assert!(seeds.iter().all(|seed| seed.starts_with("rediss://")));
+
+    let on = |seeds: &[String]| {
+        RedisStore::cluster(seeds.to_vec(), "tls-cluster-key").tls_root_certificate(tls.ca())
+    };
+    let store = on(&seeds[..1]).build().unwrap();
+    let other = on(&seeds[1..2]).build().unwrap();
+    let round_trip = Instant::now();
+    shared_between(&store, &other, async |channel: &str| {
+        cluster.subscribers(channel).await
+    })
+    .await;
+    let round_trip = round_trip.elapsed();
+
+    let another_ca = Tls::make();
+    let untrusted = RedisStore::cluster(seeds.clone(), "tls-cluster-key")
+        .tls_root_certificate(another_ca.ca())
+        .build()
+        .unwrap();
+    refused(&untrusted, "a store trusting another CA").await;
+    let webpki = RedisStore::cluster(seeds.clone(), "tls-cluster-key")
+        .build()
+        .unwrap();
+    refused(&webpki, "a store trusting the webpki roots").await;
+    let wrong: Vec<_> = seeds
+        .iter()
+        .map(|seed| seed.replace(TLS_PASSWORD, "WRONG-PASSWORD"))
+        .collect();
+    refused(&on(&wrong).build().unwrap(), "a wrong password").await;
+
+    println!(
+        "Cluster over TLS (6 nodes ready in {:.1} s): shared between two stores in {:.0} ms; \
+         {:.1} s in all",
+        ready.as_secs_f64(),
+        round_trip.as_secs_f64() * 1000.0,
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -237,7 +237,9 @@ pub const TLS_USER: &str = "tokens";
 pub const TLS_PASSWORD: &str = "tls-PASSWORD";
 
 /// Makes, with `openssl`, a CA (`ca.crt`, `ca.key`) and a certificate it signed for 127.0.0.1
-/// and localhost (`server.crt`, `server.key`) in `dir`.
+/// and localhost (`server.crt`, `server.key`) in `dir`. The certificate is a client's too:
+/// the nodes of a Cluster present it to each other on the cluster bus, where Redis checks it
+/// whatever `tls-auth-clients` says, and a node that fails that check is never joined.
 pub fn make_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let status = Command::new("openssl")
@@ -297,7 +299,7 @@ pub fn make_certificates(dir: &Path) {
     std::fs::write(
         dir.join("ext.cnf"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         extendedKeyUsage=serverAuth\n",
+         extendedKeyUsage=serverAuth,clientAuth\n",
     )
     .unwrap();
     openssl(&[
@@ -341,8 +343,8 @@ impl Tls {
         std::fs::read(self.scratch.0.join("ca.crt")).unwrap()
     }
 
-    /// redis-server's arguments to listen on `port` over TLS only, with no plaintext port;
-    /// clients need no certificate of their own.
+    /// redis-server's arguments to listen on `port` over TLS only, with no plaintext port, and
+    /// to reach its master over TLS too; clients need no certificate of their own.
     pub fn server_args(&self, port: u16) -> Vec<String> {
         [
             "--port",
@@ -357,9 +359,21 @@ impl Tls {
             &self.path("ca.crt"),
             "--tls-auth-clients",
             "no",
+            "--tls-replication",
+            "yes",
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+
+    /// How the tests' own connections reach a server of [`server_args`](Self::server_args)
+    /// and [`acl_user`]`(TLS_USER, TLS_PASSWORD)`.
+    pub fn access(&self) -> Access {
+        Access {
+            ca: Some(self.ca()),
+            user: Some(TLS_USER.to_owned()),
+            password: Some(TLS_PASSWORD.to_owned()),
+        }
     }
 }
 
@@ -388,13 +402,26 @@ pub fn acl_user(user: &str, password: &str) -> Vec<String> {
 /// Three masters and a replica each, made with `redis-cli --cluster create`.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// How the nodes are reached.
+    access: Access,
     // Dropped after the nodes: their files go once they are stopped.
     _scratch: Scratch,
 }
 
 impl RedisCluster {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// With `tls`: nodes that speak only TLS, to clients, to each other (the cluster bus) and
+    /// to their masters, and know only [`TLS_USER`].
+    pub async fn start_over_tls(tls: &Tls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<&Tls>) -> Self {
         let scratch = Scratch::new("cluster");
+        let access = tls.map_or_else(Access::default, Tls::access);
         let nodes: Vec<_> = (0..6)
             .map(|_| {
                 // The cluster bus listens on the port + 10000.
@@ -406,9 +433,7 @@ impl RedisCluster {
                 };
                 let dir = scratch.dir(&port.to_string());
                 RedisServer::start_on(port, |port| {
-                    [
-                        "--port",
-                        &port.to_string(),
+                    let mut args: Vec<String> = [
                         "--dir",
                         &dir,
                         "--cluster-enabled",
@@ -422,20 +447,46 @@ impl RedisCluster {
                         "0",
                     ]
                     .map(str::to_owned)
-                    .to_vec()
+                    .to_vec();
+                    match tls {
+                        None => args.extend(["--port".into(), port.to_string()]),
+                        Some(tls) => {
+                            args.extend(tls.server_args(port));
+                            args.extend(["--tls-cluster", "yes"].map(str::to_owned));
+                            args.extend(acl_user(TLS_USER, TLS_PASSWORD));
+                            args.extend(
+                                ["--masteruser", TLS_USER, "--masterauth", TLS_PASSWORD]
+                                    .map(str::to_owned),
+                            );
+                        }
+                    }
+                    args
                 })
             })
             .collect();
-        let mut create = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(tls) = tls {
+            create
+                .args(["--tls", "--cacert", &tls.path("ca.crt")])
+                .args([
+                    "--user",
+                    TLS_USER,
+                    "--pass",
+                    TLS_PASSWORD,
+                    "--no-auth-warning",
+                ]);
+        }
+        create
             .args(["--cluster", "create"])
             .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
             .args(["--cluster-replicas", "1", "--cluster-yes"])
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        let mut create = create
             .spawn()
             .expect("redis-cli on PATH: install it with `apt-get install -y redis-server`");
-        // It waits for the nodes to join without end: if they never do, the test fails rather
-        // than hangs.
+        // It waits for the nodes to join without end: if they never do (a node refusing the
+        // others' certificates on the cluster bus), the test fails rather than hangs.
         let deadline = tokio::time::Instant::now() + STARTUP;
         let created = loop {
             if let Some(status) = create.try_wait().unwrap() {
@@ -451,15 +502,19 @@ impl RedisCluster {
         assert!(created.success(), "redis-cli --cluster create");
         let cluster = RedisCluster {
             nodes,
+            access,
             _scratch: scratch,
         };
         // Each node sees the whole cluster: the slots covered, and each master's replica.
+        let access = &cluster.access;
         for node in &cluster.nodes {
             until("the cluster", || async {
-                let info: String = query(node.port, redis::cmd("CLUSTER").arg("INFO"))
+                let info: String = access
+                    .query(node.port, redis::cmd("CLUSTER").arg("INFO"))
                     .await
                     .unwrap_or_default();
-                let nodes: String = query(node.port, redis::cmd("CLUSTER").arg("NODES"))
+                let nodes: String = access
+                    .query(node.port, redis::cmd("CLUSTER").arg("NODES"))
                     .await
                     .unwrap_or_default();
                 let replicas = nodes
@@ -475,7 +530,8 @@ impl RedisCluster {
         // Each replica in sync with its master, so that a failover loses nothing.
         for node in &cluster.nodes {
             until("the replicas", || async {
-                let info: String = query(node.port, redis::cmd("INFO").arg("replication"))
+                let info: String = access
+                    .query(node.port, redis::cmd("INFO").arg("replication"))
                     .await
                     .unwrap_or_default();
                 info.contains("role:master") || info.contains("master_link_status:up")
@@ -490,7 +546,7 @@ impl RedisCluster {
         self.nodes
             .iter()
             .take(3)
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .map(|n| self.access.url(n.port))
             .collect()
     }
 
@@ -498,7 +554,7 @@ impl RedisCluster {
     pub async fn subscribers(&self, channel: &str) -> usize {
         let mut count = 0;
         for node in &self.nodes {
-            count += Access::default().subscribers(node.port, channel).await;
+            count += self.access.subscribers(node.port, channel).await;
         }
         count
     }
