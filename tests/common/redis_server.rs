@@ -123,19 +123,6 @@ pub async fn query<T: redis::FromRedisValue>(
     Access::default().query(port, command).await
 }
 
-/// `command` on the server at `port`, authenticated with `password` if any, or its error.
-pub async fn query_as<T: redis::FromRedisValue>(
-    port: u16,
-    password: Option<&str>,
-    command: &redis::Cmd,
-) -> redis::RedisResult<T> {
-    let auth = password.map_or_else(String::new, |p| format!(":{p}@"));
-    let mut connection = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}/"))?
-        .get_multiplexed_async_connection()
-        .await?;
-    command.query_async(&mut connection).await
-}
-
 /// How the tests' own connections reach a server: in plain text or over TLS (trusting the
 /// tests' CA), as the default user or an ACL user, with a password or none.
 #[derive(Clone, Default)]
@@ -146,6 +133,14 @@ pub struct Access {
 }
 
 impl Access {
+    /// Plain text, as the default user with `password`.
+    fn password(password: Option<&str>) -> Self {
+        Access {
+            password: password.map(str::to_owned),
+            ..Access::default()
+        }
+    }
+
     /// The URL of the server at `port`, as a user of the store gives it.
     pub fn url(&self, port: u16) -> String {
         let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
@@ -615,56 +610,90 @@ pub struct RedisSentinels {
     pub primary: RedisServer,
     pub replica: RedisServer,
     pub sentinels: Vec<RedisServer>,
+    /// How the Sentinels are reached, and the primary and the replica.
+    sentinel_access: Access,
+    pub node_access: Access,
     _scratch: Scratch,
 }
 
 impl RedisSentinels {
     pub async fn start() -> Self {
-        Self::start_with_password(None).await
+        Self::start_with(None, None).await
     }
 
     /// With `password` on the primary and the replica (`requirepass`), none on the Sentinels.
     pub async fn start_with_password(password: Option<&str>) -> Self {
-        let auth: Vec<String> = password
+        Self::start_with(password, None).await
+    }
+
+    /// With `tls`: the primary, the replica and the Sentinels speak only TLS, to clients and
+    /// to each other, and know only [`TLS_USER`].
+    pub async fn start_over_tls(tls: &Tls) -> Self {
+        Self::start_with(None, Some(tls)).await
+    }
+
+    async fn start_with(password: Option<&str>, tls: Option<&Tls>) -> Self {
+        let (sentinel_access, node_access) = match tls {
+            Some(tls) => (tls.access(), tls.access()),
+            None => (Access::default(), Access::password(password)),
+        };
+        let mut auth: Vec<String> = password
             .map(|p| {
                 ["--requirepass", p, "--masterauth", p]
                     .map(str::to_owned)
                     .to_vec()
             })
             .unwrap_or_default();
+        // How a node listens on `port`.
+        let listen = |port: u16| match tls {
+            Some(tls) => tls.server_args(port),
+            None => vec!["--port".into(), port.to_string()],
+        };
+        // The Sentinels' own lines: how they log in to the nodes and to each other.
+        let mut sentinel_auth = password.map_or_else(String::new, |p| {
+            format!("sentinel auth-pass {SENTINEL_MASTER} {p}\n")
+        });
+        if tls.is_some() {
+            auth.extend(acl_user(TLS_USER, TLS_PASSWORD));
+            auth.extend(
+                ["--masteruser", TLS_USER, "--masterauth", TLS_PASSWORD].map(str::to_owned),
+            );
+            sentinel_auth = format!(
+                "sentinel auth-user {SENTINEL_MASTER} {TLS_USER}\n\
+                 sentinel auth-pass {SENTINEL_MASTER} {TLS_PASSWORD}\n\
+                 sentinel sentinel-user {TLS_USER}\n\
+                 sentinel sentinel-pass {TLS_PASSWORD}\n"
+            );
+        }
         let scratch = Scratch::new("sentinel");
         // Replication writes a snapshot, even with persistence off: into the scratch directory.
         let primary_dir = scratch.dir("primary");
         let primary = RedisServer::start_with(|port| {
-            [
-                "--port",
-                &port.to_string(),
-                "--dir",
-                &primary_dir,
-                "--repl-diskless-sync-delay",
-                "0",
-            ]
-            .map(str::to_owned)
-            .into_iter()
-            .chain(auth.clone())
-            .collect()
+            listen(port)
+                .into_iter()
+                .chain(
+                    ["--dir", &primary_dir, "--repl-diskless-sync-delay", "0"].map(str::to_owned),
+                )
+                .chain(auth.clone())
+                .collect()
         });
         let primary_port = primary.port;
         let replica_dir = scratch.dir("replica");
         let replica = RedisServer::start_with(|port| {
-            [
-                "--port",
-                &port.to_string(),
-                "--dir",
-                &replica_dir,
-                "--replicaof",
-                "127.0.0.1",
-                &primary_port.to_string(),
-            ]
-            .map(str::to_owned)
-            .into_iter()
-            .chain(auth.clone())
-            .collect()
+            listen(port)
+                .into_iter()
+                .chain(
+                    [
+                        "--dir",
+                        &replica_dir,
+                        "--replicaof",
+                        "127.0.0.1",
+                        &primary_port.to_string(),
+                    ]
+                    .map(str::to_owned),
+                )
+                .chain(auth.clone())
+                .collect()
         });
         let sentinels = (0..3)
             .map(|i| {
@@ -676,24 +705,18 @@ impl RedisSentinels {
                     format!(
                         "sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary_port} 2\n\
                          sentinel down-after-milliseconds {SENTINEL_MASTER} 500\n\
-                         sentinel failover-timeout {SENTINEL_MASTER} 5000\n{}",
-                        password.map_or_else(String::new, |p| format!(
-                            "sentinel auth-pass {SENTINEL_MASTER} {p}\n"
-                        ))
+                         sentinel failover-timeout {SENTINEL_MASTER} 5000\n{sentinel_auth}"
                     ),
                 )
                 .unwrap();
                 RedisServer::start_with(|port| {
-                    [
-                        &config,
-                        "--sentinel",
-                        "--port",
-                        &port.to_string(),
-                        "--dir",
-                        &dir,
-                    ]
-                    .map(|s| s.to_string())
-                    .to_vec()
+                    let mut args = vec![config.clone(), "--sentinel".into()];
+                    args.extend(listen(port));
+                    args.extend(["--dir".into(), dir.clone()]);
+                    if tls.is_some() {
+                        args.extend(acl_user(TLS_USER, TLS_PASSWORD));
+                    }
+                    args
                 })
             })
             .collect();
@@ -701,17 +724,21 @@ impl RedisSentinels {
             primary,
             replica,
             sentinels,
+            sentinel_access,
+            node_access,
             _scratch: scratch,
         };
         // Each Sentinel knows the replica and the two others: a failover needs them.
         for sentinel in &set.sentinels {
             until("the sentinels", || async {
-                let master: Vec<String> = query(
-                    sentinel.port,
-                    redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER),
-                )
-                .await
-                .unwrap_or_default();
+                let master: Vec<String> = set
+                    .sentinel_access
+                    .query(
+                        sentinel.port,
+                        redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER),
+                    )
+                    .await
+                    .unwrap_or_default();
                 let field = |name: &str| {
                     master
                         .iter()
@@ -726,13 +753,11 @@ impl RedisSentinels {
         }
         let replica_port = set.replica.port;
         until("the replica", || async {
-            let info: String = query_as(
-                replica_port,
-                password,
-                redis::cmd("INFO").arg("replication"),
-            )
-            .await
-            .unwrap_or_default();
+            let info: String = set
+                .node_access
+                .query(replica_port, redis::cmd("INFO").arg("replication"))
+                .await
+                .unwrap_or_default();
             info.contains("master_link_status:up")
         })
         .await;
@@ -742,7 +767,7 @@ impl RedisSentinels {
     pub fn urls(&self) -> Vec<String> {
         self.sentinels
             .iter()
-            .map(|s| format!("redis://127.0.0.1:{}", s.port))
+            .map(|s| self.sentinel_access.url(s.port))
             .collect()
     }
 }
