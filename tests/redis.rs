@@ -8,12 +8,11 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::redis_server::{
-    KeyEvents, RedisServer, assert_one_shared_token, counts, finish, replica_process_args,
-    spawn_replica,
+    KeyEvents, RedisServer, TLS_PASSWORD, TLS_USER, Tls, acl_user, assert_one_shared_token, counts,
+    finish, replica_process_args, spawn_replica,
 };
 use common::{capture_this_thread, publish_by_generation};
 use tokio::time::Instant;
@@ -738,118 +737,16 @@ async fn an_outage_is_one_warning_with_no_secret() {
 /// `rediss://` with a certificate from a private CA, and an ACL user with a password.
 #[tokio::test]
 async fn over_tls_as_an_acl_user() {
-    let dir = std::env::temp_dir().join(format!("tower-bearer-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let openssl = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap_or_else(|err| {
-                panic!("openssl ({err}): install it with `apt-get install -y openssl`")
-            });
-        assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"],
-            &ec[..],
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=tower-bearer test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"],
-            &ec[..],
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-
+    let tls = Tls::make();
     let redis = RedisServer::start_with(|port| {
-        vec![
-            "--port".into(),
-            "0".into(),
-            "--tls-port".into(),
-            port.to_string(),
-            "--tls-cert-file".into(),
-            path("server.crt"),
-            "--tls-key-file".into(),
-            path("server.key"),
-            "--tls-ca-cert-file".into(),
-            path("ca.crt"),
-            "--tls-auth-clients".into(),
-            "no".into(),
-            // A config line's words are separate arguments.
-            "--user".into(),
-            "default".into(),
-            "off".into(),
-            "--user".into(),
-            "tokens".into(),
-            "on".into(),
-            ">tls-PASSWORD".into(),
-            "~*".into(),
-            "&*".into(),
-            "+@all".into(),
-        ]
+        let mut args = tls.server_args(port);
+        args.extend(acl_user(TLS_USER, TLS_PASSWORD));
+        args
     });
-    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
-    let url = |password: &str| format!("rediss://tokens:{password}@127.0.0.1:{}/", redis.port);
+    let ca = tls.ca();
+    let url = |password: &str| format!("rediss://{TLS_USER}:{password}@127.0.0.1:{}/", redis.port);
 
-    let store = RedisStore::builder(url("tls-PASSWORD"), "tls-key")
+    let store = RedisStore::builder(url(TLS_PASSWORD), "tls-key")
         .tls_root_certificate(ca.clone())
         .build()
         .unwrap();
@@ -872,11 +769,10 @@ async fn over_tls_as_an_acl_user() {
     let text = format!("{error}: {:?}", std::error::Error::source(&error));
     assert!(!text.contains("PASSWORD"), "{text}");
     // Without the CA, the server's certificate is not trusted.
-    let untrusted = RedisStore::builder(url("tls-PASSWORD"), "tls-key")
+    let untrusted = RedisStore::builder(url(TLS_PASSWORD), "tls-key")
         .build()
         .unwrap();
     assert!(untrusted.load().await.is_err());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// DPoP replicas (feature `dpop`): two with one key, loaded from the same PEM as two

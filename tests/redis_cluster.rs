@@ -2,7 +2,8 @@
 //! the test on loopback: replicas in separate processes share one token through a Cluster
 //! across a failover of the master holding their slot, and through Sentinels across the
 //! primary's death, with every request served and the store back on the new master without
-//! a restart.
+//! a restart. And a Cluster, and Sentinels and their master, that speak only TLS, to stores
+//! that trust their private CA and to none that do not.
 //!
 //! Real time throughout, like `tests/redis.rs`: the servers keep their own clocks.
 
@@ -11,11 +12,11 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::publish_by_generation;
 use common::redis_server::{
-    RedisCluster, RedisSentinels, SENTINEL_MASTER, assert_one_shared_token, counts, finish, query,
-    replica_process_args, spawn_replica,
+    RedisCluster, RedisSentinels, SENTINEL_MASTER, TLS_PASSWORD, Tls, assert_one_shared_token,
+    counts, finish, query, replica_process_args, spawn_replica,
 };
+use common::{eventually, publish_by_generation};
 use tokio::time::Instant;
 use tower_bearer::Token;
 use tower_bearer::store::TokenStore;
@@ -98,6 +99,55 @@ async fn warm_up(probe: &RedisStore) {
     probe.release(&owner).await.unwrap();
 }
 
+/// What two stores on one account share: `other` is notified of `store`'s publish and loads
+/// its token; compare-and-set refuses a stale publish; one lease holder at a time, renewed and
+/// released by its holder only. `subscribers` counts a channel's subscribers on the servers.
+async fn shared_between(
+    store: &RedisStore,
+    other: &RedisStore,
+    subscribers: impl AsyncFn(&str) -> usize,
+) {
+    // Both listeners subscribed, as the servers count them, before `notes` is made: each
+    // listener notifies as it subscribes, and that notification would be missed by `notes`
+    // made earlier than it, or taken for the publish's by `notes` made later.
+    let channel = other.token_key().replace(":token", ":published");
+    let (subscribers, channel) = (&subscribers, &channel);
+    eventually("both stores' listeners subscribed", || async move {
+        subscribers(channel).await >= 2
+    })
+    .await;
+    let mut notes = other.notifications();
+    let token = |s: &str| {
+        Token::bearer(s)
+            .unwrap()
+            .expires_in(Duration::from_secs(60))
+            .with_refresh_token(format!("{s}-refresh"))
+    };
+    tokio::time::timeout(
+        CALL,
+        publish_by_generation(store, &token("first"), &token("second")),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(CALL, notes.notified())
+        .await
+        .expect("notified of a publish made through another store");
+    let loaded = tokio::time::timeout(CALL, other.load())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the other store loads the token");
+    assert_eq!(loaded.generation, 2);
+    assert_eq!(loaded.token.expose_access_token(), "second");
+    assert!(store.try_lease("a", Duration::from_secs(10)).await.unwrap());
+    assert!(!other.try_lease("b", Duration::from_secs(10)).await.unwrap());
+    assert!(store.renew("a", Duration::from_secs(10)).await.unwrap());
+    other.release("b").await.unwrap();
+    store.release("a").await.unwrap();
+    assert!(other.try_lease("b", Duration::from_secs(10)).await.unwrap());
+    other.release("b").await.unwrap();
+}
+
 /// One Cluster for the whole test: lease, compare-and-set and notifications on it; then 8
 /// caches in 4 processes through it, with the master holding their slot failed over mid-run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,31 +163,10 @@ async fn a_cluster_shares_one_token_across_a_failover() {
     let other = RedisStore::cluster(cluster.seeds(), "cluster-key")
         .build()
         .unwrap();
-    let mut notes = other.notifications();
-    tokio::time::timeout(CALL, notes.notified())
-        .await
-        .expect("the listener subscribed");
-    let token = |s: &str| {
-        Token::bearer(s)
-            .unwrap()
-            .expires_in(Duration::from_secs(60))
-            .with_refresh_token(format!("{s}-refresh"))
-    };
-    tokio::time::timeout(
-        CALL,
-        publish_by_generation(&store, &token("first"), &token("second")),
-    )
-    .await
-    .unwrap();
-    tokio::time::timeout(CALL, notes.notified())
-        .await
-        .expect("notified of a publish made through another node");
-    assert!(store.try_lease("a", Duration::from_secs(10)).await.unwrap());
-    assert!(!other.try_lease("b", Duration::from_secs(10)).await.unwrap());
-    assert!(store.renew("a", Duration::from_secs(10)).await.unwrap());
-    other.release("b").await.unwrap();
-    store.release("a").await.unwrap();
-    assert!(other.try_lease("b", Duration::from_secs(10)).await.unwrap());
+    shared_between(&store, &other, async |channel: &str| {
+        cluster.subscribers(channel).await
+    })
+    .await;
 
     // The fleet, and a failover of the master holding its slot at 3 s.
     let mock = mock().await;
@@ -375,4 +404,128 @@ async fn a_sentinel_master_with_a_password_of_its_own() {
         std::error::Error::source(&refused)
     );
     assert!(!all.contains("MASTER-SECRET"), "{all}");
+}
+
+/// Fails the test unless `store`'s calls fail, each within `CALL`, and no error quotes the
+/// password.
+async fn refused(store: &RedisStore, what: &str) {
+    let load = tokio::time::timeout(CALL, store.load())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the call hung"));
+    let error = load.expect_err(what);
+    let lease = tokio::time::timeout(CALL, store.try_lease("x", Duration::from_secs(10)))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the call hung"));
+    assert!(lease.is_err(), "{what}: {lease:?}");
+    let text = format!("{error}: {:?}", std::error::Error::source(&error));
+    assert!(!text.contains(TLS_PASSWORD), "{what}: {text}");
+}
+
+/// A Cluster whose nodes speak only TLS (to clients, to each other on the cluster bus, to
+/// their masters) and know only an ACL user, as ElastiCache's cluster mode with in-transit
+/// encryption: stores on different seeds, trusting the nodes' private CA, share a token, its
+/// notification and the lease. A store trusting another CA, or only the webpki roots, fails
+/// its calls (the nodes have no plaintext port to fall back to), as does a wrong password,
+/// unquoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_as_an_acl_user() {
+    let tls = Tls::make();
+    let started = Instant::now();
+    let cluster = RedisCluster::start_over_tls(&tls).await;
+    let ready = started.elapsed();
+    let seeds = cluster.seeds();
+    assert!(seeds.iter().all(|seed| seed.starts_with("rediss://")));
+
+    let on = |seeds: &[String]| {
+        RedisStore::cluster(seeds.to_vec(), "tls-cluster-key").tls_root_certificate(tls.ca())
+    };
+    let store = on(&seeds[..1]).build().unwrap();
+    let other = on(&seeds[1..2]).build().unwrap();
+    let round_trip = Instant::now();
+    shared_between(&store, &other, async |channel: &str| {
+        cluster.subscribers(channel).await
+    })
+    .await;
+    let round_trip = round_trip.elapsed();
+
+    let another_ca = Tls::make();
+    let untrusted = RedisStore::cluster(seeds.clone(), "tls-cluster-key")
+        .tls_root_certificate(another_ca.ca())
+        .build()
+        .unwrap();
+    refused(&untrusted, "a store trusting another CA").await;
+    let webpki = RedisStore::cluster(seeds.clone(), "tls-cluster-key")
+        .build()
+        .unwrap();
+    refused(&webpki, "a store trusting the webpki roots").await;
+    let wrong: Vec<_> = seeds
+        .iter()
+        .map(|seed| seed.replace(TLS_PASSWORD, "WRONG-PASSWORD"))
+        .collect();
+    refused(&on(&wrong).build().unwrap(), "a wrong password").await;
+
+    println!(
+        "Cluster over TLS (6 nodes ready in {:.1} s): shared between two stores in {:.0} ms; \
+         {:.1} s in all",
+        ready.as_secs_f64(),
+        round_trip.as_secs_f64() * 1000.0,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A primary, a replica and three Sentinels that all speak only TLS, to clients and to each
+/// other, and know only an ACL user: stores trusting the private CA share a token, its
+/// notification and the lease on the primary; a store trusting another CA fails its calls;
+/// and once the primary is killed the store writes on the promoted replica, over TLS too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_over_tls_as_an_acl_user() {
+    let tls = Tls::make();
+    let started = Instant::now();
+    let mut set = RedisSentinels::start_over_tls(&tls).await;
+    let ready = started.elapsed();
+    let urls = set.urls();
+    assert!(urls.iter().all(|url| url.starts_with("rediss://")));
+    let sentinel = |ca: Vec<u8>| {
+        RedisStore::sentinel(urls.clone(), SENTINEL_MASTER, "tls-sentinel-key")
+            .tls_root_certificate(ca)
+            .build()
+            .unwrap()
+    };
+    let store = sentinel(tls.ca());
+    let other = sentinel(tls.ca());
+    let (primary, access) = (set.primary.port, &set.node_access);
+    shared_between(&store, &other, async |channel: &str| {
+        access.subscribers(primary, channel).await
+    })
+    .await;
+    let (_, owner) = first_write(&store, Instant::now()).await;
+    let lease = store.token_key().replace(":token", ":lease");
+    let holder: Option<String> = set
+        .node_access
+        .query(set.primary.port, redis::cmd("GET").arg(&lease))
+        .await
+        .unwrap();
+    assert_eq!(holder.as_ref(), Some(&owner), "not on the primary");
+    store.release(&owner).await.unwrap();
+
+    let another_ca = Tls::make();
+    refused(&sentinel(another_ca.ca()), "a store trusting another CA").await;
+
+    set.primary.stop();
+    let killed = Instant::now();
+    let (back, owner) = first_write(&store, killed).await;
+    let holder: Option<String> = set
+        .node_access
+        .query(set.replica.port, redis::cmd("GET").arg(&lease))
+        .await
+        .unwrap();
+    assert_eq!(holder, Some(owner), "not on the promoted replica");
+
+    println!(
+        "Sentinel over TLS (primary, replica, 3 sentinels ready in {:.1} s): the store's first \
+         write on the promoted replica {:.0} ms after the kill; {:.1} s in all",
+        ready.as_secs_f64(),
+        back.as_secs_f64() * 1000.0,
+        started.elapsed().as_secs_f64()
+    );
 }

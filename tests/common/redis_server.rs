@@ -4,7 +4,7 @@
 //! `examples/replica.rs` in a separate process.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -120,20 +120,67 @@ pub async fn query<T: redis::FromRedisValue>(
     port: u16,
     command: &redis::Cmd,
 ) -> redis::RedisResult<T> {
-    query_as(port, None, command).await
+    Access::default().query(port, command).await
 }
 
-/// `command` on the server at `port`, authenticated with `password` if any, or its error.
-pub async fn query_as<T: redis::FromRedisValue>(
-    port: u16,
-    password: Option<&str>,
-    command: &redis::Cmd,
-) -> redis::RedisResult<T> {
-    let auth = password.map_or_else(String::new, |p| format!(":{p}@"));
-    let mut connection = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}/"))?
-        .get_multiplexed_async_connection()
-        .await?;
-    command.query_async(&mut connection).await
+/// How the tests' own connections reach a server: in plain text or over TLS (trusting the
+/// tests' CA), as the default user or an ACL user, with a password or none.
+#[derive(Clone, Default)]
+pub struct Access {
+    ca: Option<Vec<u8>>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+impl Access {
+    /// Plain text, as the default user with `password`.
+    fn password(password: Option<&str>) -> Self {
+        Access {
+            password: password.map(str::to_owned),
+            ..Access::default()
+        }
+    }
+
+    /// The URL of the server at `port`, as a user of the store gives it.
+    pub fn url(&self, port: u16) -> String {
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        let auth = match (&self.user, &self.password) {
+            (Some(user), Some(password)) => format!("{user}:{password}@"),
+            (None, Some(password)) => format!(":{password}@"),
+            (_, None) => String::new(),
+        };
+        format!("{scheme}://{auth}127.0.0.1:{port}")
+    }
+
+    /// `command` on the server at `port`, or its error.
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        port: u16,
+        command: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        let url = self.url(port);
+        let client = match &self.ca {
+            Some(ca) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            )?,
+            None => redis::Client::open(url)?,
+        };
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        command.query_async(&mut connection).await
+    }
+
+    /// How many clients the server at `port` counts subscribed to `channel`.
+    pub async fn subscribers(&self, port: u16, channel: &str) -> usize {
+        let (_, count): (String, usize) = self
+            .query(port, redis::cmd("PUBSUB").arg("NUMSUB").arg(channel))
+            .await
+            .unwrap();
+        count
+    }
 }
 
 /// Polls `ready` until it holds, failing the test after `STARTUP`.
@@ -178,18 +225,198 @@ impl Drop for Scratch {
     }
 }
 
+// ===== TLS =====
+
+/// The ACL user of the servers that speak TLS, and its password: the default user is off.
+pub const TLS_USER: &str = "tokens";
+pub const TLS_PASSWORD: &str = "tls-PASSWORD";
+
+/// Makes, with `openssl`, a CA (`ca.crt`, `ca.key`) and a certificate it signed for 127.0.0.1
+/// and localhost (`server.crt`, `server.key`) in `dir`. The certificate is a client's too:
+/// the nodes of a Cluster present it to each other on the cluster bus, where Redis checks it
+/// whatever `tls-auth-clients` says, and a node that fails that check is never joined.
+pub fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|err| {
+                panic!("openssl ({err}): install it with `apt-get install -y openssl`")
+            });
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=tower-bearer test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         extendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// A CA of the tests' own and a certificate it signed for 127.0.0.1 (see
+/// [`make_certificates`]), in a directory removed when dropped.
+pub struct Tls {
+    scratch: Scratch,
+}
+
+impl Tls {
+    pub fn make() -> Self {
+        let scratch = Scratch::new("tls");
+        make_certificates(&scratch.0);
+        Tls { scratch }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.scratch.0.join(name).to_string_lossy().into_owned()
+    }
+
+    /// The CA's certificate (PEM), for a store to trust.
+    pub fn ca(&self) -> Vec<u8> {
+        std::fs::read(self.scratch.0.join("ca.crt")).unwrap()
+    }
+
+    /// redis-server's arguments to listen on `port` over TLS only, with no plaintext port, and
+    /// to reach its master over TLS too; clients need no certificate of their own.
+    pub fn server_args(&self, port: u16) -> Vec<String> {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &self.path("server.crt"),
+            "--tls-key-file",
+            &self.path("server.key"),
+            "--tls-ca-cert-file",
+            &self.path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+            "--tls-replication",
+            "yes",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// How the tests' own connections reach a server of [`server_args`](Self::server_args)
+    /// and [`acl_user`]`(TLS_USER, TLS_PASSWORD)`.
+    pub fn access(&self) -> Access {
+        Access {
+            ca: Some(self.ca()),
+            user: Some(TLS_USER.to_owned()),
+            password: Some(TLS_PASSWORD.to_owned()),
+        }
+    }
+}
+
+/// redis-server's arguments for one user, `user` with `password`, allowed every command, key
+/// and channel, in place of the default user.
+pub fn acl_user(user: &str, password: &str) -> Vec<String> {
+    // A config line's words are separate arguments.
+    [
+        "--user",
+        "default",
+        "off",
+        "--user",
+        user,
+        "on",
+        &format!(">{password}"),
+        "~*",
+        "&*",
+        "+@all",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 // ===== a Redis Cluster =====
 
 /// Three masters and a replica each, made with `redis-cli --cluster create`.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// How the nodes are reached.
+    access: Access,
     // Dropped after the nodes: their files go once they are stopped.
     _scratch: Scratch,
 }
 
 impl RedisCluster {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// With `tls`: nodes that speak only TLS, to clients, to each other (the cluster bus) and
+    /// to their masters, and know only [`TLS_USER`].
+    pub async fn start_over_tls(tls: &Tls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<&Tls>) -> Self {
         let scratch = Scratch::new("cluster");
+        let access = tls.map_or_else(Access::default, Tls::access);
         let nodes: Vec<_> = (0..6)
             .map(|_| {
                 // The cluster bus listens on the port + 10000.
@@ -201,9 +428,7 @@ impl RedisCluster {
                 };
                 let dir = scratch.dir(&port.to_string());
                 RedisServer::start_on(port, |port| {
-                    [
-                        "--port",
-                        &port.to_string(),
+                    let mut args: Vec<String> = [
                         "--dir",
                         &dir,
                         "--cluster-enabled",
@@ -217,39 +442,74 @@ impl RedisCluster {
                         "0",
                     ]
                     .map(str::to_owned)
-                    .to_vec()
+                    .to_vec();
+                    match tls {
+                        None => args.extend(["--port".into(), port.to_string()]),
+                        Some(tls) => {
+                            args.extend(tls.server_args(port));
+                            args.extend(["--tls-cluster", "yes"].map(str::to_owned));
+                            args.extend(acl_user(TLS_USER, TLS_PASSWORD));
+                            args.extend(
+                                ["--masteruser", TLS_USER, "--masterauth", TLS_PASSWORD]
+                                    .map(str::to_owned),
+                            );
+                        }
+                    }
+                    args
                 })
             })
             .collect();
-        let addresses: Vec<_> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let create = tokio::task::spawn_blocking(move || {
-            Command::new("redis-cli")
-                .args(["--cluster", "create"])
-                .args(&addresses)
-                .args(["--cluster-replicas", "1", "--cluster-yes"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .status()
-                .expect("redis-cli on PATH: install it with `apt-get install -y redis-server`")
-        });
-        assert!(
-            create.await.unwrap().success(),
-            "redis-cli --cluster create"
-        );
+        let mut create = Command::new("redis-cli");
+        if let Some(tls) = tls {
+            create
+                .args(["--tls", "--cacert", &tls.path("ca.crt")])
+                .args([
+                    "--user",
+                    TLS_USER,
+                    "--pass",
+                    TLS_PASSWORD,
+                    "--no-auth-warning",
+                ]);
+        }
+        create
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let mut create = create
+            .spawn()
+            .expect("redis-cli on PATH: install it with `apt-get install -y redis-server`");
+        // It waits for the nodes to join without end: if they never do (a node refusing the
+        // others' certificates on the cluster bus), the test fails rather than hangs.
+        let deadline = tokio::time::Instant::now() + STARTUP;
+        let created = loop {
+            if let Some(status) = create.try_wait().unwrap() {
+                break status;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = create.kill();
+                let _ = create.wait();
+                panic!("redis-cli --cluster create: the nodes did not join in {STARTUP:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(created.success(), "redis-cli --cluster create");
         let cluster = RedisCluster {
             nodes,
+            access,
             _scratch: scratch,
         };
         // Each node sees the whole cluster: the slots covered, and each master's replica.
+        let access = &cluster.access;
         for node in &cluster.nodes {
             until("the cluster", || async {
-                let info: String = query(node.port, redis::cmd("CLUSTER").arg("INFO"))
+                let info: String = access
+                    .query(node.port, redis::cmd("CLUSTER").arg("INFO"))
                     .await
                     .unwrap_or_default();
-                let nodes: String = query(node.port, redis::cmd("CLUSTER").arg("NODES"))
+                let nodes: String = access
+                    .query(node.port, redis::cmd("CLUSTER").arg("NODES"))
                     .await
                     .unwrap_or_default();
                 let replicas = nodes
@@ -265,7 +525,8 @@ impl RedisCluster {
         // Each replica in sync with its master, so that a failover loses nothing.
         for node in &cluster.nodes {
             until("the replicas", || async {
-                let info: String = query(node.port, redis::cmd("INFO").arg("replication"))
+                let info: String = access
+                    .query(node.port, redis::cmd("INFO").arg("replication"))
                     .await
                     .unwrap_or_default();
                 info.contains("role:master") || info.contains("master_link_status:up")
@@ -280,8 +541,17 @@ impl RedisCluster {
         self.nodes
             .iter()
             .take(3)
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .map(|n| self.access.url(n.port))
             .collect()
+    }
+
+    /// How many clients are subscribed to `channel`, over all the nodes (each counts its own).
+    pub async fn subscribers(&self, channel: &str) -> usize {
+        let mut count = 0;
+        for node in &self.nodes {
+            count += self.access.subscribers(node.port, channel).await;
+        }
+        count
     }
 
     /// The port of the master holding `key`'s slot, and of its replica.
@@ -340,56 +610,90 @@ pub struct RedisSentinels {
     pub primary: RedisServer,
     pub replica: RedisServer,
     pub sentinels: Vec<RedisServer>,
+    /// How the Sentinels are reached, and the primary and the replica.
+    sentinel_access: Access,
+    pub node_access: Access,
     _scratch: Scratch,
 }
 
 impl RedisSentinels {
     pub async fn start() -> Self {
-        Self::start_with_password(None).await
+        Self::start_with(None, None).await
     }
 
     /// With `password` on the primary and the replica (`requirepass`), none on the Sentinels.
     pub async fn start_with_password(password: Option<&str>) -> Self {
-        let auth: Vec<String> = password
+        Self::start_with(password, None).await
+    }
+
+    /// With `tls`: the primary, the replica and the Sentinels speak only TLS, to clients and
+    /// to each other, and know only [`TLS_USER`].
+    pub async fn start_over_tls(tls: &Tls) -> Self {
+        Self::start_with(None, Some(tls)).await
+    }
+
+    async fn start_with(password: Option<&str>, tls: Option<&Tls>) -> Self {
+        let (sentinel_access, node_access) = match tls {
+            Some(tls) => (tls.access(), tls.access()),
+            None => (Access::default(), Access::password(password)),
+        };
+        let mut auth: Vec<String> = password
             .map(|p| {
                 ["--requirepass", p, "--masterauth", p]
                     .map(str::to_owned)
                     .to_vec()
             })
             .unwrap_or_default();
+        // How a node listens on `port`.
+        let listen = |port: u16| match tls {
+            Some(tls) => tls.server_args(port),
+            None => vec!["--port".into(), port.to_string()],
+        };
+        // The Sentinels' own lines: how they log in to the nodes and to each other.
+        let mut sentinel_auth = password.map_or_else(String::new, |p| {
+            format!("sentinel auth-pass {SENTINEL_MASTER} {p}\n")
+        });
+        if tls.is_some() {
+            auth.extend(acl_user(TLS_USER, TLS_PASSWORD));
+            auth.extend(
+                ["--masteruser", TLS_USER, "--masterauth", TLS_PASSWORD].map(str::to_owned),
+            );
+            sentinel_auth = format!(
+                "sentinel auth-user {SENTINEL_MASTER} {TLS_USER}\n\
+                 sentinel auth-pass {SENTINEL_MASTER} {TLS_PASSWORD}\n\
+                 sentinel sentinel-user {TLS_USER}\n\
+                 sentinel sentinel-pass {TLS_PASSWORD}\n"
+            );
+        }
         let scratch = Scratch::new("sentinel");
         // Replication writes a snapshot, even with persistence off: into the scratch directory.
         let primary_dir = scratch.dir("primary");
         let primary = RedisServer::start_with(|port| {
-            [
-                "--port",
-                &port.to_string(),
-                "--dir",
-                &primary_dir,
-                "--repl-diskless-sync-delay",
-                "0",
-            ]
-            .map(str::to_owned)
-            .into_iter()
-            .chain(auth.clone())
-            .collect()
+            listen(port)
+                .into_iter()
+                .chain(
+                    ["--dir", &primary_dir, "--repl-diskless-sync-delay", "0"].map(str::to_owned),
+                )
+                .chain(auth.clone())
+                .collect()
         });
         let primary_port = primary.port;
         let replica_dir = scratch.dir("replica");
         let replica = RedisServer::start_with(|port| {
-            [
-                "--port",
-                &port.to_string(),
-                "--dir",
-                &replica_dir,
-                "--replicaof",
-                "127.0.0.1",
-                &primary_port.to_string(),
-            ]
-            .map(str::to_owned)
-            .into_iter()
-            .chain(auth.clone())
-            .collect()
+            listen(port)
+                .into_iter()
+                .chain(
+                    [
+                        "--dir",
+                        &replica_dir,
+                        "--replicaof",
+                        "127.0.0.1",
+                        &primary_port.to_string(),
+                    ]
+                    .map(str::to_owned),
+                )
+                .chain(auth.clone())
+                .collect()
         });
         let sentinels = (0..3)
             .map(|i| {
@@ -401,24 +705,18 @@ impl RedisSentinels {
                     format!(
                         "sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary_port} 2\n\
                          sentinel down-after-milliseconds {SENTINEL_MASTER} 500\n\
-                         sentinel failover-timeout {SENTINEL_MASTER} 5000\n{}",
-                        password.map_or_else(String::new, |p| format!(
-                            "sentinel auth-pass {SENTINEL_MASTER} {p}\n"
-                        ))
+                         sentinel failover-timeout {SENTINEL_MASTER} 5000\n{sentinel_auth}"
                     ),
                 )
                 .unwrap();
                 RedisServer::start_with(|port| {
-                    [
-                        &config,
-                        "--sentinel",
-                        "--port",
-                        &port.to_string(),
-                        "--dir",
-                        &dir,
-                    ]
-                    .map(|s| s.to_string())
-                    .to_vec()
+                    let mut args = vec![config.clone(), "--sentinel".into()];
+                    args.extend(listen(port));
+                    args.extend(["--dir".into(), dir.clone()]);
+                    if tls.is_some() {
+                        args.extend(acl_user(TLS_USER, TLS_PASSWORD));
+                    }
+                    args
                 })
             })
             .collect();
@@ -426,17 +724,21 @@ impl RedisSentinels {
             primary,
             replica,
             sentinels,
+            sentinel_access,
+            node_access,
             _scratch: scratch,
         };
         // Each Sentinel knows the replica and the two others: a failover needs them.
         for sentinel in &set.sentinels {
             until("the sentinels", || async {
-                let master: Vec<String> = query(
-                    sentinel.port,
-                    redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER),
-                )
-                .await
-                .unwrap_or_default();
+                let master: Vec<String> = set
+                    .sentinel_access
+                    .query(
+                        sentinel.port,
+                        redis::cmd("SENTINEL").arg("MASTER").arg(SENTINEL_MASTER),
+                    )
+                    .await
+                    .unwrap_or_default();
                 let field = |name: &str| {
                     master
                         .iter()
@@ -451,13 +753,11 @@ impl RedisSentinels {
         }
         let replica_port = set.replica.port;
         until("the replica", || async {
-            let info: String = query_as(
-                replica_port,
-                password,
-                redis::cmd("INFO").arg("replication"),
-            )
-            .await
-            .unwrap_or_default();
+            let info: String = set
+                .node_access
+                .query(replica_port, redis::cmd("INFO").arg("replication"))
+                .await
+                .unwrap_or_default();
             info.contains("master_link_status:up")
         })
         .await;
@@ -467,7 +767,7 @@ impl RedisSentinels {
     pub fn urls(&self) -> Vec<String> {
         self.sentinels
             .iter()
-            .map(|s| format!("redis://127.0.0.1:{}", s.port))
+            .map(|s| self.sentinel_access.url(s.port))
             .collect()
     }
 }
