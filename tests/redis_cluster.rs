@@ -314,10 +314,19 @@ async fn a_sentinel_failover_is_followed_without_a_restart() {
         .unwrap()
         .expect("a shared token")
         .generation;
-    let mut tokens = Vec::new();
-    for report in &reports {
-        tokens.push(report.cache.token().await.unwrap().authorization().clone());
-    }
+    // One token again: each cache takes the shared one at its own point of the refresh-ahead
+    // window (jitter), so the fleet agrees within a token's lifetime, not at one instant.
+    let tokens = async || {
+        let mut tokens = Vec::new();
+        for report in &reports {
+            tokens.push(report.cache.token().await.unwrap().authorization().clone());
+        }
+        tokens
+    };
+    eventually("the caches holding one token again", || async {
+        tokens().await.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
 
     println!(
         "Sentinel (primary, replica, 3 sentinels ready in {:.1} s): 4 caches, 4,000 requests over {RUN:?}; the primary killed at 2 s",
@@ -346,10 +355,6 @@ async fn a_sentinel_failover_is_followed_without_a_restart() {
     assert!(
         stale.is_err(),
         "redis-rs's own connection followed the failover"
-    );
-    assert!(
-        tokens.windows(2).all(|w| w[0] == w[1]),
-        "the caches hold different tokens"
     );
     assert!(generation >= 1, "nothing published on the new primary");
     assert_eq!(
