@@ -11,8 +11,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::redis_server::{
-    KeyEvents, RedisServer, TLS_PASSWORD, TLS_USER, Tls, acl_user, assert_one_shared_token, counts,
-    finish, replica_process_args, spawn_replica,
+    Access, KeyEvents, RedisServer, TLS_PASSWORD, TLS_USER, Tls, acl_user, assert_one_shared_token,
+    counts, finish, replica_process_args, spawn_replica,
 };
 use common::{capture_this_thread, publish_by_generation};
 use tokio::time::Instant;
@@ -582,13 +582,7 @@ async fn a_publish_is_notified() {
     // notifies as it subscribes, which `notes` made earlier could take for the publish's.
     let channel = other.token_key().replace(":token", ":published");
     common::eventually("both stores' listeners subscribed", || async {
-        let (_, count): (String, usize) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query_async(&mut redis.connection().await)
-            .await
-            .unwrap();
-        count >= 2
+        Access::default().subscribers(redis.port, &channel).await >= 2
     })
     .await;
     let mut notes = other.notifications();

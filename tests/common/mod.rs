@@ -273,14 +273,26 @@ pub const REAL_PATIENCE: Duration = Duration::from_secs(30);
 /// Polls `happened` every few milliseconds until it holds, failing the test with `what` if it
 /// does not within `REAL_PATIENCE`: for a test on real time, where a sleep would be a guess
 /// that `what` has happened by now, and a loaded machine makes the guess wrong.
-pub async fn eventually<F: Future<Output = bool>>(what: &str, mut happened: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + REAL_PATIENCE;
+pub async fn eventually<F: Future<Output = bool>>(what: &str, happened: impl FnMut() -> F) {
+    poll_until(what, REAL_PATIENCE, Duration::from_millis(5), happened).await;
+}
+
+/// Polls `happened` every `every` until it holds, failing the test with `what` if it does not
+/// within `patience`: [`eventually`] with a pace of its own, for a check that costs more than
+/// a look (a new connection, a process).
+pub async fn poll_until<F: Future<Output = bool>>(
+    what: &str,
+    patience: Duration,
+    every: Duration,
+    mut happened: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + patience;
     while !happened().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "never happened within {REAL_PATIENCE:?}: {what}"
+            "never happened within {patience:?}: {what}"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

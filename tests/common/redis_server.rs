@@ -183,16 +183,10 @@ impl Access {
     }
 }
 
-/// Polls `ready` until it holds, failing the test after `STARTUP`.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut ready: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + STARTUP;
-    while !ready().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not ready in {STARTUP:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Polls `ready` until it holds, failing the test after `STARTUP`; each look opens a
+/// connection or runs `redis-cli`, so not every few milliseconds.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, ready: impl FnMut() -> F) {
+    super::poll_until(what, STARTUP, Duration::from_millis(50), ready).await;
 }
 
 /// A directory for the servers' files, removed when dropped.
